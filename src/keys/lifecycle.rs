@@ -1,0 +1,271 @@
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::KeyId;
+use crate::clock::UnixMillis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+    /// The material is gone; only metadata remains. Terminal.
+    Destroyed,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Enabled => "ENABLED",
+            KeyState::Disabled => "DISABLED",
+            KeyState::PendingDeletion => "PENDING_DELETION",
+            KeyState::Destroyed => "DESTROYED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ENABLED" => KeyState::Enabled,
+            "DISABLED" => KeyState::Disabled,
+            "PENDING_DELETION" => KeyState::PendingDeletion,
+            "DESTROYED" => KeyState::Destroyed,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for KeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a caller asks of a key, for the state rules below and for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Encrypt,
+    Decrypt,
+    GenerateDataKey,
+    GenerateDataKeyWithoutPlaintext,
+    ReEncrypt,
+    EnableKey,
+    DisableKey,
+    RotateKey,
+    ScheduleKeyDeletion,
+    CancelKeyDeletion,
+    CreateAlias,
+}
+
+impl Operation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Encrypt => "Encrypt",
+            Operation::Decrypt => "Decrypt",
+            Operation::GenerateDataKey => "GenerateDataKey",
+            Operation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            Operation::ReEncrypt => "ReEncrypt",
+            Operation::EnableKey => "EnableKey",
+            Operation::DisableKey => "DisableKey",
+            Operation::RotateKey => "RotateKey",
+            Operation::ScheduleKeyDeletion => "ScheduleKeyDeletion",
+            Operation::CancelKeyDeletion => "CancelKeyDeletion",
+            Operation::CreateAlias => "CreateAlias",
+        }
+    }
+
+    /// Whether a key in `state` allows this operation.
+    pub fn allowed_in(self, state: KeyState) -> bool {
+        use KeyState::*;
+        match self {
+            Operation::Encrypt
+            | Operation::Decrypt
+            | Operation::GenerateDataKey
+            | Operation::GenerateDataKeyWithoutPlaintext
+            | Operation::ReEncrypt
+            | Operation::RotateKey => state == Enabled,
+            Operation::EnableKey
+            | Operation::DisableKey
+            | Operation::ScheduleKeyDeletion
+            | Operation::CreateAlias => {
+                matches!(state, Enabled | Disabled)
+            }
+            Operation::CancelKeyDeletion => state == PendingDeletion,
+        }
+    }
+
+    /// What the key would need for this operation to be allowed, for the caller to act on.
+    fn remedy(self, state: KeyState) -> &'static str {
+        match (self, state) {
+            (_, KeyState::Destroyed) => "its material has been destroyed and cannot be recovered",
+            (Operation::CancelKeyDeletion, _) => {
+                "only a key pending deletion can have its deletion cancelled"
+            }
+            (_, KeyState::PendingDeletion) => {
+                "cancel the deletion with CancelKeyDeletion, then enable it with EnableKey"
+            }
+            (_, KeyState::Disabled) => "enable it with EnableKey first",
+            (_, KeyState::Enabled) => "the operation does not apply to an enabled key",
+        }
+    }
+}
+
+/// A key is in a state that does not allow the operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key {key_id} is {state}: {op} is not allowed ({remedy})", op = .operation.name(), remedy = .operation.remedy(*.state))]
+pub struct StateError {
+    pub key_id: KeyId,
+    pub state: KeyState,
+    pub operation: Operation,
+}
+
+/// A key's metadata: everything but its material and aliases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub description: String,
+    pub state: KeyState,
+    pub created_at: UnixMillis,
+    pub primary_version: u32,
+    pub rotation_period_days: Option<u32>,
+    /// When automatic rotation is next due; `None` when it is off.
+    pub next_rotation_at: Option<UnixMillis>,
+    /// When a key pending deletion will be destroyed, or when a destroyed key was.
+    pub deletion_at: Option<UnixMillis>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl KeyRecord {
+    pub fn check(&self, operation: Operation) -> Result<(), StateError> {
+        if operation.allowed_in(self.state) {
+            Ok(())
+        } else {
+            Err(StateError {
+                key_id: self.id,
+                state: self.state,
+                operation,
+            })
+        }
+    }
+
+    /// The record after `operation` is applied at `now`, or why it cannot be.
+    /// `arg_days` is the deletion window for `ScheduleKeyDeletion`.
+    pub fn transition(
+        &self,
+        operation: Operation,
+        now: UnixMillis,
+        arg_days: u32,
+    ) -> Result<KeyRecord, StateError> {
+        self.check(operation)?;
+        let mut next = self.clone();
+        match operation {
+            Operation::EnableKey => {
+                next.state = KeyState::Enabled;
+                // A key keeps its rotation schedule while disabled; if a rotation fell due meanwhile, the next
+                // maintenance pass makes it.
+                if let Some(days) = self.rotation_period_days {
+                    next.next_rotation_at = self.next_rotation_at.or(Some(now.plus_days(days)));
+                }
+            }
+            Operation::DisableKey => next.state = KeyState::Disabled,
+            Operation::ScheduleKeyDeletion => {
+                next.state = KeyState::PendingDeletion;
+                next.deletion_at = Some(now.plus_days(arg_days));
+            }
+            Operation::CancelKeyDeletion => {
+                next.state = KeyState::Disabled;
+                next.deletion_at = None;
+            }
+            Operation::RotateKey => {
+                next.primary_version = self.primary_version + 1;
+                next.next_rotation_at = self.rotation_period_days.map(|d| now.plus_days(d));
+            }
+            _ => {}
+        }
+        Ok(next)
+    }
+
+    /// The record after its material is destroyed, if its deletion window ended by `now`.
+    pub fn destroyed_if_due(&self, now: UnixMillis) -> Option<KeyRecord> {
+        match (self.state, self.deletion_at) {
+            (KeyState::PendingDeletion, Some(at)) if at <= now => Some(KeyRecord {
+                state: KeyState::Destroyed,
+                next_rotation_at: None,
+                ..self.clone()
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether automatic rotation is due at `now`.
+    pub fn rotation_due(&self, now: UnixMillis) -> bool {
+        self.state == KeyState::Enabled && self.next_rotation_at.is_some_and(|at| at <= now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: KeyState) -> KeyRecord {
+        KeyRecord {
+            id: KeyId::new_random(),
+            description: String::new(),
+            state,
+            created_at: UnixMillis(0),
+            primary_version: 1,
+            rotation_period_days: Some(10),
+            next_rotation_at: Some(UnixMillis(0).plus_days(10)),
+            deletion_at: None,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn only_enabled_keys_do_crypto() {
+        for state in [
+            KeyState::Disabled,
+            KeyState::PendingDeletion,
+            KeyState::Destroyed,
+        ] {
+            let err = record(state).check(Operation::Decrypt).unwrap_err();
+            assert!(err.to_string().contains(state.as_str()), "{err}");
+        }
+        assert!(record(KeyState::Enabled).check(Operation::Encrypt).is_ok());
+    }
+
+    #[test]
+    fn deletion_round_trip() {
+        let now = UnixMillis(1_000);
+        let pending = record(KeyState::Enabled)
+            .transition(Operation::ScheduleKeyDeletion, now, 7)
+            .unwrap();
+        assert_eq!(pending.state, KeyState::PendingDeletion);
+        assert_eq!(pending.deletion_at, Some(now.plus_days(7)));
+        assert!(pending.destroyed_if_due(now.plus_days(6)).is_none());
+        assert_eq!(
+            pending.destroyed_if_due(now.plus_days(7)).unwrap().state,
+            KeyState::Destroyed
+        );
+        let cancelled = pending
+            .transition(Operation::CancelKeyDeletion, now, 0)
+            .unwrap();
+        assert_eq!(cancelled.state, KeyState::Disabled);
+        assert_eq!(cancelled.deletion_at, None);
+        assert!(pending.transition(Operation::EnableKey, now, 0).is_err());
+    }
+
+    #[test]
+    fn rotation_moves_primary_and_schedule() {
+        let now = UnixMillis(0).plus_days(10);
+        let key = record(KeyState::Enabled);
+        assert!(key.rotation_due(now));
+        let rotated = key.transition(Operation::RotateKey, now, 0).unwrap();
+        assert_eq!(rotated.primary_version, 2);
+        assert!(!rotated.rotation_due(now));
+        assert!(
+            record(KeyState::Disabled)
+                .transition(Operation::RotateKey, now, 0)
+                .is_err()
+        );
+    }
+}

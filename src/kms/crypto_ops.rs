@@ -1,0 +1,174 @@
+//! Cryptographic calls: data keys, Encrypt, Decrypt, ReEncrypt and random bytes. No locks, no storage.
+
+use std::sync::Arc;
+
+use super::cache::CachedKey;
+use super::{Kms, KmsError};
+use crate::crypto::{self, InvalidCiphertext, Plaintext, blob, rng};
+use crate::keys::{DataKeySpec, EncryptionContext, KeyId, KeyRef, Operation};
+
+pub struct DataKey {
+    pub key_id: KeyId,
+    pub key_version: u32,
+    pub plaintext: Plaintext,
+    pub ciphertext_blob: Vec<u8>,
+}
+
+pub struct Decrypted {
+    pub key_id: KeyId,
+    pub key_version: u32,
+    pub plaintext: Plaintext,
+}
+
+pub struct ReEncrypted {
+    pub source_key_id: KeyId,
+    pub source_key_version: u32,
+    pub key_id: KeyId,
+    pub key_version: u32,
+    pub ciphertext_blob: Vec<u8>,
+}
+
+/// The result of a seal: which key and version, and the blob.
+pub struct Sealed {
+    pub key_id: KeyId,
+    pub key_version: u32,
+    pub ciphertext_blob: Vec<u8>,
+}
+
+impl Kms {
+    /// A fresh data key of `spec`'s length and its blob under the key's primary version.
+    pub fn generate_data_key(
+        &self,
+        key: &KeyRef,
+        spec: DataKeySpec,
+        context: &EncryptionContext,
+        operation: Operation,
+    ) -> Result<DataKey, KmsError> {
+        let mut bytes = vec![0u8; spec.byte_len()];
+        rng::fill(&mut bytes);
+        let plaintext = Plaintext::new(bytes);
+        let sealed = self.seal_with_primary(key, context, plaintext.expose(), operation)?;
+        Ok(DataKey {
+            key_id: sealed.key_id,
+            key_version: sealed.key_version,
+            plaintext,
+            ciphertext_blob: sealed.ciphertext_blob,
+        })
+    }
+
+    pub fn encrypt(
+        &self,
+        key: &KeyRef,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<Sealed, KmsError> {
+        crate::keys::check_encrypt_plaintext(plaintext)?;
+        self.seal_with_primary(key, context, plaintext, Operation::Encrypt)
+    }
+
+    pub fn decrypt(
+        &self,
+        blob_bytes: &[u8],
+        expected_key: Option<&KeyRef>,
+        context: &EncryptionContext,
+    ) -> Result<Decrypted, KmsError> {
+        self.open_blob(blob_bytes, expected_key, context, Operation::Decrypt)
+    }
+
+    /// Opens the blob and seals its plaintext under `destination` (default: the source key's primary version),
+    /// all in memory; the plaintext is zeroized when this returns.
+    pub fn re_encrypt(
+        &self,
+        blob_bytes: &[u8],
+        source_key: Option<&KeyRef>,
+        source_context: &EncryptionContext,
+        destination: Option<&KeyRef>,
+        destination_context: &EncryptionContext,
+    ) -> Result<ReEncrypted, KmsError> {
+        let opened =
+            self.open_blob(blob_bytes, source_key, source_context, Operation::ReEncrypt)?;
+        let destination = destination.cloned().unwrap_or(KeyRef::Id(opened.key_id));
+        let sealed = self.seal_with_primary(
+            &destination,
+            destination_context,
+            opened.plaintext.expose(),
+            Operation::ReEncrypt,
+        )?;
+        Ok(ReEncrypted {
+            source_key_id: opened.key_id,
+            source_key_version: opened.key_version,
+            key_id: sealed.key_id,
+            key_version: sealed.key_version,
+            ciphertext_blob: sealed.ciphertext_blob,
+        })
+    }
+
+    pub fn generate_random(&self, len: usize) -> Plaintext {
+        let mut bytes = vec![0u8; len];
+        rng::fill(&mut bytes);
+        Plaintext::new(bytes)
+    }
+
+    fn seal_with_primary(
+        &self,
+        key: &KeyRef,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+        operation: Operation,
+    ) -> Result<Sealed, KmsError> {
+        let cached = self.cache.resolve(key)?;
+        cached.record.check(operation)?;
+        let version = cached.record.primary_version;
+        let material = primary_material(&cached)?;
+        Ok(Sealed {
+            key_id: cached.record.id,
+            key_version: version,
+            ciphertext_blob: crypto::seal(material, cached.record.id, version, context, plaintext),
+        })
+    }
+
+    fn open_blob(
+        &self,
+        blob_bytes: &[u8],
+        expected_key: Option<&KeyRef>,
+        context: &EncryptionContext,
+        operation: Operation,
+    ) -> Result<Decrypted, KmsError> {
+        let parsed = blob::parse(blob_bytes)?;
+        let key_id = parsed.header.key_id;
+        if let Some(expected) = expected_key {
+            let expected_id = self.cache.resolve(expected)?.record.id;
+            if expected_id != key_id {
+                return Err(KmsError::IncorrectKey {
+                    requested: expected.clone(),
+                    actual: key_id,
+                });
+            }
+        }
+        // A blob naming a key or version that never existed is a bad blob, not a missing key: the header is not
+        // authenticated until the tag verifies, so it says nothing the caller can rely on.
+        let cached = self.cache.get(key_id).ok_or(InvalidCiphertext)?;
+        cached.record.check(operation)?;
+        let material = cached
+            .material(parsed.header.key_version)
+            .ok_or(InvalidCiphertext)?;
+        let plaintext = crypto::open(material, &parsed, context)?;
+        Ok(Decrypted {
+            key_id,
+            key_version: parsed.header.key_version,
+            plaintext,
+        })
+    }
+}
+
+fn primary_material(cached: &Arc<CachedKey>) -> Result<&crate::crypto::KeyMaterial, KmsError> {
+    cached
+        .material(cached.record.primary_version)
+        .map(|m| &**m)
+        .ok_or_else(|| {
+            KmsError::Internal(format!(
+                "key {} is enabled but its primary version has no material",
+                cached.record.id
+            ))
+        })
+}

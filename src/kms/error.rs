@@ -1,0 +1,26 @@
+use crate::crypto::InvalidCiphertext;
+use crate::keys::{AliasName, InvalidInput, KeyId, KeyRef, StateError};
+use crate::storage::StorageError;
+
+/// Why a KMS operation failed. The service layer maps each variant to one gRPC status; nothing else does.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    #[error(transparent)]
+    InvalidInput(#[from] InvalidInput),
+    #[error("{kind} {0} does not exist", kind = if matches!(.0, KeyRef::Alias(_)) { "alias" } else { "key" })]
+    NotFound(KeyRef),
+    #[error("alias {0} already exists; delete it first or choose another name")]
+    AliasExists(AliasName),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    InvalidCiphertext(#[from] InvalidCiphertext),
+    #[error("the ciphertext was made under key {actual}, not under the requested {requested}")]
+    IncorrectKey { requested: KeyRef, actual: KeyId },
+    /// Storage failed; the operation did not take effect.
+    #[error("storage failure: {0}")]
+    Storage(#[from] StorageError),
+    /// Something that should not happen (the OS refused randomness, stored material does not unwrap).
+    #[error("internal failure: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,335 @@
+//! Management calls: create, describe, list, aliases, state changes, rotation and deletion.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::cache::{CachedKey, CachedVersion};
+use super::{Kms, KmsError, generate_material};
+use crate::clock::UnixMillis;
+use crate::keys::{
+    self, AliasName, InvalidInput, KeyId, KeyRecord, KeyRef, KeyState, NewKeySpec, Operation,
+};
+use crate::storage::{AliasRow, VersionRow, is_constraint_violation};
+
+/// A key as callers see it: its record and aliases.
+#[derive(Debug, Clone)]
+pub struct KeyView {
+    pub record: KeyRecord,
+    pub aliases: Vec<AliasName>,
+}
+
+impl From<&CachedKey> for KeyView {
+    fn from(key: &CachedKey) -> Self {
+        KeyView {
+            record: key.record.clone(),
+            aliases: key.aliases.iter().cloned().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionView {
+    pub version: u32,
+    pub created_at: UnixMillis,
+    pub primary: bool,
+    pub destroyed: bool,
+}
+
+/// One page of a listing and the token for the next, if there is one.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
+
+const KEY_TOKEN_PREFIX: &str = "k1:";
+const ALIAS_TOKEN_PREFIX: &str = "a1:";
+
+fn encode_token(prefix: &str, last: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{prefix}{last}"))
+}
+
+fn decode_token(token: &str, prefix: &str) -> Result<Option<String>, InvalidInput> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix(prefix).map(str::to_owned))
+        .map(Some)
+        .ok_or_else(|| {
+            InvalidInput(
+                "page_token is not one this listing issued; pass next_page_token from the previous response unchanged"
+                    .into(),
+            )
+        })
+}
+
+impl Kms {
+    pub async fn create_key(&self, spec: NewKeySpec) -> Result<KeyView, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        if let Some(alias) = &spec.alias
+            && self.cache.alias(alias).is_some()
+        {
+            return Err(KmsError::AliasExists(alias.clone()));
+        }
+        let now = self.clock.now();
+        let id = KeyId::new_random();
+        let material = generate_material()?;
+        let record = KeyRecord {
+            id,
+            description: spec.description,
+            state: KeyState::Enabled,
+            created_at: now,
+            primary_version: 1,
+            rotation_period_days: spec.rotation_period_days,
+            next_rotation_at: spec.rotation_period_days.map(|d| now.plus_days(d)),
+            deletion_at: None,
+            tags: spec.tags,
+        };
+        let version = VersionRow {
+            version: 1,
+            created_at: now,
+            wrapped_material: Some(self.root.wrap(id, 1, &material)),
+        };
+        let alias = spec.alias.map(|name| AliasRow {
+            name,
+            key_id: id,
+            created_at: now,
+        });
+        self.storage
+            .insert_key(record.clone(), version, alias.clone())
+            .await?;
+        self.cache.put(CachedKey {
+            record,
+            versions: BTreeMap::from([(
+                1,
+                CachedVersion {
+                    created_at: now,
+                    material: Some(Arc::new(material)),
+                },
+            )]),
+            aliases: Default::default(),
+        });
+        if let Some(alias) = alias {
+            self.cache.put_alias(alias);
+        }
+        self.describe_id(id)
+    }
+
+    pub fn describe(&self, key: &KeyRef) -> Result<KeyView, KmsError> {
+        Ok(KeyView::from(&*self.cache.resolve(key)?))
+    }
+
+    fn describe_id(&self, id: KeyId) -> Result<KeyView, KmsError> {
+        self.describe(&KeyRef::Id(id))
+    }
+
+    pub fn list_keys(&self, page_size: u32, page_token: &str) -> Result<Page<KeyView>, KmsError> {
+        let limit = keys::page_size(page_size)? as usize;
+        let after = decode_token(page_token, KEY_TOKEN_PREFIX)?
+            .map(|s| KeyId::parse(&s))
+            .transpose()?;
+        // One extra tells whether another page exists.
+        let mut found = self.cache.keys_after(after, limit + 1);
+        let next_token = if found.len() > limit {
+            found.truncate(limit);
+            found
+                .last()
+                .map(|k| encode_token(KEY_TOKEN_PREFIX, &k.record.id.to_string()))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: found.iter().map(|k| KeyView::from(&**k)).collect(),
+            next_token,
+        })
+    }
+
+    pub async fn create_alias(
+        &self,
+        name: AliasName,
+        target: &KeyRef,
+    ) -> Result<AliasRow, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let key = self.cache.resolve(target)?;
+        key.record.check(Operation::CreateAlias)?;
+        if self.cache.alias(&name).is_some() {
+            return Err(KmsError::AliasExists(name));
+        }
+        let row = AliasRow {
+            name: name.clone(),
+            key_id: key.record.id,
+            created_at: self.clock.now(),
+        };
+        self.storage.insert_alias(row.clone()).await.map_err(|e| {
+            if is_constraint_violation(&e) {
+                KmsError::AliasExists(name)
+            } else {
+                e.into()
+            }
+        })?;
+        self.cache.put_alias(row.clone());
+        Ok(row)
+    }
+
+    pub async fn delete_alias(&self, name: AliasName) -> Result<(), KmsError> {
+        let _guard = self.write_lock.lock().await;
+        if !self.storage.delete_alias(name.as_str().to_owned()).await? {
+            return Err(KmsError::NotFound(KeyRef::Alias(name)));
+        }
+        self.cache.remove_alias(&name);
+        Ok(())
+    }
+
+    pub fn list_aliases(
+        &self,
+        key: Option<&KeyRef>,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<Page<AliasRow>, KmsError> {
+        let limit = keys::page_size(page_size)? as usize;
+        let key_id = key
+            .map(|k| self.cache.resolve(k))
+            .transpose()?
+            .map(|k| k.record.id);
+        let after = decode_token(page_token, ALIAS_TOKEN_PREFIX)?
+            .map(|s| AliasName::parse(&s))
+            .transpose()?;
+        let mut found = self.cache.aliases_after(after.as_ref(), key_id, limit + 1);
+        let next_token = if found.len() > limit {
+            found.truncate(limit);
+            found
+                .last()
+                .map(|a| encode_token(ALIAS_TOKEN_PREFIX, a.name.as_str()))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: found,
+            next_token,
+        })
+    }
+
+    /// Enable, disable, schedule or cancel deletion: a change of state and nothing else.
+    /// `arg_days` is the deletion window for `ScheduleKeyDeletion`.
+    pub async fn change_state(
+        &self,
+        key: &KeyRef,
+        operation: Operation,
+        arg_days: u32,
+    ) -> Result<KeyView, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let cached = self.cache.resolve(key)?;
+        let record = cached
+            .record
+            .transition(operation, self.clock.now(), arg_days)?;
+        self.storage.update_key(record.clone()).await?;
+        self.cache.put(CachedKey {
+            record,
+            versions: cached.versions.clone(),
+            aliases: cached.aliases.clone(),
+        });
+        self.describe_id(cached.record.id)
+    }
+
+    pub async fn rotate(&self, key: &KeyRef) -> Result<KeyView, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let cached = self.cache.resolve(key)?;
+        self.rotate_locked(&cached).await?;
+        self.describe_id(cached.record.id)
+    }
+
+    async fn rotate_locked(&self, cached: &CachedKey) -> Result<(), KmsError> {
+        let now = self.clock.now();
+        let record = cached.record.transition(Operation::RotateKey, now, 0)?;
+        let version = record.primary_version;
+        let material = generate_material()?;
+        let row = VersionRow {
+            version,
+            created_at: now,
+            wrapped_material: Some(self.root.wrap(record.id, version, &material)),
+        };
+        self.storage.add_version(record.clone(), row).await?;
+        let mut versions = cached.versions.clone();
+        versions.insert(
+            version,
+            CachedVersion {
+                created_at: now,
+                material: Some(Arc::new(material)),
+            },
+        );
+        self.cache.put(CachedKey {
+            record,
+            versions,
+            aliases: cached.aliases.clone(),
+        });
+        Ok(())
+    }
+
+    pub fn list_versions(&self, key: &KeyRef) -> Result<Vec<VersionView>, KmsError> {
+        let cached = self.cache.resolve(key)?;
+        Ok(cached
+            .versions
+            .iter()
+            .map(|(v, cv)| VersionView {
+                version: *v,
+                created_at: cv.created_at,
+                primary: *v == cached.record.primary_version,
+                destroyed: cv.material.is_none(),
+            })
+            .collect())
+    }
+
+    /// Rotates the key if its rotation is still due once the write lock is held.
+    pub(super) async fn rotate_if_due(&self, id: KeyId) -> Result<bool, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        match self.cache.get(id) {
+            Some(cached) if cached.record.rotation_due(self.clock.now()) => {
+                self.rotate_locked(&cached).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Destroys the key's material if its deletion window has ended once the write lock is held.
+    pub(super) async fn destroy_if_due(&self, id: KeyId) -> Result<bool, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let Some(cached) = self.cache.get(id) else {
+            return Ok(false);
+        };
+        let Some(record) = cached.record.destroyed_if_due(self.clock.now()) else {
+            return Ok(false);
+        };
+        self.storage.destroy_key(record.clone()).await?;
+        for alias in &cached.aliases {
+            self.cache.remove_alias(alias);
+        }
+        // Dropping the last `Arc` of each version's material zeroizes it. Calls already holding the old entry
+        // finish with it; none can start.
+        self.cache.put(CachedKey {
+            record,
+            versions: cached
+                .versions
+                .iter()
+                .map(|(v, cv)| {
+                    (
+                        *v,
+                        CachedVersion {
+                            created_at: cv.created_at,
+                            material: None,
+                        },
+                    )
+                })
+                .collect(),
+            aliases: Default::default(),
+        });
+        Ok(true)
+    }
+}

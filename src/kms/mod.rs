@@ -1,0 +1,156 @@
+//! Key lifecycle and the cryptographic operations: what each KMS call does, independent of gRPC.
+//!
+//! [`Kms`] owns the key cache, the root key and the storage handle. Management calls (create, enable, rotate, ...)
+//! are serialized by one write lock: each validates the transition against the key's state, commits it to
+//! storage, then replaces the key's cache entry. Cryptographic calls take no lock and touch no storage: they read
+//! the cache and seal or open a blob.
+//!
+//! Invariants: a change is visible in the cache only after it is durable in storage; key material enters the
+//! process only by unwrapping with the root key, and leaves it only inside blobs or as the plaintext a caller asked
+//! for.
+
+mod cache;
+mod crypto_ops;
+mod error;
+mod manage;
+
+pub use crypto_ops::{DataKey, Decrypted, ReEncrypted, Sealed};
+pub use error::KmsError;
+pub use manage::{KeyView, Page, VersionView};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cache::{CachedKey, CachedVersion, KeyCache};
+
+use crate::clock::Clock;
+use crate::crypto::{KeyMaterial, RootKey};
+use crate::storage::{Storage, StoredKey};
+
+const ROOT_CHECK: &str = "root_key_check";
+
+/// Why the KMS could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "the root key does not match this database (it was created with a different root key); \
+         start kmsd with the root key file that belongs to this data directory"
+    )]
+    WrongRootKey,
+    #[error(
+        "key {key_id} version {version} does not unwrap with the root key: the database is damaged"
+    )]
+    Unwrap { key_id: String, version: u32 },
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+pub struct Kms {
+    storage: Storage,
+    root: RootKey,
+    clock: Arc<dyn Clock>,
+    cache: KeyCache,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl Kms {
+    /// Checks the root key against the database, then loads and unwraps every key version into memory.
+    pub async fn open(
+        storage: Storage,
+        root: RootKey,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OpenError> {
+        let stored = storage.load_keys().await?;
+        match storage.meta(ROOT_CHECK).await? {
+            Some(value) if root.verify_check_value(&value) => {}
+            Some(_) => return Err(OpenError::WrongRootKey),
+            // A database made before any key existed has nothing to protect yet; one with keys but no check
+            // value cannot be trusted to match.
+            None if stored.is_empty() => storage.set_meta(ROOT_CHECK, root.check_value()).await?,
+            None => return Err(OpenError::WrongRootKey),
+        }
+        let cache = KeyCache::default();
+        for key in stored {
+            let (cached, aliases) = unwrap_stored(&root, key)?;
+            cache.put(cached);
+            for alias in aliases {
+                cache.put_alias(alias);
+            }
+        }
+        Ok(Kms {
+            storage,
+            root,
+            clock,
+            cache,
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Closes storage after queued writes finish.
+    pub async fn close(&self) {
+        self.storage.close().await;
+    }
+
+    /// For tests and tools: the storage this KMS writes to.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Destroys keys whose deletion window has ended and rotates keys whose rotation is due.
+    /// Returns how many keys were destroyed and rotated.
+    pub async fn run_maintenance(&self) -> Result<(usize, usize), KmsError> {
+        let now = self.clock.now();
+        let (mut destroyed, mut rotated) = (0, 0);
+        for key in self.cache.all_keys() {
+            if key.record.destroyed_if_due(now).is_some() {
+                if self.destroy_if_due(key.record.id).await? {
+                    destroyed += 1;
+                    tracing::info!(key_id = %key.record.id, "deletion window ended: key material destroyed");
+                }
+            } else if key.record.rotation_due(now) && self.rotate_if_due(key.record.id).await? {
+                rotated += 1;
+                tracing::info!(key_id = %key.record.id, "automatic rotation");
+            }
+        }
+        Ok((destroyed, rotated))
+    }
+}
+
+fn unwrap_stored(
+    root: &RootKey,
+    key: StoredKey,
+) -> Result<(CachedKey, Vec<crate::storage::AliasRow>), OpenError> {
+    let id = key.record.id;
+    let mut versions = BTreeMap::new();
+    for v in key.versions {
+        let material = match &v.wrapped_material {
+            Some(wrapped) => Some(Arc::new(root.unwrap(id, v.version, wrapped).map_err(
+                |_| OpenError::Unwrap {
+                    key_id: id.to_string(),
+                    version: v.version,
+                },
+            )?)),
+            None => None,
+        };
+        versions.insert(
+            v.version,
+            CachedVersion {
+                created_at: v.created_at,
+                material,
+            },
+        );
+    }
+    Ok((
+        CachedKey {
+            record: key.record,
+            versions,
+            aliases: Default::default(),
+        },
+        key.aliases,
+    ))
+}
+
+fn generate_material() -> Result<KeyMaterial, KmsError> {
+    KeyMaterial::generate()
+        .map_err(|e| KmsError::Internal(format!("the OS refused randomness: {e}")))
+}

@@ -1,0 +1,26 @@
+//! kmsd: a self-hosted key management daemon. See `ARCHITECTURE.md` for the map of these modules.
+#![forbid(unsafe_code)]
+
+/// The gRPC API, generated from `proto/kms/v1/kms.proto`.
+pub mod proto {
+    tonic::include_proto!("kms.v1");
+
+    /// The encoded descriptor set of `proto/`, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/kms_descriptor.bin"));
+}
+
+#[cfg(feature = "server")]
+pub mod clock;
+#[cfg(feature = "server")]
+pub mod crypto;
+#[cfg(feature = "server")]
+pub mod keys;
+#[cfg(feature = "server")]
+pub mod kms;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod service;
+#[cfg(feature = "server")]
+pub mod storage;

@@ -1,0 +1,286 @@
+//! Start-up and shutdown: the data directory, the root key, storage, the gRPC server with health and reflection,
+//! and the maintenance loop (automatic rotation, end of deletion windows).
+//!
+//! Invariants: nothing is served until the root key has been checked against the database and every key version
+//! has unwrapped; on shutdown health turns NOT_SERVING first, in-flight calls drain within a bounded grace period,
+//! and storage closes last.
+
+mod root_key;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::clock::Clock;
+use crate::kms::{Kms, OpenError};
+use crate::proto;
+use crate::service::{KeyManagementServiceServer, KmsService, SERVICE_NAME};
+use crate::storage::{Storage, StorageError};
+
+/// Everything the daemon needs to start, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Defaults to `<data_dir>/root.key`.
+    pub root_key_file: Option<PathBuf>,
+    /// How often to look for due rotations and ended deletion windows.
+    pub maintenance_interval: Duration,
+    /// How long shutdown waits for in-flight calls.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:50051";
+    pub const DEFAULT_DATA_DIR: &'static str = "./kmsd-data";
+
+    /// The defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            listen: Self::DEFAULT_LISTEN
+                .parse()
+                .expect("the default listen address is valid"),
+            data_dir: data_dir.into(),
+            root_key_file: None,
+            maintenance_interval: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    pub fn root_key_path(&self) -> PathBuf {
+        self.root_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("root.key"))
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("kmsd.db")
+    }
+}
+
+/// Why the daemon could not start. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: PathBuf, reason: String },
+    #[error("root key: {0}")]
+    RootKey(String),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("database: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A daemon that is serving.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    kms: Arc<Kms>,
+    health: HealthReporter,
+    shutdown: oneshot::Sender<()>,
+    serve: JoinHandle<Result<(), tonic::transport::Error>>,
+    maintenance: JoinHandle<()>,
+    grace: Duration,
+}
+
+/// Binds `config.listen` and starts serving.
+pub async fn bind_and_start(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningServer, StartError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    start(config, listener, clock).await
+}
+
+/// Opens the data directory and serves on `listener` (tests pass one bound to `127.0.0.1:0`).
+pub async fn start(
+    config: &Config,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningServer, StartError> {
+    prepare_data_dir(&config.data_dir)?;
+    let db_path = config.database_path();
+    let db_existed = db_path.exists();
+    let root_path = config.root_key_path();
+    let (root, created) = root_key::load_or_create(&root_path, !db_existed)?;
+    if created {
+        tracing::warn!(
+            path = %root_path.display(),
+            "created a new root key; back it up and keep it apart from the database: without it no key can be used"
+        );
+    }
+    if !db_existed {
+        create_private_file(&db_path)?;
+    }
+    let storage = Storage::open(&db_path)?;
+    let kms = Arc::new(Kms::open(storage, root, clock).await?);
+    if !db_existed {
+        tracing::info!(path = %db_path.display(), "created a new database");
+    }
+    // Deletion windows that ended while the daemon was down end now, before anything is served.
+    if let Err(e) = kms.run_maintenance().await {
+        tracing::error!(error = %e, "maintenance at start-up failed; will retry");
+    }
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
+    // Both reflection versions describe every service, each other included, so `list` shows the same everywhere.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn {
+            // Unary calls are small request/response pairs: Nagle's algorithm only adds latency.
+            let _ = stream.set_nodelay(true);
+        }
+        conn
+    });
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(KeyManagementServiceServer::new(KmsService::new(
+            kms.clone(),
+        )));
+    let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = shutdown_rx.await;
+    }));
+    let maintenance = tokio::spawn(maintenance_loop(kms.clone(), config.maintenance_interval));
+    tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "kmsd is serving");
+    Ok(RunningServer {
+        local_addr,
+        kms,
+        health,
+        shutdown,
+        serve,
+        maintenance,
+        grace: config.shutdown_grace,
+    })
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn kms(&self) -> &Arc<Kms> {
+        &self.kms
+    }
+
+    /// Runs one maintenance pass now (tests advance a manual clock, then call this).
+    pub async fn run_maintenance(&self) -> Result<(usize, usize), crate::kms::KmsError> {
+        self.kms.run_maintenance().await
+    }
+
+    /// Reports NOT_SERVING, stops accepting, lets in-flight calls finish within the grace period, then closes
+    /// storage.
+    pub async fn shutdown(self) {
+        self.health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        self.maintenance.abort();
+        let _ = self.shutdown.send(());
+        let mut serve = self.serve;
+        match tokio::time::timeout(self.grace, &mut serve).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "server stopped with an error"),
+            Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "in-flight calls did not finish within the grace period");
+                serve.abort();
+            }
+        }
+        self.kms.close().await;
+        tracing::info!("kmsd stopped");
+    }
+}
+
+async fn maintenance_loop(kms: Arc<Kms>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await; // The first tick is immediate; start-up already ran a pass.
+    loop {
+        ticks.tick().await;
+        if let Err(e) = kms.run_maintenance().await {
+            tracing::error!(error = %e, "maintenance failed; will retry");
+        }
+    }
+}
+
+/// SQLite gives the WAL and shared-memory files the database file's mode, so creating it 0600 keeps all three
+/// private.
+fn create_private_file(path: &Path) -> Result<(), StartError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| StartError::DataDir {
+            path: path.to_owned(),
+            reason: format!("cannot create the database file: {e}"),
+        })
+}
+
+fn prepare_data_dir(path: &Path) -> Result<(), StartError> {
+    let err = |reason: String| StartError::DataDir {
+        path: path.to_owned(),
+        reason,
+    };
+    if path.exists() {
+        if !path.is_dir() {
+            return Err(err("exists and is not a directory".into()));
+        }
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(path)
+        .map_err(|e| err(format!("cannot create: {e}")))?;
+    tracing::info!(path = %path.display(), "created the data directory");
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! SQLite storage: the only module that speaks SQL.
+//!
+//! One connection lives on a dedicated thread and runs jobs sent to it, so SQLite never blocks an async worker.
+//! The database is opened in WAL mode with `synchronous=FULL` (a commit is durable when it returns) and
+//! `secure_delete=ON` (destroyed material is overwritten, not left in free pages). Numbered migrations in
+//! `migrations/` are applied at open; a database newer than this binary is refused.
+//!
+//! Invariants: every multi-row change is one transaction; key material appears here only wrapped by the root key.
+
+mod keys;
+mod migrations;
+
+pub use keys::{AliasRow, StoredKey, VersionRow};
+pub use migrations::MIGRATIONS;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::keys::{KeyId, KeyRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "the database has schema version {found}, newer than this kmsd understands ({known}); run a newer kmsd"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("the database holds a value this kmsd cannot read: {0}")]
+    Corrupt(String),
+    #[error("the storage thread has stopped")]
+    Closed,
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+enum Msg {
+    Run(Job),
+    Close(oneshot::Sender<()>),
+}
+
+/// A handle to the storage thread. Cheap to share behind an `Arc`.
+pub struct Storage {
+    jobs: mpsc::Sender<Msg>,
+}
+
+impl Storage {
+    /// Opens (creating if needed) and migrates the database at `path`, on a thread of its own.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let conn = open_connection(path)?;
+        let (jobs, inbox) = mpsc::channel::<Msg>();
+        thread::Builder::new()
+            .name("kmsd-storage".into())
+            .spawn(move || run(conn, inbox))
+            .map_err(|e| StorageError::Corrupt(format!("cannot start the storage thread: {e}")))?;
+        Ok(Storage { jobs })
+    }
+
+    /// Runs `f` on the storage thread and waits for its result without blocking the async runtime.
+    async fn call<R, F>(&self, f: F) -> Result<R, StorageError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Msg::Run(Box::new(move |conn| {
+                // The caller may have gone away (cancelled request); the work is done either way.
+                let _ = tx.send(f(conn));
+            })))
+            .map_err(|_| StorageError::Closed)?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Finishes queued jobs, then closes the connection (which checkpoints the WAL).
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Msg::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub async fn meta(&self, name: &'static str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.call(move |c| keys::meta(c, name)).await
+    }
+
+    pub async fn set_meta(&self, name: &'static str, value: Vec<u8>) -> Result<(), StorageError> {
+        self.call(move |c| keys::set_meta(c, name, &value)).await
+    }
+
+    pub async fn load_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
+        self.call(keys::load_all).await
+    }
+
+    pub async fn insert_key(
+        &self,
+        record: KeyRecord,
+        version: VersionRow,
+        alias: Option<AliasRow>,
+    ) -> Result<(), StorageError> {
+        self.call(move |c| keys::insert_key(c, &record, &version, alias.as_ref()))
+            .await
+    }
+
+    pub async fn update_key(&self, record: KeyRecord) -> Result<(), StorageError> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            keys::update_key(&tx, &record)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn add_version(
+        &self,
+        record: KeyRecord,
+        version: VersionRow,
+    ) -> Result<(), StorageError> {
+        self.call(move |c| keys::add_version(c, &record, &version))
+            .await
+    }
+
+    /// Records the key as destroyed, erases every version's wrapped material and removes its aliases.
+    pub async fn destroy_key(&self, record: KeyRecord) -> Result<(), StorageError> {
+        self.call(move |c| keys::destroy_key(c, &record)).await
+    }
+
+    /// Fails with a constraint error if the alias exists.
+    pub async fn insert_alias(&self, alias: AliasRow) -> Result<(), StorageError> {
+        self.call(move |c| keys::insert_alias(c, &alias)).await
+    }
+
+    /// Returns whether the alias existed.
+    pub async fn delete_alias(&self, name: String) -> Result<bool, StorageError> {
+        self.call(move |c| keys::delete_alias(c, &name)).await
+    }
+
+    /// For tests and tools that must look at what is stored for a key.
+    pub async fn versions_of(&self, key_id: KeyId) -> Result<Vec<VersionRow>, StorageError> {
+        self.call(move |c| keys::versions_of(c, key_id)).await
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StorageError> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    migrations::apply(&mut conn)?;
+    Ok(conn)
+}
+
+fn run(mut conn: Connection, inbox: mpsc::Receiver<Msg>) {
+    while let Ok(msg) = inbox.recv() {
+        match msg {
+            Msg::Run(job) => job(&mut conn),
+            Msg::Close(done) => {
+                drop(conn);
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+}
+
+/// Reports whether a SQLite error is a uniqueness or primary-key violation.
+pub fn is_constraint_violation(err: &StorageError) -> bool {
+    matches!(
+        err,
+        StorageError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation
+    )
+}

@@ -1,0 +1,1 @@
+//! kmsctl against a real daemon.

@@ -1,0 +1,346 @@
+//! Rotation (manual and automatic) and scheduled deletion, with an injected clock instead of sleeps.
+
+use kmsd::proto::*;
+use tonic::Code;
+
+use crate::support::*;
+
+async fn versions(client: &mut Client, key_id: &str) -> Vec<KeyVersion> {
+    client
+        .list_key_versions(ListKeyVersionsRequest {
+            key_id: key_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotation_keeps_old_versions_decrypting() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let key = create_key(&mut client, "alias/r").await;
+    let v1 = encrypt(&mut client, "alias/r", b"one", &[]).await;
+    assert_eq!(v1.key_version, 1);
+
+    let rotated = client
+        .rotate_key(RotateKeyRequest {
+            key_id: "alias/r".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    assert_eq!(rotated.primary_version, 2);
+    let v2 = encrypt(&mut client, "alias/r", b"two", &[]).await;
+    assert_eq!(v2.key_version, 2);
+
+    let opened = decrypt(&mut client, &v1.ciphertext_blob, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (opened.key_version, opened.plaintext.as_slice()),
+        (1, &b"one"[..])
+    );
+    let opened = decrypt(&mut client, &v2.ciphertext_blob, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (opened.key_version, opened.plaintext.as_slice()),
+        (2, &b"two"[..])
+    );
+
+    let listed = versions(&mut client, &key.key_id).await;
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|v| (v.version, v.primary, v.destroyed))
+        .collect();
+    assert_eq!(summary, [(1, false, false), (2, true, false)]);
+
+    // A blob naming a version that does not exist is an invalid ciphertext, not a missing key.
+    let mut forged = v2.ciphertext_blob.clone();
+    forged[17..21].copy_from_slice(&9u32.to_be_bytes());
+    assert_status(
+        decrypt(&mut client, &forged, &[]).await,
+        Code::InvalidArgument,
+        &["ciphertext is invalid"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn automatic_rotation_follows_the_clock() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let key = client
+        .create_key(CreateKeyRequest {
+            rotation_period_days: 30,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    let old = encrypt(&mut client, &key.key_id, b"before", &[]).await;
+
+    server.clock.advance_days(29);
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 0));
+    assert_eq!(describe(&mut client, &key.key_id).await.primary_version, 1);
+
+    server.clock.advance_days(1);
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 1));
+    let after = describe(&mut client, &key.key_id).await;
+    assert_eq!(after.primary_version, 2);
+    assert_eq!(
+        after.next_rotation_time.unwrap().seconds,
+        key.next_rotation_time.unwrap().seconds + 30 * 86_400
+    );
+    assert_eq!(
+        encrypt(&mut client, &key.key_id, b"after", &[])
+            .await
+            .key_version,
+        2
+    );
+    assert_eq!(
+        decrypt(&mut client, &old.ciphertext_blob, &[])
+            .await
+            .unwrap()
+            .plaintext,
+        b"before"
+    );
+
+    // A disabled key is not rotated; it catches up once enabled.
+    client
+        .disable_key(DisableKeyRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await
+        .unwrap();
+    server.clock.advance_days(31);
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 0));
+    client
+        .enable_key(EnableKeyRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 1));
+    assert_eq!(describe(&mut client, &key.key_id).await.primary_version, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_deletion_destroys_material_when_the_window_ends() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let key = create_key(&mut client, "alias/doomed").await;
+    client
+        .rotate_key(RotateKeyRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await
+        .unwrap();
+    let blob = encrypt(&mut client, "alias/doomed", b"gone soon", &[])
+        .await
+        .ciphertext_blob;
+
+    let scheduled = client
+        .schedule_key_deletion(ScheduleKeyDeletionRequest {
+            key_id: "alias/doomed".into(),
+            pending_window_days: 7,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    assert_eq!(state(&scheduled), KeyState::PendingDeletion);
+    let now = server.clock_now_seconds();
+    assert_eq!(scheduled.deletion_time.unwrap().seconds, now + 7 * 86_400);
+
+    assert_status(
+        decrypt(&mut client, &blob, &[]).await,
+        Code::FailedPrecondition,
+        &["PENDING_DELETION", "CancelKeyDeletion"],
+    );
+    assert_status(
+        client
+            .enable_key(EnableKeyRequest {
+                key_id: key.key_id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        &["PENDING_DELETION"],
+    );
+    assert_status(
+        client
+            .schedule_key_deletion(ScheduleKeyDeletionRequest {
+                key_id: key.key_id.clone(),
+                pending_window_days: 7,
+            })
+            .await,
+        Code::FailedPrecondition,
+        &["PENDING_DELETION"],
+    );
+
+    server.clock.advance_days(6);
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 0));
+    assert_eq!(
+        state(&describe(&mut client, &key.key_id).await),
+        KeyState::PendingDeletion
+    );
+
+    server.clock.advance_days(1);
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (1, 0));
+
+    // Metadata stays; material and aliases are gone.
+    let destroyed = describe(&mut client, &key.key_id).await;
+    assert_eq!(state(&destroyed), KeyState::Destroyed);
+    assert_eq!(destroyed.description, "test key");
+    assert!(destroyed.aliases.is_empty());
+    assert_eq!(destroyed.deletion_time, scheduled.deletion_time);
+    assert!(
+        versions(&mut client, &key.key_id)
+            .await
+            .iter()
+            .all(|v| v.destroyed)
+    );
+    assert_status(
+        client
+            .describe_key(DescribeKeyRequest {
+                key_id: "alias/doomed".into(),
+            })
+            .await,
+        Code::NotFound,
+        &[],
+    );
+    assert_status(
+        decrypt(&mut client, &blob, &[]).await,
+        Code::FailedPrecondition,
+        &["DESTROYED", "cannot be recovered"],
+    );
+    for result in [
+        client
+            .enable_key(EnableKeyRequest {
+                key_id: key.key_id.clone(),
+            })
+            .await
+            .map(drop),
+        client
+            .cancel_key_deletion(CancelKeyDeletionRequest {
+                key_id: key.key_id.clone(),
+            })
+            .await
+            .map(drop),
+        client
+            .rotate_key(RotateKeyRequest {
+                key_id: key.key_id.clone(),
+            })
+            .await
+            .map(drop),
+    ] {
+        assert_status(result, Code::FailedPrecondition, &["DESTROYED"]);
+    }
+
+    // Crypto-shredding: no version's wrapped material remains in the database.
+    let stored = server
+        .server
+        .kms()
+        .storage()
+        .versions_of(parse_id(&key.key_id))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|v| v.wrapped_material.is_none()));
+
+    // And it stays destroyed across a restart.
+    let server = server.restart().await;
+    let mut client = server.client().await;
+    assert_eq!(
+        state(&describe(&mut client, &key.key_id).await),
+        KeyState::Destroyed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_deletion_returns_the_key_disabled() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let key = create_key(&mut client, "").await;
+    let blob = encrypt(&mut client, &key.key_id, b"kept", &[])
+        .await
+        .ciphertext_blob;
+    let scheduled = client
+        .schedule_key_deletion(ScheduleKeyDeletionRequest {
+            key_id: key.key_id.clone(),
+            pending_window_days: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    assert_eq!(
+        scheduled.deletion_time.unwrap().seconds,
+        server.clock_now_seconds() + 30 * 86_400,
+        "the default window is 30 days"
+    );
+    let cancelled = client
+        .cancel_key_deletion(CancelKeyDeletionRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    assert_eq!(state(&cancelled), KeyState::Disabled);
+    assert!(cancelled.deletion_time.is_none());
+
+    server.clock.advance_days(31);
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 0));
+    client
+        .enable_key(EnableKeyRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        decrypt(&mut client, &blob, &[]).await.unwrap().plaintext,
+        b"kept"
+    );
+
+    assert_status(
+        client
+            .cancel_key_deletion(CancelKeyDeletionRequest {
+                key_id: key.key_id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        &["ENABLED", "only a key pending deletion"],
+    );
+    for days in [1, 6, 31] {
+        assert_status(
+            client
+                .schedule_key_deletion(ScheduleKeyDeletionRequest {
+                    key_id: key.key_id.clone(),
+                    pending_window_days: days,
+                })
+                .await,
+            Code::InvalidArgument,
+            &["pending_window_days must be 7-30"],
+        );
+    }
+}
+
+fn parse_id(s: &str) -> kmsd::keys::KeyId {
+    kmsd::keys::KeyId::parse(s).unwrap()
+}
+
+impl TestServer {
+    fn clock_now_seconds(&self) -> i64 {
+        use kmsd::clock::Clock;
+        self.clock.now().0.div_euclid(1000)
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests: each starts a real kmsd on 127.0.0.1:0 with its own temporary data directory and talks to
+//! it the way users do (the generated gRPC client, kmsctl).
+
+// Tests fail loudly; unwrap is how they say so.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod concurrency;
+mod crypto_ops;
+mod fuzz;
+mod keys;
+mod lifecycle;
+mod persistence;
+mod server;
+mod support;

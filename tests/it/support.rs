@@ -1,0 +1,167 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kmsd::clock::ManualClock;
+use kmsd::proto::key_management_service_client::KeyManagementServiceClient;
+use kmsd::proto::*;
+use kmsd::server::{self, Config, RunningServer, StartError};
+use tempfile::TempDir;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+pub type Client = KeyManagementServiceClient<Channel>;
+
+/// A daemon on an ephemeral loopback port with its own data directory and a clock the test moves.
+pub struct TestServer {
+    pub dir: Arc<TempDir>,
+    pub clock: ManualClock,
+    pub server: RunningServer,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_in(dir, ManualClock::new())
+            .await
+            .expect("server starts")
+    }
+
+    pub async fn start_in(dir: Arc<TempDir>, clock: ManualClock) -> Result<Self, StartError> {
+        let server = try_start(&config(dir.path()), clock.clone()).await?;
+        Ok(TestServer { dir, clock, server })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.server.local_addr())
+    }
+
+    pub async fn client(&self) -> Client {
+        KeyManagementServiceClient::connect(self.endpoint())
+            .await
+            .expect("connect")
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.endpoint())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Stops the daemon and starts another on the same data directory and clock.
+    pub async fn restart(self) -> Self {
+        let TestServer { dir, clock, server } = self;
+        server.shutdown().await;
+        Self::start_in(dir, clock).await.expect("server restarts")
+    }
+
+    pub async fn stop(self) -> Arc<TempDir> {
+        self.server.shutdown().await;
+        self.dir
+    }
+}
+
+pub fn config(data_dir: &Path) -> Config {
+    Config::new(PathBuf::from(data_dir))
+}
+
+pub async fn try_start(config: &Config, clock: ManualClock) -> Result<RunningServer, StartError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    server::start(config, listener, Arc::new(clock)).await
+}
+
+pub fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub async fn create_key(client: &mut Client, alias: &str) -> KeyMetadata {
+    client
+        .create_key(CreateKeyRequest {
+            description: "test key".into(),
+            alias: alias.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("CreateKey")
+        .into_inner()
+        .key_metadata
+        .expect("metadata")
+}
+
+pub async fn describe(client: &mut Client, key_id: &str) -> KeyMetadata {
+    client
+        .describe_key(DescribeKeyRequest {
+            key_id: key_id.into(),
+        })
+        .await
+        .expect("DescribeKey")
+        .into_inner()
+        .key_metadata
+        .expect("metadata")
+}
+
+pub async fn encrypt(
+    client: &mut Client,
+    key_id: &str,
+    plaintext: &[u8],
+    context: &[(&str, &str)],
+) -> EncryptResponse {
+    client
+        .encrypt(EncryptRequest {
+            key_id: key_id.into(),
+            plaintext: plaintext.to_vec(),
+            encryption_context: ctx(context),
+        })
+        .await
+        .expect("Encrypt")
+        .into_inner()
+}
+
+pub async fn decrypt(
+    client: &mut Client,
+    blob: &[u8],
+    context: &[(&str, &str)],
+) -> Result<DecryptResponse, Status> {
+    client
+        .decrypt(DecryptRequest {
+            ciphertext_blob: blob.to_vec(),
+            key_id: String::new(),
+            encryption_context: ctx(context),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Asserts a call failed with `code` and a message containing every one of `fragments`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    fragments: &[&str],
+) -> Status {
+    let status = result.expect_err("the call should fail");
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    for f in fragments {
+        assert!(
+            status.message().contains(f),
+            "message {:?} should mention {f:?}",
+            status.message()
+        );
+    }
+    status
+}
+
+pub fn state(meta: &KeyMetadata) -> KeyState {
+    KeyState::try_from(meta.state).expect("known state")
+}
