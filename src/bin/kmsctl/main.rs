@@ -1,0 +1,561 @@
+//! kmsctl: the command-line client for kmsd.
+//!
+//! Plaintext is raw bytes (from a file or stdin, to a file or stdout); ciphertext blobs are base64 text, so they
+//! pass through shells, environment variables and JSON unharmed. `--json` prints one JSON object for scripts.
+
+mod output;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kmsd::proto::key_management_service_client::KeyManagementServiceClient;
+use kmsd::proto::*;
+use tonic::transport::Channel;
+use zeroize::Zeroizing;
+
+use output::Output;
+
+#[derive(Parser)]
+#[command(name = "kmsctl", version, about = "Command-line client for kmsd")]
+struct Cli {
+    /// The daemon's gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "KMSD_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    endpoint: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, inspect and manage keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage aliases (alias/<name>).
+    #[command(subcommand)]
+    Aliases(AliasesCommand),
+    /// Encrypt up to 4096 bytes; prints the ciphertext blob as base64.
+    Encrypt(EncryptArgs),
+    /// Decrypt a base64 ciphertext blob; writes the plaintext bytes.
+    Decrypt(DecryptArgs),
+    /// Re-encrypt a blob under another key (or the primary version of its own) without exposing the plaintext.
+    Reencrypt(ReencryptArgs),
+    /// Generate a data key: its plaintext and its blob, both base64.
+    Datakey(DatakeyArgs),
+    /// Random bytes from the daemon's CSPRNG, base64.
+    Random {
+        /// How many bytes (1-1024).
+        #[arg(long, default_value_t = 32)]
+        bytes: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key.
+    Create {
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A tag, as KEY=VALUE; repeatable.
+        #[arg(long = "tag", value_parser = parse_pair)]
+        tags: Vec<(String, String)>,
+        /// An alias to create with the key (alias/<name>).
+        #[arg(long)]
+        alias: Option<String>,
+        /// Rotate automatically every this many days (1-2560).
+        #[arg(long)]
+        rotation_days: Option<u32>,
+    },
+    /// List keys (every page).
+    List,
+    /// Show a key's metadata.
+    Describe {
+        key: String,
+    },
+    Enable {
+        key: String,
+    },
+    Disable {
+        key: String,
+    },
+    /// Make a new version primary; older versions keep decrypting.
+    Rotate {
+        key: String,
+    },
+    /// List a key's versions.
+    Versions {
+        key: String,
+    },
+    /// Schedule the key's destruction after a waiting period.
+    ScheduleDeletion {
+        key: String,
+        /// Waiting period in days (7-30).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Cancel a scheduled deletion; the key returns DISABLED.
+    CancelDeletion {
+        key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AliasesCommand {
+    /// Point a new alias at a key.
+    Create {
+        alias: String,
+        key: String,
+    },
+    Delete {
+        alias: String,
+    },
+    /// List aliases (every page), optionally only one key's.
+    List {
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct ContextArgs {
+    /// Encryption context pair, as KEY=VALUE; repeatable. Decrypt needs exactly the pairs used to encrypt.
+    #[arg(long = "context", value_parser = parse_pair)]
+    context: Vec<(String, String)>,
+}
+
+impl ContextArgs {
+    fn map(&self) -> HashMap<String, String> {
+        self.context.iter().cloned().collect()
+    }
+}
+
+#[derive(Args)]
+struct EncryptArgs {
+    #[arg(long)]
+    key: String,
+    #[command(flatten)]
+    context: ContextArgs,
+    /// Plaintext file; stdin when absent or "-".
+    #[arg(long = "in")]
+    input: Option<PathBuf>,
+    /// Where to write the base64 blob; stdout when absent.
+    #[arg(long = "out")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DecryptArgs {
+    /// Refuse the blob unless it belongs to this key.
+    #[arg(long)]
+    key: Option<String>,
+    #[command(flatten)]
+    context: ContextArgs,
+    /// File holding the base64 blob; stdin when absent or "-".
+    #[arg(long = "in")]
+    input: Option<PathBuf>,
+    /// Where to write the plaintext; stdout when absent.
+    #[arg(long = "out")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReencryptArgs {
+    /// Destination key; the source key's primary version when absent.
+    #[arg(long)]
+    to: Option<String>,
+    /// Refuse the blob unless it belongs to this key.
+    #[arg(long)]
+    from: Option<String>,
+    /// Source encryption context pair, KEY=VALUE; repeatable.
+    #[arg(long = "source-context", value_parser = parse_pair)]
+    source_context: Vec<(String, String)>,
+    /// Destination encryption context pair, KEY=VALUE; repeatable.
+    #[arg(long = "context", value_parser = parse_pair)]
+    context: Vec<(String, String)>,
+    #[arg(long = "in")]
+    input: Option<PathBuf>,
+    #[arg(long = "out")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Spec {
+    #[value(name = "AES_256")]
+    Aes256,
+    #[value(name = "AES_128")]
+    Aes128,
+}
+
+#[derive(Args)]
+struct DatakeyArgs {
+    #[arg(long)]
+    key: String,
+    #[arg(long, value_enum, conflicts_with = "bytes")]
+    spec: Option<Spec>,
+    /// Data key length in bytes (1-1024), instead of --spec.
+    #[arg(long)]
+    bytes: Option<u32>,
+    /// Only the encrypted data key (GenerateDataKeyWithoutPlaintext).
+    #[arg(long)]
+    no_plaintext: bool,
+    #[command(flatten)]
+    context: ContextArgs,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+/// A failure to report: what went wrong, in words a person can act on.
+struct Failure(String);
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Self {
+        Failure(format!("{:?}: {}", s.code(), s.message()))
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+type Client = KeyManagementServiceClient<Channel>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kmsctl: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("kmsctl: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(endpoint: &str) -> Result<Client, Failure> {
+    let channel = Channel::from_shared(endpoint.to_string())
+        .map_err(|e| Failure(format!("bad endpoint {endpoint:?}: {e}")))?
+        .connect()
+        .await
+        .map_err(|e| {
+            Failure(format!(
+                "cannot connect to {endpoint} ({e}); is kmsd running? (set --endpoint or KMSD_ENDPOINT)"
+            ))
+        })?;
+    Ok(KeyManagementServiceClient::new(channel))
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let mut client = connect(&cli.endpoint).await?;
+    let out = Output { json: cli.json };
+    match cli.command {
+        Command::Keys(cmd) => keys(&mut client, &out, cmd).await,
+        Command::Aliases(cmd) => aliases(&mut client, &out, cmd).await,
+        Command::Encrypt(args) => {
+            let plaintext = read_input(args.input.as_ref())?;
+            let r = client
+                .encrypt(EncryptRequest {
+                    key_id: args.key,
+                    plaintext: plaintext.to_vec(),
+                    encryption_context: args.context.map(),
+                })
+                .await?
+                .into_inner();
+            out.blob(
+                &r.key_id,
+                r.key_version,
+                &r.ciphertext_blob,
+                args.output.as_ref(),
+            )
+        }
+        Command::Decrypt(args) => {
+            let blob = read_blob(args.input.as_ref())?;
+            let r = client
+                .decrypt(DecryptRequest {
+                    ciphertext_blob: blob,
+                    key_id: args.key.unwrap_or_default(),
+                    encryption_context: args.context.map(),
+                })
+                .await?
+                .into_inner();
+            let plaintext = Zeroizing::new(r.plaintext);
+            out.plaintext(&r.key_id, r.key_version, &plaintext, args.output.as_ref())
+        }
+        Command::Reencrypt(args) => {
+            let blob = read_blob(args.input.as_ref())?;
+            let r = client
+                .re_encrypt(ReEncryptRequest {
+                    ciphertext_blob: blob,
+                    source_key_id: args.from.unwrap_or_default(),
+                    source_encryption_context: args.source_context.into_iter().collect(),
+                    destination_key_id: args.to.unwrap_or_default(),
+                    destination_encryption_context: args.context.into_iter().collect(),
+                })
+                .await?
+                .into_inner();
+            out.blob(
+                &r.key_id,
+                r.key_version,
+                &r.ciphertext_blob,
+                args.output.as_ref(),
+            )
+        }
+        Command::Datakey(args) => {
+            let key_spec = match args.spec {
+                None => DataKeySpec::Unspecified,
+                Some(Spec::Aes256) => DataKeySpec::Aes256,
+                Some(Spec::Aes128) => DataKeySpec::Aes128,
+            } as i32;
+            if args.no_plaintext {
+                let r = client
+                    .generate_data_key_without_plaintext(GenerateDataKeyWithoutPlaintextRequest {
+                        key_id: args.key,
+                        key_spec,
+                        number_of_bytes: args.bytes,
+                        encryption_context: args.context.map(),
+                    })
+                    .await?
+                    .into_inner();
+                out.data_key(&r.key_id, r.key_version, None, &r.ciphertext_blob);
+            } else {
+                let r = client
+                    .generate_data_key(GenerateDataKeyRequest {
+                        key_id: args.key,
+                        key_spec,
+                        number_of_bytes: args.bytes,
+                        encryption_context: args.context.map(),
+                    })
+                    .await?
+                    .into_inner();
+                let plaintext = Zeroizing::new(r.plaintext);
+                out.data_key(
+                    &r.key_id,
+                    r.key_version,
+                    Some(&plaintext),
+                    &r.ciphertext_blob,
+                );
+            }
+            Ok(())
+        }
+        Command::Random { bytes } => {
+            let r = client
+                .generate_random(GenerateRandomRequest {
+                    number_of_bytes: bytes,
+                })
+                .await?
+                .into_inner();
+            out.random(&r.plaintext);
+            Ok(())
+        }
+    }
+}
+
+async fn keys(client: &mut Client, out: &Output, cmd: KeysCommand) -> Result<(), Failure> {
+    let meta = match cmd {
+        KeysCommand::Create {
+            description,
+            tags,
+            alias,
+            rotation_days,
+        } => {
+            client
+                .create_key(CreateKeyRequest {
+                    description,
+                    tags: tags.into_iter().collect(),
+                    alias: alias.unwrap_or_default(),
+                    rotation_period_days: rotation_days.unwrap_or(0),
+                })
+                .await?
+                .into_inner()
+                .key_metadata
+        }
+        KeysCommand::List => {
+            let mut keys = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list_keys(ListKeysRequest {
+                        page_size: 1000,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                keys.extend(page.keys);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            out.key_list(&keys);
+            return Ok(());
+        }
+        KeysCommand::Describe { key } => {
+            client
+                .describe_key(DescribeKeyRequest { key_id: key })
+                .await?
+                .into_inner()
+                .key_metadata
+        }
+        KeysCommand::Enable { key } => {
+            client
+                .enable_key(EnableKeyRequest { key_id: key })
+                .await?
+                .into_inner()
+                .key_metadata
+        }
+        KeysCommand::Disable { key } => {
+            client
+                .disable_key(DisableKeyRequest { key_id: key })
+                .await?
+                .into_inner()
+                .key_metadata
+        }
+        KeysCommand::Rotate { key } => {
+            client
+                .rotate_key(RotateKeyRequest { key_id: key })
+                .await?
+                .into_inner()
+                .key_metadata
+        }
+        KeysCommand::Versions { key } => {
+            let versions = client
+                .list_key_versions(ListKeyVersionsRequest { key_id: key })
+                .await?
+                .into_inner()
+                .versions;
+            out.versions(&versions);
+            return Ok(());
+        }
+        KeysCommand::ScheduleDeletion { key, days } => {
+            client
+                .schedule_key_deletion(ScheduleKeyDeletionRequest {
+                    key_id: key,
+                    pending_window_days: days,
+                })
+                .await?
+                .into_inner()
+                .key_metadata
+        }
+        KeysCommand::CancelDeletion { key } => {
+            client
+                .cancel_key_deletion(CancelKeyDeletionRequest { key_id: key })
+                .await?
+                .into_inner()
+                .key_metadata
+        }
+    };
+    out.key(&meta.unwrap_or_default());
+    Ok(())
+}
+
+async fn aliases(client: &mut Client, out: &Output, cmd: AliasesCommand) -> Result<(), Failure> {
+    match cmd {
+        AliasesCommand::Create { alias, key } => {
+            let created = client
+                .create_alias(CreateAliasRequest {
+                    alias_name: alias,
+                    key_id: key,
+                })
+                .await?
+                .into_inner()
+                .alias
+                .unwrap_or_default();
+            out.aliases(&[created]);
+        }
+        AliasesCommand::Delete { alias } => {
+            client
+                .delete_alias(DeleteAliasRequest {
+                    alias_name: alias.clone(),
+                })
+                .await?;
+            out.done(&format!("deleted {alias}"));
+        }
+        AliasesCommand::List { key } => {
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list_aliases(ListAliasesRequest {
+                        key_id: key.clone().unwrap_or_default(),
+                        page_size: 1000,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                all.extend(page.aliases);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            out.aliases(&all);
+        }
+    }
+    Ok(())
+}
+
+fn read_input(path: Option<&PathBuf>) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let mut buf = Zeroizing::new(Vec::new());
+    match path {
+        Some(p) if p.as_os_str() != "-" => {
+            std::fs::File::open(p)
+                .and_then(|mut f| f.read_to_end(&mut buf))
+                .map_err(|e| Failure(format!("cannot read {}: {e}", p.display())))?;
+        }
+        _ => {
+            std::io::stdin().read_to_end(&mut buf)?;
+        }
+    }
+    Ok(buf)
+}
+
+fn read_blob(path: Option<&PathBuf>) -> Result<Vec<u8>, Failure> {
+    let text = read_input(path)?;
+    let trimmed: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    BASE64.decode(&trimmed).map_err(|_| {
+        Failure("the ciphertext blob must be base64 text (as `kmsctl encrypt` prints it)".into())
+    })
+}
+
+fn write_output(path: Option<&PathBuf>, bytes: &[u8]) -> Result<(), Failure> {
+    match path {
+        Some(p) if p.as_os_str() != "-" => std::fs::write(p, bytes)
+            .map_err(|e| Failure(format!("cannot write {}: {e}", p.display()))),
+        _ => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(bytes)?;
+            stdout.flush()?;
+            Ok(())
+        }
+    }
+}
