@@ -29,6 +29,28 @@ impl UnixMillis {
     }
 }
 
+impl UnixMillis {
+    /// RFC 3339 in UTC with exactly three fractional digits, e.g. `2026-11-28T21:02:09.813Z`: fixed width, so
+    /// these strings sort as the times they name (for years 0000-9999).
+    pub fn rfc3339_millis(self) -> String {
+        const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(FORMAT).ok())
+            .unwrap_or_else(|| "0000-00-00T00:00:00.000Z".to_owned())
+    }
+
+    pub fn from_timestamp(ts: &prost_types::Timestamp) -> Self {
+        UnixMillis(
+            ts.seconds
+                .saturating_mul(1000)
+                .saturating_add(i64::from(ts.nanos.clamp(0, 999_999_999)) / 1_000_000),
+        )
+    }
+}
+
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> UnixMillis;
 }
@@ -78,5 +100,19 @@ impl Default for ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> UnixMillis {
         UnixMillis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_millis_is_fixed_width() {
+        assert_eq!(UnixMillis(0).rfc3339_millis(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            UnixMillis(1_795_899_729_813).rfc3339_millis(),
+            "2026-11-28T21:02:09.813Z"
+        );
     }
 }

@@ -11,6 +11,8 @@ pub mod proto {
 }
 
 #[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
 pub mod clock;
 #[cfg(feature = "server")]
 pub mod crypto;

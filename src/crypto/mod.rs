@@ -134,6 +134,16 @@ impl RootKey {
         Ok(KeyMaterial::from_bytes(&mut bytes))
     }
 
+    /// A key for another purpose, derived from the root key with `HKDF-SHA256(ikm = root key, info = info)`.
+    pub fn derive(&self, info: &[u8]) -> KeyMaterial {
+        let mut out = [0u8; KeyMaterial::LEN];
+        Hkdf::<Sha256>::new(None, self.0.expose())
+            .expand(info, &mut out)
+            // 32 bytes is far below HKDF-SHA256's limit of 255 * 32.
+            .expect("HKDF output length is valid");
+        KeyMaterial::from_bytes(&mut out)
+    }
+
     /// A value stored beside the keys so that start-up can tell a wrong root key before serving anything.
     pub fn check_value(&self) -> Vec<u8> {
         self.seal(ROOT_CHECK_AAD, ROOT_CHECK_PLAINTEXT)

@@ -28,6 +28,11 @@ impl KeyMaterial {
         &self.0
     }
 
+    /// The raw bytes, to seed a derived key of another kind (the audit checkpoint signing key).
+    pub fn expose_for_derivation(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+
     /// The raw bytes, for the crypto module's ciphers only: callers must not copy them out of a zeroizing type.
     pub(crate) fn expose(&self) -> &[u8; Self::LEN] {
         &self.0

@@ -20,10 +20,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::audit::{AuditLog, CheckpointSigner};
 use crate::clock::Clock;
 use crate::kms::{Kms, OpenError};
 use crate::proto;
-use crate::service::{KeyManagementServiceServer, KmsService, SERVICE_NAME};
+use crate::service::{
+    AUDIT_SERVICE_NAME, AuditServiceImpl, AuditServiceServer, Auditor, KeyManagementServiceServer,
+    KmsService, SERVICE_NAME,
+};
 use crate::storage::{Storage, StorageError};
 
 /// Everything the daemon needs to start, validated.
@@ -37,6 +41,8 @@ pub struct Config {
     pub maintenance_interval: Duration,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace: Duration,
+    /// How often the audit writer signs a checkpoint of the chain head (also at shutdown).
+    pub audit_checkpoint_interval: Duration,
 }
 
 impl Config {
@@ -53,6 +59,7 @@ impl Config {
             root_key_file: None,
             maintenance_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            audit_checkpoint_interval: Duration::from_secs(60),
         }
     }
 
@@ -91,7 +98,9 @@ pub enum StartError {
 pub struct RunningServer {
     local_addr: SocketAddr,
     kms: Arc<Kms>,
+    audit: Arc<AuditLog>,
     health: HealthReporter,
+    health_watch: JoinHandle<()>,
     shutdown: oneshot::Sender<()>,
     serve: JoinHandle<Result<(), tonic::transport::Error>>,
     maintenance: JoinHandle<()>,
@@ -133,7 +142,19 @@ pub async fn start(
         create_private_file(&db_path)?;
     }
     let storage = Storage::open(&db_path)?;
-    let kms = Arc::new(Kms::open(storage, root, clock).await?);
+    let signer = CheckpointSigner::from_root(&root);
+    let kms = Arc::new(Kms::open(storage, root, clock.clone()).await?);
+    let audit = Arc::new(AuditLog::open(
+        &db_path,
+        signer,
+        clock.clone(),
+        config.audit_checkpoint_interval,
+    )?);
+    tracing::info!(
+        public_key = %hex::encode(audit.public_key().as_bytes()),
+        log_id = %audit.log_id(),
+        "audit log open; checkpoints verify with this public key"
+    );
     if !db_existed {
         tracing::info!(path = %db_path.display(), "created a new database");
     }
@@ -143,9 +164,8 @@ pub async fn start(
     }
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
+    set_health(&health, true).await;
+    let health_watch = tokio::spawn(follow_audit_health(audit.health(), health.clone()));
     // Both reflection versions describe every service, each other included, so `list` shows the same everywhere.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -172,12 +192,19 @@ pub async fn start(
         conn
     });
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let auditor = Arc::new(Auditor::new(audit.clone(), clock));
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(KeyManagementServiceServer::new(KmsService::new(
             kms.clone(),
+            auditor.clone(),
+        )))
+        .add_service(AuditServiceServer::new(AuditServiceImpl::new(
+            audit.clone(),
+            kms.clone(),
+            auditor,
         )));
     let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = shutdown_rx.await;
@@ -187,7 +214,9 @@ pub async fn start(
     Ok(RunningServer {
         local_addr,
         kms,
+        audit,
         health,
+        health_watch,
         shutdown,
         serve,
         maintenance,
@@ -204,20 +233,20 @@ impl RunningServer {
         &self.kms
     }
 
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
     /// Runs one maintenance pass now (tests advance a manual clock, then call this).
     pub async fn run_maintenance(&self) -> Result<(usize, usize), crate::kms::KmsError> {
         self.kms.run_maintenance().await
     }
 
-    /// Reports NOT_SERVING, stops accepting, lets in-flight calls finish within the grace period, then closes
-    /// storage.
+    /// Reports NOT_SERVING, stops accepting, lets in-flight calls finish within the grace period, writes a final
+    /// audit checkpoint, then closes storage.
     pub async fn shutdown(self) {
-        self.health
-            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-            .await;
-        self.health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        self.health_watch.abort();
+        set_health(&self.health, false).await;
         self.maintenance.abort();
         let _ = self.shutdown.send(());
         let mut serve = self.serve;
@@ -230,8 +259,35 @@ impl RunningServer {
                 serve.abort();
             }
         }
+        self.audit.close().await;
         self.kms.close().await;
         tracing::info!("kmsd stopped");
+    }
+}
+
+/// The KMS and audit services serve only while audit records can be written: without the log, no call can be
+/// answered, so load balancers should look elsewhere.
+async fn set_health(health: &HealthReporter, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for service in ["", SERVICE_NAME, AUDIT_SERVICE_NAME] {
+        health.set_service_status(service, status).await;
+    }
+}
+
+async fn follow_audit_health(
+    mut healthy: tokio::sync::watch::Receiver<bool>,
+    health: HealthReporter,
+) {
+    while healthy.changed().await.is_ok() {
+        let serving = *healthy.borrow_and_update();
+        if !serving {
+            tracing::error!("audit log writes are failing: reporting NOT_SERVING");
+        }
+        set_health(&health, serving).await;
     }
 }
 

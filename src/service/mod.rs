@@ -1,13 +1,23 @@
 //! The gRPC service layer: the only module that knows protobuf types.
 //!
-//! Each handler parses its request into domain types (refusing bad input with INVALID_ARGUMENT before anything
-//! happens), calls [`Kms`], and converts the result back. Errors become statuses in one place, `status.rs`.
+//! Each handler opens an audited [`call::Call`], parses its request into domain types (refusing bad input with
+//! INVALID_ARGUMENT before anything happens), calls [`Kms`], converts the result back, and lets the auditor make the
+//! call's record durable before the response leaves. Errors become statuses in one place, `status.rs`.
 //!
-//! Invariant: a handler never logs or returns key material, except a data key's or a decryption's plaintext in
-//! the response to the caller that asked for it; plaintext received in a request is zeroized when handled.
+//! Invariants: every call of every kmsd service yields exactly one audit record, whatever its outcome; a handler
+//! never logs or returns key material, except a data key's or a decryption's plaintext in the response to the caller
+//! that asked for it; plaintext received in a request is zeroized when handled.
 
+mod audit_service;
+mod audited;
+mod call;
 mod convert;
 mod status;
+
+pub use audit_service::AuditServiceImpl;
+pub use call::{Auditor, REASON_HEADER, REQUEST_ID_HEADER, code_name};
+
+use call::BlobRole;
 
 use std::sync::Arc;
 
@@ -21,18 +31,21 @@ use crate::kms::Kms;
 use crate::proto::key_management_service_server::KeyManagementService;
 use crate::proto::{self, *};
 
+pub use crate::proto::audit_service_server::AuditServiceServer;
 pub use crate::proto::key_management_service_server::KeyManagementServiceServer;
 
-/// The fully-qualified service name, as health checks and reflection report it.
+/// The fully-qualified service names, as health checks and reflection report them.
 pub const SERVICE_NAME: &str = "kms.v1.KeyManagementService";
+pub const AUDIT_SERVICE_NAME: &str = "kms.v1.AuditService";
 
 pub struct KmsService {
     kms: Arc<Kms>,
+    auditor: Arc<Auditor>,
 }
 
 impl KmsService {
-    pub fn new(kms: Arc<Kms>) -> Self {
-        KmsService { kms }
+    pub fn new(kms: Arc<Kms>, auditor: Arc<Auditor>) -> Self {
+        KmsService { kms, auditor }
     }
 }
 
@@ -61,11 +74,14 @@ fn data_key_spec(spec: i32, number_of_bytes: Option<u32>) -> Result<DataKeySpec,
     DataKeySpec::parse(named, number_of_bytes)
 }
 
-fn metadata_response<T>(
-    view: crate::kms::KeyView,
-    wrap: impl FnOnce(Option<KeyMetadata>) -> T,
-) -> Response<T> {
-    Response::new(wrap(Some(convert::metadata(&view))))
+fn spec_name(spec: i32) -> String {
+    proto::DataKeySpec::try_from(spec)
+        .map(|s| s.as_str_name().to_owned())
+        .unwrap_or_else(|_| spec.to_string())
+}
+
+fn metadata(view: crate::kms::KeyView) -> Option<KeyMetadata> {
+    Some(convert::metadata(&view))
 }
 
 #[tonic::async_trait]
@@ -74,266 +90,435 @@ impl KeyManagementService for KmsService {
         &self,
         request: Request<CreateKeyRequest>,
     ) -> Result<Response<CreateKeyResponse>, Status> {
+        let mut call = self.auditor.begin("CreateKey", &request);
         let req = request.into_inner();
-        let spec = NewKeySpec::parse(
-            req.description,
-            req.tags,
-            &req.alias,
-            req.rotation_period_days,
-        )?;
-        let view = self.kms.create_key(spec).await?;
-        Ok(metadata_response(view, |key_metadata| CreateKeyResponse {
-            key_metadata,
-        }))
+        call.param("description", &req.description);
+        call.map_param("tags", &req.tags);
+        call.param("rotation_period_days", req.rotation_period_days);
+        if !req.alias.is_empty() {
+            call.alias(&req.alias);
+        }
+        let result = async {
+            call.check_headers()?;
+            let spec = NewKeySpec::parse(
+                req.description,
+                req.tags,
+                &req.alias,
+                req.rotation_period_days,
+            )?;
+            let view = self.kms.create_key(spec).await?;
+            Ok(CreateKeyResponse {
+                key_metadata: metadata(view),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn describe_key(
         &self,
         request: Request<DescribeKeyRequest>,
     ) -> Result<Response<DescribeKeyResponse>, Status> {
-        let key = key_ref(&request.get_ref().key_id)?;
-        let view = self.kms.describe(&key)?;
-        Ok(metadata_response(view, |key_metadata| {
-            DescribeKeyResponse { key_metadata }
-        }))
+        let mut call = self.auditor.begin("DescribeKey", &request);
+        let req = request.into_inner();
+        call.key(&req.key_id, &self.kms);
+        let result = async {
+            call.check_headers()?;
+            let view = self.kms.describe(&key_ref(&req.key_id)?)?;
+            Ok(DescribeKeyResponse {
+                key_metadata: metadata(view),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn list_keys(
         &self,
         request: Request<ListKeysRequest>,
     ) -> Result<Response<ListKeysResponse>, Status> {
+        let mut call = self.auditor.begin("ListKeys", &request);
         let req = request.into_inner();
-        let page = self.kms.list_keys(req.page_size, &req.page_token)?;
-        Ok(Response::new(ListKeysResponse {
-            keys: page.items.iter().map(convert::metadata).collect(),
-            next_page_token: page.next_token.unwrap_or_default(),
-        }))
+        call.param("page_size", req.page_size);
+        let result = async {
+            call.check_headers()?;
+            let page = self.kms.list_keys(req.page_size, &req.page_token)?;
+            Ok(ListKeysResponse {
+                keys: page.items.iter().map(convert::metadata).collect(),
+                next_page_token: page.next_token.unwrap_or_default(),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn create_alias(
         &self,
         request: Request<CreateAliasRequest>,
     ) -> Result<Response<CreateAliasResponse>, Status> {
+        let mut call = self.auditor.begin("CreateAlias", &request);
         let req = request.into_inner();
-        let name = AliasName::parse(&req.alias_name)?;
-        let target = key_ref(&req.key_id)?;
-        let alias = self.kms.create_alias(name, &target).await?;
-        Ok(Response::new(CreateAliasResponse {
-            alias: Some(convert::alias(&alias)),
-        }))
+        call.key(&req.key_id, &self.kms);
+        call.alias(&req.alias_name);
+        let result = async {
+            call.check_headers()?;
+            let name = AliasName::parse(&req.alias_name)?;
+            let target = key_ref(&req.key_id)?;
+            let alias = self.kms.create_alias(name, &target).await?;
+            Ok(CreateAliasResponse {
+                alias: Some(convert::alias(&alias)),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn delete_alias(
         &self,
         request: Request<DeleteAliasRequest>,
     ) -> Result<Response<DeleteAliasResponse>, Status> {
-        let name = AliasName::parse(&request.get_ref().alias_name)?;
-        self.kms.delete_alias(name).await?;
-        Ok(Response::new(DeleteAliasResponse {}))
+        let mut call = self.auditor.begin("DeleteAlias", &request);
+        let req = request.into_inner();
+        call.key(&req.alias_name, &self.kms);
+        let result = async {
+            call.check_headers()?;
+            let name = AliasName::parse(&req.alias_name)?;
+            self.kms.delete_alias(name).await?;
+            Ok(DeleteAliasResponse {})
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn list_aliases(
         &self,
         request: Request<ListAliasesRequest>,
     ) -> Result<Response<ListAliasesResponse>, Status> {
+        let mut call = self.auditor.begin("ListAliases", &request);
         let req = request.into_inner();
-        let key = KeyRef::parse_optional(&req.key_id, "key_id")?;
-        let page = self
-            .kms
-            .list_aliases(key.as_ref(), req.page_size, &req.page_token)?;
-        Ok(Response::new(ListAliasesResponse {
-            aliases: page.items.iter().map(convert::alias).collect(),
-            next_page_token: page.next_token.unwrap_or_default(),
-        }))
+        call.key(&req.key_id, &self.kms);
+        call.param("page_size", req.page_size);
+        let result = async {
+            call.check_headers()?;
+            let key = KeyRef::parse_optional(&req.key_id, "key_id")?;
+            let page = self
+                .kms
+                .list_aliases(key.as_ref(), req.page_size, &req.page_token)?;
+            Ok(ListAliasesResponse {
+                aliases: page.items.iter().map(convert::alias).collect(),
+                next_page_token: page.next_token.unwrap_or_default(),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn enable_key(
         &self,
         request: Request<EnableKeyRequest>,
     ) -> Result<Response<EnableKeyResponse>, Status> {
-        let key = key_ref(&request.get_ref().key_id)?;
-        let view = self.kms.change_state(&key, Operation::EnableKey, 0).await?;
-        Ok(metadata_response(view, |key_metadata| EnableKeyResponse {
-            key_metadata,
-        }))
+        let mut call = self.auditor.begin("EnableKey", &request);
+        let req = request.into_inner();
+        call.key(&req.key_id, &self.kms);
+        let result = async {
+            call.check_headers()?;
+            let key = key_ref(&req.key_id)?;
+            let view = self.kms.change_state(&key, Operation::EnableKey, 0).await?;
+            Ok(EnableKeyResponse {
+                key_metadata: metadata(view),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn disable_key(
         &self,
         request: Request<DisableKeyRequest>,
     ) -> Result<Response<DisableKeyResponse>, Status> {
-        let key = key_ref(&request.get_ref().key_id)?;
-        let view = self
-            .kms
-            .change_state(&key, Operation::DisableKey, 0)
-            .await?;
-        Ok(metadata_response(view, |key_metadata| DisableKeyResponse {
-            key_metadata,
-        }))
+        let mut call = self.auditor.begin("DisableKey", &request);
+        let req = request.into_inner();
+        call.key(&req.key_id, &self.kms);
+        let result = async {
+            call.check_headers()?;
+            let key = key_ref(&req.key_id)?;
+            let view = self
+                .kms
+                .change_state(&key, Operation::DisableKey, 0)
+                .await?;
+            Ok(DisableKeyResponse {
+                key_metadata: metadata(view),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn rotate_key(
         &self,
         request: Request<RotateKeyRequest>,
     ) -> Result<Response<RotateKeyResponse>, Status> {
-        let key = key_ref(&request.get_ref().key_id)?;
-        let view = self.kms.rotate(&key).await?;
-        Ok(metadata_response(view, |key_metadata| RotateKeyResponse {
-            key_metadata,
-        }))
+        let mut call = self.auditor.begin("RotateKey", &request);
+        let req = request.into_inner();
+        call.key(&req.key_id, &self.kms);
+        let result = async {
+            call.check_headers()?;
+            let key = key_ref(&req.key_id)?;
+            let view = self.kms.rotate(&key).await?;
+            Ok(RotateKeyResponse {
+                key_metadata: metadata(view),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn list_key_versions(
         &self,
         request: Request<ListKeyVersionsRequest>,
     ) -> Result<Response<ListKeyVersionsResponse>, Status> {
-        let key = key_ref(&request.get_ref().key_id)?;
-        let versions = self.kms.list_versions(&key)?;
-        Ok(Response::new(ListKeyVersionsResponse {
-            versions: versions.iter().map(convert::version).collect(),
-        }))
+        let mut call = self.auditor.begin("ListKeyVersions", &request);
+        let req = request.into_inner();
+        call.key(&req.key_id, &self.kms);
+        let result = async {
+            call.check_headers()?;
+            let versions = self.kms.list_versions(&key_ref(&req.key_id)?)?;
+            Ok(ListKeyVersionsResponse {
+                versions: versions.iter().map(convert::version).collect(),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn schedule_key_deletion(
         &self,
         request: Request<ScheduleKeyDeletionRequest>,
     ) -> Result<Response<ScheduleKeyDeletionResponse>, Status> {
+        let mut call = self.auditor.begin("ScheduleKeyDeletion", &request);
         let req = request.into_inner();
-        let key = key_ref(&req.key_id)?;
-        let days = keys::deletion_window_days(req.pending_window_days)?;
-        let view = self
-            .kms
-            .change_state(&key, Operation::ScheduleKeyDeletion, days)
-            .await?;
-        Ok(metadata_response(view, |key_metadata| {
-            ScheduleKeyDeletionResponse { key_metadata }
-        }))
+        call.key(&req.key_id, &self.kms);
+        call.param("pending_window_days", req.pending_window_days);
+        let result = async {
+            call.check_headers()?;
+            let key = key_ref(&req.key_id)?;
+            let days = keys::deletion_window_days(req.pending_window_days)?;
+            let view = self
+                .kms
+                .change_state(&key, Operation::ScheduleKeyDeletion, days)
+                .await?;
+            Ok(ScheduleKeyDeletionResponse {
+                key_metadata: metadata(view),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn cancel_key_deletion(
         &self,
         request: Request<CancelKeyDeletionRequest>,
     ) -> Result<Response<CancelKeyDeletionResponse>, Status> {
-        let key = key_ref(&request.get_ref().key_id)?;
-        let view = self
-            .kms
-            .change_state(&key, Operation::CancelKeyDeletion, 0)
-            .await?;
-        Ok(metadata_response(view, |key_metadata| {
-            CancelKeyDeletionResponse { key_metadata }
-        }))
+        let mut call = self.auditor.begin("CancelKeyDeletion", &request);
+        let req = request.into_inner();
+        call.key(&req.key_id, &self.kms);
+        let result = async {
+            call.check_headers()?;
+            let key = key_ref(&req.key_id)?;
+            let view = self
+                .kms
+                .change_state(&key, Operation::CancelKeyDeletion, 0)
+                .await?;
+            Ok(CancelKeyDeletionResponse {
+                key_metadata: metadata(view),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn generate_data_key(
         &self,
         request: Request<GenerateDataKeyRequest>,
     ) -> Result<Response<GenerateDataKeyResponse>, Status> {
+        let mut call = self.auditor.begin("GenerateDataKey", &request);
         let req = request.into_inner();
-        let key = key_ref(&req.key_id)?;
-        let spec = data_key_spec(req.key_spec, req.number_of_bytes)?;
-        let ctx = context(req.encryption_context, "encryption_context")?;
-        let dk = self
-            .kms
-            .generate_data_key(&key, spec, &ctx, Operation::GenerateDataKey)?;
-        Ok(Response::new(GenerateDataKeyResponse {
-            key_id: dk.key_id.to_string(),
-            key_version: dk.key_version,
-            // The one place a data key's plaintext leaves the daemon: to the caller that asked for it.
-            plaintext: dk.plaintext.expose().to_vec(),
-            ciphertext_blob: dk.ciphertext_blob,
-        }))
+        call.key(&req.key_id, &self.kms);
+        call.param("key_spec", spec_name(req.key_spec));
+        if let Some(n) = req.number_of_bytes {
+            call.param("number_of_bytes", n);
+        }
+        call.context(&req.encryption_context);
+        let result = async {
+            call.check_headers()?;
+            let key = key_ref(&req.key_id)?;
+            let spec = data_key_spec(req.key_spec, req.number_of_bytes)?;
+            let ctx = context(req.encryption_context, "encryption_context")?;
+            let dk = self
+                .kms
+                .generate_data_key(&key, spec, &ctx, Operation::GenerateDataKey)?;
+            Ok(GenerateDataKeyResponse {
+                key_id: dk.key_id.to_string(),
+                key_version: dk.key_version,
+                // The one place a data key's plaintext leaves the daemon: to the caller that asked for it.
+                plaintext: dk.plaintext.expose().to_vec(),
+                ciphertext_blob: dk.ciphertext_blob,
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn generate_data_key_without_plaintext(
         &self,
         request: Request<GenerateDataKeyWithoutPlaintextRequest>,
     ) -> Result<Response<GenerateDataKeyWithoutPlaintextResponse>, Status> {
+        let mut call = self
+            .auditor
+            .begin("GenerateDataKeyWithoutPlaintext", &request);
         let req = request.into_inner();
-        let key = key_ref(&req.key_id)?;
-        let spec = data_key_spec(req.key_spec, req.number_of_bytes)?;
-        let ctx = context(req.encryption_context, "encryption_context")?;
-        let dk = self.kms.generate_data_key(
-            &key,
-            spec,
-            &ctx,
-            Operation::GenerateDataKeyWithoutPlaintext,
-        )?;
-        Ok(Response::new(GenerateDataKeyWithoutPlaintextResponse {
-            key_id: dk.key_id.to_string(),
-            key_version: dk.key_version,
-            ciphertext_blob: dk.ciphertext_blob,
-        }))
+        call.key(&req.key_id, &self.kms);
+        call.param("key_spec", spec_name(req.key_spec));
+        if let Some(n) = req.number_of_bytes {
+            call.param("number_of_bytes", n);
+        }
+        call.context(&req.encryption_context);
+        let result = async {
+            call.check_headers()?;
+            let key = key_ref(&req.key_id)?;
+            let spec = data_key_spec(req.key_spec, req.number_of_bytes)?;
+            let ctx = context(req.encryption_context, "encryption_context")?;
+            let dk = self.kms.generate_data_key(
+                &key,
+                spec,
+                &ctx,
+                Operation::GenerateDataKeyWithoutPlaintext,
+            )?;
+            Ok(GenerateDataKeyWithoutPlaintextResponse {
+                key_id: dk.key_id.to_string(),
+                key_version: dk.key_version,
+                ciphertext_blob: dk.ciphertext_blob,
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn encrypt(
         &self,
         request: Request<EncryptRequest>,
     ) -> Result<Response<EncryptResponse>, Status> {
+        let mut call = self.auditor.begin("Encrypt", &request);
         let mut req = request.into_inner();
         let plaintext = Zeroizing::new(std::mem::take(&mut req.plaintext));
-        let key = key_ref(&req.key_id)?;
-        let ctx = context(req.encryption_context, "encryption_context")?;
-        let sealed = self.kms.encrypt(&key, &ctx, &plaintext)?;
-        Ok(Response::new(EncryptResponse {
-            key_id: sealed.key_id.to_string(),
-            key_version: sealed.key_version,
-            ciphertext_blob: sealed.ciphertext_blob,
-        }))
+        call.key(&req.key_id, &self.kms);
+        call.param("plaintext_bytes", plaintext.len());
+        call.context(&req.encryption_context);
+        let result = async {
+            call.check_headers()?;
+            let key = key_ref(&req.key_id)?;
+            let ctx = context(req.encryption_context, "encryption_context")?;
+            let sealed = self.kms.encrypt(&key, &ctx, &plaintext)?;
+            Ok(EncryptResponse {
+                key_id: sealed.key_id.to_string(),
+                key_version: sealed.key_version,
+                ciphertext_blob: sealed.ciphertext_blob,
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn decrypt(
         &self,
         request: Request<DecryptRequest>,
     ) -> Result<Response<DecryptResponse>, Status> {
+        let mut call = self.auditor.begin("Decrypt", &request);
         let req = request.into_inner();
-        let expected = KeyRef::parse_optional(&req.key_id, "key_id")?;
-        let ctx = context(req.encryption_context, "encryption_context")?;
-        let opened = self
-            .kms
-            .decrypt(&req.ciphertext_blob, expected.as_ref(), &ctx)?;
-        Ok(Response::new(DecryptResponse {
-            key_id: opened.key_id.to_string(),
-            key_version: opened.key_version,
-            plaintext: opened.plaintext.expose().to_vec(),
-        }))
+        call.key(&req.key_id, &self.kms);
+        call.blob(&req.ciphertext_blob, BlobRole::Key);
+        call.context(&req.encryption_context);
+        let result = async {
+            call.check_headers()?;
+            let expected = KeyRef::parse_optional(&req.key_id, "key_id")?;
+            let ctx = context(req.encryption_context, "encryption_context")?;
+            let opened = self
+                .kms
+                .decrypt(&req.ciphertext_blob, expected.as_ref(), &ctx)?;
+            Ok(DecryptResponse {
+                key_id: opened.key_id.to_string(),
+                key_version: opened.key_version,
+                plaintext: opened.plaintext.expose().to_vec(),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn re_encrypt(
         &self,
         request: Request<ReEncryptRequest>,
     ) -> Result<Response<ReEncryptResponse>, Status> {
+        let mut call = self.auditor.begin("ReEncrypt", &request);
         let req = request.into_inner();
-        let source = KeyRef::parse_optional(&req.source_key_id, "source_key_id")?;
-        let source_ctx = context(req.source_encryption_context, "source_encryption_context")?;
-        let destination = KeyRef::parse_optional(&req.destination_key_id, "destination_key_id")?;
-        let destination_ctx = context(
-            req.destination_encryption_context,
-            "destination_encryption_context",
-        )?;
-        let out = self.kms.re_encrypt(
-            &req.ciphertext_blob,
-            source.as_ref(),
-            &source_ctx,
-            destination.as_ref(),
-            &destination_ctx,
-        )?;
-        Ok(Response::new(ReEncryptResponse {
-            source_key_id: out.source_key_id.to_string(),
-            source_key_version: out.source_key_version,
-            key_id: out.key_id.to_string(),
-            key_version: out.key_version,
-            ciphertext_blob: out.ciphertext_blob,
-        }))
+        call.blob(&req.ciphertext_blob, BlobRole::Source);
+        if !req.source_key_id.is_empty() {
+            call.param("source_key_named", &req.source_key_id);
+        }
+        if req.destination_key_id.is_empty() {
+            // The destination is the source key's primary version; the response names it on success.
+            call.blob(&req.ciphertext_blob, BlobRole::Key);
+            call.param("destination", "primary version of the source key");
+        } else {
+            call.key(&req.destination_key_id, &self.kms);
+        }
+        call.map_param("source_encryption_context", &req.source_encryption_context);
+        call.context(&req.destination_encryption_context);
+        let result = async {
+            call.check_headers()?;
+            let source = KeyRef::parse_optional(&req.source_key_id, "source_key_id")?;
+            let source_ctx = context(req.source_encryption_context, "source_encryption_context")?;
+            let destination =
+                KeyRef::parse_optional(&req.destination_key_id, "destination_key_id")?;
+            let destination_ctx = context(
+                req.destination_encryption_context,
+                "destination_encryption_context",
+            )?;
+            let out = self.kms.re_encrypt(
+                &req.ciphertext_blob,
+                source.as_ref(),
+                &source_ctx,
+                destination.as_ref(),
+                &destination_ctx,
+            )?;
+            Ok(ReEncryptResponse {
+                source_key_id: out.source_key_id.to_string(),
+                source_key_version: out.source_key_version,
+                key_id: out.key_id.to_string(),
+                key_version: out.key_version,
+                ciphertext_blob: out.ciphertext_blob,
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 
     async fn generate_random(
         &self,
         request: Request<GenerateRandomRequest>,
     ) -> Result<Response<GenerateRandomResponse>, Status> {
-        let len = keys::random_len(request.get_ref().number_of_bytes)?;
-        let bytes = self.kms.generate_random(len);
-        Ok(Response::new(GenerateRandomResponse {
-            plaintext: bytes.expose().to_vec(),
-        }))
+        let mut call = self.auditor.begin("GenerateRandom", &request);
+        let req = request.into_inner();
+        call.param("number_of_bytes", req.number_of_bytes);
+        let result = async {
+            call.check_headers()?;
+            let len = keys::random_len(req.number_of_bytes)?;
+            let bytes = self.kms.generate_random(len);
+            Ok(GenerateRandomResponse {
+                plaintext: bytes.expose().to_vec(),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
     }
 }

@@ -3,10 +3,16 @@ use rusqlite::Connection;
 use super::StorageError;
 
 /// Every migration in order; the database's `user_version` is the number applied.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_keys.sql",
-    include_str!("../../migrations/0001_keys.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_keys.sql",
+        include_str!("../../migrations/0001_keys.sql"),
+    ),
+    (
+        "0002_audit.sql",
+        include_str!("../../migrations/0002_audit.sql"),
+    ),
+];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {
     let known = MIGRATIONS.len() as i64;

@@ -7,9 +7,11 @@
 //!
 //! Invariants: every multi-row change is one transaction; key material appears here only wrapped by the root key.
 
+mod audit;
 mod keys;
 mod migrations;
 
+pub use audit::{AuditQuery, AuditReader, AuditWriterConn, UnreadableRecord};
 pub use keys::{AliasRow, StoredKey, VersionRow};
 pub use migrations::MIGRATIONS;
 
@@ -148,13 +150,19 @@ impl Storage {
 
 fn open_connection(path: &Path) -> Result<Connection, StorageError> {
     let mut conn = Connection::open(path)?;
+    configure(&conn)?;
+    migrations::apply(&mut conn)?;
+    Ok(conn)
+}
+
+/// The settings every writing connection uses.
+fn configure(conn: &Connection) -> Result<(), StorageError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    migrations::apply(&mut conn)?;
-    Ok(conn)
+    Ok(())
 }
 
 fn run(mut conn: Connection, inbox: mpsc::Receiver<Msg>) {

@@ -11,7 +11,7 @@ use crate::support::*;
 async fn health_reports_the_kms_service() {
     let server = TestServer::start().await;
     let mut health = HealthClient::new(server.channel().await);
-    for service in ["", "kms.v1.KeyManagementService"] {
+    for service in ["", "kms.v1.KeyManagementService", "kms.v1.AuditService"] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -32,6 +32,7 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
+        "kms.v1.AuditService",
         "kms.v1.KeyManagementService",
     ];
 

@@ -1,0 +1,132 @@
+//! The audit log: one record per call, allowed or not, made durable before the call is answered.
+//!
+//! Records form a hash chain (each carries the previous record's hash and its own, over a canonical JSON
+//! encoding), and the writer signs checkpoints of the chain head with an Ed25519 key derived from the root key.
+//! Edits, deleted rows, reordering, a truncated tail and a replaced database are all detectable by
+//! [`verify::verify`], online (AuditService.VerifyLog) or offline (`kmsctl audit verify --db`).
+//!
+//! Invariants: a record never holds a secret; records are never updated or deleted (SQLite triggers refuse it);
+//! sequence numbers are gap-free; a call whose record could not be made durable is answered UNAVAILABLE, never with
+//! its result (fail closed).
+
+mod checkpoint;
+mod record;
+pub mod verify;
+mod writer;
+
+pub use checkpoint::{Checkpoint, CheckpointSigner, SIGNING_KEY_INFO, parse_public_key};
+pub use record::{AuditRecord, ChainedRecord, GENESIS_HASH, Outcome, map_json};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use tokio::sync::{oneshot, watch};
+
+use crate::clock::Clock;
+use crate::storage::{AuditReader, AuditWriterConn, StorageError};
+use writer::{Msg, Writer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit log cannot be written")]
+    Unavailable,
+    #[error("the audit writer has stopped")]
+    Closed,
+}
+
+/// A handle to the audit writer thread, and the way to read the log back.
+pub struct AuditLog {
+    jobs: std::sync::mpsc::Sender<Msg>,
+    healthy: watch::Receiver<bool>,
+    public_key: VerifyingKey,
+    log_id: String,
+    db_path: PathBuf,
+}
+
+impl AuditLog {
+    /// Starts the writer on a database that `Storage::open` has migrated.
+    pub fn open(
+        db_path: &Path,
+        signer: CheckpointSigner,
+        clock: Arc<dyn Clock>,
+        checkpoint_every: Duration,
+    ) -> Result<Self, StorageError> {
+        let mut conn = AuditWriterConn::open(db_path)?;
+        let log_id = conn.log_id()?;
+        let (head_seq, head_hash) = Writer::new_head(conn.head()?);
+        let checkpointed_seq = conn.last_checkpoint_seq()?.unwrap_or(0);
+        let public_key = signer.public_key();
+        let (healthy_tx, healthy) = watch::channel(true);
+        let (jobs, inbox) = writer::channel();
+        let writer = Writer {
+            conn,
+            head_seq,
+            head_hash,
+            checkpointed_seq,
+            signer,
+            clock,
+            log_id: log_id.clone(),
+            healthy: healthy_tx,
+            checkpoint_every,
+        };
+        std::thread::Builder::new()
+            .name("kmsd-audit".into())
+            .spawn(move || writer.run(inbox))
+            .map_err(|e| {
+                StorageError::Corrupt(format!("cannot start the audit writer thread: {e}"))
+            })?;
+        Ok(AuditLog {
+            jobs,
+            healthy,
+            public_key,
+            log_id,
+            db_path: db_path.to_owned(),
+        })
+    }
+
+    /// Appends a record and waits until it is durable. Returns its sequence number.
+    pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Msg::Append(record, tx))
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Writes a signed checkpoint of the current head now (none if nothing was appended since the last one).
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Msg::Checkpoint(tx))
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Writes a final checkpoint and stops the writer; appends after this fail.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Msg::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// `true` while appends succeed; turns `false` when a commit fails and back when writes succeed again.
+    pub fn health(&self) -> watch::Receiver<bool> {
+        self.healthy.clone()
+    }
+
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.public_key
+    }
+
+    pub fn log_id(&self) -> &str {
+        &self.log_id
+    }
+
+    /// A read-only connection to the log, for queries and verification (blocking: use off the async workers).
+    pub fn reader(&self) -> Result<AuditReader, StorageError> {
+        AuditReader::open(&self.db_path)
+    }
+}

@@ -1,0 +1,258 @@
+//! `kms.v1.AuditService`: querying and verifying the audit log. Its own calls are audited too.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tonic::{Request, Response, Status};
+
+use super::call::Auditor;
+use crate::audit::verify::{self, Trusted};
+use crate::audit::{AuditLog, ChainedRecord, Checkpoint, Outcome};
+use crate::clock::UnixMillis;
+use crate::keys::{self, KeyRef};
+use crate::kms::{Kms, KmsError};
+use crate::proto::audit_service_server::AuditService;
+use crate::proto::{self, *};
+use crate::storage::{AuditQuery, StorageError};
+
+pub struct AuditServiceImpl {
+    audit: Arc<AuditLog>,
+    kms: Arc<Kms>,
+    auditor: Arc<Auditor>,
+}
+
+impl AuditServiceImpl {
+    pub fn new(audit: Arc<AuditLog>, kms: Arc<Kms>, auditor: Arc<Auditor>) -> Self {
+        AuditServiceImpl {
+            audit,
+            kms,
+            auditor,
+        }
+    }
+}
+
+const TOKEN_PREFIX: &str = "e1:";
+
+fn parse_token(token: &str) -> Result<Option<u64>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix(TOKEN_PREFIX).and_then(|n| n.parse().ok()))
+        .map(Some)
+        .ok_or_else(|| {
+            Status::invalid_argument(
+                "page_token is not one QueryEvents issued; pass next_page_token from the previous response unchanged",
+            )
+        })
+}
+
+fn storage_failure(e: StorageError) -> Status {
+    Status::from(KmsError::Storage(e))
+}
+
+fn timestamp(rfc3339: &str) -> Option<prost_types::Timestamp> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: t.nanosecond() as i32,
+    })
+}
+
+fn outcome(o: Outcome) -> proto::Outcome {
+    match o {
+        Outcome::Success => proto::Outcome::Success,
+        Outcome::Error => proto::Outcome::Error,
+        Outcome::Denied => proto::Outcome::Denied,
+    }
+}
+
+pub fn event(c: ChainedRecord) -> AuditEvent {
+    let r = c.record;
+    AuditEvent {
+        sequence: c.seq,
+        event_id: r.event_id,
+        event_time: timestamp(&r.event_time),
+        event_name: r.event_name,
+        principal: r.principal,
+        source_address: r.source_address,
+        user_agent: r.user_agent,
+        request_id: r.request_id,
+        key_id: r.key_id.unwrap_or_default(),
+        key_version: r.key_version.unwrap_or(0),
+        key_alias: r.key_alias.unwrap_or_default(),
+        parameters: r.parameters.into_iter().collect(),
+        encryption_context: r.encryption_context.into_iter().collect(),
+        reason: r.reason.unwrap_or_default(),
+        outcome: outcome(r.outcome) as i32,
+        error_code: r.error_code.unwrap_or_default(),
+        error_message: r.error_message.unwrap_or_default(),
+        prev_hash: c.prev_hash,
+        hash: c.hash,
+    }
+}
+
+fn checkpoint(cp: Checkpoint) -> proto::Checkpoint {
+    proto::Checkpoint {
+        head_sequence: cp.head_seq,
+        time: timestamp(&cp.time),
+        head_hash: cp.head_hash,
+        log_id: cp.log_id,
+        signature: cp.signature,
+    }
+}
+
+#[tonic::async_trait]
+impl AuditService for AuditServiceImpl {
+    async fn query_events(
+        &self,
+        request: Request<QueryEventsRequest>,
+    ) -> Result<Response<QueryEventsResponse>, Status> {
+        let mut call = self.auditor.begin("QueryEvents", &request);
+        let req = request.into_inner();
+        call.key(&req.key_id, &self.kms);
+        for (name, value) in [
+            ("principal", &req.principal),
+            ("event_name", &req.event_name),
+            ("request_id", &req.request_id),
+        ] {
+            if !value.is_empty() {
+                call.param(name, value);
+            }
+        }
+        call.map_param("encryption_context", &req.encryption_context);
+        let result = async {
+            call.check_headers()?;
+            let limit = keys::page_size(req.page_size).map_err(Status::from)? as usize;
+            let (key_id, key_alias) = match KeyRef::parse_optional(&req.key_id, "key_id")? {
+                None => (None, None),
+                Some(KeyRef::Id(id)) => (Some(id.to_string()), None),
+                Some(alias @ KeyRef::Alias(_)) => {
+                    let resolved = self
+                        .kms
+                        .describe(&alias)
+                        .ok()
+                        .map(|v| v.record.id.to_string());
+                    (resolved, Some(alias.to_string()))
+                }
+            };
+            let outcome = match proto::Outcome::try_from(req.outcome) {
+                Ok(proto::Outcome::Unspecified) => None,
+                Ok(proto::Outcome::Success) => Some(Outcome::Success),
+                Ok(proto::Outcome::Error) => Some(Outcome::Error),
+                Ok(proto::Outcome::Denied) => Some(Outcome::Denied),
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "outcome {} is not known",
+                        req.outcome
+                    )));
+                }
+            };
+            let non_empty = |s: String| (!s.is_empty()).then_some(s);
+            let query = AuditQuery {
+                start_time: req
+                    .start_time
+                    .as_ref()
+                    .map(|t| UnixMillis::from_timestamp(t).rfc3339_millis()),
+                end_time: req
+                    .end_time
+                    .as_ref()
+                    .map(|t| UnixMillis::from_timestamp(t).rfc3339_millis()),
+                key_id,
+                key_alias,
+                principal: non_empty(req.principal),
+                event_name: non_empty(req.event_name),
+                outcome,
+                encryption_context: req.encryption_context.into_iter().collect(),
+                request_id: non_empty(req.request_id),
+                oldest_first: req.oldest_first,
+                after_seq: parse_token(&req.page_token)?,
+                limit: limit + 1,
+            };
+            let audit = self.audit.clone();
+            let rows = tokio::task::spawn_blocking(move || audit.reader()?.query(&query))
+                .await
+                .map_err(|e| Status::internal(format!("query task failed: {e}")))?
+                .map_err(storage_failure)?;
+            let mut events = Vec::with_capacity(rows.len());
+            for row in rows {
+                match row {
+                    Ok(record) => events.push(event(record)),
+                    Err(bad) => {
+                        return Err(Status::data_loss(format!(
+                            "audit record {} is unreadable: {}; run VerifyLog",
+                            bad.seq, bad.reason
+                        )));
+                    }
+                }
+            }
+            let next_page_token = if events.len() > limit {
+                events.truncate(limit);
+                events
+                    .last()
+                    .map(|e| URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{}", e.sequence)))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            Ok(QueryEventsResponse {
+                events,
+                next_page_token,
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
+    }
+
+    async fn verify_log(
+        &self,
+        request: Request<VerifyLogRequest>,
+    ) -> Result<Response<VerifyLogResponse>, Status> {
+        let mut call = self.auditor.begin("VerifyLog", &request);
+        let req = request.into_inner();
+        if req.trusted_sequence != 0 {
+            call.param("trusted_sequence", req.trusted_sequence);
+        }
+        let result = async {
+            call.check_headers()?;
+            let trusted = match (req.trusted_sequence, req.trusted_hash.as_str()) {
+                (0, "") => None,
+                (0, _) | (_, "") => {
+                    return Err(Status::invalid_argument(
+                        "give both trusted_sequence and trusted_hash, or neither",
+                    ));
+                }
+                (seq, hash) => Some(Trusted {
+                    seq,
+                    hash: hash.to_owned(),
+                }),
+            };
+            let audit = self.audit.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                let reader = audit.reader()?;
+                verify::verify(&reader, audit.public_key(), trusted.as_ref())
+            })
+            .await
+            .map_err(|e| Status::internal(format!("verification task failed: {e}")))?
+            .map_err(storage_failure)?;
+            Ok(VerifyLogResponse {
+                ok: report.ok(),
+                records_checked: report.records_checked,
+                checkpoints_checked: report.checkpoints_checked,
+                head_sequence: report.head_seq,
+                head_hash: report.head_hash,
+                first_bad_sequence: report.problem.as_ref().map(|p| p.seq).unwrap_or(0),
+                problem: report.problem.map(|p| p.message).unwrap_or_default(),
+                public_key: hex::encode(self.audit.public_key().as_bytes()),
+                last_checkpoint: report.last_checkpoint.map(checkpoint),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
+    }
+}

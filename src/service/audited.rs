@@ -1,0 +1,81 @@
+//! What each response tells the audit record about the key it used.
+
+use super::call::Audited;
+use crate::proto::*;
+
+macro_rules! key_metadata_response {
+    ($($t:ty),*) => {$(
+        impl Audited for $t {
+            fn key_used(&self) -> Option<(&str, Option<u32>)> {
+                self.key_metadata.as_ref().map(|m| (m.key_id.as_str(), None))
+            }
+        }
+    )*};
+}
+
+key_metadata_response!(
+    DescribeKeyResponse,
+    EnableKeyResponse,
+    DisableKeyResponse,
+    ScheduleKeyDeletionResponse,
+    CancelKeyDeletionResponse
+);
+
+/// Calls that make a version record the version they made.
+macro_rules! new_version_response {
+    ($($t:ty),*) => {$(
+        impl Audited for $t {
+            fn key_used(&self) -> Option<(&str, Option<u32>)> {
+                self.key_metadata
+                    .as_ref()
+                    .map(|m| (m.key_id.as_str(), Some(m.primary_version)))
+            }
+        }
+    )*};
+}
+
+new_version_response!(CreateKeyResponse, RotateKeyResponse);
+
+macro_rules! versioned_response {
+    ($($t:ty),*) => {$(
+        impl Audited for $t {
+            fn key_used(&self) -> Option<(&str, Option<u32>)> {
+                Some((self.key_id.as_str(), Some(self.key_version)))
+            }
+        }
+    )*};
+}
+
+versioned_response!(
+    GenerateDataKeyResponse,
+    GenerateDataKeyWithoutPlaintextResponse,
+    EncryptResponse,
+    DecryptResponse
+);
+
+impl Audited for ReEncryptResponse {
+    fn key_used(&self) -> Option<(&str, Option<u32>)> {
+        Some((self.key_id.as_str(), Some(self.key_version)))
+    }
+
+    fn parameters(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("source_key_id", self.source_key_id.clone()),
+            ("source_key_version", self.source_key_version.to_string()),
+        ]
+    }
+}
+
+impl Audited for CreateAliasResponse {
+    fn key_used(&self) -> Option<(&str, Option<u32>)> {
+        self.alias.as_ref().map(|a| (a.key_id.as_str(), None))
+    }
+}
+
+impl Audited for ListKeysResponse {}
+impl Audited for ListAliasesResponse {}
+impl Audited for DeleteAliasResponse {}
+impl Audited for ListKeyVersionsResponse {}
+impl Audited for GenerateRandomResponse {}
+impl Audited for QueryEventsResponse {}
+impl Audited for VerifyLogResponse {}

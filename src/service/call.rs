@@ -1,0 +1,299 @@
+//! Auditing of every call: who, from where, which key, why, and how it ended, made durable before the answer.
+//!
+//! A handler opens a [`Call`] with [`Auditor::begin`], records what the request names as it parses it, runs the
+//! operation, and hands the result to [`Auditor::finish`], which appends the record and only then releases the
+//! response. If the record cannot be written, the caller gets UNAVAILABLE and never the result.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Request, Response, Status};
+
+use crate::audit::{AuditLog, AuditRecord, Outcome, map_json};
+use crate::clock::Clock;
+use crate::crypto::blob;
+use crate::keys::KeyRef;
+use crate::kms::Kms;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const REASON_HEADER: &str = "x-kms-reason";
+const MAX_REQUEST_ID_LEN: usize = 128;
+const MAX_REASON_LEN: usize = 1024;
+
+/// Records calls in the audit log.
+pub struct Auditor {
+    audit: Arc<AuditLog>,
+    clock: Arc<dyn Clock>,
+}
+
+/// One call being audited.
+pub struct Call {
+    event_name: &'static str,
+    event_time: String,
+    principal: String,
+    source_address: String,
+    user_agent: String,
+    request_id: String,
+    reason: Option<String>,
+    header_error: Option<String>,
+    key_id: Option<String>,
+    key_alias: Option<String>,
+    key_version: Option<u32>,
+    parameters: BTreeMap<String, String>,
+    encryption_context: BTreeMap<String, String>,
+}
+
+/// Whose key a ciphertext blob names, for the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobRole {
+    /// The call's own key (Decrypt).
+    Key,
+    /// The source of a ReEncrypt.
+    Source,
+}
+
+/// What a successful response says about the key it used, for the record.
+pub trait Audited {
+    /// The key id and, where one version was used, its version.
+    fn key_used(&self) -> Option<(&str, Option<u32>)> {
+        None
+    }
+
+    /// Non-secret facts only the response knows (ReEncrypt's source key, say).
+    fn parameters(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+impl Auditor {
+    pub fn new(audit: Arc<AuditLog>, clock: Arc<dyn Clock>) -> Self {
+        Auditor { audit, clock }
+    }
+
+    pub fn begin<T>(&self, event_name: &'static str, request: &Request<T>) -> Call {
+        let metadata = request.metadata();
+        let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
+        let source_address = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let mut header_error = None;
+        let request_id = match header(REQUEST_ID_HEADER) {
+            Some(id) if !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN => id.to_owned(),
+            Some(_) => {
+                header_error = Some(format!(
+                    "{REQUEST_ID_HEADER} must be 1-{MAX_REQUEST_ID_LEN} characters"
+                ));
+                uuid::Uuid::new_v4().to_string()
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let reason = match header(REASON_HEADER) {
+            Some(r) if r.chars().count() > MAX_REASON_LEN => {
+                header_error = Some(format!(
+                    "{REASON_HEADER} is longer than {MAX_REASON_LEN} characters"
+                ));
+                Some(r.chars().take(MAX_REASON_LEN).collect())
+            }
+            Some(r) if !r.is_empty() => Some(r.to_owned()),
+            _ => None,
+        };
+        Call {
+            event_name,
+            event_time: self.clock.now().rfc3339_millis(),
+            // Until callers authenticate, the peer address is the best "who" there is.
+            principal: source_address.clone(),
+            source_address,
+            user_agent: header("user-agent").unwrap_or_default().to_owned(),
+            request_id,
+            reason,
+            header_error,
+            key_id: None,
+            key_alias: None,
+            key_version: None,
+            parameters: BTreeMap::new(),
+            encryption_context: BTreeMap::new(),
+        }
+    }
+
+    /// Appends the call's record, then releases the result; UNAVAILABLE instead if the record is not durable.
+    pub async fn finish<R: Audited>(
+        &self,
+        mut call: Call,
+        result: Result<R, Status>,
+    ) -> Result<Response<R>, Status> {
+        let (outcome, error_code, error_message) = match &result {
+            Ok(response) => {
+                if let Some((key_id, version)) = response.key_used() {
+                    call.key_id = Some(key_id.to_owned());
+                    call.key_version = version.or(call.key_version);
+                }
+                for (name, value) in response.parameters() {
+                    call.parameters.insert(name.to_owned(), value);
+                }
+                (Outcome::Success, None, None)
+            }
+            Err(status) => (
+                outcome_of(status.code()),
+                Some(code_name(status.code()).to_owned()),
+                Some(status.message().to_owned()),
+            ),
+        };
+        let request_id = call.request_id.clone();
+        let record = AuditRecord {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            event_time: call.event_time,
+            event_name: call.event_name.to_owned(),
+            principal: call.principal,
+            source_address: call.source_address,
+            user_agent: call.user_agent,
+            request_id: call.request_id,
+            key_id: call.key_id,
+            key_version: call.key_version,
+            key_alias: call.key_alias,
+            parameters: call.parameters,
+            encryption_context: call.encryption_context,
+            reason: call.reason,
+            outcome,
+            error_code,
+            error_message,
+        };
+        let request_id_value = MetadataValue::try_from(request_id.as_str()).ok();
+        if let Err(e) = self.audit.append(record).await {
+            // `result` is dropped here: whatever key material it held is zeroized and never sent.
+            let mut status = Status::unavailable(format!(
+                "{e}; the call was refused so that no key use goes unrecorded (fail closed); retry later"
+            ));
+            if let Some(v) = request_id_value {
+                status.metadata_mut().insert(REQUEST_ID_HEADER, v);
+            }
+            return Err(status);
+        }
+        match result {
+            Ok(body) => {
+                let mut response = Response::new(body);
+                if let Some(v) = request_id_value {
+                    response.metadata_mut().insert(REQUEST_ID_HEADER, v);
+                }
+                Ok(response)
+            }
+            Err(mut status) => {
+                if let Some(v) = request_id_value {
+                    status.metadata_mut().insert(REQUEST_ID_HEADER, v);
+                }
+                Err(status)
+            }
+        }
+    }
+}
+
+impl Call {
+    /// Refuses the call if its headers were malformed. Handlers call this before doing anything.
+    pub fn check_headers(&self) -> Result<(), Status> {
+        match &self.header_error {
+            Some(msg) => Err(Status::invalid_argument(msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the key a request names: an id as is, an alias with the key it currently points to.
+    pub fn key(&mut self, named: &str, kms: &Kms) {
+        match KeyRef::parse(named, "key_id") {
+            Ok(KeyRef::Id(id)) => self.key_id = Some(id.to_string()),
+            Ok(KeyRef::Alias(alias)) => {
+                self.key_id = kms
+                    .describe(&KeyRef::Alias(alias.clone()))
+                    .ok()
+                    .map(|v| v.record.id.to_string());
+                self.key_alias = Some(alias.to_string());
+            }
+            Err(_) if named.is_empty() => {}
+            // A malformed name is still worth recording: it is part of what was asked.
+            Err(_) => {
+                self.parameters
+                    .insert("key_id".to_owned(), named.to_owned());
+            }
+        }
+    }
+
+    /// Records a fingerprint of a ciphertext blob to correlate it by, and the key and version its header names:
+    /// as the call's key (Decrypt), or as `source_key_id`/`source_key_version` parameters (ReEncrypt, whose key
+    /// is the destination).
+    pub fn blob(&mut self, blob_bytes: &[u8], role: BlobRole) {
+        let digest = Sha256::digest(blob_bytes);
+        self.parameters.insert(
+            "ciphertext_fingerprint".to_owned(),
+            hex::encode(&digest[..8]),
+        );
+        self.parameters
+            .insert("ciphertext_bytes".to_owned(), blob_bytes.len().to_string());
+        let Ok(parsed) = blob::parse(blob_bytes) else {
+            return;
+        };
+        match role {
+            BlobRole::Key => {
+                self.key_id = Some(parsed.header.key_id.to_string());
+                self.key_version = Some(parsed.header.key_version);
+            }
+            BlobRole::Source => {
+                self.param("source_key_id", parsed.header.key_id);
+                self.param("source_key_version", parsed.header.key_version);
+            }
+        }
+    }
+
+    pub fn alias(&mut self, alias: &str) {
+        self.key_alias = Some(alias.to_owned());
+    }
+
+    pub fn param(&mut self, name: &str, value: impl ToString) {
+        self.parameters.insert(name.to_owned(), value.to_string());
+    }
+
+    pub fn map_param(&mut self, name: &str, map: &HashMap<String, String>) {
+        if !map.is_empty() {
+            let sorted: BTreeMap<String, String> =
+                map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            self.parameters.insert(name.to_owned(), map_json(&sorted));
+        }
+    }
+
+    pub fn context(&mut self, context: &HashMap<String, String>) {
+        self.encryption_context = context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+    }
+}
+
+fn outcome_of(code: Code) -> Outcome {
+    match code {
+        Code::PermissionDenied | Code::Unauthenticated => Outcome::Denied,
+        _ => Outcome::Error,
+    }
+}
+
+/// The canonical gRPC status code name, as in the gRPC spec.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

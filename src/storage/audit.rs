@@ -1,0 +1,327 @@
+//! SQL for the audit log: the writer's connection (append, checkpoints, probe) and read-only readers (query,
+//! verification walks).
+//!
+//! Invariant: rows are only ever inserted; triggers in `0002_audit.sql` refuse UPDATE and DELETE.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, params};
+
+use super::{StorageError, configure};
+use crate::audit::{AuditRecord, ChainedRecord, Checkpoint, Outcome, map_json};
+
+const LOG_ID: &str = "audit_log_id";
+
+/// The audit writer's own connection, used only from its thread.
+pub struct AuditWriterConn(Connection);
+
+impl AuditWriterConn {
+    /// Opens a database that `Storage::open` has already migrated.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let conn = Connection::open(path)?;
+        configure(&conn)?;
+        Ok(AuditWriterConn(conn))
+    }
+
+    /// The log's id, made on first use.
+    pub fn log_id(&mut self) -> Result<String, StorageError> {
+        if let Some(id) = read_log_id(&self.0)? {
+            return Ok(id);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        self.0.execute(
+            "INSERT INTO meta (name, value) VALUES (?1, ?2)",
+            params![LOG_ID, id.as_bytes()],
+        )?;
+        Ok(id)
+    }
+
+    /// The last record's sequence number and hash, if any.
+    pub fn head(&self) -> Result<Option<(u64, String)>, StorageError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn last_checkpoint_seq(&self) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .0
+            .query_row("SELECT MAX(head_seq) FROM audit_checkpoints", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?
+            .map(|s| s as u64))
+    }
+
+    /// Appends a batch in one transaction: all of it is durable when this returns `Ok`, none of it otherwise.
+    pub fn append(&mut self, records: &[ChainedRecord]) -> Result<(), StorageError> {
+        let tx = self.0.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO audit_events (seq, event_id, event_time, event_name, principal, source_address,
+                     user_agent, request_id, key_id, key_version, key_alias, parameters, encryption_context, reason,
+                     outcome, error_code, error_message, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            )?;
+            for c in records {
+                let r = &c.record;
+                stmt.execute(params![
+                    c.seq as i64,
+                    r.event_id,
+                    r.event_time,
+                    r.event_name,
+                    r.principal,
+                    r.source_address,
+                    r.user_agent,
+                    r.request_id,
+                    r.key_id,
+                    r.key_version,
+                    r.key_alias,
+                    map_json(&r.parameters),
+                    map_json(&r.encryption_context),
+                    r.reason,
+                    r.outcome.as_str(),
+                    r.error_code,
+                    r.error_message,
+                    c.prev_hash,
+                    c.hash,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Tries a write and rolls it back: tells whether appends would succeed now.
+    pub fn probe(&mut self, next_seq: u64) -> Result<(), StorageError> {
+        let tx = self.0.transaction()?;
+        tx.execute(
+            "INSERT INTO audit_events (seq, event_id, event_time, event_name, principal, source_address, user_agent,
+                 request_id, parameters, encryption_context, outcome, prev_hash, hash)
+             VALUES (?1, 'probe', '', 'probe', '', '', '', '', '{}', '{}', 'success', '', '')",
+            [next_seq as i64],
+        )?;
+        tx.rollback()?;
+        Ok(())
+    }
+
+    pub fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StorageError> {
+        self.0.execute(
+            "INSERT INTO audit_checkpoints (head_seq, head_hash, time, log_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![cp.head_seq as i64, cp.head_hash, cp.time, cp.log_id, cp.signature],
+        )?;
+        Ok(())
+    }
+}
+
+fn read_log_id(conn: &Connection) -> Result<Option<String>, StorageError> {
+    let raw: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE name = ?1", [LOG_ID], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    raw.map(|b| String::from_utf8(b).map_err(|_| StorageError::Corrupt("audit log id".into())))
+        .transpose()
+}
+
+/// Filters for [`AuditReader::query`]; every one given must match.
+#[derive(Debug, Default, Clone)]
+pub struct AuditQuery {
+    /// Inclusive, RFC 3339 with milliseconds.
+    pub start_time: Option<String>,
+    /// Exclusive.
+    pub end_time: Option<String>,
+    pub key_id: Option<String>,
+    pub key_alias: Option<String>,
+    pub principal: Option<String>,
+    pub event_name: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub encryption_context: Vec<(String, String)>,
+    pub request_id: Option<String>,
+    pub oldest_first: bool,
+    /// Continue after this sequence number (in the query's order).
+    pub after_seq: Option<u64>,
+    pub limit: usize,
+}
+
+/// A read-only connection for queries and verification, so neither waits for nor blocks the writers.
+pub struct AuditReader(Connection);
+
+/// A stored row that does not parse back into a record (its JSON columns were edited, say).
+#[derive(Debug)]
+pub struct UnreadableRecord {
+    pub seq: u64,
+    pub reason: String,
+}
+
+impl AuditReader {
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        if !path.exists() {
+            return Err(StorageError::Corrupt(format!(
+                "{} does not exist",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(AuditReader(conn))
+    }
+
+    pub fn log_id(&self) -> Result<Option<String>, StorageError> {
+        read_log_id(&self.0)
+    }
+
+    pub fn query(
+        &self,
+        q: &AuditQuery,
+    ) -> Result<Vec<Result<ChainedRecord, UnreadableRecord>>, StorageError> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+        let mut add = |clause: &str, values: Vec<Box<dyn ToSql>>| {
+            let mut clause = clause.to_owned();
+            for v in values {
+                args.push(v);
+                clause = clause.replacen('?', &format!("?{}", args.len()), 1);
+            }
+            clauses.push(clause);
+        };
+        if let Some(t) = &q.start_time {
+            add("event_time >= ?", vec![Box::new(t.clone())]);
+        }
+        if let Some(t) = &q.end_time {
+            add("event_time < ?", vec![Box::new(t.clone())]);
+        }
+        match (&q.key_id, &q.key_alias) {
+            (Some(id), Some(alias)) => add(
+                "(key_id = ? OR key_alias = ?)",
+                vec![Box::new(id.clone()), Box::new(alias.clone())],
+            ),
+            (Some(id), None) => add("key_id = ?", vec![Box::new(id.clone())]),
+            (None, Some(alias)) => add("key_alias = ?", vec![Box::new(alias.clone())]),
+            (None, None) => {}
+        }
+        if let Some(p) = &q.principal {
+            add("principal = ?", vec![Box::new(p.clone())]);
+        }
+        if let Some(n) = &q.event_name {
+            add("event_name = ?", vec![Box::new(n.clone())]);
+        }
+        if let Some(o) = q.outcome {
+            add("outcome = ?", vec![Box::new(o.as_str())]);
+        }
+        for (k, v) in &q.encryption_context {
+            add(
+                "EXISTS (SELECT 1 FROM json_each(audit_events.encryption_context) WHERE key = ? AND value = ?)",
+                vec![Box::new(k.clone()), Box::new(v.clone())],
+            );
+        }
+        if let Some(r) = &q.request_id {
+            add("request_id = ?", vec![Box::new(r.clone())]);
+        }
+        if let Some(after) = q.after_seq {
+            let op = if q.oldest_first { "seq > ?" } else { "seq < ?" };
+            add(op, vec![Box::new(after as i64)]);
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let order = if q.oldest_first { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_events {filter} ORDER BY seq {order} LIMIT {}",
+            q.limit
+        );
+        let mut stmt = self.0.prepare(&sql)?;
+        let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+        let rows = stmt.query_map(refs.as_slice(), read_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Calls `f` with every record in sequence order; stops early if `f` returns false.
+    pub fn for_each_record(
+        &self,
+        mut f: impl FnMut(Result<ChainedRecord, UnreadableRecord>) -> bool,
+    ) -> Result<(), StorageError> {
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT {COLUMNS} FROM audit_events ORDER BY seq ASC"
+        ))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            if !f(read_row(row)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn checkpoints(&self) -> Result<Vec<(i64, Checkpoint)>, StorageError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT id, head_seq, head_hash, time, log_id, signature FROM audit_checkpoints ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                Checkpoint {
+                    head_seq: r.get::<_, i64>(1)? as u64,
+                    head_hash: r.get(2)?,
+                    time: r.get(3)?,
+                    log_id: r.get(4)?,
+                    signature: r.get(5)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+const COLUMNS: &str = "seq, event_id, event_time, event_name, principal, source_address, user_agent, request_id, \
+     key_id, key_version, key_alias, parameters, encryption_context, reason, outcome, error_code, error_message, \
+     prev_hash, hash";
+
+fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<ChainedRecord, UnreadableRecord>> {
+    let seq = r.get::<_, i64>(0)? as u64;
+    let unreadable = |reason: String| Ok(Err(UnreadableRecord { seq, reason }));
+    let parameters: String = r.get(11)?;
+    let context: String = r.get(12)?;
+    let outcome: String = r.get(14)?;
+    let Ok(parameters) = serde_json::from_str(&parameters) else {
+        return unreadable("its parameters are not a JSON object of strings".into());
+    };
+    let Ok(encryption_context) = serde_json::from_str(&context) else {
+        return unreadable("its encryption context is not a JSON object of strings".into());
+    };
+    let Some(outcome) = Outcome::parse(&outcome) else {
+        return unreadable(format!("its outcome {outcome:?} is not one kmsd writes"));
+    };
+    Ok(Ok(ChainedRecord {
+        seq,
+        record: AuditRecord {
+            event_id: r.get(1)?,
+            event_time: r.get(2)?,
+            event_name: r.get(3)?,
+            principal: r.get(4)?,
+            source_address: r.get(5)?,
+            user_agent: r.get(6)?,
+            request_id: r.get(7)?,
+            key_id: r.get(8)?,
+            key_version: r.get(9)?,
+            key_alias: r.get(10)?,
+            parameters,
+            encryption_context,
+            reason: r.get(13)?,
+            outcome,
+            error_code: r.get(15)?,
+            error_message: r.get(16)?,
+        },
+        prev_hash: r.get(17)?,
+        hash: r.get(18)?,
+    }))
+}
