@@ -54,7 +54,7 @@ pub struct CheckpointSigner(SigningKey);
 impl CheckpointSigner {
     pub fn from_root(root: &RootKey) -> Self {
         let seed = root.derive(SIGNING_KEY_INFO);
-        CheckpointSigner(SigningKey::from_bytes(seed.expose_for_derivation()))
+        CheckpointSigner(SigningKey::from_bytes(seed.expose_secret()))
     }
 
     pub fn public_key(&self) -> VerifyingKey {

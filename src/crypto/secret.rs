@@ -23,13 +23,10 @@ impl KeyMaterial {
         material
     }
 
-    /// The raw bytes, to write a newly made root key to its file once; nothing else may call this.
-    pub fn expose_for_file(&self) -> &[u8; Self::LEN] {
-        &self.0
-    }
-
-    /// The raw bytes, to seed a derived key of another kind (the audit checkpoint signing key).
-    pub fn expose_for_derivation(&self) -> &[u8; Self::LEN] {
+    /// The raw bytes, outside the crypto module. The only callers: writing a new root key to its file once,
+    /// seeding the audit checkpoint signing key, and tests proving material never reaches the database. Nothing may
+    /// log, store or send them.
+    pub fn expose_secret(&self) -> &[u8; Self::LEN] {
         &self.0
     }
 

@@ -7,6 +7,11 @@
 
 mod root_key;
 
+/// Reads an existing root key file (for offline tools such as `kmsctl audit verify --db`).
+pub fn read_root_key(path: &Path) -> Result<crate::crypto::RootKey, StartError> {
+    root_key::load_or_create(path, false).map(|(root, _)| root)
+}
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

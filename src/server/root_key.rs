@@ -42,7 +42,7 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<(RootKey, bool), 
 fn create(path: &Path) -> Result<(), StartError> {
     let material = KeyMaterial::generate()
         .map_err(|e| StartError::RootKey(format!("the OS refused randomness: {e}")))?;
-    let mut text = Zeroizing::new(hex::encode(material.expose_for_file()));
+    let mut text = Zeroizing::new(hex::encode(material.expose_secret()));
     text.push('\n');
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -75,9 +75,13 @@ impl Auditor {
     pub fn begin<T>(&self, event_name: &'static str, request: &Request<T>) -> Call {
         let metadata = request.metadata();
         let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
-        let source_address = request
-            .remote_addr()
+        let peer = request.remote_addr();
+        let source_address = peer
             .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".to_owned());
+        // Until callers authenticate, the peer's address is the best "who" there is (its port says nothing).
+        let principal = peer
+            .map(|a| a.ip().to_string())
             .unwrap_or_else(|| "unknown".to_owned());
         let mut header_error = None;
         let request_id = match header(REQUEST_ID_HEADER) {
@@ -103,8 +107,7 @@ impl Auditor {
         Call {
             event_name,
             event_time: self.clock.now().rfc3339_millis(),
-            // Until callers authenticate, the peer address is the best "who" there is.
-            principal: source_address.clone(),
+            principal,
             source_address,
             user_agent: header("user-agent").unwrap_or_default().to_owned(),
             request_id,

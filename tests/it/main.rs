@@ -4,6 +4,7 @@
 // Tests fail loudly; unwrap is how they say so.
 #![allow(clippy::unwrap_used)]
 
+mod audit;
 mod cli;
 mod concurrency;
 mod crypto_ops;

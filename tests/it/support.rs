@@ -165,3 +165,64 @@ pub fn assert_status<T: std::fmt::Debug>(
 pub fn state(meta: &KeyMetadata) -> KeyState {
     KeyState::try_from(meta.state).expect("known state")
 }
+
+pub type AuditClient = kmsd::proto::audit_service_client::AuditServiceClient<Channel>;
+
+impl TestServer {
+    pub async fn audit_client(&self) -> AuditClient {
+        AuditClient::new(self.channel().await)
+    }
+}
+
+/// A request carrying an `x-request-id` and an `x-kms-reason`, as a careful caller sends them.
+pub fn tagged<T>(message: T, request_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-request-id", request_id.parse().unwrap());
+    request.metadata_mut().insert(
+        "x-kms-reason",
+        format!("because {request_id}").parse().unwrap(),
+    );
+    request
+}
+
+/// Every audit record with this request id.
+pub async fn events_for(server: &TestServer, request_id: &str) -> Vec<AuditEvent> {
+    server
+        .audit_client()
+        .await
+        .query_events(QueryEventsRequest {
+            request_id: request_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+/// The one audit record with this request id.
+pub async fn one_event(server: &TestServer, request_id: &str) -> AuditEvent {
+    let mut events = events_for(server, request_id).await;
+    assert_eq!(
+        events.len(),
+        1,
+        "exactly one record for {request_id}: {events:?}"
+    );
+    events.remove(0)
+}
+
+pub async fn verify_log(server: &TestServer) -> VerifyLogResponse {
+    server
+        .audit_client()
+        .await
+        .verify_log(VerifyLogRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+pub fn outcome(e: &AuditEvent) -> Outcome {
+    Outcome::try_from(e.outcome).unwrap()
+}

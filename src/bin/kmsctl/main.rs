@@ -3,6 +3,7 @@
 //! Plaintext is raw bytes (from a file or stdin, to a file or stdout); ciphertext blobs are base64 text, so they
 //! pass through shells, environment variables and JSON unharmed. `--json` prints one JSON object for scripts.
 
+mod audit;
 mod output;
 
 use std::collections::HashMap;
@@ -54,6 +55,9 @@ enum Command {
     Reencrypt(ReencryptArgs),
     /// Generate a data key: its plaintext and its blob, both base64.
     Datakey(DatakeyArgs),
+    /// Query, export and verify the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Random bytes from the daemon's CSPRNG, base64.
     Random {
         /// How many bytes (1-1024).
@@ -214,14 +218,14 @@ struct DatakeyArgs {
     context: ContextArgs,
 }
 
-fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 /// A failure to report: what went wrong, in words a person can act on.
-struct Failure(String);
+pub(crate) struct Failure(pub(crate) String);
 
 impl From<tonic::Status> for Failure {
     fn from(s: tonic::Status) -> Self {
@@ -258,8 +262,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn connect(endpoint: &str) -> Result<Client, Failure> {
-    let channel = Channel::from_shared(endpoint.to_string())
+async fn connect(endpoint: &str) -> Result<Channel, Failure> {
+    Channel::from_shared(endpoint.to_string())
         .map_err(|e| Failure(format!("bad endpoint {endpoint:?}: {e}")))?
         .connect()
         .await
@@ -267,14 +271,21 @@ async fn connect(endpoint: &str) -> Result<Client, Failure> {
             Failure(format!(
                 "cannot connect to {endpoint} ({e}); is kmsd running? (set --endpoint or KMSD_ENDPOINT)"
             ))
-        })?;
-    Ok(KeyManagementServiceClient::new(channel))
+        })
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let mut client = connect(&cli.endpoint).await?;
     let out = Output { json: cli.json };
+    // Offline verification reads a database file; there is no daemon to reach.
+    let offline = matches!(&cli.command, Command::Audit(audit::AuditCommand::Verify(args)) if args.db.is_some());
+    let channel = if offline {
+        Channel::from_static("http://offline.invalid").connect_lazy()
+    } else {
+        connect(&cli.endpoint).await?
+    };
+    let mut client = KeyManagementServiceClient::new(channel.clone());
     match cli.command {
+        Command::Audit(cmd) => audit::run(channel, &out, cmd).await,
         Command::Keys(cmd) => keys(&mut client, &out, cmd).await,
         Command::Aliases(cmd) => aliases(&mut client, &out, cmd).await,
         Command::Encrypt(args) => {
@@ -547,7 +558,7 @@ fn read_blob(path: Option<&PathBuf>) -> Result<Vec<u8>, Failure> {
     })
 }
 
-fn write_output(path: Option<&PathBuf>, bytes: &[u8]) -> Result<(), Failure> {
+pub(crate) fn write_output(path: Option<&PathBuf>, bytes: &[u8]) -> Result<(), Failure> {
     match path {
         Some(p) if p.as_os_str() != "-" => std::fs::write(p, bytes)
             .map_err(|e| Failure(format!("cannot write {}: {e}", p.display()))),

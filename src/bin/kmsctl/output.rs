@@ -13,7 +13,7 @@ pub struct Output {
     pub json: bool,
 }
 
-fn time(ts: &Option<prost_types::Timestamp>) -> String {
+pub(crate) fn time(ts: &Option<prost_types::Timestamp>) -> String {
     ts.as_ref()
         .and_then(|t| {
             time::OffsetDateTime::from_unix_timestamp(t.seconds)
@@ -60,7 +60,7 @@ fn print_json(v: &Value) {
 }
 
 /// Prints rows under a header, columns padded to their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -1,0 +1,480 @@
+//! `kmsctl audit`: query, export and verify the audit log.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use kmsd::proto::audit_service_client::AuditServiceClient;
+use kmsd::proto::{AuditEvent, Outcome, QueryEventsRequest, VerifyLogRequest};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use super::output::{Output, table, time};
+use super::{Failure, parse_pair, write_output};
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Records matching every filter given, newest first.
+    Query {
+        #[command(flatten)]
+        filter: Filter,
+        /// At most this many records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Oldest first instead.
+        #[arg(long)]
+        oldest_first: bool,
+    },
+    /// Every matching record, oldest first, as JSON.
+    Export {
+        #[command(flatten)]
+        filter: Filter,
+        #[arg(long, value_enum, default_value = "cloudtrail")]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long = "out")]
+        output: Option<PathBuf>,
+    },
+    /// Check the hash chain and signed checkpoints, through the daemon or (with --db) offline.
+    Verify(VerifyArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// `{"Records": [...]}` with CloudTrail's field names.
+    Cloudtrail,
+    /// kmsd's own records, as QueryEvents returns them.
+    Native,
+}
+
+#[derive(Args, Default)]
+pub struct Filter {
+    /// From this time: RFC 3339 (2026-11-28T21:00:00Z) or an age (30m, 12h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Until this time (exclusive), same forms as --since.
+    #[arg(long)]
+    until: Option<String>,
+    /// A key id or alias.
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long)]
+    principal: Option<String>,
+    /// The RPC, e.g. Decrypt.
+    #[arg(long)]
+    event: Option<String>,
+    #[arg(long, value_enum)]
+    outcome: Option<OutcomeArg>,
+    /// An encryption context pair the record must have, KEY=VALUE; repeatable.
+    #[arg(long = "context", value_parser = parse_pair)]
+    context: Vec<(String, String)>,
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OutcomeArg {
+    Success,
+    Error,
+    Denied,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Verify this database file offline instead of asking the daemon.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Offline: the root key to derive the checkpoint key from (default: root.key beside the database).
+    #[arg(long, requires = "db")]
+    root_key_file: Option<PathBuf>,
+    /// Offline: the hex Ed25519 public key checkpoints are signed with (from the daemon's log), instead of the
+    /// root key.
+    #[arg(long, requires = "db", conflicts_with = "root_key_file")]
+    public_key: Option<String>,
+    /// A checkpoint kept outside the daemon: its sequence number...
+    #[arg(long, requires = "trusted_hash")]
+    trusted_seq: Option<u64>,
+    /// ...and its hash.
+    #[arg(long, requires = "trusted_seq")]
+    trusted_hash: Option<String>,
+}
+
+fn parse_time(s: &str) -> Result<prost_types::Timestamp, Failure> {
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(prost_types::Timestamp {
+            seconds: t.unix_timestamp(),
+            nanos: t.nanosecond() as i32,
+        });
+    }
+    let (number, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
+    let seconds_per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match number.parse::<i64>() {
+        Ok(n) if seconds_per > 0 && n >= 0 => {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            Ok(prost_types::Timestamp {
+                seconds: now - n * seconds_per,
+                nanos: 0,
+            })
+        }
+        _ => Err(Failure(format!(
+            "{s:?} is neither an RFC 3339 time (2026-11-28T21:00:00Z) nor an age such as 30m, 12h or 7d"
+        ))),
+    }
+}
+
+impl Filter {
+    fn request(
+        &self,
+        oldest_first: bool,
+        page_size: u32,
+        page_token: String,
+    ) -> Result<QueryEventsRequest, Failure> {
+        Ok(QueryEventsRequest {
+            start_time: self.since.as_deref().map(parse_time).transpose()?,
+            end_time: self.until.as_deref().map(parse_time).transpose()?,
+            key_id: self.key.clone().unwrap_or_default(),
+            principal: self.principal.clone().unwrap_or_default(),
+            event_name: self.event.clone().unwrap_or_default(),
+            outcome: match self.outcome {
+                None => Outcome::Unspecified,
+                Some(OutcomeArg::Success) => Outcome::Success,
+                Some(OutcomeArg::Error) => Outcome::Error,
+                Some(OutcomeArg::Denied) => Outcome::Denied,
+            } as i32,
+            encryption_context: self.context.iter().cloned().collect(),
+            request_id: self.request_id.clone().unwrap_or_default(),
+            oldest_first,
+            page_size,
+            page_token,
+        })
+    }
+}
+
+async fn fetch(
+    client: &mut AuditServiceClient<Channel>,
+    filter: &Filter,
+    oldest_first: bool,
+    limit: usize,
+) -> Result<Vec<AuditEvent>, Failure> {
+    let mut events = Vec::new();
+    let mut token = String::new();
+    while events.len() < limit {
+        let page_size = (limit - events.len()).min(1000) as u32;
+        let page = client
+            .query_events(filter.request(oldest_first, page_size, token)?)
+            .await?
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    Ok(events)
+}
+
+pub async fn run(channel: Channel, out: &Output, cmd: AuditCommand) -> Result<(), Failure> {
+    let mut client = AuditServiceClient::new(channel);
+    match cmd {
+        AuditCommand::Query {
+            filter,
+            limit,
+            oldest_first,
+        } => {
+            let events = fetch(&mut client, &filter, oldest_first, limit).await?;
+            if out.json {
+                let list: Vec<Value> = events.iter().map(native_json).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "events": list })).unwrap_or_default()
+                );
+            } else {
+                let rows: Vec<Vec<String>> = events
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.sequence.to_string(),
+                            time(&e.event_time),
+                            e.event_name.clone(),
+                            e.principal.clone(),
+                            e.key_id.clone(),
+                            if e.key_version == 0 {
+                                String::new()
+                            } else {
+                                e.key_version.to_string()
+                            },
+                            outcome_text(e),
+                            e.reason.clone(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "SEQ",
+                        "TIME",
+                        "EVENT",
+                        "PRINCIPAL",
+                        "KEY ID",
+                        "VER",
+                        "OUTCOME",
+                        "REASON",
+                    ],
+                    &rows,
+                );
+            }
+            Ok(())
+        }
+        AuditCommand::Export {
+            filter,
+            format,
+            output,
+        } => {
+            let events = fetch(&mut client, &filter, true, usize::MAX).await?;
+            let doc = match format {
+                ExportFormat::Cloudtrail => {
+                    json!({ "Records": events.iter().map(cloudtrail_json).collect::<Vec<_>>() })
+                }
+                ExportFormat::Native => {
+                    json!({ "events": events.iter().map(native_json).collect::<Vec<_>>() })
+                }
+            };
+            let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
+            write_output(output.as_ref(), text.as_bytes())
+        }
+        AuditCommand::Verify(args) => verify(&mut client, out, args).await,
+    }
+}
+
+fn outcome_name(e: &AuditEvent) -> &'static str {
+    match Outcome::try_from(e.outcome) {
+        Ok(Outcome::Success) => "success",
+        Ok(Outcome::Error) => "error",
+        Ok(Outcome::Denied) => "denied",
+        _ => "unknown",
+    }
+}
+
+fn outcome_text(e: &AuditEvent) -> String {
+    if e.error_code.is_empty() {
+        outcome_name(e).to_owned()
+    } else {
+        format!("{} {}", outcome_name(e), e.error_code)
+    }
+}
+
+fn empty_as_null(s: &str) -> Value {
+    if s.is_empty() { Value::Null } else { json!(s) }
+}
+
+fn native_json(e: &AuditEvent) -> Value {
+    json!({
+        "sequence": e.sequence,
+        "event_id": e.event_id,
+        "event_time": time(&e.event_time),
+        "event_name": e.event_name,
+        "principal": e.principal,
+        "source_address": e.source_address,
+        "user_agent": e.user_agent,
+        "request_id": e.request_id,
+        "key_id": empty_as_null(&e.key_id),
+        "key_version": if e.key_version == 0 { Value::Null } else { json!(e.key_version) },
+        "key_alias": empty_as_null(&e.key_alias),
+        "parameters": e.parameters,
+        "encryption_context": e.encryption_context,
+        "reason": empty_as_null(&e.reason),
+        "outcome": outcome_name(e),
+        "error_code": empty_as_null(&e.error_code),
+        "error_message": empty_as_null(&e.error_message),
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+    })
+}
+
+/// A record with AWS CloudTrail's field names, so tools built for KMS events in CloudTrail can read it.
+fn cloudtrail_json(e: &AuditEvent) -> Value {
+    let mut request_parameters = serde_json::Map::new();
+    if !e.key_id.is_empty() {
+        request_parameters.insert(
+            "keyId".into(),
+            json!(
+                e.key_alias
+                    .is_empty()
+                    .then_some(&e.key_id)
+                    .unwrap_or(&e.key_alias)
+            ),
+        );
+    }
+    if !e.encryption_context.is_empty() {
+        request_parameters.insert("encryptionContext".into(), json!(e.encryption_context));
+    }
+    for (k, v) in &e.parameters {
+        request_parameters.insert(k.clone(), json!(v));
+    }
+    json!({
+        "eventVersion": "1.08",
+        "userIdentity": { "type": "kmsd", "principalId": e.principal },
+        "eventTime": time(&e.event_time),
+        "eventSource": "kms.kmsd",
+        "eventName": e.event_name,
+        "sourceIPAddress": e.source_address,
+        "userAgent": e.user_agent,
+        "errorCode": empty_as_null(&e.error_code),
+        "errorMessage": empty_as_null(&e.error_message),
+        "requestParameters": request_parameters,
+        "responseElements": Value::Null,
+        "requestID": e.request_id,
+        "eventID": e.event_id,
+        "readOnly": matches!(e.event_name.as_str(), "DescribeKey" | "ListKeys" | "ListAliases" | "ListKeyVersions" | "QueryEvents" | "VerifyLog"),
+        "resources": if e.key_id.is_empty() { json!([]) } else { json!([{ "type": "kmsd::KMS::Key", "keyId": e.key_id }]) },
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "eventCategory": "Management",
+        "additionalEventData": {
+            "keyVersion": if e.key_version == 0 { Value::Null } else { json!(e.key_version) },
+            "reason": empty_as_null(&e.reason),
+            "outcome": outcome_name(e),
+            "sequence": e.sequence,
+            "hash": e.hash,
+        },
+    })
+}
+
+struct Verdict {
+    ok: bool,
+    records: u64,
+    checkpoints: u64,
+    head_seq: u64,
+    head_hash: String,
+    first_bad: u64,
+    problem: String,
+    public_key: String,
+}
+
+async fn verify(
+    client: &mut AuditServiceClient<Channel>,
+    out: &Output,
+    args: VerifyArgs,
+) -> Result<(), Failure> {
+    let verdict = match &args.db {
+        Some(db) => offline(db, &args)?,
+        None => {
+            let r = client
+                .verify_log(VerifyLogRequest {
+                    trusted_sequence: args.trusted_seq.unwrap_or(0),
+                    trusted_hash: args.trusted_hash.clone().unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            Verdict {
+                ok: r.ok,
+                records: r.records_checked,
+                checkpoints: r.checkpoints_checked,
+                head_seq: r.head_sequence,
+                head_hash: r.head_hash,
+                first_bad: r.first_bad_sequence,
+                problem: r.problem,
+                public_key: r.public_key,
+            }
+        }
+    };
+    report(out, &verdict);
+    if verdict.ok {
+        Ok(())
+    } else {
+        Err(Failure(format!(
+            "the audit log is NOT intact: first problem at sequence {}",
+            verdict.first_bad
+        )))
+    }
+}
+
+fn report(out: &Output, v: &Verdict) {
+    if out.json {
+        let doc = json!({
+            "ok": v.ok,
+            "records_checked": v.records,
+            "checkpoints_checked": v.checkpoints,
+            "head_sequence": v.head_seq,
+            "head_hash": v.head_hash,
+            "first_bad_sequence": if v.ok { Value::Null } else { json!(v.first_bad) },
+            "problem": empty_as_null(&v.problem),
+            "public_key": v.public_key,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{:<20} {}",
+        "Verdict:",
+        if v.ok {
+            "OK: the chain and every checkpoint verify"
+        } else {
+            "TAMPERED"
+        }
+    );
+    println!("{:<20} {}", "Records checked:", v.records);
+    println!("{:<20} {}", "Checkpoints checked:", v.checkpoints);
+    println!("{:<20} {} {}", "Head:", v.head_seq, v.head_hash);
+    println!("{:<20} {}", "Public key:", v.public_key);
+    if !v.ok {
+        println!("{:<20} {}", "First bad sequence:", v.first_bad);
+        println!("{:<20} {}", "Problem:", v.problem);
+    }
+}
+
+#[cfg(feature = "server")]
+fn offline(db: &std::path::Path, args: &VerifyArgs) -> Result<Verdict, Failure> {
+    use kmsd::audit::verify::{Trusted, verify};
+    use kmsd::audit::{CheckpointSigner, parse_public_key};
+    use kmsd::storage::AuditReader;
+
+    let key = match &args.public_key {
+        Some(hex_key) => parse_public_key(hex_key).ok_or_else(|| {
+            Failure(format!(
+                "{hex_key:?} is not a hex Ed25519 public key (64 hex characters)"
+            ))
+        })?,
+        None => {
+            let path = args
+                .root_key_file
+                .clone()
+                .unwrap_or_else(|| db.with_file_name("root.key"));
+            let root = kmsd::server::read_root_key(&path).map_err(|e| Failure(e.to_string()))?;
+            CheckpointSigner::from_root(&root).public_key()
+        }
+    };
+    let reader =
+        AuditReader::open(db).map_err(|e| Failure(format!("cannot open {}: {e}", db.display())))?;
+    let trusted = match (args.trusted_seq, &args.trusted_hash) {
+        (Some(seq), Some(hash)) => Some(Trusted {
+            seq,
+            hash: hash.clone(),
+        }),
+        _ => None,
+    };
+    let r = verify(&reader, &key, trusted.as_ref())
+        .map_err(|e| Failure(format!("cannot read {}: {e}", db.display())))?;
+    Ok(Verdict {
+        ok: r.ok(),
+        records: r.records_checked,
+        checkpoints: r.checkpoints_checked,
+        head_seq: r.head_seq,
+        head_hash: r.head_hash,
+        first_bad: r.problem.as_ref().map(|p| p.seq).unwrap_or(0),
+        problem: r.problem.map(|p| p.message).unwrap_or_default(),
+        public_key: hex::encode(key.as_bytes()),
+    })
+}
+
+#[cfg(not(feature = "server"))]
+fn offline(_: &std::path::Path, _: &VerifyArgs) -> Result<Verdict, Failure> {
+    Err(Failure(
+        "offline verification needs SQLite: this kmsctl was built with only the client feature"
+            .into(),
+    ))
+}
