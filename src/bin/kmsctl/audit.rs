@@ -301,12 +301,12 @@ fn cloudtrail_json(e: &AuditEvent) -> Value {
     if !e.key_id.is_empty() {
         request_parameters.insert(
             "keyId".into(),
-            json!(
-                e.key_alias
-                    .is_empty()
-                    .then_some(&e.key_id)
-                    .unwrap_or(&e.key_alias)
-            ),
+            // As the caller named it, as CloudTrail records it.
+            json!(if e.key_alias.is_empty() {
+                &e.key_id
+            } else {
+                &e.key_alias
+            }),
         );
     }
     if !e.encryption_context.is_empty() {
