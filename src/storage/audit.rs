@@ -184,13 +184,20 @@ impl AuditReader {
     ) -> Result<Vec<Result<ChainedRecord, UnreadableRecord>>, StorageError> {
         let mut clauses: Vec<String> = Vec::new();
         let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+        // Each `?` in a clause is numbered in turn, so clauses compose without counting parameters by hand.
         let mut add = |clause: &str, values: Vec<Box<dyn ToSql>>| {
-            let mut clause = clause.to_owned();
-            for v in values {
-                args.push(v);
-                clause = clause.replacen('?', &format!("?{}", args.len()), 1);
+            let mut numbered = String::new();
+            let mut values = values.into_iter();
+            for (i, part) in clause.split('?').enumerate() {
+                if i > 0
+                    && let Some(v) = values.next()
+                {
+                    args.push(v);
+                    numbered.push_str(&format!("?{}", args.len()));
+                }
+                numbered.push_str(part);
             }
-            clauses.push(clause);
+            clauses.push(numbered);
         };
         if let Some(t) = &q.start_time {
             add("event_time >= ?", vec![Box::new(t.clone())]);

@@ -598,3 +598,43 @@ fn hex_bytes(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_are_signed_at_the_interval_and_at_shutdown() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(dir.path());
+    config.audit_checkpoint_interval = std::time::Duration::from_millis(100);
+    let server = try_start(&config, kmsd::clock::ManualClock::new())
+        .await
+        .unwrap();
+    let mut c = Client::connect(format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
+    c.generate_random(GenerateRandomRequest { number_of_bytes: 1 })
+        .await
+        .unwrap();
+
+    // Bounded wait for the writer's timer; the bound only keeps a broken build from hanging.
+    let reader = server.audit().reader().unwrap();
+    let mut checkpoints = Vec::new();
+    for _ in 0..100 {
+        checkpoints = reader.checkpoints().unwrap();
+        if !checkpoints.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(checkpoints.len(), 1, "one checkpoint for the one record");
+    assert_eq!(checkpoints[0].1.head_seq, 1);
+    assert!(checkpoints[0].1.verify(server.audit().public_key()));
+
+    // Nothing new, no new checkpoint; a new record, and shutdown signs it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(reader.checkpoints().unwrap().len(), 1);
+    c.generate_random(GenerateRandomRequest { number_of_bytes: 1 })
+        .await
+        .unwrap();
+    server.shutdown().await;
+    let last = reader.checkpoints().unwrap().pop().unwrap().1;
+    assert_eq!(last.head_seq, 2);
+}

@@ -5,6 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod audit;
+mod audit_cli;
+mod audit_failure;
+mod audit_query;
+mod audit_tamper;
 mod cli;
 mod concurrency;
 mod crypto_ops;

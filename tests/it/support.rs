@@ -72,6 +72,11 @@ pub fn config(data_dir: &Path) -> Config {
 }
 
 pub async fn try_start(config: &Config, clock: ManualClock) -> Result<RunningServer, StartError> {
+    // The daemon's log, shown with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("kmsd=info")
+        .with_test_writer()
+        .try_init();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");

@@ -1,0 +1,122 @@
+//! Fail closed: when audit records cannot be written, crypto calls return UNAVAILABLE with no key material,
+//! health says NOT_SERVING, and both recover by themselves once writes succeed again.
+
+use std::time::Duration;
+
+use kmsd::proto::*;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::support::*;
+
+/// Makes every audit insert fail, as a full disk would (a trigger is visible to the daemon's own connection,
+/// where a `max_page_count` set here would not be).
+const FILL_DISK: &str = "CREATE TRIGGER simulated_full_disk BEFORE INSERT ON audit_events
+     BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;";
+const FREE_DISK: &str = "DROP TRIGGER simulated_full_disk;";
+
+async fn kms_health(server: &TestServer) -> i32 {
+    HealthClient::new(server.channel().await)
+        .check(HealthCheckRequest {
+            service: "kms.v1.KeyManagementService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+/// Waits, within a generous bound, for health to reach `want`; the bound only stops a broken build from hanging.
+async fn wait_for_health(server: &TestServer, want: ServingStatus) {
+    for _ in 0..200 {
+        if kms_health(server).await == want as i32 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("health never became {want:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unwritable_audit_log_fails_closed_and_recovers() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    create_key(&mut c, "alias/fc").await;
+    let good = c
+        .generate_data_key(tagged(
+            GenerateDataKeyRequest {
+                key_id: "alias/fc".into(),
+                ..Default::default()
+            },
+            "before",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let sql = rusqlite::Connection::open(server.data_dir().join("kmsd.db")).unwrap();
+    sql.execute_batch(FILL_DISK).unwrap();
+
+    let refused = c
+        .generate_data_key(tagged(
+            GenerateDataKeyRequest {
+                key_id: "alias/fc".into(),
+                ..Default::default()
+            },
+            "during-gdk",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert!(
+        refused.message().contains("fail closed"),
+        "{}",
+        refused.message()
+    );
+    let refused = c
+        .decrypt(tagged(
+            DecryptRequest {
+                ciphertext_blob: good.ciphertext_blob.clone(),
+                ..Default::default()
+            },
+            "during-decrypt",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::Unavailable,
+        "no plaintext without a record"
+    );
+    wait_for_health(&server, ServingStatus::NotServing).await;
+
+    sql.execute_batch(FREE_DISK).unwrap();
+    wait_for_health(&server, ServingStatus::Serving).await;
+    let opened = c
+        .decrypt(tagged(
+            DecryptRequest {
+                ciphertext_blob: good.ciphertext_blob.clone(),
+                ..Default::default()
+            },
+            "after",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.plaintext, good.plaintext);
+
+    // Nothing lost, nothing duplicated: the refused calls left no record, the others exactly one, in one chain.
+    assert!(events_for(&server, "during-gdk").await.is_empty());
+    assert!(events_for(&server, "during-decrypt").await.is_empty());
+    one_event(&server, "before").await;
+    one_event(&server, "after").await;
+    let verified = verify_log(&server).await;
+    assert!(verified.ok, "{}", verified.problem);
+    assert_eq!(verified.records_checked, verified.head_sequence);
+    assert_eq!(
+        verified.head_sequence, 7,
+        "CreateKey, before and after, and the four queries above; the refused calls are not there"
+    );
+}
