@@ -8,7 +8,7 @@ use kmsd::proto::{AuditEvent, Outcome, QueryEventsRequest, VerifyLogRequest};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use super::output::{Output, table, time};
+use super::output::{Output, table, time, time_millis};
 use super::{Failure, parse_pair, write_output};
 
 #[derive(Subcommand)]
@@ -199,7 +199,7 @@ pub async fn run(channel: Channel, out: &Output, cmd: AuditCommand) -> Result<()
                     .map(|e| {
                         vec![
                             e.sequence.to_string(),
-                            time(&e.event_time),
+                            time_millis(&e.event_time),
                             e.event_name.clone(),
                             e.principal.clone(),
                             e.key_id.clone(),
@@ -275,7 +275,7 @@ fn native_json(e: &AuditEvent) -> Value {
     json!({
         "sequence": e.sequence,
         "event_id": e.event_id,
-        "event_time": time(&e.event_time),
+        "event_time": time_millis(&e.event_time),
         "event_name": e.event_name,
         "principal": e.principal,
         "source_address": e.source_address,

@@ -26,6 +26,24 @@ pub(crate) fn time(ts: &Option<prost_types::Timestamp>) -> String {
         .unwrap_or_default()
 }
 
+/// RFC 3339 with milliseconds, as audit records carry their time.
+pub(crate) fn time_millis(ts: &Option<prost_types::Timestamp>) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    ts.as_ref()
+        .and_then(|t| {
+            time::OffsetDateTime::from_unix_timestamp(t.seconds)
+                .ok()
+                .map(|d| {
+                    d.replace_nanosecond(t.nanos.clamp(0, 999_999_999) as u32)
+                        .unwrap_or(d)
+                })
+                .and_then(|d| d.format(FORMAT).ok())
+        })
+        .unwrap_or_default()
+}
+
 /// A timestamp for JSON: RFC 3339, or null when unset.
 fn json_time(ts: &Option<prost_types::Timestamp>) -> Value {
     match time(ts) {
