@@ -15,7 +15,7 @@ pub mod verify;
 mod writer;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner, SIGNING_KEY_INFO, parse_public_key};
-pub use record::{AuditRecord, ChainedRecord, GENESIS_HASH, Outcome, map_json};
+pub use record::{AuditRecord, ChainLink, ChainedRecord, Encoded, GENESIS_HASH, Outcome, map_json};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,9 +88,11 @@ impl AuditLog {
 
     /// Appends a record and waits until it is durable. Returns its sequence number.
     pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditError> {
+        // Encoding here, on the caller's worker, keeps the writer thread's serial work to splicing and hashing.
+        let encoded = Encoded::new(record);
         let (tx, rx) = oneshot::channel();
         self.jobs
-            .send(Msg::Append(record, tx))
+            .send(Msg::Append(encoded, tx))
             .map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| AuditError::Closed)?
     }

@@ -96,35 +96,115 @@ impl ChainedRecord {
 
 impl AuditRecord {
     pub fn canonical_json(&self, seq: u64, prev_hash: &str) -> String {
-        let value = json!({
-            "seq": seq,
-            "prev_hash": prev_hash,
-            "event_id": self.event_id,
-            "event_time": self.event_time,
-            "event_name": self.event_name,
-            "principal": self.principal,
-            "source_address": self.source_address,
-            "user_agent": self.user_agent,
-            "request_id": self.request_id,
-            "key_id": self.key_id,
-            "key_version": self.key_version,
-            "key_alias": self.key_alias,
-            "parameters": self.parameters,
-            "encryption_context": self.encryption_context,
-            "reason": self.reason,
-            "outcome": self.outcome.as_str(),
-            "error_code": self.error_code,
-            "error_message": self.error_message,
-        });
-        // serde_json's maps are BTreeMaps (no `preserve_order`), so keys come out sorted at every level.
-        canonical(&value)
+        Encoded::new(self.clone()).canonical_json(seq, prev_hash)
     }
 
     pub fn hash(&self, seq: u64, prev_hash: &str) -> String {
-        hex::encode(Sha256::digest(
-            self.canonical_json(seq, prev_hash).as_bytes(),
-        ))
+        Encoded::new(self.clone()).hash(seq, prev_hash)
     }
+}
+
+/// A record's canonical encoding, split around the two fields only the chain knows (`prev_hash` and `seq`), so
+/// callers do the encoding in parallel and the writer thread only splices, hashes and stores.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub record: AuditRecord,
+    /// The `parameters` and `encryption_context` columns, in canonical JSON.
+    pub parameters_json: String,
+    pub context_json: String,
+    /// Everything up to `"prev_hash":"`, from there to `"seq":`, and the rest.
+    head: String,
+    middle: String,
+    tail: String,
+}
+
+impl Encoded {
+    pub fn new(record: AuditRecord) -> Self {
+        fn field(out: &mut String, key: &str, value: &impl serde::Serialize) {
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":");
+            // Serializing strings, integers, options and maps of strings cannot fail.
+            out.push_str(&serde_json::to_string(value).expect("JSON of plain values"));
+            out.push(',');
+        }
+        let parameters_json = map_json(&record.parameters);
+        let context_json = map_json(&record.encryption_context);
+        // Keys in sorted order, as serde_json sorts them.
+        let mut head = String::with_capacity(512);
+        head.push('{');
+        head.push_str("\"encryption_context\":");
+        head.push_str(&context_json);
+        head.push(',');
+        field(&mut head, "error_code", &record.error_code);
+        field(&mut head, "error_message", &record.error_message);
+        field(&mut head, "event_id", &record.event_id);
+        field(&mut head, "event_name", &record.event_name);
+        field(&mut head, "event_time", &record.event_time);
+        field(&mut head, "key_alias", &record.key_alias);
+        field(&mut head, "key_id", &record.key_id);
+        field(&mut head, "key_version", &record.key_version);
+        field(&mut head, "outcome", &record.outcome.as_str());
+        head.push_str("\"parameters\":");
+        head.push_str(&parameters_json);
+        head.push_str(",\"prev_hash\":\"");
+        let mut middle = String::with_capacity(128);
+        middle.push_str("\",");
+        field(&mut middle, "principal", &record.principal);
+        field(&mut middle, "reason", &record.reason);
+        field(&mut middle, "request_id", &record.request_id);
+        middle.push_str("\"seq\":");
+        let mut tail = String::with_capacity(128);
+        tail.push(',');
+        field(&mut tail, "source_address", &record.source_address);
+        field(&mut tail, "user_agent", &record.user_agent);
+        tail.pop();
+        tail.push('}');
+        Encoded {
+            record,
+            parameters_json,
+            context_json,
+            head,
+            middle,
+            tail,
+        }
+    }
+
+    pub fn canonical_json(&self, seq: u64, prev_hash: &str) -> String {
+        let seq = seq.to_string();
+        let mut out = String::with_capacity(
+            self.head.len() + prev_hash.len() + self.middle.len() + seq.len() + self.tail.len(),
+        );
+        for part in [
+            self.head.as_str(),
+            prev_hash,
+            self.middle.as_str(),
+            seq.as_str(),
+            self.tail.as_str(),
+        ] {
+            out.push_str(part);
+        }
+        out
+    }
+
+    pub fn hash(&self, seq: u64, prev_hash: &str) -> String {
+        let mut digest = Sha256::new();
+        digest.update(self.head.as_bytes());
+        digest.update(prev_hash.as_bytes());
+        digest.update(self.middle.as_bytes());
+        digest.update(seq.to_string().as_bytes());
+        digest.update(self.tail.as_bytes());
+        hex::encode(digest.finalize())
+    }
+}
+
+/// A record being appended: its encoding and its place in the chain.
+#[derive(Debug, Clone)]
+pub struct ChainLink {
+    pub seq: u64,
+    pub prev_hash: String,
+    pub hash: String,
+    pub encoded: Encoded,
 }
 
 pub(crate) fn canonical(value: &Value) -> String {
@@ -172,10 +252,59 @@ mod tests {
         ));
         assert!(json.contains("\"seq\":7,"));
         assert!(!json.contains(": ") && !json.contains(", "));
-        // Pinned so that any change to the encoding is deliberate: auditors' scripts depend on it.
         assert_eq!(
             sample().hash(7, GENESIS_HASH),
             hex::encode(Sha256::digest(json.as_bytes()))
+        );
+    }
+
+    /// The encoding built by hand must be exactly what serde_json makes of the whole record, keys sorted.
+    fn oracle(r: &AuditRecord, seq: u64, prev_hash: &str) -> String {
+        canonical(&serde_json::json!({
+            "seq": seq,
+            "prev_hash": prev_hash,
+            "event_id": r.event_id,
+            "event_time": r.event_time,
+            "event_name": r.event_name,
+            "principal": r.principal,
+            "source_address": r.source_address,
+            "user_agent": r.user_agent,
+            "request_id": r.request_id,
+            "key_id": r.key_id,
+            "key_version": r.key_version,
+            "key_alias": r.key_alias,
+            "parameters": r.parameters,
+            "encryption_context": r.encryption_context,
+            "reason": r.reason,
+            "outcome": r.outcome.as_str(),
+            "error_code": r.error_code,
+            "error_message": r.error_message,
+        }))
+    }
+
+    #[test]
+    fn the_split_encoding_equals_serde_jsons_sorted_encoding() {
+        let mut r = sample();
+        assert_eq!(
+            r.canonical_json(7, GENESIS_HASH),
+            oracle(&r, 7, GENESIS_HASH)
+        );
+        r.key_id = None;
+        r.key_version = None;
+        r.reason = None;
+        r.outcome = Outcome::Error;
+        r.error_code = Some("NOT_FOUND".into());
+        r.error_message = Some("key \"x\" does not exist\n\u{1}".into());
+        r.parameters.clear();
+        r.encryption_context.clear();
+        let prev = "ab".repeat(32);
+        assert_eq!(
+            r.canonical_json(u64::MAX, &prev),
+            oracle(&r, u64::MAX, &prev)
+        );
+        assert_eq!(
+            r.hash(3, &prev),
+            hex::encode(Sha256::digest(oracle(&r, 3, &prev).as_bytes()))
         );
     }
 

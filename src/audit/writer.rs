@@ -14,7 +14,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::AuditError;
 use super::checkpoint::{Checkpoint, CheckpointSigner};
-use super::record::{AuditRecord, ChainedRecord, GENESIS_HASH};
+use super::record::{ChainLink, Encoded, GENESIS_HASH};
 use crate::clock::Clock;
 use crate::storage::AuditWriterConn;
 
@@ -28,7 +28,7 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, AuditError>>;
 // Append is nearly every message: boxing it to shrink the rare ones would cost an allocation per call.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Msg {
-    Append(AuditRecord, Reply<u64>),
+    Append(Encoded, Reply<u64>),
     Checkpoint(Reply<Option<Checkpoint>>),
     Close(oneshot::Sender<()>),
 }
@@ -127,16 +127,20 @@ impl Writer {
         });
     }
 
-    fn commit(&mut self, batch: Vec<(AuditRecord, Reply<u64>)>) {
+    fn commit(&mut self, batch: Vec<(Encoded, Reply<u64>)>) {
         let mut chained = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut seq = self.head_seq;
         let mut prev = self.head_hash.clone();
-        for (record, reply) in batch {
+        for (encoded, reply) in batch {
             seq += 1;
-            let c = ChainedRecord::new(seq, record, prev);
-            prev = c.hash.clone();
-            chained.push(c);
+            let hash = encoded.hash(seq, &prev);
+            chained.push(ChainLink {
+                seq,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+                encoded,
+            });
             replies.push(reply);
         }
         match self.conn.append(&chained) {

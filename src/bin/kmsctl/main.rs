@@ -4,6 +4,7 @@
 //! pass through shells, environment variables and JSON unharmed. `--json` prints one JSON object for scripts.
 
 mod audit;
+mod bench;
 mod output;
 
 use std::collections::HashMap;
@@ -55,6 +56,8 @@ enum Command {
     Reencrypt(ReencryptArgs),
     /// Generate a data key: its plaintext and its blob, both base64.
     Datakey(DatakeyArgs),
+    /// Load-test the daemon: calls/s and latency percentiles for one operation.
+    Bench(bench::BenchArgs),
     /// Query, export and verify the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -283,8 +286,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     } else {
         connect(&cli.endpoint).await?
     };
+    if let Command::Bench(args) = cli.command {
+        return bench::run(&cli.endpoint, cli.json, args).await;
+    }
     let mut client = KeyManagementServiceClient::new(channel.clone());
     match cli.command {
+        Command::Bench(_) => unreachable!("handled above"),
         Command::Audit(cmd) => audit::run(channel, &out, cmd).await,
         Command::Keys(cmd) => keys(&mut client, &out, cmd).await,
         Command::Aliases(cmd) => aliases(&mut client, &out, cmd).await,
