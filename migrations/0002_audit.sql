@@ -15,7 +15,8 @@ CREATE TABLE audit_events (
     parameters         TEXT NOT NULL,         -- canonical JSON object of strings
     encryption_context TEXT NOT NULL,         -- canonical JSON object of strings
     reason             TEXT,
-    outcome            TEXT NOT NULL CHECK (outcome IN ('success', 'error', 'denied')),
+    -- Not `IN (...)`: SQLite builds an ephemeral table for that on every insert.
+    outcome            TEXT NOT NULL CHECK (outcome = 'success' OR outcome = 'error' OR outcome = 'denied'),
     error_code         TEXT,
     error_message      TEXT,
     prev_hash          TEXT NOT NULL,         -- hex SHA-256

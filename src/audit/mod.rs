@@ -25,7 +25,7 @@ use ed25519_dalek::VerifyingKey;
 use tokio::sync::{oneshot, watch};
 
 use crate::clock::Clock;
-use crate::storage::{AuditReader, AuditWriterConn, StorageError};
+use crate::storage::{AuditReader, AuditWriterConn, StorageError, WalSync};
 use writer::{Msg, Writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +60,9 @@ impl AuditLog {
         let public_key = signer.public_key();
         let (healthy_tx, healthy) = watch::channel(true);
         let (jobs, inbox) = writer::channel();
+        let wal = WalSync::new(db_path);
         let writer = Writer {
+            stats: Default::default(),
             conn,
             head_seq,
             head_hash,
@@ -73,7 +75,7 @@ impl AuditLog {
         };
         std::thread::Builder::new()
             .name("kmsd-audit".into())
-            .spawn(move || writer.run(inbox))
+            .spawn(move || writer.run(inbox, wal))
             .map_err(|e| {
                 StorageError::Corrupt(format!("cannot start the audit writer thread: {e}"))
             })?;

@@ -1,13 +1,17 @@
-//! The audit writer: one thread, one connection, group commit.
+//! The audit writer: group commit, pipelined with the fsync that makes it durable.
 //!
-//! Calls hand their record to the thread and wait. The thread takes every record pending, chains them, writes
-//! them in one transaction (WAL, `synchronous=FULL`), and only then answers each call; under load the batches grow
-//! by themselves, so fsyncs are shared instead of serializing the daemon. A failed commit answers every call in the
-//! batch with an error (the chain head does not move), marks the log unhealthy, and the thread probes for recovery.
-//! It also writes a signed checkpoint of the head at an interval and when it stops.
+//! Calls hand their record to the writer thread and wait. The writer takes every record pending, chains them and
+//! commits them in one transaction to the WAL; the syncer thread then fsyncs the WAL and only then answers each call
+//! of every batch committed before that fsync began. Under load the batches grow by themselves, fsyncs are shared,
+//! and the writer commits the next batch while the last one is being synced. A failed commit answers its calls with
+//! an error (the chain head does not move), marks the log unhealthy, and the writer probes for recovery. A failed
+//! fsync leaves the durability of committed records unknown, so the log refuses every call from then on, until the
+//! daemon is restarted and the log verified. The writer also signs a checkpoint of the head at an interval and when
+//! it stops.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
@@ -16,7 +20,7 @@ use super::AuditError;
 use super::checkpoint::{Checkpoint, CheckpointSigner};
 use super::record::{ChainLink, Encoded, GENESIS_HASH};
 use crate::clock::Clock;
-use crate::storage::AuditWriterConn;
+use crate::storage::{AuditWriterConn, WalSync};
 
 /// The most records one transaction takes, to bound the latency of the calls in it.
 const MAX_BATCH: usize = 4096;
@@ -33,7 +37,50 @@ pub(super) enum Msg {
     Close(oneshot::Sender<()>),
 }
 
+/// Work for the syncer: a committed batch to acknowledge once durable, or a request to say when all before it are.
+enum Synced {
+    Batch {
+        first_seq: u64,
+        replies: Vec<Reply<u64>>,
+    },
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Batch sizes and commit times, logged at debug level once a second: what group commit is doing under load.
+#[derive(Default)]
+pub(super) struct BatchStats {
+    since: Option<Instant>,
+    batches: u64,
+    records: u64,
+    largest: usize,
+    busy: Duration,
+}
+
+impl BatchStats {
+    fn note(&mut self, records: usize, took: Duration) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.batches += 1;
+        self.records += records as u64;
+        self.largest = self.largest.max(records);
+        self.busy += took;
+        let elapsed = since.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            tracing::debug!(
+                batches = self.batches,
+                records = self.records,
+                mean_batch = self.records / self.batches.max(1),
+                largest_batch = self.largest,
+                mean_commit_us = (self.busy.as_micros() as u64) / self.batches.max(1),
+                writer_busy_pct = (100 * self.busy.as_micros() / elapsed.as_micros().max(1)) as u64,
+                "audit writer"
+            );
+            *self = BatchStats::default();
+        }
+    }
+}
+
 pub(super) struct Writer {
+    pub stats: BatchStats,
     pub conn: AuditWriterConn,
     pub head_seq: u64,
     pub head_hash: String,
@@ -50,7 +97,29 @@ impl Writer {
         head.unwrap_or((0, GENESIS_HASH.to_owned()))
     }
 
-    pub fn run(mut self, inbox: Receiver<Msg>) {
+    pub fn run(mut self, inbox: Receiver<Msg>, wal: WalSync) {
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let (synced, to_sync) = mpsc::channel::<Synced>();
+        let syncer = {
+            let poisoned = poisoned.clone();
+            std::thread::Builder::new()
+                .name("kmsd-audit-sync".into())
+                .spawn(move || sync_loop(wal, to_sync, poisoned))
+        };
+        let syncer = match syncer {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the audit sync thread; the audit log refuses every call");
+                self.set_healthy(false);
+                return;
+            }
+        };
+        self.serve(inbox, &synced, &poisoned);
+        drop(synced);
+        let _ = syncer.join();
+    }
+
+    fn serve(&mut self, inbox: Receiver<Msg>, synced: &Sender<Synced>, poisoned: &AtomicBool) {
         let mut next_checkpoint = Instant::now() + self.checkpoint_every;
         loop {
             let now = Instant::now();
@@ -84,7 +153,7 @@ impl Writer {
             }
             let appended = !batch.is_empty();
             if appended {
-                self.commit(batch);
+                self.commit(batch, synced, poisoned);
             }
             for msg in control {
                 match msg {
@@ -95,13 +164,20 @@ impl Writer {
                         if let Err(e) = self.checkpoint() {
                             tracing::error!(error = %e, "no audit checkpoint at shutdown");
                         }
+                        // Every call committed so far is answered before shutdown goes on.
+                        let (barrier, passed) = oneshot::channel();
+                        if synced.send(Synced::Barrier(barrier)).is_ok() {
+                            let _ = passed.blocking_recv();
+                        }
                         let _ = done.send(());
                         return;
                     }
                     Msg::Append(..) => unreachable!("appends are batched above"),
                 }
             }
-            if !appended && !self.is_healthy() {
+            if poisoned.load(Ordering::SeqCst) {
+                self.set_healthy(false);
+            } else if !appended && !self.is_healthy() {
                 self.probe();
             }
             if Instant::now() >= next_checkpoint {
@@ -127,7 +203,19 @@ impl Writer {
         });
     }
 
-    fn commit(&mut self, batch: Vec<(Encoded, Reply<u64>)>) {
+    fn commit(
+        &mut self,
+        batch: Vec<(Encoded, Reply<u64>)>,
+        synced: &Sender<Synced>,
+        poisoned: &AtomicBool,
+    ) {
+        if poisoned.load(Ordering::SeqCst) {
+            self.set_healthy(false);
+            for (_, reply) in batch {
+                let _ = reply.send(Err(AuditError::Unavailable));
+            }
+            return;
+        }
         let mut chained = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut seq = self.head_seq;
@@ -143,17 +231,27 @@ impl Writer {
             });
             replies.push(reply);
         }
-        match self.conn.append(&chained) {
+        let started = Instant::now();
+        let appended = self.conn.append(&chained);
+        self.stats.note(chained.len(), started.elapsed());
+        match appended {
             Ok(()) => {
                 if !self.is_healthy() {
                     tracing::warn!("audit log writes succeed again");
                 }
                 self.set_healthy(true);
-                let first = self.head_seq + 1;
+                let first_seq = self.head_seq + 1;
                 self.head_seq = seq;
                 self.head_hash = prev;
-                for (i, reply) in replies.into_iter().enumerate() {
-                    let _ = reply.send(Ok(first + i as u64));
+                if let Err(mpsc::SendError(Synced::Batch { replies, .. })) =
+                    synced.send(Synced::Batch { first_seq, replies })
+                {
+                    // The syncer is gone: nothing can be made durable any more.
+                    poisoned.store(true, Ordering::SeqCst);
+                    self.set_healthy(false);
+                    for reply in replies {
+                        let _ = reply.send(Err(AuditError::Unavailable));
+                    }
                 }
             }
             Err(e) => {
@@ -198,6 +296,52 @@ impl Writer {
             "audit checkpoint"
         );
         Ok(Some(cp))
+    }
+}
+
+/// Syncs the WAL for every batch committed before the sync began, then answers their calls, in order.
+fn sync_loop(mut wal: WalSync, inbox: Receiver<Synced>, poisoned: Arc<AtomicBool>) {
+    while let Ok(first) = inbox.recv() {
+        let mut pending = vec![first];
+        while let Ok(more) = inbox.try_recv() {
+            pending.push(more);
+        }
+        let started = Instant::now();
+        let durable = !poisoned.load(Ordering::SeqCst)
+            && match wal.sync() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        "fsync of the audit log failed: committed records may not be durable; refusing every call \
+                         until kmsd is restarted and the log verified"
+                    );
+                    poisoned.store(true, Ordering::SeqCst);
+                    false
+                }
+            };
+        tracing::trace!(
+            batches = pending.len(),
+            sync_us = started.elapsed().as_micros() as u64,
+            "audit sync"
+        );
+        for item in pending {
+            match item {
+                Synced::Batch { first_seq, replies } => {
+                    for (i, reply) in replies.into_iter().enumerate() {
+                        let answer = if durable {
+                            Ok(first_seq + i as u64)
+                        } else {
+                            Err(AuditError::Unavailable)
+                        };
+                        let _ = reply.send(answer);
+                    }
+                }
+                Synced::Barrier(passed) => {
+                    let _ = passed.send(());
+                }
+            }
+        }
     }
 }
 

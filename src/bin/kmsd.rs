@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use kmsd::clock::SystemClock;
 use kmsd::server::{self, Config};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "kmsd", version, about = "A self-hosted key management daemon")]
 struct Cli {

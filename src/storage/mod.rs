@@ -11,7 +11,7 @@ mod audit;
 mod keys;
 mod migrations;
 
-pub use audit::{AuditQuery, AuditReader, AuditWriterConn, UnreadableRecord};
+pub use audit::{AuditQuery, AuditReader, AuditWriterConn, UnreadableRecord, WalSync};
 pub use keys::{AliasRow, StoredKey, VersionRow};
 pub use migrations::MIGRATIONS;
 
