@@ -114,12 +114,24 @@ impl Writer {
                 return;
             }
         };
-        self.serve(inbox, &synced, &poisoned);
+        let closing = self.serve(inbox, &synced, &poisoned);
         drop(synced);
         let _ = syncer.join();
+        // The connection closes before shutdown is told it is done, so whoever closes the database last finds no
+        // writer still holding it (the last connection to close folds the WAL into the database file).
+        drop(self);
+        if let Some(done) = closing {
+            let _ = done.send(());
+        }
     }
 
-    fn serve(&mut self, inbox: Receiver<Msg>, synced: &Sender<Synced>, poisoned: &AtomicBool) {
+    /// Serves until told to close (returning who to tell when closed) or until every sender is gone.
+    fn serve(
+        &mut self,
+        inbox: Receiver<Msg>,
+        synced: &Sender<Synced>,
+        poisoned: &AtomicBool,
+    ) -> Option<oneshot::Sender<()>> {
         let mut next_checkpoint = Instant::now() + self.checkpoint_every;
         loop {
             let now = Instant::now();
@@ -133,7 +145,7 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
                     let _ = self.checkpoint();
-                    return;
+                    return None;
                 }
             };
             let mut batch = Vec::new();
@@ -169,8 +181,7 @@ impl Writer {
                         if synced.send(Synced::Barrier(barrier)).is_ok() {
                             let _ = passed.blocking_recv();
                         }
-                        let _ = done.send(());
-                        return;
+                        return Some(done);
                     }
                     Msg::Append(..) => unreachable!("appends are batched above"),
                 }
