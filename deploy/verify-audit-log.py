@@ -76,7 +76,7 @@ def main(argv):
                 except Exception:
                     return fail(cp["head_seq"], f"checkpoint #{cp['id']} has a bad signature")
             signatures = "verified"
-    print(f"OK: {last} records chain from 1 to {last}; {len(checkpoints)} checkpoints match; signatures {signatures}")
+    print(f"OK: {last} records chain from 1 to {last}; {len(checkpoints)} checkpoint(s) match; signatures {signatures}")
     return 0
 
 
