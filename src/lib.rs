@@ -10,6 +10,9 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/kms_descriptor.bin"));
 }
 
+#[cfg(feature = "client")]
+pub mod client;
+
 #[cfg(feature = "server")]
 pub mod audit;
 #[cfg(feature = "server")]

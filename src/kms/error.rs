@@ -17,9 +17,18 @@ pub enum KmsError {
     InvalidCiphertext(#[from] InvalidCiphertext),
     #[error("the ciphertext was made under key {actual}, not under the requested {requested}")]
     IncorrectKey { requested: KeyRef, actual: KeyId },
+    /// The call's audit record could not be made durable, so the change was not made (fail closed).
+    #[error(
+        "the audit log cannot be written; the call was refused so that no change goes unrecorded (fail closed); \
+         retry later"
+    )]
+    AuditUnavailable,
     /// Storage failed; the operation did not take effect.
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
+    /// Stored data that cannot be read back (an audit row edited by hand, say). The message names what.
+    #[error("{0}")]
+    Corrupt(String),
     /// Something that should not happen (the OS refused randomness, stored material does not unwrap).
     #[error("internal failure: {0}")]
     Internal(String),

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::cache::{CachedKey, CachedVersion};
-use super::{Kms, KmsError, generate_material};
+use super::{Change, Gate, Kms, KmsError, Ungated, generate_material};
 use crate::clock::UnixMillis;
 use crate::keys::{
     self, AliasName, InvalidInput, KeyId, KeyRecord, KeyRef, KeyState, NewKeySpec, Operation,
@@ -71,7 +71,7 @@ fn decode_token(token: &str, prefix: &str) -> Result<Option<String>, InvalidInpu
 }
 
 impl Kms {
-    pub async fn create_key(&self, spec: NewKeySpec) -> Result<KeyView, KmsError> {
+    pub async fn create_key(&self, spec: NewKeySpec, gate: &dyn Gate) -> Result<KeyView, KmsError> {
         let _guard = self.write_lock.lock().await;
         if let Some(alias) = &spec.alias
             && self.cache.alias(alias).is_some()
@@ -102,6 +102,11 @@ impl Kms {
             key_id: id,
             created_at: now,
         });
+        gate.approve(Change {
+            key_id: id,
+            key_version: Some(1),
+        })
+        .await?;
         self.storage
             .insert_key(record.clone(), version, alias.clone())
             .await?;
@@ -155,6 +160,7 @@ impl Kms {
         &self,
         name: AliasName,
         target: &KeyRef,
+        gate: &dyn Gate,
     ) -> Result<AliasRow, KmsError> {
         let _guard = self.write_lock.lock().await;
         let key = self.cache.resolve(target)?;
@@ -167,6 +173,11 @@ impl Kms {
             key_id: key.record.id,
             created_at: self.clock.now(),
         };
+        gate.approve(Change {
+            key_id: row.key_id,
+            key_version: None,
+        })
+        .await?;
         self.storage.insert_alias(row.clone()).await.map_err(|e| {
             if is_constraint_violation(&e) {
                 KmsError::AliasExists(name)
@@ -178,8 +189,16 @@ impl Kms {
         Ok(row)
     }
 
-    pub async fn delete_alias(&self, name: AliasName) -> Result<(), KmsError> {
+    pub async fn delete_alias(&self, name: AliasName, gate: &dyn Gate) -> Result<(), KmsError> {
         let _guard = self.write_lock.lock().await;
+        let Some(row) = self.cache.alias(&name) else {
+            return Err(KmsError::NotFound(KeyRef::Alias(name)));
+        };
+        gate.approve(Change {
+            key_id: row.key_id,
+            key_version: None,
+        })
+        .await?;
         if !self.storage.delete_alias(name.as_str().to_owned()).await? {
             return Err(KmsError::NotFound(KeyRef::Alias(name)));
         }
@@ -223,12 +242,18 @@ impl Kms {
         key: &KeyRef,
         operation: Operation,
         arg_days: u32,
+        gate: &dyn Gate,
     ) -> Result<KeyView, KmsError> {
         let _guard = self.write_lock.lock().await;
         let cached = self.cache.resolve(key)?;
         let record = cached
             .record
             .transition(operation, self.clock.now(), arg_days)?;
+        gate.approve(Change {
+            key_id: record.id,
+            key_version: None,
+        })
+        .await?;
         self.storage.update_key(record.clone()).await?;
         self.cache.put(CachedKey {
             record,
@@ -238,17 +263,22 @@ impl Kms {
         self.describe_id(cached.record.id)
     }
 
-    pub async fn rotate(&self, key: &KeyRef) -> Result<KeyView, KmsError> {
+    pub async fn rotate(&self, key: &KeyRef, gate: &dyn Gate) -> Result<KeyView, KmsError> {
         let _guard = self.write_lock.lock().await;
         let cached = self.cache.resolve(key)?;
-        self.rotate_locked(&cached).await?;
+        self.rotate_locked(&cached, gate).await?;
         self.describe_id(cached.record.id)
     }
 
-    async fn rotate_locked(&self, cached: &CachedKey) -> Result<(), KmsError> {
+    async fn rotate_locked(&self, cached: &CachedKey, gate: &dyn Gate) -> Result<(), KmsError> {
         let now = self.clock.now();
         let record = cached.record.transition(Operation::RotateKey, now, 0)?;
         let version = record.primary_version;
+        gate.approve(Change {
+            key_id: record.id,
+            key_version: Some(version),
+        })
+        .await?;
         let material = generate_material()?;
         let row = VersionRow {
             version,
@@ -291,7 +321,7 @@ impl Kms {
         let _guard = self.write_lock.lock().await;
         match self.cache.get(id) {
             Some(cached) if cached.record.rotation_due(self.clock.now()) => {
-                self.rotate_locked(&cached).await?;
+                self.rotate_locked(&cached, &Ungated).await?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -15,8 +15,11 @@ mod error;
 mod manage;
 
 pub use crypto_ops::{DataKey, Decrypted, ReEncrypted, Sealed};
+
 pub use error::KmsError;
 pub use manage::{KeyView, Page, VersionView};
+use std::future::Future;
+use std::pin::Pin;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,9 +28,39 @@ use cache::{CachedKey, CachedVersion, KeyCache};
 
 use crate::clock::Clock;
 use crate::crypto::{KeyMaterial, RootKey};
+use crate::keys::KeyId;
 use crate::storage::{Storage, StoredKey};
 
 const ROOT_CHECK: &str = "root_key_check";
+
+/// A management change about to be stored: which key, and which version it made (CreateKey, RotateKey).
+#[derive(Debug, Clone, Copy)]
+pub struct Change {
+    pub key_id: KeyId,
+    pub key_version: Option<u32>,
+}
+
+/// Asked, with the write lock held, after a management change has been validated and before it is stored; an
+/// error aborts the change. The service layer makes the call's audit record durable here, so that no change is ever
+/// stored without its record.
+pub trait Gate: Send + Sync {
+    fn approve(
+        &self,
+        change: Change,
+    ) -> Pin<Box<dyn Future<Output = Result<(), KmsError>> + Send + '_>>;
+}
+
+/// For changes no caller asked for (automatic rotation, the end of a deletion window).
+pub struct Ungated;
+
+impl Gate for Ungated {
+    fn approve(
+        &self,
+        _: Change,
+    ) -> Pin<Box<dyn Future<Output = Result<(), KmsError>> + Send + '_>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
 
 /// Why the KMS could not start.
 #[derive(Debug, thiserror::Error)]

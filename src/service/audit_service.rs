@@ -10,7 +10,7 @@ use super::call::Auditor;
 use crate::audit::verify::{self, Trusted};
 use crate::audit::{AuditLog, ChainedRecord, Checkpoint, Outcome};
 use crate::clock::UnixMillis;
-use crate::keys::{self, KeyRef};
+use crate::keys::{self, InvalidInput, KeyRef};
 use crate::kms::{Kms, KmsError};
 use crate::proto::audit_service_server::AuditService;
 use crate::proto::{self, *};
@@ -34,7 +34,7 @@ impl AuditServiceImpl {
 
 const TOKEN_PREFIX: &str = "e1:";
 
-fn parse_token(token: &str) -> Result<Option<u64>, Status> {
+fn parse_token(token: &str) -> Result<Option<u64>, InvalidInput> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -45,8 +45,9 @@ fn parse_token(token: &str) -> Result<Option<u64>, Status> {
         .and_then(|s| s.strip_prefix(TOKEN_PREFIX).and_then(|n| n.parse().ok()))
         .map(Some)
         .ok_or_else(|| {
-            Status::invalid_argument(
-                "page_token is not one QueryEvents issued; pass next_page_token from the previous response unchanged",
+            InvalidInput(
+                "page_token is not one QueryEvents issued; pass next_page_token from the previous response unchanged"
+                    .into(),
             )
         })
 }
@@ -147,10 +148,11 @@ impl AuditService for AuditServiceImpl {
                 Ok(proto::Outcome::Error) => Some(Outcome::Error),
                 Ok(proto::Outcome::Denied) => Some(Outcome::Denied),
                 Err(_) => {
-                    return Err(Status::invalid_argument(format!(
-                        "outcome {} is not known",
+                    return Err(InvalidInput(format!(
+                        "outcome {} is not known (SUCCESS, ERROR or DENIED)",
                         req.outcome
-                    )));
+                    ))
+                    .into());
                 }
             };
             let non_empty = |s: String| (!s.is_empty()).then_some(s);
@@ -177,17 +179,18 @@ impl AuditService for AuditServiceImpl {
             let audit = self.audit.clone();
             let rows = tokio::task::spawn_blocking(move || audit.reader()?.query(&query))
                 .await
-                .map_err(|e| Status::internal(format!("query task failed: {e}")))?
+                .map_err(|e| KmsError::Internal(format!("query task failed: {e}")))?
                 .map_err(storage_failure)?;
             let mut events = Vec::with_capacity(rows.len());
             for row in rows {
                 match row {
                     Ok(record) => events.push(event(record)),
                     Err(bad) => {
-                        return Err(Status::data_loss(format!(
+                        return Err(KmsError::Corrupt(format!(
                             "audit record {} is unreadable: {}; run VerifyLog",
                             bad.seq, bad.reason
-                        )));
+                        ))
+                        .into());
                     }
                 }
             }
@@ -223,9 +226,10 @@ impl AuditService for AuditServiceImpl {
             let trusted = match (req.trusted_sequence, req.trusted_hash.as_str()) {
                 (0, "") => None,
                 (0, _) | (_, "") => {
-                    return Err(Status::invalid_argument(
-                        "give both trusted_sequence and trusted_hash, or neither",
-                    ));
+                    return Err(InvalidInput(
+                        "give both trusted_sequence and trusted_hash, or neither".into(),
+                    )
+                    .into());
                 }
                 (seq, hash) => Some(Trusted {
                     seq,
@@ -238,7 +242,7 @@ impl AuditService for AuditServiceImpl {
                 verify::verify(&reader, audit.public_key(), trusted.as_ref())
             })
             .await
-            .map_err(|e| Status::internal(format!("verification task failed: {e}")))?
+            .map_err(|e| KmsError::Internal(format!("verification task failed: {e}")))?
             .map_err(storage_failure)?;
             Ok(VerifyLogResponse {
                 ok: report.ok(),

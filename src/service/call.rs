@@ -5,7 +5,10 @@
 //! response. If the record cannot be written, the caller gets UNAVAILABLE and never the result.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 use tonic::metadata::MetadataValue;
@@ -15,7 +18,7 @@ use crate::audit::{AuditLog, AuditRecord, Outcome, map_json};
 use crate::clock::{Clock, UnixMillis};
 use crate::crypto::blob;
 use crate::keys::KeyRef;
-use crate::kms::Kms;
+use crate::kms::{Change, Gate, Kms, KmsError};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const REASON_HEADER: &str = "x-kms-reason";
@@ -124,6 +127,30 @@ impl Auditor {
         }
     }
 
+    /// A gate for a management call: its success record is made durable before the change is stored.
+    pub fn gate<'a>(&'a self, call: &'a Call) -> AuditGate<'a> {
+        AuditGate {
+            auditor: self,
+            call,
+            recorded: AtomicBool::new(false),
+        }
+    }
+
+    /// Finishes a management call whose gate may already have recorded it.
+    pub async fn finish_gated<R: Audited>(
+        &self,
+        call: Call,
+        recorded: bool,
+        result: Result<R, Status>,
+    ) -> Result<Response<R>, Status> {
+        if recorded {
+            // The record (success) is durable. If storing the change failed after it, the record over-reports:
+            // better a recorded change that did not happen than a change without a record.
+            return respond(&call.request_id, result);
+        }
+        self.finish(call, result).await
+    }
+
     /// Appends the call's record, then releases the result; UNAVAILABLE instead if the record is not durable.
     pub async fn finish<R: Audited>(
         &self,
@@ -166,32 +193,90 @@ impl Auditor {
             error_code,
             error_message,
         };
-        let request_id_value = MetadataValue::try_from(request_id.as_str()).ok();
         if let Err(e) = self.audit.append(record).await {
             // `result` is dropped here: whatever key material it held is zeroized and never sent.
-            let mut status = Status::unavailable(format!(
-                "{e}; the call was refused so that no key use goes unrecorded (fail closed); retry later"
-            ));
-            if let Some(v) = request_id_value {
+            let mut status = super::status::with_kind(
+                Status::unavailable(format!(
+                    "{e}; the call was refused so that no key use goes unrecorded (fail closed); retry later"
+                )),
+                "AuditUnavailable",
+            );
+            if let Ok(v) = MetadataValue::try_from(request_id.as_str()) {
                 status.metadata_mut().insert(REQUEST_ID_HEADER, v);
             }
             return Err(status);
         }
-        match result {
-            Ok(body) => {
-                let mut response = Response::new(body);
-                if let Some(v) = request_id_value {
-                    response.metadata_mut().insert(REQUEST_ID_HEADER, v);
-                }
-                Ok(response)
+        respond(&request_id, result)
+    }
+}
+
+/// The response, or the error, with the call's request id attached.
+fn respond<R>(request_id: &str, result: Result<R, Status>) -> Result<Response<R>, Status> {
+    let value = MetadataValue::try_from(request_id).ok();
+    match result {
+        Ok(body) => {
+            let mut response = Response::new(body);
+            if let Some(v) = value {
+                response.metadata_mut().insert(REQUEST_ID_HEADER, v);
             }
-            Err(mut status) => {
-                if let Some(v) = request_id_value {
-                    status.metadata_mut().insert(REQUEST_ID_HEADER, v);
-                }
-                Err(status)
-            }
+            Ok(response)
         }
+        Err(mut status) => {
+            if let Some(v) = value {
+                status.metadata_mut().insert(REQUEST_ID_HEADER, v);
+            }
+            Err(status)
+        }
+    }
+}
+
+/// Records a management call's success before its change is stored (see [`crate::kms::Gate`]).
+pub struct AuditGate<'a> {
+    auditor: &'a Auditor,
+    call: &'a Call,
+    recorded: AtomicBool,
+}
+
+impl AuditGate<'_> {
+    /// Whether the call's record was made durable here.
+    pub fn recorded(&self) -> bool {
+        self.recorded.load(Ordering::SeqCst)
+    }
+}
+
+impl Gate for AuditGate<'_> {
+    fn approve(
+        &self,
+        change: Change,
+    ) -> Pin<Box<dyn Future<Output = Result<(), KmsError>> + Send + '_>> {
+        Box::pin(async move {
+            let c = self.call;
+            let record = AuditRecord {
+                event_id: c.event_id.clone(),
+                event_time: c.event_time.clone(),
+                event_name: c.event_name.to_owned(),
+                principal: c.principal.clone(),
+                source_address: c.source_address.clone(),
+                user_agent: c.user_agent.clone(),
+                request_id: c.request_id.clone(),
+                key_id: Some(change.key_id.to_string()),
+                key_version: change.key_version.or(c.key_version),
+                key_alias: c.key_alias.clone(),
+                parameters: c.parameters.clone(),
+                encryption_context: c.encryption_context.clone(),
+                reason: c.reason.clone(),
+                outcome: Outcome::Success,
+                error_code: None,
+                error_message: None,
+            };
+            self.auditor
+                .audit
+                .append(record)
+                .await
+                .map_err(|_| KmsError::AuditUnavailable)?;
+            self.recorded.store(true, Ordering::SeqCst);
+            Ok(())
+        })
     }
 }
 
@@ -199,7 +284,7 @@ impl Call {
     /// Refuses the call if its headers were malformed. Handlers call this before doing anything.
     pub fn check_headers(&self) -> Result<(), Status> {
         match &self.header_error {
-            Some(msg) => Err(Status::invalid_argument(msg.clone())),
+            Some(msg) => Err(crate::keys::InvalidInput(msg.clone()).into()),
             None => Ok(()),
         }
     }

@@ -16,6 +16,7 @@ mod status;
 
 pub use audit_service::AuditServiceImpl;
 pub use call::{Auditor, REASON_HEADER, REQUEST_ID_HEADER, code_name};
+pub use status::ERROR_KIND_HEADER;
 
 use call::BlobRole;
 
@@ -98,6 +99,7 @@ impl KeyManagementService for KmsService {
         if !req.alias.is_empty() {
             call.alias(&req.alias);
         }
+        let gate = self.auditor.gate(&call);
         let result = async {
             call.check_headers()?;
             let spec = NewKeySpec::parse(
@@ -106,13 +108,14 @@ impl KeyManagementService for KmsService {
                 &req.alias,
                 req.rotation_period_days,
             )?;
-            let view = self.kms.create_key(spec).await?;
+            let view = self.kms.create_key(spec, &gate).await?;
             Ok(CreateKeyResponse {
                 key_metadata: metadata(view),
             })
         }
         .await;
-        self.auditor.finish(call, result).await
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
     }
 
     async fn describe_key(
@@ -160,17 +163,19 @@ impl KeyManagementService for KmsService {
         let req = request.into_inner();
         call.key(&req.key_id, &self.kms);
         call.alias(&req.alias_name);
+        let gate = self.auditor.gate(&call);
         let result = async {
             call.check_headers()?;
             let name = AliasName::parse(&req.alias_name)?;
             let target = key_ref(&req.key_id)?;
-            let alias = self.kms.create_alias(name, &target).await?;
+            let alias = self.kms.create_alias(name, &target, &gate).await?;
             Ok(CreateAliasResponse {
                 alias: Some(convert::alias(&alias)),
             })
         }
         .await;
-        self.auditor.finish(call, result).await
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
     }
 
     async fn delete_alias(
@@ -180,14 +185,16 @@ impl KeyManagementService for KmsService {
         let mut call = self.auditor.begin("DeleteAlias", &request);
         let req = request.into_inner();
         call.key(&req.alias_name, &self.kms);
+        let gate = self.auditor.gate(&call);
         let result = async {
             call.check_headers()?;
             let name = AliasName::parse(&req.alias_name)?;
-            self.kms.delete_alias(name).await?;
+            self.kms.delete_alias(name, &gate).await?;
             Ok(DeleteAliasResponse {})
         }
         .await;
-        self.auditor.finish(call, result).await
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
     }
 
     async fn list_aliases(
@@ -220,16 +227,21 @@ impl KeyManagementService for KmsService {
         let mut call = self.auditor.begin("EnableKey", &request);
         let req = request.into_inner();
         call.key(&req.key_id, &self.kms);
+        let gate = self.auditor.gate(&call);
         let result = async {
             call.check_headers()?;
             let key = key_ref(&req.key_id)?;
-            let view = self.kms.change_state(&key, Operation::EnableKey, 0).await?;
+            let view = self
+                .kms
+                .change_state(&key, Operation::EnableKey, 0, &gate)
+                .await?;
             Ok(EnableKeyResponse {
                 key_metadata: metadata(view),
             })
         }
         .await;
-        self.auditor.finish(call, result).await
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
     }
 
     async fn disable_key(
@@ -239,19 +251,21 @@ impl KeyManagementService for KmsService {
         let mut call = self.auditor.begin("DisableKey", &request);
         let req = request.into_inner();
         call.key(&req.key_id, &self.kms);
+        let gate = self.auditor.gate(&call);
         let result = async {
             call.check_headers()?;
             let key = key_ref(&req.key_id)?;
             let view = self
                 .kms
-                .change_state(&key, Operation::DisableKey, 0)
+                .change_state(&key, Operation::DisableKey, 0, &gate)
                 .await?;
             Ok(DisableKeyResponse {
                 key_metadata: metadata(view),
             })
         }
         .await;
-        self.auditor.finish(call, result).await
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
     }
 
     async fn rotate_key(
@@ -261,16 +275,18 @@ impl KeyManagementService for KmsService {
         let mut call = self.auditor.begin("RotateKey", &request);
         let req = request.into_inner();
         call.key(&req.key_id, &self.kms);
+        let gate = self.auditor.gate(&call);
         let result = async {
             call.check_headers()?;
             let key = key_ref(&req.key_id)?;
-            let view = self.kms.rotate(&key).await?;
+            let view = self.kms.rotate(&key, &gate).await?;
             Ok(RotateKeyResponse {
                 key_metadata: metadata(view),
             })
         }
         .await;
-        self.auditor.finish(call, result).await
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
     }
 
     async fn list_key_versions(
@@ -299,20 +315,22 @@ impl KeyManagementService for KmsService {
         let req = request.into_inner();
         call.key(&req.key_id, &self.kms);
         call.param("pending_window_days", req.pending_window_days);
+        let gate = self.auditor.gate(&call);
         let result = async {
             call.check_headers()?;
             let key = key_ref(&req.key_id)?;
             let days = keys::deletion_window_days(req.pending_window_days)?;
             let view = self
                 .kms
-                .change_state(&key, Operation::ScheduleKeyDeletion, days)
+                .change_state(&key, Operation::ScheduleKeyDeletion, days, &gate)
                 .await?;
             Ok(ScheduleKeyDeletionResponse {
                 key_metadata: metadata(view),
             })
         }
         .await;
-        self.auditor.finish(call, result).await
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
     }
 
     async fn cancel_key_deletion(
@@ -322,19 +340,21 @@ impl KeyManagementService for KmsService {
         let mut call = self.auditor.begin("CancelKeyDeletion", &request);
         let req = request.into_inner();
         call.key(&req.key_id, &self.kms);
+        let gate = self.auditor.gate(&call);
         let result = async {
             call.check_headers()?;
             let key = key_ref(&req.key_id)?;
             let view = self
                 .kms
-                .change_state(&key, Operation::CancelKeyDeletion, 0)
+                .change_state(&key, Operation::CancelKeyDeletion, 0, &gate)
                 .await?;
             Ok(CancelKeyDeletionResponse {
                 key_metadata: metadata(view),
             })
         }
         .await;
-        self.auditor.finish(call, result).await
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
     }
 
     async fn generate_data_key(

@@ -1,28 +1,41 @@
 //! The one place where errors become gRPC statuses. It matches on variants, never on message text.
+//!
+//! Beside the code, every status carries an `x-kms-error` header naming the kind of failure (`InvalidCiphertext`,
+//! `KeyState`, ...), as AWS KMS names its exceptions, so clients can tell apart failures that share a gRPC code
+//! without reading messages.
 
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
 use crate::keys::InvalidInput;
 use crate::kms::KmsError;
 
+/// The response header naming the kind of failure.
+pub const ERROR_KIND_HEADER: &str = "x-kms-error";
+
 impl From<KmsError> for Status {
     fn from(err: KmsError) -> Self {
-        let code = match &err {
-            KmsError::InvalidInput(_)
-            | KmsError::InvalidCiphertext(_)
-            | KmsError::IncorrectKey { .. } => Code::InvalidArgument,
-            KmsError::NotFound(_) => Code::NotFound,
-            KmsError::AliasExists(_) => Code::AlreadyExists,
-            KmsError::State(_) => Code::FailedPrecondition,
+        let (code, kind) = match &err {
+            KmsError::InvalidInput(_) => (Code::InvalidArgument, "InvalidArgument"),
+            KmsError::InvalidCiphertext(_) => (Code::InvalidArgument, "InvalidCiphertext"),
+            KmsError::IncorrectKey { .. } => (Code::InvalidArgument, "IncorrectKey"),
+            KmsError::NotFound(_) => (Code::NotFound, "NotFound"),
+            KmsError::AliasExists(_) => (Code::AlreadyExists, "AlreadyExists"),
+            KmsError::State(_) => (Code::FailedPrecondition, "KeyState"),
+            KmsError::Corrupt(_) => (Code::DataLoss, "DataLoss"),
+            KmsError::AuditUnavailable => (Code::Unavailable, "AuditUnavailable"),
             KmsError::Storage(_) | KmsError::Internal(_) => {
                 // The cause is for operators, not callers: it may name files or internals.
                 tracing::error!(error = %err, "internal error");
-                return Status::internal(
-                    "internal error; the operation did not take effect (see the kmsd log)",
+                return with_kind(
+                    Status::internal(
+                        "internal error; the operation did not take effect (see the kmsd log)",
+                    ),
+                    "Internal",
                 );
             }
         };
-        Status::new(code, err.to_string())
+        with_kind(Status::new(code, err.to_string()), kind)
     }
 }
 
@@ -30,4 +43,11 @@ impl From<InvalidInput> for Status {
     fn from(err: InvalidInput) -> Self {
         Status::from(KmsError::from(err))
     }
+}
+
+pub fn with_kind(mut status: Status, kind: &'static str) -> Status {
+    status
+        .metadata_mut()
+        .insert(ERROR_KIND_HEADER, MetadataValue::from_static(kind));
+    status
 }

@@ -171,7 +171,10 @@ async fn the_auditors_python_script_agrees_with_kmsd() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.starts_with("OK: 5 records chain from 1 to 5; 1 checkpoint(s) match; signatures"), "{stdout}");
+    assert!(
+        stdout.starts_with("OK: 5 records chain from 1 to 5; 1 checkpoint(s) match; signatures"),
+        "{stdout}"
+    );
 
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch(

@@ -43,7 +43,7 @@ async fn wait_for_health(server: &TestServer, want: ServingStatus) {
 async fn unwritable_audit_log_fails_closed_and_recovers() {
     let server = TestServer::start().await;
     let mut c = server.client().await;
-    create_key(&mut c, "alias/fc").await;
+    let key_id = create_key(&mut c, "alias/fc").await.key_id;
     let good = c
         .generate_data_key(tagged(
             GenerateDataKeyRequest {
@@ -92,6 +92,34 @@ async fn unwritable_audit_log_fails_closed_and_recovers() {
     );
     wait_for_health(&server, ServingStatus::NotServing).await;
 
+    // Management calls are refused before they change anything: a change is stored only after its record.
+    for refused in [
+        c.disable_key(DisableKeyRequest {
+            key_id: key_id.clone(),
+        })
+        .await
+        .map(drop),
+        c.rotate_key(RotateKeyRequest {
+            key_id: key_id.clone(),
+        })
+        .await
+        .map(drop),
+        c.create_key(CreateKeyRequest::default()).await.map(drop),
+        c.create_alias(CreateAliasRequest {
+            alias_name: "alias/during".into(),
+            key_id: key_id.clone(),
+        })
+        .await
+        .map(drop),
+        c.delete_alias(DeleteAliasRequest {
+            alias_name: "alias/fc".into(),
+        })
+        .await
+        .map(drop),
+    ] {
+        assert_status(refused, Code::Unavailable, &["audit log"]);
+    }
+
     sql.execute_batch(FREE_DISK).unwrap();
     wait_for_health(&server, ServingStatus::Serving).await;
     let opened = c
@@ -112,11 +140,25 @@ async fn unwritable_audit_log_fails_closed_and_recovers() {
     assert!(events_for(&server, "during-decrypt").await.is_empty());
     one_event(&server, "before").await;
     one_event(&server, "after").await;
+    let after = describe(&mut c, "alias/fc").await;
+    assert_eq!(
+        (state(&after), after.primary_version),
+        (KeyState::Enabled, 1),
+        "nothing changed"
+    );
+    assert_eq!(after.aliases, vec!["alias/fc".to_string()]);
+    let keys = c
+        .list_keys(ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert_eq!(keys.len(), 1, "no key was created");
     let verified = verify_log(&server).await;
     assert!(verified.ok, "{}", verified.problem);
     assert_eq!(verified.records_checked, verified.head_sequence);
     assert_eq!(
-        verified.head_sequence, 7,
-        "CreateKey, before and after, and the four queries above; the refused calls are not there"
+        verified.head_sequence, 9,
+        "CreateKey, before, after, one DescribeKey, ListKeys and the four queries above; the refused calls are not"
     );
 }

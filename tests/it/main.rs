@@ -11,6 +11,7 @@ mod audit_query;
 mod audit_tamper;
 mod bench;
 mod cli;
+mod client;
 mod concurrency;
 mod crypto_ops;
 mod fuzz;

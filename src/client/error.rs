@@ -1,0 +1,101 @@
+use tonic::{Code, Status};
+
+/// Why a call failed, as a caller acts on it. Decided from the gRPC code and kmsd's `x-kms-error` header, never
+/// from message text. Every variant keeps the server's message and the call's request id, when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The key or alias does not exist.
+    #[error("not found: {0}")]
+    NotFound(Details),
+    /// The key exists but its state forbids the call (disabled, pending deletion, destroyed).
+    #[error("key state: {0}")]
+    KeyState(Details),
+    /// The ciphertext is malformed, was tampered with, or was made with another encryption context.
+    #[error("invalid ciphertext: {0}")]
+    InvalidCiphertext(Details),
+    /// The ciphertext belongs to another key than the one the call named.
+    #[error("incorrect key: {0}")]
+    IncorrectKey(Details),
+    /// The request itself is wrong (sizes, names, formats).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(Details),
+    #[error("already exists: {0}")]
+    AlreadyExists(Details),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(Details),
+    #[error("permission denied: {0}")]
+    PermissionDenied(Details),
+    /// The daemon cannot serve now (its audit log cannot be written, it is shutting down, ...): retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(Details),
+    /// The call's deadline passed.
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(Details),
+    /// The daemon could not be reached at all.
+    #[error("cannot reach kmsd: {0}")]
+    Transport(String),
+    /// Anything else the daemon answered (internal errors, data loss, ...).
+    #[error("{code:?}: {details}")]
+    Other { code: Code, details: Details },
+}
+
+/// The server's message and the call's request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Details {
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+impl std::fmt::Display for Details {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable(_) | Error::Transport(_))
+    }
+}
+
+impl From<Status> for Error {
+    fn from(status: Status) -> Self {
+        let header = |name: &str| {
+            status
+                .metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let kind = header("x-kms-error");
+        let details = Details {
+            message: status.message().to_owned(),
+            request_id: header("x-request-id"),
+        };
+        match (status.code(), kind.as_deref()) {
+            (Code::NotFound, _) => Error::NotFound(details),
+            (Code::FailedPrecondition, _) => Error::KeyState(details),
+            (Code::InvalidArgument, Some("InvalidCiphertext")) => Error::InvalidCiphertext(details),
+            (Code::InvalidArgument, Some("IncorrectKey")) => Error::IncorrectKey(details),
+            (Code::InvalidArgument, _) => Error::InvalidArgument(details),
+            (Code::AlreadyExists, _) => Error::AlreadyExists(details),
+            (Code::Unauthenticated, _) => Error::Unauthenticated(details),
+            (Code::PermissionDenied, _) => Error::PermissionDenied(details),
+            (Code::Unavailable, _) => {
+                // tonic reports a connection that could not be made as UNAVAILABLE with no server headers.
+                if kind.is_none() && details.request_id.is_none() {
+                    Error::Transport(details.message)
+                } else {
+                    Error::Unavailable(details)
+                }
+            }
+            (Code::DeadlineExceeded, _) | (Code::Cancelled, _) => Error::DeadlineExceeded(details),
+            (code, _) => Error::Other { code, details },
+        }
+    }
+}

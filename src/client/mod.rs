@@ -1,0 +1,593 @@
+//! The client library: typed async calls to a kmsd daemon, for other services.
+//!
+//! Build it without the server (`default-features = false, features = ["client"]`): no SQLite, no server code.
+//! A [`Client`] is cheap to clone and safe to share; [`Client::with_reason`], [`Client::with_request_id`] and
+//! [`Client::with_timeout`] return a copy that sends `x-kms-reason` / `x-request-id` or uses another deadline on
+//! every call it makes. Calls that change nothing on the server (reads, data keys, Encrypt, Decrypt, ReEncrypt,
+//! random bytes) are retried with jittered exponential backoff when the daemon is unavailable; calls that change
+//! state are never retried, so a retry cannot, say, rotate a key twice.
+//!
+//! Invariants: plaintext from the daemon is handed over in [`Zeroizing`] buffers and never appears in `Debug`
+//! output; errors are an enum decided from status codes and kmsd's `x-kms-error` header, never message text.
+
+mod error;
+
+pub use error::{Details, Error};
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+use zeroize::Zeroizing;
+
+use crate::proto::audit_service_client::AuditServiceClient;
+use crate::proto::key_management_service_client::KeyManagementServiceClient;
+use crate::proto::*;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How to reach the daemon and how patient to be.
+#[derive(Clone)]
+pub struct ClientBuilder {
+    endpoint: String,
+    token: Option<Zeroizing<String>>,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_retries: u32,
+    backoff: Duration,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// `endpoint` is a URL such as `http://127.0.0.1:50051`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        ClientBuilder {
+            endpoint: endpoint.into(),
+            token: None,
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_retries: 3,
+            backoff: Duration::from_millis(50),
+        }
+    }
+
+    /// A bearer token sent as `authorization: Bearer <token>` on every call.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Zeroizing::new(token.into()));
+        self
+    }
+
+    /// The default deadline of each call (10 s unless set).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Retries of an idempotent call after UNAVAILABLE (3 unless set; 0 turns retries off), the first after about
+    /// `backoff` (50 ms unless set), each later one after about twice the last, at most 2 s, with full jitter.
+    pub fn retries(mut self, max_retries: u32, backoff: Duration) -> Self {
+        self.max_retries = max_retries;
+        self.backoff = backoff;
+        self
+    }
+
+    /// Connects now, failing if the daemon cannot be reached.
+    pub async fn connect(self) -> Result<Client> {
+        let channel = self
+            .endpoint()?
+            .connect()
+            .await
+            .map_err(|e| Error::Transport(format!("{}: {e}", self.endpoint)))?;
+        Ok(self.client(channel))
+    }
+
+    /// Connects on first use, so a service can start before its KMS does.
+    pub fn connect_lazy(self) -> Result<Client> {
+        let channel = self.endpoint()?.connect_lazy();
+        Ok(self.client(channel))
+    }
+
+    fn endpoint(&self) -> Result<Endpoint> {
+        Ok(Endpoint::from_shared(self.endpoint.clone())
+            .map_err(|e| Error::Transport(format!("bad endpoint {:?}: {e}", self.endpoint)))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true))
+    }
+
+    fn client(self, channel: Channel) -> Client {
+        Client {
+            kms: KeyManagementServiceClient::new(channel.clone()),
+            audit: AuditServiceClient::new(channel),
+            options: CallOptions {
+                token: self.token,
+                timeout: self.timeout,
+                reason: None,
+                request_id: None,
+            },
+            max_retries: self.max_retries,
+            backoff: self.backoff,
+            jitter: RandomState::new(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct CallOptions {
+    token: Option<Zeroizing<String>>,
+    timeout: Duration,
+    reason: Option<String>,
+    request_id: Option<String>,
+}
+
+/// A connection to kmsd. Clone it freely: clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    kms: KeyManagementServiceClient<Channel>,
+    audit: AuditServiceClient<Channel>,
+    options: CallOptions,
+    max_retries: u32,
+    backoff: Duration,
+    jitter: RandomState,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("timeout", &self.options.timeout)
+            .field("reason", &self.options.reason)
+            .field("request_id", &self.options.request_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A data key: its plaintext for immediate use (zeroized on drop) and its blob to store.
+pub struct DataKey {
+    pub key_id: String,
+    pub key_version: u32,
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub ciphertext_blob: Vec<u8>,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey")
+            .field("key_id", &self.key_id)
+            .field("key_version", &self.key_version)
+            .field("plaintext", &"<redacted>")
+            .field(
+                "ciphertext_blob",
+                &format_args!("{} bytes", self.ciphertext_blob.len()),
+            )
+            .finish()
+    }
+}
+
+/// A decrypted blob: which key and version opened it, and the plaintext (zeroized on drop).
+pub struct Decrypted {
+    pub key_id: String,
+    pub key_version: u32,
+    pub plaintext: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("key_id", &self.key_id)
+            .field("key_version", &self.key_version)
+            .field("plaintext", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Whether a call may be sent again after UNAVAILABLE without changing its effect.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Idempotent,
+    Once,
+}
+
+fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Client {
+    /// Connects to `endpoint` with the defaults (see [`ClientBuilder`]).
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Self> {
+        ClientBuilder::new(endpoint).connect().await
+    }
+
+    /// A copy that sends this `x-kms-reason` with every call: the "why" of the audit record.
+    pub fn with_reason(&self, reason: impl Into<String>) -> Self {
+        let mut c = self.clone();
+        c.options.reason = Some(reason.into());
+        c
+    }
+
+    /// A copy that sends this `x-request-id` with every call, to find its audit records by.
+    pub fn with_request_id(&self, request_id: impl Into<String>) -> Self {
+        let mut c = self.clone();
+        c.options.request_id = Some(request_id.into());
+        c
+    }
+
+    /// A copy whose calls have this deadline.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        let mut c = self.clone();
+        c.options.timeout = timeout;
+        c
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(self.options.timeout);
+        let md = request.metadata_mut();
+        if let Some(token) = &self.options.token
+            && let Ok(v) = MetadataValue::try_from(format!("Bearer {}", token.as_str()))
+        {
+            md.insert("authorization", v);
+        }
+        if let Some(reason) = &self.options.reason
+            && let Ok(v) = MetadataValue::try_from(reason.as_str())
+        {
+            md.insert("x-kms-reason", v);
+        }
+        if let Some(id) = &self.options.request_id
+            && let Ok(v) = MetadataValue::try_from(id.as_str())
+        {
+            md.insert("x-request-id", v);
+        }
+        request
+    }
+
+    /// Sends a call, again after UNAVAILABLE if it is idempotent, with jittered exponential backoff.
+    async fn call<M, R, F, Fut>(&self, retry: Retry, message: M, send: F) -> Result<R>
+    where
+        M: Clone,
+        F: Fn(Self, Request<M>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<R>, Status>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            match send(self.clone(), self.request(message.clone())).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => {
+                    let error = Error::from(status);
+                    if retry == Retry::Once || !error.is_retryable() || attempt >= self.max_retries
+                    {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(self.backoff_for(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn backoff_for(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .backoff
+            .saturating_mul(1 << attempt.min(16))
+            .min(Duration::from_secs(2));
+        // Full jitter: anywhere in [0, ceiling], so clients retrying together spread out.
+        let fraction = (self.jitter.hash_one((attempt, std::time::Instant::now())) % 1000) as u32;
+        ceiling.mul_f64(f64::from(fraction) / 1000.0)
+    }
+
+    // Keys.
+
+    pub async fn create_key(&self, request: CreateKeyRequest) -> Result<KeyMetadata> {
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.kms.create_key(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    pub async fn describe_key(&self, key_id: &str) -> Result<KeyMetadata> {
+        let request = DescribeKeyRequest {
+            key_id: key_id.into(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.describe_key(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    /// One page of keys; pass the returned token back for the next (empty when done).
+    pub async fn list_keys(
+        &self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<KeyMetadata>, String)> {
+        let request = ListKeysRequest {
+            page_size,
+            page_token: page_token.into(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.list_keys(r).await
+            })
+            .await?;
+        Ok((r.keys, r.next_page_token))
+    }
+
+    pub async fn create_alias(&self, alias_name: &str, key_id: &str) -> Result<Alias> {
+        let request = CreateAliasRequest {
+            alias_name: alias_name.into(),
+            key_id: key_id.into(),
+        };
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.kms.create_alias(r).await
+            })
+            .await?;
+        Ok(r.alias.unwrap_or_default())
+    }
+
+    pub async fn delete_alias(&self, alias_name: &str) -> Result<()> {
+        let request = DeleteAliasRequest {
+            alias_name: alias_name.into(),
+        };
+        self.call(Retry::Once, request, |mut c, r| async move {
+            c.kms.delete_alias(r).await
+        })
+        .await
+        .map(drop)
+    }
+
+    /// One page of aliases, optionally of one key.
+    pub async fn list_aliases(
+        &self,
+        key_id: Option<&str>,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<Alias>, String)> {
+        let request = ListAliasesRequest {
+            key_id: key_id.unwrap_or_default().into(),
+            page_size,
+            page_token: page_token.into(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.list_aliases(r).await
+            })
+            .await?;
+        Ok((r.aliases, r.next_page_token))
+    }
+
+    pub async fn enable_key(&self, key_id: &str) -> Result<KeyMetadata> {
+        let request = EnableKeyRequest {
+            key_id: key_id.into(),
+        };
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.kms.enable_key(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    pub async fn disable_key(&self, key_id: &str) -> Result<KeyMetadata> {
+        let request = DisableKeyRequest {
+            key_id: key_id.into(),
+        };
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.kms.disable_key(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    pub async fn rotate_key(&self, key_id: &str) -> Result<KeyMetadata> {
+        let request = RotateKeyRequest {
+            key_id: key_id.into(),
+        };
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.kms.rotate_key(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    pub async fn list_key_versions(&self, key_id: &str) -> Result<Vec<KeyVersion>> {
+        let request = ListKeyVersionsRequest {
+            key_id: key_id.into(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.list_key_versions(r).await
+            })
+            .await?;
+        Ok(r.versions)
+    }
+
+    /// Schedules the key's destruction after `pending_window_days` (7-30; 0 for the default 30).
+    pub async fn schedule_key_deletion(
+        &self,
+        key_id: &str,
+        pending_window_days: u32,
+    ) -> Result<KeyMetadata> {
+        let request = ScheduleKeyDeletionRequest {
+            key_id: key_id.into(),
+            pending_window_days,
+        };
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.kms.schedule_key_deletion(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    pub async fn cancel_key_deletion(&self, key_id: &str) -> Result<KeyMetadata> {
+        let request = CancelKeyDeletionRequest {
+            key_id: key_id.into(),
+        };
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.kms.cancel_key_deletion(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    // Cryptography.
+
+    /// A fresh 256-bit data key under `key_id`, bound to `context`.
+    pub async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &[(&str, &str)],
+    ) -> Result<DataKey> {
+        self.generate_data_key_with(GenerateDataKeyRequest {
+            key_id: key_id.into(),
+            encryption_context: metadata(context),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// As [`Client::generate_data_key`], with every field of the request (key spec, length) to choose.
+    pub async fn generate_data_key_with(&self, request: GenerateDataKeyRequest) -> Result<DataKey> {
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.generate_data_key(r).await
+            })
+            .await?;
+        Ok(DataKey {
+            key_id: r.key_id,
+            key_version: r.key_version,
+            plaintext: Zeroizing::new(r.plaintext),
+            ciphertext_blob: r.ciphertext_blob,
+        })
+    }
+
+    /// A data key's blob only: for a service that stores keys for others to use later.
+    pub async fn generate_data_key_without_plaintext(
+        &self,
+        request: GenerateDataKeyWithoutPlaintextRequest,
+    ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.kms.generate_data_key_without_plaintext(r).await
+        })
+        .await
+    }
+
+    /// Encrypts up to 4096 bytes.
+    pub async fn encrypt(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &[(&str, &str)],
+    ) -> Result<EncryptResponse> {
+        // The copy kept for retries is zeroized when the call is done; the one tonic encodes is its to drop.
+        let request = ZeroizingRequest(EncryptRequest {
+            key_id: key_id.into(),
+            plaintext: plaintext.to_vec(),
+            encryption_context: metadata(context),
+        });
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.kms.encrypt(r.map(|z| z.take())).await
+        })
+        .await
+    }
+
+    /// Decrypts a blob with the context it was made with; `key_id`, if given, must be the blob's key.
+    pub async fn decrypt(
+        &self,
+        blob: &[u8],
+        context: &[(&str, &str)],
+        key_id: Option<&str>,
+    ) -> Result<Decrypted> {
+        let request = DecryptRequest {
+            ciphertext_blob: blob.to_vec(),
+            key_id: key_id.unwrap_or_default().into(),
+            encryption_context: metadata(context),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.decrypt(r).await
+            })
+            .await?;
+        Ok(Decrypted {
+            key_id: r.key_id,
+            key_version: r.key_version,
+            plaintext: Zeroizing::new(r.plaintext),
+        })
+    }
+
+    pub async fn re_encrypt(&self, request: ReEncryptRequest) -> Result<ReEncryptResponse> {
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.kms.re_encrypt(r).await
+        })
+        .await
+    }
+
+    pub async fn generate_random(&self, number_of_bytes: u32) -> Result<Zeroizing<Vec<u8>>> {
+        let request = GenerateRandomRequest { number_of_bytes };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.generate_random(r).await
+            })
+            .await?;
+        Ok(Zeroizing::new(r.plaintext))
+    }
+
+    // Audit.
+
+    pub async fn query_events(&self, request: QueryEventsRequest) -> Result<QueryEventsResponse> {
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.audit.query_events(r).await
+        })
+        .await
+    }
+
+    pub async fn verify_log(&self, request: VerifyLogRequest) -> Result<VerifyLogResponse> {
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.audit.verify_log(r).await
+        })
+        .await
+    }
+}
+
+/// An Encrypt request whose plaintext is zeroized when the last copy is dropped.
+#[derive(Clone)]
+struct ZeroizingRequest(EncryptRequest);
+
+impl ZeroizingRequest {
+    fn take(mut self) -> EncryptRequest {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for ZeroizingRequest {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0.plaintext);
+    }
+}
