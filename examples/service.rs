@@ -11,7 +11,8 @@ use kmsd::proto::CreateKeyRequest;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let endpoint = std::env::var("KMSD_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:50051".into());
+    let endpoint =
+        std::env::var("KMSD_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:50051".into());
     let kms = ClientBuilder::new(endpoint)
         .timeout(Duration::from_secs(2))
         .retries(3, Duration::from_millis(50))
@@ -38,7 +39,12 @@ async fn main() -> Result<(), Error> {
         .with_reason("store invoice 42")
         .generate_data_key("alias/invoices", &context)
         .await?;
-    println!("data key {} bytes under {} v{}", data_key.plaintext.len(), data_key.key_id, data_key.key_version);
+    println!(
+        "data key {} bytes under {} v{}",
+        data_key.plaintext.len(),
+        data_key.key_id,
+        data_key.key_version
+    );
     // ... encrypt the invoice locally with data_key.plaintext, store data_key.ciphertext_blob beside it,
     // and drop the plaintext (it is zeroized on drop).
     let stored_blob = data_key.ciphertext_blob.clone();
@@ -50,11 +56,16 @@ async fn main() -> Result<(), Error> {
         .with_request_id("support-ticket-1234")
         .decrypt(&stored_blob, &context, Some("alias/invoices"))
         .await?;
-    println!("data key recovered ({} bytes); audit request id support-ticket-1234", opened.plaintext.len());
+    println!(
+        "data key recovered ({} bytes); audit request id support-ticket-1234",
+        opened.plaintext.len()
+    );
 
     // A blob presented with the wrong context is refused, and the refusal is a typed error.
     match kms.decrypt(&stored_blob, &[("invoice", "43")], None).await {
-        Err(Error::InvalidCiphertext(details)) => println!("refused as expected: {}", details.message),
+        Err(Error::InvalidCiphertext(details)) => {
+            println!("refused as expected: {}", details.message)
+        }
         other => println!("unexpected: {other:?}"),
     }
     Ok(())
