@@ -18,6 +18,8 @@ pub mod audit;
 #[cfg(feature = "server")]
 pub mod clock;
 #[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
 pub mod crypto;
 #[cfg(feature = "server")]
 pub mod keys;

@@ -1,16 +1,19 @@
 //! The kmsd daemon.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use kmsd::clock::SystemClock;
-use kmsd::server::{self, Config};
+use kmsd::config::{self, Flags, LogFormat, Settings};
+use kmsd::server;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit status for a bad command line or configuration (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
 #[command(name = "kmsd", version, about = "A self-hosted key management daemon")]
@@ -22,51 +25,119 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the gRPC API. On first start, creates the data directory, database and root key.
-    Serve(ServeArgs),
+    Serve(SettingFlags),
+    /// Work with the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "KMSD_LISTEN", default_value = Config::DEFAULT_LISTEN)]
-    listen: SocketAddr,
-    /// Directory for the database (and the root key, unless --root-key-file says otherwise).
-    #[arg(long, env = "KMSD_DATA_DIR", default_value = Config::DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
-    /// The root key file (64 hex characters, mode 0600). Default: <data-dir>/root.key.
-    #[arg(long, env = "KMSD_ROOT_KEY_FILE")]
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration (file, KMSD_* variables and these flags) and print the effective settings.
+    Check(SettingFlags),
+}
+
+/// Flags override KMSD_* environment variables, which override the settings file, which overrides the defaults.
+#[derive(Args)]
+struct SettingFlags {
+    /// The settings file (TOML; see deploy/kmsd.toml.example). Default: <data-dir>/kmsd.toml if it exists.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051; KMSD_LISTEN].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory for the database and, unless --root-key-file says otherwise, the root key
+    /// [default: ./kmsd-data; KMSD_DATA_DIR].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The root key file (64 hex characters, mode 0600) [default: <data-dir>/root.key; KMSD_ROOT_KEY_FILE].
+    #[arg(long)]
     root_key_file: Option<PathBuf>,
+    /// Log lines as `text` or `json` [default: text; KMSD_LOG_FORMAT].
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Log filter such as `info` or `kmsd=debug,info` [default: info; KMSD_LOG].
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+impl SettingFlags {
+    fn load(self) -> Result<Settings, config::ConfigError> {
+        let flags = Flags {
+            config: self.config,
+            listen: self.listen,
+            data_dir: self.data_dir,
+            root_key_file: self.root_key_file,
+            log_format: self.log_format,
+            log_level: self.log_level,
+        };
+        config::load(&flags, &std::env::vars().collect())
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KMSD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kmsd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Config(ConfigCommand::Check(flags)) => match flags.load() {
+            Ok(settings) => {
+                match &settings.file {
+                    Some(file) => println!("# {}: valid", file.display()),
+                    None => println!("# no settings file; defaults, KMSD_* variables and flags"),
+                }
+                println!("{settings}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kmsd: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Command::Serve(flags) => {
+            let settings = match flags.load() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("kmsd: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            init_logging(&settings);
+            // Before any key material is loaded.
+            let hardening = server::hardening::harden();
+            for done in &hardening.done {
+                tracing::info!("{done}");
+            }
+            for not_done in &hardening.not_done {
+                tracing::warn!("{not_done}");
+            }
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("kmsd: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(serve(settings))
+        }
     }
 }
 
-async fn serve(args: ServeArgs) -> ExitCode {
-    let config = Config {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        root_key_file: args.root_key_file,
-        ..Config::new(Config::DEFAULT_DATA_DIR)
-    };
-    let running = match server::bind_and_start(&config, Arc::new(SystemClock)).await {
+fn init_logging(settings: &Settings) {
+    // The filter was validated with the rest of the settings.
+    let filter = tracing_subscriber::EnvFilter::new(&settings.log_level);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    if let Some(file) = &settings.file {
+        tracing::info!(file = %file.display(), "settings file read");
+    }
+    let running = match server::bind_and_start(&settings.server, Arc::new(SystemClock)).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("kmsd: {e}");

@@ -5,6 +5,7 @@
 //! has unwrapped; on shutdown health turns NOT_SERVING first, in-flight calls drain within a bounded grace period,
 //! and storage closes last.
 
+pub mod hardening;
 mod root_key;
 
 /// Reads an existing root key file (for offline tools such as `kmsctl audit verify --db`).

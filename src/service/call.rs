@@ -175,6 +175,16 @@ impl Auditor {
             ),
         };
         let request_id = call.request_id.clone();
+        // One line per call, carrying the request id its audit record has; never a secret.
+        tracing::debug!(
+            request_id = %call.request_id,
+            event = call.event_name,
+            principal = %call.principal,
+            key_id = call.key_id.as_deref().unwrap_or(""),
+            outcome = outcome.as_str(),
+            code = error_code.as_deref().unwrap_or("OK"),
+            "call"
+        );
         let record = AuditRecord {
             event_id: call.event_id,
             event_time: call.event_time,

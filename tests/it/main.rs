@@ -13,6 +13,7 @@ mod bench;
 mod cli;
 mod client;
 mod concurrency;
+mod config;
 mod crypto_ops;
 mod fuzz;
 mod keys;

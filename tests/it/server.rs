@@ -101,3 +101,77 @@ async fn shutdown_stops_serving_and_releases_the_database() {
         .stop()
         .await;
 }
+
+/// The daemon binary itself: starts on its own, refuses core dumps, and stops cleanly on SIGTERM.
+#[test]
+fn the_daemon_process_hardens_itself_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env_remove("KMSD_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let serving = line.contains("kmsd is serving");
+        log.push(line);
+        if serving {
+            break;
+        }
+    }
+    assert!(
+        log.last().is_some_and(|l| l.contains("kmsd is serving")),
+        "{log:#?}"
+    );
+    for line in &log {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).expect("--log-format json logs JSON lines");
+        assert!(
+            parsed.get("timestamp").is_some() && parsed.get("level").is_some(),
+            "{line}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+        assert_eq!(core.split_whitespace().nth(5), Some("0"), "{core}");
+    }
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?} {rest:#?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("audit checkpoint") || l.contains("kmsd stopped")),
+        "{rest:#?}"
+    );
+    assert!(
+        rest.last().is_some_and(|l| l.contains("kmsd stopped")),
+        "{rest:#?}"
+    );
+}

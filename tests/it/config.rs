@@ -1,0 +1,261 @@
+//! Configuration: precedence of flags over environment over file over defaults, and every refusal.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kmsd::config::{ConfigError, Flags, LogFormat, load};
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn flags_beat_environment_beats_file_beats_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "kmsd.toml",
+        "listen = \"127.0.0.1:1111\"\nlog_format = \"json\"\nshutdown_grace = \"3s\"\nlog_level = \"warn\"\n",
+    );
+    let with_file = Flags {
+        config: Some(file.clone()),
+        ..Default::default()
+    };
+
+    let defaults = load(&Flags::default(), &env(&[])).unwrap();
+    assert_eq!(defaults.server.listen.to_string(), "127.0.0.1:50051");
+    assert_eq!(defaults.log_format, LogFormat::Text);
+    assert!(defaults.file.is_none());
+
+    let from_file = load(&with_file, &env(&[])).unwrap();
+    assert_eq!(from_file.server.listen.to_string(), "127.0.0.1:1111");
+    assert_eq!(from_file.log_format, LogFormat::Json);
+    assert_eq!(from_file.server.shutdown_grace, Duration::from_secs(3));
+    assert_eq!(from_file.file.as_deref(), Some(file.as_path()));
+
+    let from_env = load(
+        &with_file,
+        &env(&[("KMSD_LISTEN", "127.0.0.1:2222"), ("KMSD_LOG", "debug")]),
+    )
+    .unwrap();
+    assert_eq!(from_env.server.listen.to_string(), "127.0.0.1:2222");
+    assert_eq!(from_env.log_level, "debug");
+    assert_eq!(
+        from_env.log_format,
+        LogFormat::Json,
+        "what the environment does not set, the file still does"
+    );
+
+    let from_flag = load(
+        &Flags {
+            listen: Some("127.0.0.1:3333".into()),
+            log_format: Some("text".into()),
+            ..with_file.clone()
+        },
+        &env(&[("KMSD_LISTEN", "127.0.0.1:2222")]),
+    )
+    .unwrap();
+    assert_eq!(from_flag.server.listen.to_string(), "127.0.0.1:3333");
+    assert_eq!(from_flag.log_format, LogFormat::Text);
+}
+
+#[test]
+fn the_data_directorys_own_file_is_read_when_present() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = Flags {
+        data_dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    };
+    assert!(load(&flags, &env(&[])).unwrap().file.is_none());
+    write(
+        dir.path(),
+        "kmsd.toml",
+        "audit_checkpoint_interval = \"500ms\"\n",
+    );
+    let settings = load(&flags, &env(&[])).unwrap();
+    assert_eq!(
+        settings.server.audit_checkpoint_interval,
+        Duration::from_millis(500)
+    );
+    assert_eq!(settings.server.root_key_path(), dir.path().join("root.key"));
+    assert!(
+        settings
+            .to_string()
+            .contains("audit_checkpoint_interval = \"500ms\"")
+    );
+}
+
+#[test]
+fn every_bad_setting_is_refused_with_where_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Flags, HashMap<String, String>, Vec<&str>)> = vec![
+        (
+            Flags {
+                config: Some(write(
+                    dir.path(),
+                    "unknown.toml",
+                    "listen = \"127.0.0.1:1\"\nlisten_port = 5\n",
+                )),
+                ..Default::default()
+            },
+            env(&[]),
+            vec!["unknown.toml", "line 2", "unknown field `listen_port`"],
+        ),
+        (
+            Flags {
+                config: Some(write(dir.path(), "listen.toml", "listen = \"localhost\"\n")),
+                ..Default::default()
+            },
+            env(&[]),
+            vec!["listen.toml: key `listen`", "not an address and port"],
+        ),
+        (
+            Flags {
+                config: Some(write(
+                    dir.path(),
+                    "duration.toml",
+                    "maintenance_interval = \"60\"\n",
+                )),
+                ..Default::default()
+            },
+            env(&[]),
+            vec!["key `maintenance_interval`", "needs a unit"],
+        ),
+        (
+            Flags {
+                config: Some(write(dir.path(), "zero.toml", "shutdown_grace = \"0s\"\n")),
+                ..Default::default()
+            },
+            env(&[]),
+            vec!["key `shutdown_grace`", "more than zero"],
+        ),
+        (
+            Flags {
+                config: Some(write(dir.path(), "type.toml", "listen = 50051\n")),
+                ..Default::default()
+            },
+            env(&[]),
+            vec!["type.toml", "line 1"],
+        ),
+        (
+            Flags {
+                config: Some(write(dir.path(), "syntax.toml", "listen = \n")),
+                ..Default::default()
+            },
+            env(&[]),
+            vec!["syntax.toml", "line 1"],
+        ),
+        (
+            Flags {
+                config: Some(dir.path().join("missing.toml")),
+                ..Default::default()
+            },
+            env(&[]),
+            vec!["missing.toml", "cannot read"],
+        ),
+        (
+            Flags::default(),
+            env(&[("KMSD_LISTN", "x")]),
+            vec!["KMSD_LISTN", "no such variable"],
+        ),
+        (
+            Flags::default(),
+            env(&[("KMSD_LOG_FORMAT", "yaml")]),
+            vec!["environment variable KMSD_LOG_FORMAT", "text or json"],
+        ),
+        (
+            Flags {
+                log_level: Some("info,=[".into()),
+                ..Default::default()
+            },
+            env(&[]),
+            vec!["flag --log-level", "not a log filter"],
+        ),
+        (
+            Flags {
+                listen: Some("0.0.0.0".into()),
+                ..Default::default()
+            },
+            env(&[]),
+            vec!["flag --listen"],
+        ),
+        (
+            Flags::default(),
+            env(&[("KMSD_DATA_DIR", "")]),
+            vec!["KMSD_DATA_DIR", "must not be empty"],
+        ),
+    ];
+    for (flags, env, fragments) in cases {
+        let err = load(&flags, &env).expect_err("must be refused").to_string();
+        for f in fragments {
+            assert!(err.contains(f), "{err:?} should mention {f:?}");
+        }
+    }
+    assert!(matches!(
+        load(
+            &Flags {
+                config: Some(dir.path().join("missing.toml")),
+                ..Default::default()
+            },
+            &env(&[])
+        ),
+        Err(ConfigError::File { .. })
+    ));
+}
+
+#[test]
+fn the_documented_example_is_valid_and_says_the_defaults() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kmsd.toml.example");
+    let settings = load(
+        &Flags {
+            config: Some(example.into()),
+            ..Default::default()
+        },
+        &env(&[]),
+    )
+    .unwrap();
+    let defaults = load(&Flags::default(), &env(&[])).unwrap();
+    assert_eq!(settings.to_string(), defaults.to_string());
+}
+
+#[test]
+fn kmsd_config_check_exits_64_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "bad.toml", "log_format = \"xml\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .args(["config", "check", "--config"])
+        .arg(&bad)
+        .env_remove("KMSD_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml: key `log_format`") && stderr.contains("text or json"),
+        "{stderr}"
+    );
+
+    let good = write(dir.path(), "good.toml", "listen = \"127.0.0.1:7000\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .args(["config", "check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listen = \"127.0.0.1:7000\""));
+}
