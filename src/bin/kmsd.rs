@@ -29,6 +29,14 @@ enum Command {
     /// Work with the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Copy the database to a new file, consistently, while the daemon serves (SQLite's online backup API).
+    /// Restore by starting kmsd on a data directory holding the copy as kmsd.db and the same root key.
+    Backup {
+        #[command(flatten)]
+        settings: SettingFlags,
+        /// The new file to write (it must not exist).
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +100,30 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         },
+        Command::Backup { settings, out } => {
+            let settings = match settings.load() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("kmsd: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            let db = settings.server.database_path();
+            match kmsd::storage::backup(&db, &out) {
+                Ok(()) => {
+                    println!("backed up {} to {}", db.display(), out.display());
+                    println!(
+                        "keep the root key ({}) safe too: the copy cannot be used without it",
+                        settings.server.root_key_path().display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kmsd: backup of {} failed: {e}", db.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(flags) => {
             let settings = match flags.load() {
                 Ok(s) => s,

@@ -9,6 +9,7 @@ mod audit_cli;
 mod audit_failure;
 mod audit_query;
 mod audit_tamper;
+mod backup;
 mod bench;
 mod cli;
 mod client;
