@@ -1,17 +1,19 @@
 //! Signed checkpoints of the chain head.
 //!
 //! Canonical encoding (what is signed): the compact sorted JSON object
-//! `{"head_hash":…,"head_seq":…,"log_id":…,"time":…,"version":1}`. The signature is Ed25519, hex; the signing key's
-//! 32-byte seed is `HKDF-SHA256(ikm = root key, salt = none, info = "kmsd audit checkpoint signing v1")`, so anyone
-//! holding the root key can re-derive the public key, and anyone given the public key can verify.
+//! `{"head_hash":…,"head_seq":…,"log_id":…,"time":…,"version":1}`. The signature is Ed25519, hex. The signing key is
+//! the log's own: a random seed made with the database and stored in the `meta` table wrapped under the root key
+//! (so it survives a root-key rotation, and old checkpoints keep verifying); its public key is logged at start-up
+//! and returned by VerifyLog, and anyone holding the root key and the database can recover it.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde_json::json;
 
 use super::record::canonical;
-use crate::crypto::RootKey;
+use crate::crypto::{KeyMaterial, RootKey, UnwrapError};
 
-pub const SIGNING_KEY_INFO: &[u8] = b"kmsd audit checkpoint signing v1";
+/// Authenticated data binding the wrapped signing key to its purpose.
+pub const SIGNING_KEY_LABEL: &[u8] = b"kmsd audit checkpoint signing key v1";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -52,9 +54,25 @@ impl Checkpoint {
 pub struct CheckpointSigner(SigningKey);
 
 impl CheckpointSigner {
-    pub fn from_root(root: &RootKey) -> Self {
-        let seed = root.derive(SIGNING_KEY_INFO);
+    /// A new signing key from the OS CSPRNG.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        Ok(Self::from_seed(&KeyMaterial::generate()?))
+    }
+
+    fn from_seed(seed: &KeyMaterial) -> Self {
         CheckpointSigner(SigningKey::from_bytes(seed.expose_secret()))
+    }
+
+    /// The key wrapped under the root key, to store.
+    pub fn wrap(&self, root: &RootKey) -> Vec<u8> {
+        let mut seed = self.0.to_bytes();
+        root.wrap_secret(SIGNING_KEY_LABEL, &KeyMaterial::from_bytes(&mut seed))
+    }
+
+    pub fn unwrap(root: &RootKey, wrapped: &[u8]) -> Result<Self, UnwrapError> {
+        Ok(Self::from_seed(
+            &root.unwrap_secret(SIGNING_KEY_LABEL, wrapped)?,
+        ))
     }
 
     pub fn public_key(&self) -> VerifyingKey {
@@ -82,14 +100,18 @@ pub fn parse_public_key(hex_key: &str) -> Option<VerifyingKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::KeyMaterial;
 
     #[test]
     fn signatures_verify_only_under_their_key_and_contents() {
-        let signer = CheckpointSigner::from_root(&RootKey::new(KeyMaterial::generate().unwrap()));
+        let root = RootKey::new(KeyMaterial::generate().unwrap());
+        let signer = CheckpointSigner::generate().unwrap();
+        let again = CheckpointSigner::unwrap(&root, &signer.wrap(&root)).unwrap();
+        assert_eq!(again.public_key(), signer.public_key());
+        let other_root = RootKey::new(KeyMaterial::generate().unwrap());
+        assert!(CheckpointSigner::unwrap(&other_root, &signer.wrap(&root)).is_err());
         let cp = signer.sign(5, "ab", "2026-11-28T21:02:09.813Z", "log-1");
         assert!(cp.verify(&signer.public_key()));
-        let other = CheckpointSigner::from_root(&RootKey::new(KeyMaterial::generate().unwrap()));
+        let other = CheckpointSigner::generate().unwrap();
         assert!(!cp.verify(&other.public_key()));
         let moved = Checkpoint {
             head_seq: 6,

@@ -14,7 +14,10 @@ mod record;
 pub mod verify;
 mod writer;
 
-pub use checkpoint::{Checkpoint, CheckpointSigner, SIGNING_KEY_INFO, parse_public_key};
+pub use checkpoint::{Checkpoint, CheckpointSigner, SIGNING_KEY_LABEL, parse_public_key};
+
+/// The `meta` row holding the audit signing key, wrapped under the root key.
+pub const SIGNING_KEY_META: &str = "audit_signing_key";
 pub use record::{AuditRecord, ChainLink, ChainedRecord, Encoded, GENESIS_HASH, Outcome, map_json};
 
 use std::path::{Path, PathBuf};
@@ -34,6 +37,27 @@ pub enum AuditError {
     Unavailable,
     #[error("the audit writer has stopped")]
     Closed,
+}
+
+/// The public key a database's checkpoints verify with, recovered from the database with its root key (for
+/// offline verification).
+pub fn public_key_of(
+    reader: &AuditReader,
+    root: &crate::crypto::RootKey,
+) -> Result<VerifyingKey, String> {
+    let wrapped = reader
+        .meta(SIGNING_KEY_META)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            "the database holds no audit signing key: it is not a kmsd audit log".to_owned()
+        })?;
+    CheckpointSigner::unwrap(root, &wrapped)
+        .map(|s| s.public_key())
+        .map_err(|_| {
+            "the audit signing key does not unwrap with this root key: the database was made with another \
+             root key (or replaced)"
+                .to_owned()
+        })
 }
 
 /// A handle to the audit writer thread, and the way to read the log back.

@@ -134,14 +134,16 @@ impl RootKey {
         Ok(KeyMaterial::from_bytes(&mut bytes))
     }
 
-    /// A key for another purpose, derived from the root key with `HKDF-SHA256(ikm = root key, info = info)`.
-    pub fn derive(&self, info: &[u8]) -> KeyMaterial {
-        let mut out = [0u8; KeyMaterial::LEN];
-        Hkdf::<Sha256>::new(None, self.0.expose())
-            .expand(info, &mut out)
-            // 32 bytes is far below HKDF-SHA256's limit of 255 * 32.
-            .expect("HKDF output length is valid");
-        KeyMaterial::from_bytes(&mut out)
+    /// Wraps a secret that is not a key version (the audit signing key), bound to `label`.
+    pub fn wrap_secret(&self, label: &[u8], secret: &KeyMaterial) -> Vec<u8> {
+        self.seal(label, secret.expose())
+    }
+
+    pub fn unwrap_secret(&self, label: &[u8], wrapped: &[u8]) -> Result<KeyMaterial, UnwrapError> {
+        let opened = Zeroizing::new(self.open(label, wrapped)?);
+        let mut bytes: [u8; KeyMaterial::LEN] =
+            opened.as_slice().try_into().map_err(|_| UnwrapError)?;
+        Ok(KeyMaterial::from_bytes(&mut bytes))
     }
 
     /// A value stored beside the keys so that start-up can tell a wrong root key before serving anything.

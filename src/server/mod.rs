@@ -26,7 +26,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::audit::{AuditLog, CheckpointSigner};
+use crate::audit::{AuditLog, CheckpointSigner, SIGNING_KEY_META};
 use crate::clock::Clock;
 use crate::kms::{Kms, OpenError};
 use crate::proto;
@@ -148,7 +148,21 @@ pub async fn start(
         create_private_file(&db_path)?;
     }
     let storage = Storage::open(&db_path)?;
-    let signer = CheckpointSigner::from_root(&root);
+    let signer = match storage.meta(SIGNING_KEY_META).await? {
+        // A signing key that does not unwrap means the root key is not this database's (a database with keys
+        // would fail the same way in Kms::open).
+        Some(wrapped) => {
+            CheckpointSigner::unwrap(&root, &wrapped).map_err(|_| OpenError::WrongRootKey)?
+        }
+        None => {
+            let signer = CheckpointSigner::generate()
+                .map_err(|e| StartError::RootKey(format!("the OS refused randomness: {e}")))?;
+            storage
+                .set_meta(SIGNING_KEY_META, signer.wrap(&root))
+                .await?;
+            signer
+        }
+    };
     let kms = Arc::new(Kms::open(storage, root, clock.clone()).await?);
     let audit = Arc::new(AuditLog::open(
         &db_path,

@@ -212,6 +212,16 @@ impl AuditReader {
         read_log_id(&self.0)
     }
 
+    /// A value of the `meta` table, such as the wrapped audit signing key.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .0
+            .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
     pub fn query(
         &self,
         q: &AuditQuery,

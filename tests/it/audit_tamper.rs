@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kmsd::audit::verify::{Trusted, VerifyReport, verify};
-use kmsd::audit::{CheckpointSigner, parse_public_key};
+use kmsd::audit::{parse_public_key, public_key_of};
 use kmsd::proto::*;
 use kmsd::storage::AuditReader;
 use tempfile::TempDir;
@@ -177,11 +177,7 @@ async fn a_swapped_database_is_caught_by_its_checkpoints() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("TAMPERED"), "{stdout}");
-    let first_bad = stdout
-        .lines()
-        .find(|l| l.starts_with("First bad sequence:"))
-        .unwrap();
-    assert_eq!(first_bad.split_whitespace().last(), Some("22"), "{stdout}");
+    assert!(stdout.contains("made with another root key"), "{stdout}");
 
     let intact = Command::new(env!("CARGO_BIN_EXE_kmsctl"))
         .args(["audit", "verify", "--db"])
@@ -198,10 +194,11 @@ async fn a_swapped_database_is_caught_by_its_checkpoints() {
             .contains("OK: the chain and every checkpoint verify")
     );
 
-    // The root key derives the same public key the daemon reported.
+    // The root key recovers the same public key the daemon reported.
     let root = kmsd::server::read_root_key(&dir.path().join("root.key")).unwrap();
+    let reader = AuditReader::open(&db(dir.path())).unwrap();
     assert_eq!(
-        hex::encode(CheckpointSigner::from_root(&root).public_key().as_bytes()),
+        hex::encode(public_key_of(&reader, &root).unwrap().as_bytes()),
         key
     );
 }

@@ -430,9 +430,11 @@ fn report(out: &Output, v: &Verdict) {
 #[cfg(feature = "server")]
 fn offline(db: &std::path::Path, args: &VerifyArgs) -> Result<Verdict, Failure> {
     use kmsd::audit::verify::{Trusted, verify};
-    use kmsd::audit::{CheckpointSigner, parse_public_key};
+    use kmsd::audit::{parse_public_key, public_key_of};
     use kmsd::storage::AuditReader;
 
+    let reader =
+        AuditReader::open(db).map_err(|e| Failure(format!("cannot open {}: {e}", db.display())))?;
     let key = match &args.public_key {
         Some(hex_key) => parse_public_key(hex_key).ok_or_else(|| {
             Failure(format!(
@@ -445,11 +447,24 @@ fn offline(db: &std::path::Path, args: &VerifyArgs) -> Result<Verdict, Failure> 
                 .clone()
                 .unwrap_or_else(|| db.with_file_name("root.key"));
             let root = kmsd::server::read_root_key(&path).map_err(|e| Failure(e.to_string()))?;
-            CheckpointSigner::from_root(&root).public_key()
+            match public_key_of(&reader, &root) {
+                Ok(key) => key,
+                // A database that is not this root key's is itself the finding: report it as tampering.
+                Err(reason) => {
+                    return Ok(Verdict {
+                        ok: false,
+                        records: 0,
+                        checkpoints: 0,
+                        head_seq: 0,
+                        head_hash: String::new(),
+                        first_bad: 1,
+                        problem: reason,
+                        public_key: String::new(),
+                    });
+                }
+            }
         }
     };
-    let reader =
-        AuditReader::open(db).map_err(|e| Failure(format!("cannot open {}: {e}", db.display())))?;
     let trusted = match (args.trusted_seq, &args.trusted_hash) {
         (Some(seq), Some(hash)) => Some(Trusted {
             seq,
