@@ -29,6 +29,16 @@ enum Command {
     /// Work with the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Re-wrap every key version under a new root key, in one transaction; no ciphertext changes. Stop the daemon
+    /// first. Then start it with the new key (--root-key-file or KMSD_ROOT_KEY_FILE, or move the new file into
+    /// place); the old key no longer opens the database.
+    RotateRootKey {
+        #[command(flatten)]
+        settings: SettingFlags,
+        /// The new root key file; created (0600) if it does not exist.
+        #[arg(long)]
+        new_root_key_file: PathBuf,
+    },
     /// Copy the database to a new file, consistently, while the daemon serves (SQLite's online backup API).
     /// Restore by starting kmsd on a data directory holding the copy as kmsd.db and the same root key.
     Backup {
@@ -100,6 +110,32 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         },
+        Command::RotateRootKey {
+            settings,
+            new_root_key_file,
+        } => {
+            let settings = match settings.load() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("kmsd: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            match rotate_root_key(&settings, &new_root_key_file) {
+                Ok(n) => {
+                    println!(
+                        "re-wrapped {n} secrets under {}; start kmsd with --root-key-file {} (the old key no longer opens the database)",
+                        new_root_key_file.display(),
+                        new_root_key_file.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kmsd: root-key rotation failed, nothing changed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Backup { settings, out } => {
             let settings = match settings.load() {
                 Ok(s) => s,
@@ -153,6 +189,20 @@ fn main() -> ExitCode {
     }
 }
 
+fn rotate_root_key(settings: &Settings, new_path: &std::path::Path) -> Result<usize, String> {
+    let old_path = settings.server.root_key_path();
+    if old_path == new_path {
+        return Err("the new root key file must differ from the current one".into());
+    }
+    // No daemon may serve (and wrap new versions under the old key) while the database changes hands.
+    let _lock =
+        server::DataDirLock::acquire(&settings.server.data_dir).map_err(|e| e.to_string())?;
+    let old = server::read_root_key(&old_path).map_err(|e| e.to_string())?;
+    let (new, _) = server::read_or_create_root_key(new_path).map_err(|e| e.to_string())?;
+    kmsd::kms::rotate_root_key(&settings.server.database_path(), &old, &new)
+        .map_err(|e| e.to_string())
+}
+
 fn init_logging(settings: &Settings) {
     // The filter was validated with the rest of the settings.
     let filter = tracing_subscriber::EnvFilter::new(&settings.log_level);
@@ -169,6 +219,14 @@ async fn serve(settings: Settings) -> ExitCode {
     if let Some(file) = &settings.file {
         tracing::info!(file = %file.display(), "settings file read");
     }
+    // Listen for signals before serving: a SIGTERM the moment the port opens must still shut down gracefully.
+    let stop = match shutdown_signal() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("kmsd: cannot listen for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let running = match server::bind_and_start(&settings.server, Arc::new(SystemClock)).await {
         Ok(r) => r,
         Err(e) => {
@@ -176,30 +234,30 @@ async fn serve(settings: Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     running.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// A future that completes on SIGTERM or SIGINT; the handlers are installed when this returns.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

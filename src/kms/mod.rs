@@ -187,3 +187,62 @@ fn generate_material() -> Result<KeyMaterial, KmsError> {
     KeyMaterial::generate()
         .map_err(|e| KmsError::Internal(format!("the OS refused randomness: {e}")))
 }
+
+/// Re-wraps every key version, the audit signing key and the root-key check value of the database at `db_path`
+/// from `old` to `new`, in one transaction. No ciphertext a client holds changes: blobs name key versions, whose
+/// material stays the same. Returns how many wrapped values were replaced. The daemon must be stopped.
+pub fn rotate_root_key(
+    db_path: &std::path::Path,
+    old: &RootKey,
+    new: &RootKey,
+) -> Result<usize, KmsError> {
+    use crate::audit::{SIGNING_KEY_LABEL, SIGNING_KEY_META};
+    use crate::storage::Wrapped;
+
+    // Checked before any write: a wrong or missing check value must stop the rotation, not follow it.
+    let reader = crate::storage::AuditReader::open(db_path)?;
+    match reader.meta(ROOT_CHECK)? {
+        Some(value) if old.verify_check_value(&value) => {}
+        Some(_) => {
+            return Err(KmsError::Internal(
+                "the current root key does not match this database".into(),
+            ));
+        }
+        None => {
+            return Err(KmsError::Internal(
+                "the database has no root-key check value".into(),
+            ));
+        }
+    }
+    drop(reader);
+    let changed = crate::storage::rewrap_all(db_path, |item| match item {
+        Wrapped::Version {
+            key_id,
+            version,
+            wrapped,
+        } => {
+            let material = old.unwrap(key_id, version, wrapped).map_err(|_| {
+                format!("key {key_id} version {version} does not unwrap with the current root key")
+            })?;
+            Ok(Some(new.wrap(key_id, version, &material)))
+        }
+        Wrapped::Meta { name, value } if name == ROOT_CHECK => {
+            if !old.verify_check_value(value) {
+                return Err("the current root key does not match this database".into());
+            }
+            Ok(Some(new.check_value()))
+        }
+        Wrapped::Meta { name, value } if name == SIGNING_KEY_META => {
+            let secret = old.unwrap_secret(SIGNING_KEY_LABEL, value).map_err(|_| {
+                "the audit signing key does not unwrap with the current root key".to_owned()
+            })?;
+            Ok(Some(new.wrap_secret(SIGNING_KEY_LABEL, &secret)))
+        }
+        Wrapped::Meta { .. } => Ok(None),
+    });
+    match changed {
+        Ok(n) => Ok(n),
+        Err(crate::storage::StorageError::Corrupt(reason)) => Err(KmsError::Internal(reason)),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -6,11 +6,19 @@
 //! and storage closes last.
 
 pub mod hardening;
+mod lock;
 mod root_key;
+
+pub use lock::DataDirLock;
 
 /// Reads an existing root key file (for offline tools such as `kmsctl audit verify --db`).
 pub fn read_root_key(path: &Path) -> Result<crate::crypto::RootKey, StartError> {
     root_key::load_or_create(path, false).map(|(root, _)| root)
+}
+
+/// Reads the root key file at `path`, creating it (0600) if it does not exist: for a new root key in a rotation.
+pub fn read_or_create_root_key(path: &Path) -> Result<(crate::crypto::RootKey, bool), StartError> {
+    root_key::load_or_create(path, true)
 }
 
 use std::net::SocketAddr;
@@ -102,6 +110,7 @@ pub enum StartError {
 
 /// A daemon that is serving.
 pub struct RunningServer {
+    _lock: DataDirLock,
     local_addr: SocketAddr,
     kms: Arc<Kms>,
     audit: Arc<AuditLog>,
@@ -134,6 +143,7 @@ pub async fn start(
     clock: Arc<dyn Clock>,
 ) -> Result<RunningServer, StartError> {
     prepare_data_dir(&config.data_dir)?;
+    let lock = DataDirLock::acquire(&config.data_dir)?;
     let db_path = config.database_path();
     let db_existed = db_path.exists();
     let root_path = config.root_key_path();
@@ -232,6 +242,7 @@ pub async fn start(
     let maintenance = tokio::spawn(maintenance_loop(kms.clone(), config.maintenance_interval));
     tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "kmsd is serving");
     Ok(RunningServer {
+        _lock: lock,
         local_addr,
         kms,
         audit,

@@ -231,3 +231,80 @@ pub fn backup(db_path: &Path, out: &Path) -> Result<(), StorageError> {
     target.pragma_update(None, "journal_mode", "DELETE")?;
     Ok(())
 }
+
+/// A wrapped secret met by [`rewrap_all`].
+#[derive(Debug)]
+pub enum Wrapped<'a> {
+    Version {
+        key_id: KeyId,
+        version: u32,
+        wrapped: &'a [u8],
+    },
+    Meta {
+        name: &'a str,
+        value: &'a [u8],
+    },
+}
+
+/// Replaces every wrapped key version and every `meta` value for which `rewrap` returns `Some`, in one
+/// transaction: all of it or, if `rewrap` or SQLite fails anywhere, none of it. Returns how many values changed.
+pub fn rewrap_all(
+    db_path: &Path,
+    mut rewrap: impl FnMut(Wrapped<'_>) -> Result<Option<Vec<u8>>, String>,
+) -> Result<usize, StorageError> {
+    if !db_path.is_file() {
+        return Err(StorageError::Corrupt(format!(
+            "{} does not exist",
+            db_path.display()
+        )));
+    }
+    let mut conn = Connection::open(db_path)?;
+    configure(&conn)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut changed = 0;
+    let versions: Vec<(String, u32, Vec<u8>)> = {
+        let mut stmt = tx.prepare(
+            "SELECT key_id, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (key_id, version, wrapped) in versions {
+        let id = KeyId::parse(&key_id)
+            .map_err(|_| StorageError::Corrupt(format!("key id {key_id:?}")))?;
+        if let Some(new) = rewrap(Wrapped::Version {
+            key_id: id,
+            version,
+            wrapped: &wrapped,
+        })
+        .map_err(StorageError::Corrupt)?
+        {
+            tx.execute(
+                "UPDATE key_versions SET wrapped_material = ?3 WHERE key_id = ?1 AND version = ?2",
+                rusqlite::params![key_id, version, new],
+            )?;
+            changed += 1;
+        }
+    }
+    let metas: Vec<(String, Vec<u8>)> = {
+        let mut stmt = tx.prepare("SELECT name, value FROM meta")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (name, value) in metas {
+        if let Some(new) = rewrap(Wrapped::Meta {
+            name: &name,
+            value: &value,
+        })
+        .map_err(StorageError::Corrupt)?
+        {
+            tx.execute(
+                "UPDATE meta SET value = ?2 WHERE name = ?1",
+                rusqlite::params![name, new],
+            )?;
+            changed += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(changed)
+}

@@ -20,5 +20,6 @@ mod fuzz;
 mod keys;
 mod lifecycle;
 mod persistence;
+mod root_rotation;
 mod server;
 mod support;
