@@ -25,6 +25,7 @@ pub struct Flags {
     pub root_key_file: Option<PathBuf>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// The settings file: every key optional, no others allowed.
@@ -39,6 +40,7 @@ struct File {
     maintenance_interval: Option<String>,
     shutdown_grace: Option<String>,
     audit_checkpoint_interval: Option<String>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +83,7 @@ const KNOWN_VARIABLES: &[&str] = &[
     "KMSD_MAINTENANCE_INTERVAL",
     "KMSD_SHUTDOWN_GRACE",
     "KMSD_AUDIT_CHECKPOINT_INTERVAL",
+    "KMSD_METRICS_LISTEN",
     "KMSD_ENDPOINT",
     "KMSD_TOKEN",
 ];
@@ -207,6 +210,21 @@ pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Settings, Co
         })?;
     }
 
+    if let Some((value, origin)) = flags
+        .metrics_listen
+        .clone()
+        .map(|v| (v, Origin::Flag("metrics-listen")))
+        .or_else(|| var("KMSD_METRICS_LISTEN"))
+        .or_else(|| from_file(&file.metrics_listen, "metrics_listen"))
+    {
+        server.metrics_listen = Some(value.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                &origin,
+                format!("{value:?} is not an address and port such as 127.0.0.1:9464"),
+            )
+        })?);
+    }
+
     let path_setting = |flag: &Option<PathBuf>,
                         name: &'static str,
                         var_name: &'static str,
@@ -331,6 +349,10 @@ impl fmt::Display for Settings {
         };
         writeln!(f, "log_format = {format:?}")?;
         writeln!(f, "log_level = {:?}", self.log_level)?;
+        match s.metrics_listen {
+            Some(addr) => writeln!(f, "metrics_listen = {:?}", addr.to_string())?,
+            None => writeln!(f, "# metrics_listen: off")?,
+        }
         writeln!(
             f,
             "maintenance_interval = {:?}",

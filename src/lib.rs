@@ -26,6 +26,8 @@ pub mod keys;
 #[cfg(feature = "server")]
 pub mod kms;
 #[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod service;

@@ -76,6 +76,7 @@ impl AuditLog {
         signer: CheckpointSigner,
         clock: Arc<dyn Clock>,
         checkpoint_every: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, StorageError> {
         let mut conn = AuditWriterConn::open(db_path)?;
         let log_id = conn.log_id()?;
@@ -86,6 +87,7 @@ impl AuditLog {
         let (jobs, inbox) = writer::channel();
         let wal = WalSync::new(db_path);
         let writer = Writer {
+            metrics,
             stats: Default::default(),
             conn,
             head_seq,

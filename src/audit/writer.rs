@@ -80,6 +80,7 @@ impl BatchStats {
 }
 
 pub(super) struct Writer {
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub stats: BatchStats,
     pub conn: AuditWriterConn,
     pub head_seq: u64,
@@ -222,6 +223,7 @@ impl Writer {
     ) {
         if poisoned.load(Ordering::SeqCst) {
             self.set_healthy(false);
+            self.metrics.audit_failure(batch.len());
             for (_, reply) in batch {
                 let _ = reply.send(Err(AuditError::Unavailable));
             }
@@ -245,6 +247,11 @@ impl Writer {
         let started = Instant::now();
         let appended = self.conn.append(&chained);
         self.stats.note(chained.len(), started.elapsed());
+        if appended.is_ok() {
+            self.metrics.audit_commit(chained.len(), started.elapsed());
+        } else {
+            self.metrics.audit_failure(chained.len());
+        }
         match appended {
             Ok(()) => {
                 if !self.is_healthy() {

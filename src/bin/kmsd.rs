@@ -77,6 +77,9 @@ struct SettingFlags {
     /// Log filter such as `info` or `kmsd=debug,info` [default: info; KMSD_LOG].
     #[arg(long)]
     log_level: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: off; KMSD_METRICS_LISTEN].
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 impl SettingFlags {
@@ -88,6 +91,7 @@ impl SettingFlags {
             root_key_file: self.root_key_file,
             log_format: self.log_format,
             log_level: self.log_level,
+            metrics_listen: self.metrics_listen,
         };
         config::load(&flags, &std::env::vars().collect())
     }

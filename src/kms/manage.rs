@@ -127,6 +127,25 @@ impl Kms {
         self.describe_id(id)
     }
 
+    /// How many keys are in each state, for metrics.
+    pub fn keys_by_state(&self) -> Vec<(&'static str, usize)> {
+        let all = self.cache.all_keys();
+        [
+            KeyState::Enabled,
+            KeyState::Disabled,
+            KeyState::PendingDeletion,
+            KeyState::Destroyed,
+        ]
+        .into_iter()
+        .map(|state| {
+            (
+                state.as_str(),
+                all.iter().filter(|k| k.record.state == state).count(),
+            )
+        })
+        .collect()
+    }
+
     pub fn describe(&self, key: &KeyRef) -> Result<KeyView, KmsError> {
         Ok(KeyView::from(&*self.cache.resolve(key)?))
     }

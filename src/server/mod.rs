@@ -37,6 +37,7 @@ use tonic_health::server::HealthReporter;
 use crate::audit::{AuditLog, CheckpointSigner, SIGNING_KEY_META};
 use crate::clock::Clock;
 use crate::kms::{Kms, OpenError};
+use crate::metrics::Metrics;
 use crate::proto;
 use crate::service::{
     AUDIT_SERVICE_NAME, AuditServiceImpl, AuditServiceServer, Auditor, KeyManagementServiceServer,
@@ -57,6 +58,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often the audit writer signs a checkpoint of the chain head (also at shutdown).
     pub audit_checkpoint_interval: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -74,6 +77,7 @@ impl Config {
             maintenance_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             audit_checkpoint_interval: Duration::from_secs(60),
+            metrics_listen: None,
         }
     }
 
@@ -111,6 +115,8 @@ pub enum StartError {
 /// A daemon that is serving.
 pub struct RunningServer {
     _lock: DataDirLock,
+    metrics_addr: Option<SocketAddr>,
+    metrics_task: Option<JoinHandle<()>>,
     local_addr: SocketAddr,
     kms: Arc<Kms>,
     audit: Arc<AuditLog>,
@@ -174,11 +180,13 @@ pub async fn start(
         }
     };
     let kms = Arc::new(Kms::open(storage, root, clock.clone()).await?);
+    let metrics = Arc::new(Metrics::default());
     let audit = Arc::new(AuditLog::open(
         &db_path,
         signer,
         clock.clone(),
         config.audit_checkpoint_interval,
+        metrics.clone(),
     )?);
     tracing::info!(
         public_key = %hex::encode(audit.public_key().as_bytes()),
@@ -222,7 +230,25 @@ pub async fn start(
         conn
     });
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-    let auditor = Arc::new(Auditor::new(audit.clone(), clock));
+    let auditor = Arc::new(Auditor::new(audit.clone(), clock, metrics.clone()));
+    let (metrics_addr, metrics_task) = match config.metrics_listen {
+        None => (None, None),
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let kms = kms.clone();
+            let metrics = metrics.clone();
+            let task = tokio::spawn(crate::metrics::serve(listener, move || {
+                metrics.render(&kms.keys_by_state())
+            }));
+            tracing::info!(%bound, "serving Prometheus metrics at /metrics");
+            (Some(bound), Some(task))
+        }
+    };
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -243,6 +269,8 @@ pub async fn start(
     tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "kmsd is serving");
     Ok(RunningServer {
         _lock: lock,
+        metrics_addr,
+        metrics_task,
         local_addr,
         kms,
         audit,
@@ -258,6 +286,11 @@ pub async fn start(
 impl RunningServer {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn kms(&self) -> &Arc<Kms> {
@@ -277,6 +310,9 @@ impl RunningServer {
     /// audit checkpoint, then closes storage.
     pub async fn shutdown(self) {
         self.health_watch.abort();
+        if let Some(task) = &self.metrics_task {
+            task.abort();
+        }
         set_health(&self.health, false).await;
         self.maintenance.abort();
         let _ = self.shutdown.send(());

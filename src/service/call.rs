@@ -29,10 +29,12 @@ const MAX_REASON_LEN: usize = 1024;
 pub struct Auditor {
     audit: Arc<AuditLog>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// One call being audited.
 pub struct Call {
+    started: std::time::Instant,
     event_id: String,
     event_name: &'static str,
     event_time: String,
@@ -72,8 +74,16 @@ pub trait Audited {
 }
 
 impl Auditor {
-    pub fn new(audit: Arc<AuditLog>, clock: Arc<dyn Clock>) -> Self {
-        Auditor { audit, clock }
+    pub fn new(
+        audit: Arc<AuditLog>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Auditor {
+            audit,
+            clock,
+            metrics,
+        }
     }
 
     pub fn begin<T>(&self, event_name: &'static str, request: &Request<T>) -> Call {
@@ -110,6 +120,7 @@ impl Auditor {
             _ => None,
         };
         Call {
+            started: std::time::Instant::now(),
             event_name,
             event_time: now.rfc3339_millis(),
             event_id: time_ordered_id(now),
@@ -146,6 +157,9 @@ impl Auditor {
         if recorded {
             // The record (success) is durable. If storing the change failed after it, the record over-reports:
             // better a recorded change that did not happen than a change without a record.
+            let code = result.as_ref().err().map_or(tonic::Code::Ok, |s| s.code());
+            self.metrics
+                .call(call.event_name, code, call.started.elapsed());
             return respond(&call.request_id, result);
         }
         self.finish(call, result).await
@@ -175,6 +189,7 @@ impl Auditor {
             ),
         };
         let request_id = call.request_id.clone();
+        let (event_name, started) = (call.event_name, call.started);
         // One line per call, carrying the request id its audit record has; never a secret.
         tracing::debug!(
             request_id = %call.request_id,
@@ -214,8 +229,12 @@ impl Auditor {
             if let Ok(v) = MetadataValue::try_from(request_id.as_str()) {
                 status.metadata_mut().insert(REQUEST_ID_HEADER, v);
             }
+            self.metrics
+                .call(event_name, Code::Unavailable, started.elapsed());
             return Err(status);
         }
+        let code = result.as_ref().err().map_or(Code::Ok, |s| s.code());
+        self.metrics.call(event_name, code, started.elapsed());
         respond(&request_id, result)
     }
 }

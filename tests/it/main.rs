@@ -19,6 +19,7 @@ mod crypto_ops;
 mod fuzz;
 mod keys;
 mod lifecycle;
+mod metrics;
 mod persistence;
 mod root_rotation;
 mod server;

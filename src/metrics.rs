@@ -1,0 +1,264 @@
+//! Prometheus metrics: calls by RPC and status, call latency, audit batch sizes and commit latency, audit failures,
+//! keys by state and build information, served as text on `--metrics-listen` (off by default).
+//!
+//! Invariants: recording is lock-free (atomics in fixed tables), so the hot path pays a few increments; metrics
+//! carry no key material, key ids or request contents.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Every RPC kmsd serves, as the `method` label.
+const METHODS: &[&str] = &[
+    "CreateKey",
+    "DescribeKey",
+    "ListKeys",
+    "CreateAlias",
+    "DeleteAlias",
+    "ListAliases",
+    "EnableKey",
+    "DisableKey",
+    "RotateKey",
+    "ListKeyVersions",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateRandom",
+    "QueryEvents",
+    "VerifyLog",
+];
+
+/// gRPC codes 0-16, as the `code` label.
+const CODES: &[&str] = &[
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// A Prometheus histogram of fixed buckets.
+struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// In millionths of the unit, to stay integral.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+pub struct Metrics {
+    calls: Vec<AtomicU64>,
+    latency: Vec<Histogram>,
+    audit_batch: Histogram,
+    audit_commit: Histogram,
+    audit_failures: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            calls: (0..METHODS.len() * CODES.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            latency: METHODS
+                .iter()
+                .map(|_| Histogram::new(LATENCY_BUCKETS))
+                .collect(),
+            audit_batch: Histogram::new(BATCH_BUCKETS),
+            audit_commit: Histogram::new(LATENCY_BUCKETS),
+            audit_failures: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// One finished call: its RPC, its gRPC code and how long it took.
+    pub fn call(&self, method: &str, code: tonic::Code, took: Duration) {
+        let Some(m) = METHODS.iter().position(|x| *x == method) else {
+            return;
+        };
+        let c = (code as usize).min(CODES.len() - 1);
+        self.calls[m * CODES.len() + c].fetch_add(1, Ordering::Relaxed);
+        self.latency[m].observe(took.as_secs_f64());
+    }
+
+    /// One committed audit batch.
+    pub fn audit_commit(&self, records: usize, took: Duration) {
+        self.audit_batch.observe(records as f64);
+        self.audit_commit.observe(took.as_secs_f64());
+    }
+
+    /// Records that could not be made durable (their calls were refused).
+    pub fn audit_failure(&self, records: usize) {
+        self.audit_failures
+            .fetch_add(records as u64, Ordering::Relaxed);
+    }
+
+    /// The exposition text; `keys_by_state` is read at scrape time.
+    pub fn render(&self, keys_by_state: &[(&str, usize)]) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        out.push_str("# HELP kmsd_build_info Build information.\n# TYPE kmsd_build_info gauge\n");
+        let _ = writeln!(
+            out,
+            "kmsd_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        out.push_str("# HELP kmsd_calls_total Calls by RPC and gRPC status code.\n# TYPE kmsd_calls_total counter\n");
+        for (m, method) in METHODS.iter().enumerate() {
+            for (c, code) in CODES.iter().enumerate() {
+                let n = self.calls[m * CODES.len() + c].load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "kmsd_calls_total{{method=\"{method}\",code=\"{code}\"}} {n}"
+                    );
+                }
+            }
+        }
+        out.push_str(
+            "# HELP kmsd_call_duration_seconds Call latency, audit record included.\n\
+             # TYPE kmsd_call_duration_seconds histogram\n",
+        );
+        for (m, method) in METHODS.iter().enumerate() {
+            if self.latency[m].count.load(Ordering::Relaxed) > 0 {
+                self.latency[m].render(
+                    &mut out,
+                    "kmsd_call_duration_seconds",
+                    &format!("method=\"{method}\""),
+                );
+            }
+        }
+        out.push_str(
+            "# HELP kmsd_audit_batch_records Records per audit commit.\n# TYPE kmsd_audit_batch_records histogram\n",
+        );
+        self.audit_batch
+            .render(&mut out, "kmsd_audit_batch_records", "");
+        out.push_str(
+            "# HELP kmsd_audit_commit_seconds Time to commit one audit batch.\n\
+             # TYPE kmsd_audit_commit_seconds histogram\n",
+        );
+        self.audit_commit
+            .render(&mut out, "kmsd_audit_commit_seconds", "");
+        out.push_str(
+            "# HELP kmsd_audit_failures_total Audit records that could not be made durable.\n\
+             # TYPE kmsd_audit_failures_total counter\n",
+        );
+        let _ = writeln!(
+            out,
+            "kmsd_audit_failures_total {}",
+            self.audit_failures.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP kmsd_keys Keys by state.\n# TYPE kmsd_keys gauge\n");
+        for (state, n) in keys_by_state {
+            let _ = writeln!(out, "kmsd_keys{{state=\"{state}\"}} {n}");
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` over plain HTTP/1.1 on `listener` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    render: impl Fn() -> String + Send + Sync + 'static,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let render = std::sync::Arc::new(render);
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::with_capacity(1024);
+            let mut buf = [0u8; 1024];
+            // Read the request head, bounded; the body of a GET is ignored.
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            let request_line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+            let (status, body) = if request_line.starts_with(b"GET /metrics ") {
+                ("200 OK", render())
+            } else {
+                (
+                    "404 Not Found",
+                    "only GET /metrics is served here\n".to_owned(),
+                )
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,80 @@
+//! The Prometheus endpoint, scraped the way Prometheus does.
+
+use std::io::{Read, Write};
+
+use kmsd::clock::ManualClock;
+use kmsd::proto::*;
+
+use crate::support::*;
+
+fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: kmsd\r\nAccept: text/plain\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_endpoint_has_every_series() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(dir.path());
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = TestServer {
+        server: try_start(&config, ManualClock::new()).await.unwrap(),
+        dir,
+        clock: ManualClock::new(),
+    };
+    let mut c = server.client().await;
+    let key = create_key(&mut c, "alias/m").await;
+    create_key(&mut c, "").await;
+    for _ in 0..3 {
+        c.generate_data_key(GenerateDataKeyRequest {
+            key_id: "alias/m".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    c.describe_key(DescribeKeyRequest {
+        key_id: "alias/none".into(),
+    })
+    .await
+    .unwrap_err();
+    c.disable_key(DisableKeyRequest { key_id: key.key_id })
+        .await
+        .unwrap();
+
+    let addr = server.server.metrics_addr().unwrap();
+    let text = tokio::task::spawn_blocking(move || scrape(addr, "/metrics"))
+        .await
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    for series in [
+        "kmsd_build_info{version=\"",
+        "kmsd_calls_total{method=\"GenerateDataKey\",code=\"OK\"} 3",
+        "kmsd_calls_total{method=\"DescribeKey\",code=\"NOT_FOUND\"} 1",
+        "kmsd_calls_total{method=\"CreateKey\",code=\"OK\"} 2",
+        "kmsd_call_duration_seconds_bucket{method=\"GenerateDataKey\",le=\"+Inf\"} 3",
+        "kmsd_call_duration_seconds_count{method=\"GenerateDataKey\"} 3",
+        "kmsd_audit_batch_records_bucket{le=\"+Inf\"}",
+        "kmsd_audit_commit_seconds_count",
+        "kmsd_audit_failures_total 0",
+        "kmsd_keys{state=\"ENABLED\"} 1",
+        "kmsd_keys{state=\"DISABLED\"} 1",
+        "# TYPE kmsd_calls_total counter",
+        "# TYPE kmsd_call_duration_seconds histogram",
+    ] {
+        assert!(text.contains(series), "missing {series:?} in\n{text}");
+    }
+    assert!(!text.contains("alias/m"), "no key names or ids in metrics");
+    let other = tokio::task::spawn_blocking(move || scrape(addr, "/"))
+        .await
+        .unwrap();
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    server.stop().await;
+}
