@@ -141,6 +141,39 @@ impl DataKeySpec {
     }
 }
 
+/// Page tokens: opaque to callers, `base64url(prefix ‖ last item)` inside, the prefix naming the listing so a token
+/// from one listing is refused by another.
+pub mod page_token {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::InvalidInput;
+
+    pub fn encode(prefix: &str, last: &str) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{prefix}{last}"))
+    }
+
+    /// The last item of the previous page, or `None` for the first page (an empty token).
+    pub fn decode(token: &str, prefix: &str) -> Result<Option<String>, InvalidInput> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix(prefix).map(str::to_owned))
+            .map(Some)
+            .ok_or_else(|| {
+                InvalidInput(
+                    "page_token is not one this listing issued; pass next_page_token from the previous response \
+                     unchanged"
+                        .into(),
+                )
+            })
+    }
+}
+
 /// A validated page size.
 pub fn page_size(requested: u32) -> Result<u32, InvalidInput> {
     match requested {

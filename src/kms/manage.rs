@@ -3,14 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use super::cache::{CachedKey, CachedVersion};
 use super::{Change, Gate, Kms, KmsError, Ungated, generate_material};
 use crate::clock::UnixMillis;
 use crate::keys::{
-    self, AliasName, InvalidInput, KeyId, KeyRecord, KeyRef, KeyState, NewKeySpec, Operation,
+    self, AliasName, KeyId, KeyRecord, KeyRef, KeyState, NewKeySpec, Operation, page_token,
 };
 use crate::storage::{AliasRow, VersionRow, is_constraint_violation};
 
@@ -47,28 +44,6 @@ pub struct Page<T> {
 
 const KEY_TOKEN_PREFIX: &str = "k1:";
 const ALIAS_TOKEN_PREFIX: &str = "a1:";
-
-fn encode_token(prefix: &str, last: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{prefix}{last}"))
-}
-
-fn decode_token(token: &str, prefix: &str) -> Result<Option<String>, InvalidInput> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix(prefix).map(str::to_owned))
-        .map(Some)
-        .ok_or_else(|| {
-            InvalidInput(
-                "page_token is not one this listing issued; pass next_page_token from the previous response unchanged"
-                    .into(),
-            )
-        })
-}
 
 impl Kms {
     pub async fn create_key(&self, spec: NewKeySpec, gate: &dyn Gate) -> Result<KeyView, KmsError> {
@@ -156,7 +131,7 @@ impl Kms {
 
     pub fn list_keys(&self, page_size: u32, page_token: &str) -> Result<Page<KeyView>, KmsError> {
         let limit = keys::page_size(page_size)? as usize;
-        let after = decode_token(page_token, KEY_TOKEN_PREFIX)?
+        let after = page_token::decode(page_token, KEY_TOKEN_PREFIX)?
             .map(|s| KeyId::parse(&s))
             .transpose()?;
         // One extra tells whether another page exists.
@@ -165,7 +140,7 @@ impl Kms {
             found.truncate(limit);
             found
                 .last()
-                .map(|k| encode_token(KEY_TOKEN_PREFIX, &k.record.id.to_string()))
+                .map(|k| page_token::encode(KEY_TOKEN_PREFIX, &k.record.id.to_string()))
         } else {
             None
         };
@@ -236,7 +211,7 @@ impl Kms {
             .map(|k| self.cache.resolve(k))
             .transpose()?
             .map(|k| k.record.id);
-        let after = decode_token(page_token, ALIAS_TOKEN_PREFIX)?
+        let after = page_token::decode(page_token, ALIAS_TOKEN_PREFIX)?
             .map(|s| AliasName::parse(&s))
             .transpose()?;
         let mut found = self.cache.aliases_after(after.as_ref(), key_id, limit + 1);
@@ -244,7 +219,7 @@ impl Kms {
             found.truncate(limit);
             found
                 .last()
-                .map(|a| encode_token(ALIAS_TOKEN_PREFIX, a.name.as_str()))
+                .map(|a| page_token::encode(ALIAS_TOKEN_PREFIX, a.name.as_str()))
         } else {
             None
         };

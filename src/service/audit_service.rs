@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tonic::{Request, Response, Status};
 
 use super::call::Auditor;
@@ -35,21 +33,12 @@ impl AuditServiceImpl {
 const TOKEN_PREFIX: &str = "e1:";
 
 fn parse_token(token: &str) -> Result<Option<u64>, InvalidInput> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix(TOKEN_PREFIX).and_then(|n| n.parse().ok()))
-        .map(Some)
-        .ok_or_else(|| {
-            InvalidInput(
-                "page_token is not one QueryEvents issued; pass next_page_token from the previous response unchanged"
-                    .into(),
-            )
+    keys::page_token::decode(token, TOKEN_PREFIX)?
+        .map(|seq| {
+            seq.parse()
+                .map_err(|_| InvalidInput("page_token is not one QueryEvents issued".into()))
         })
+        .transpose()
 }
 
 fn storage_failure(e: StorageError) -> Status {
@@ -198,7 +187,7 @@ impl AuditService for AuditServiceImpl {
                 events.truncate(limit);
                 events
                     .last()
-                    .map(|e| URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{}", e.sequence)))
+                    .map(|e| keys::page_token::encode(TOKEN_PREFIX, &e.sequence.to_string()))
                     .unwrap_or_default()
             } else {
                 String::new()

@@ -555,7 +555,7 @@ async fn the_database_holds_no_plaintext_data_key_or_key_material() {
     let root_text = std::fs::read_to_string(server.data_dir().join("root.key")).unwrap();
     let dir = server.stop().await;
 
-    let root_bytes: [u8; 32] = hex_bytes(root_text.trim()).try_into().unwrap();
+    let root_bytes: [u8; 32] = hex::decode(root_text.trim()).unwrap().try_into().unwrap();
     let mut root_copy = root_bytes;
     let root = kmsd::crypto::RootKey::new(kmsd::crypto::KeyMaterial::from_bytes(&mut root_copy));
     let key_id = kmsd::keys::KeyId::parse(&key.key_id).unwrap();
@@ -590,13 +590,6 @@ async fn the_database_holds_no_plaintext_data_key_or_key_material() {
         "a key version's material"
     );
     assert!(!found(&sealed.ciphertext_blob[49..]), "a ciphertext body");
-}
-
-fn hex_bytes(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

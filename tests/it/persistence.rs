@@ -180,7 +180,7 @@ async fn the_database_holds_no_usable_key_material() {
         .unwrap()
         .into_inner();
     let root_hex = std::fs::read_to_string(server.data_dir().join("root.key")).unwrap();
-    let root = hex_decode(root_hex.trim());
+    let root = hex::decode(root_hex.trim()).unwrap();
     let dir: Arc<tempfile::TempDir> = server.stop().await;
     let mut stored = Vec::new();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
@@ -207,13 +207,6 @@ async fn the_database_holds_no_usable_key_material() {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 fn write_private(path: &std::path::Path, contents: &[u8]) {
