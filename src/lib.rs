@@ -10,8 +10,11 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/kms_descriptor.bin"));
 }
 
+pub mod canonical;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
+pub mod envelope;
 
 #[cfg(feature = "server")]
 pub mod audit;

@@ -15,15 +15,7 @@ impl EncryptionContext {
     pub const MAX_ENCODED_LEN: usize = 8192;
 
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len());
-        for (k, v) in &self.0 {
-            // Lengths fit in u32: the whole encoding is at most MAX_ENCODED_LEN.
-            out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-            out.extend_from_slice(v.as_bytes());
-        }
-        out
+        crate::canonical::context_bytes(&self.0)
     }
 
     pub fn pairs(&self) -> &BTreeMap<String, String> {

@@ -16,6 +16,7 @@ mod client;
 mod concurrency;
 mod config;
 mod crypto_ops;
+mod envelope;
 mod fuzz;
 mod keys;
 mod lifecycle;
