@@ -10,8 +10,10 @@
 //! Invariants: plaintext from the daemon is handed over in [`Zeroizing`] buffers and never appears in `Debug`
 //! output; errors are an enum decided from status codes and kmsd's `x-kms-error` header, never message text.
 
+mod cache;
 mod error;
 
+pub use cache::{CacheLimits, CachedDataKey, DataKeyCache};
 pub use error::{Details, Error};
 
 use std::collections::HashMap;

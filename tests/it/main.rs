@@ -11,6 +11,7 @@ mod audit_query;
 mod audit_tamper;
 mod backup;
 mod bench;
+mod cache;
 mod cli;
 mod client;
 mod concurrency;
