@@ -91,13 +91,15 @@ impl CachedDataKey {
 }
 
 type Slot = Arc<OnceCell<Arc<CachedDataKey>>>;
+/// Encryption keys by (KMS key as named, canonical context); decryption keys by (blob, canonical context).
+type Slots<K> = Mutex<HashMap<K, Slot>>;
 
 /// A cache of data keys in front of a [`Client`].
 pub struct DataKeyCache {
     client: Client,
     limits: CacheLimits,
-    encrypt: Mutex<HashMap<(String, Vec<u8>), Slot>>,
-    decrypt: Mutex<HashMap<(Vec<u8>, Vec<u8>), Slot>>,
+    encrypt: Slots<(String, Vec<u8>)>,
+    decrypt: Slots<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for DataKeyCache {
@@ -179,7 +181,7 @@ impl DataKeyCache {
 
     async fn get<K, F, Fut>(
         &self,
-        map: &Mutex<HashMap<K, Slot>>,
+        map: &Slots<K>,
         id: K,
         bytes: u64,
         fetch: F,
