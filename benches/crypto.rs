@@ -40,5 +40,63 @@ fn blobs(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, blobs);
+/// The envelope client's bulk throughput, in memory, one stream on one core.
+fn envelopes(c: &mut Criterion) {
+    use kmsd::envelope::{decrypt_stream, encrypt_stream};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let data_key = [5u8; 32];
+    let context = std::collections::BTreeMap::new();
+    let plaintext = vec![0x5au8; 64 << 20];
+    let mut group = c.benchmark_group("envelope 64 MiB");
+    group.sample_size(10);
+    group.throughput(criterion::Throughput::Bytes(plaintext.len() as u64));
+    group.bench_function("encrypt", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(plaintext.len() + (1 << 20));
+            runtime
+                .block_on(encrypt_stream(
+                    plaintext.as_slice(),
+                    &mut out,
+                    &data_key,
+                    "k",
+                    b"edk",
+                    &context,
+                    1 << 20,
+                ))
+                .expect("encrypts");
+            out
+        })
+    });
+    let mut sealed = Vec::new();
+    runtime
+        .block_on(encrypt_stream(
+            plaintext.as_slice(),
+            &mut sealed,
+            &data_key,
+            "k",
+            b"edk",
+            &context,
+            1 << 20,
+        ))
+        .expect("encrypts");
+    group.bench_function("decrypt", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(plaintext.len());
+            runtime
+                .block_on(decrypt_stream(
+                    sealed.as_slice(),
+                    &mut out,
+                    &context,
+                    |_| async { Ok(zeroize::Zeroizing::new(data_key.to_vec())) },
+                ))
+                .expect("decrypts");
+            out
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, blobs, envelopes);
 criterion_main!(benches);
