@@ -567,18 +567,7 @@ async fn the_database_holds_no_plaintext_data_key_or_key_material() {
         )
         .unwrap();
 
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("kmsd.db")
-        {
-            files.extend(std::fs::read(path).unwrap());
-        }
-    }
+    let files = database_files(dir.path());
     assert!(files.len() > 4096);
     let found = |needle: &[u8]| files.windows(needle.len()).any(|w| w == needle);
     assert!(!found(&dk.plaintext), "a data key's plaintext");

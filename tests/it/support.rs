@@ -231,3 +231,20 @@ pub async fn verify_log(server: &TestServer) -> VerifyLogResponse {
 pub fn outcome(e: &AuditEvent) -> Outcome {
     Outcome::try_from(e.outcome).unwrap()
 }
+
+/// The bytes of every database file in `dir` (`kmsd.db` and, if present, its WAL and shared memory).
+pub fn database_files(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("kmsd.db")
+        {
+            bytes.extend(std::fs::read(path).unwrap());
+        }
+    }
+    bytes
+}
