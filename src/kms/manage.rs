@@ -121,6 +121,11 @@ impl Kms {
         .collect()
     }
 
+    /// The id a key reference names now, if it names one: for audit records, without copying the key's metadata.
+    pub fn resolve_id(&self, key: &KeyRef) -> Option<KeyId> {
+        self.cache.resolve(key).ok().map(|k| k.record.id)
+    }
+
     pub fn describe(&self, key: &KeyRef) -> Result<KeyView, KmsError> {
         Ok(KeyView::from(&*self.cache.resolve(key)?))
     }

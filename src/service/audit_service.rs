@@ -123,11 +123,7 @@ impl AuditService for AuditServiceImpl {
                 None => (None, None),
                 Some(KeyRef::Id(id)) => (Some(id.to_string()), None),
                 Some(alias @ KeyRef::Alias(_)) => {
-                    let resolved = self
-                        .kms
-                        .describe(&alias)
-                        .ok()
-                        .map(|v| v.record.id.to_string());
+                    let resolved = self.kms.resolve_id(&alias).map(|id| id.to_string());
                     (resolved, Some(alias.to_string()))
                 }
             };

@@ -324,9 +324,8 @@ impl Call {
             Ok(KeyRef::Id(id)) => self.key_id = Some(id.to_string()),
             Ok(KeyRef::Alias(alias)) => {
                 self.key_id = kms
-                    .describe(&KeyRef::Alias(alias.clone()))
-                    .ok()
-                    .map(|v| v.record.id.to_string());
+                    .resolve_id(&KeyRef::Alias(alias.clone()))
+                    .map(|id| id.to_string());
                 self.key_alias = Some(alias.to_string());
             }
             Err(_) if named.is_empty() => {}
