@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::cache::{CachedKey, CachedVersion};
-use super::{Change, Gate, Kms, KmsError, Ungated, generate_material};
+use super::{Change, Gate, Kms, KmsError, generate_material};
 use crate::clock::UnixMillis;
 use crate::keys::{
     self, AliasName, KeyId, KeyRecord, KeyRef, KeyState, NewKeySpec, Operation, page_token,
@@ -80,6 +80,7 @@ impl Kms {
         gate.approve(Change {
             key_id: id,
             key_version: Some(1),
+            event: "CreateKey",
         })
         .await?;
         self.storage
@@ -175,6 +176,7 @@ impl Kms {
         gate.approve(Change {
             key_id: row.key_id,
             key_version: None,
+            event: "CreateAlias",
         })
         .await?;
         self.storage.insert_alias(row.clone()).await.map_err(|e| {
@@ -196,6 +198,7 @@ impl Kms {
         gate.approve(Change {
             key_id: row.key_id,
             key_version: None,
+            event: "DeleteAlias",
         })
         .await?;
         if !self.storage.delete_alias(name.as_str().to_owned()).await? {
@@ -251,6 +254,7 @@ impl Kms {
         gate.approve(Change {
             key_id: record.id,
             key_version: None,
+            event: operation.name(),
         })
         .await?;
         self.storage.update_key(record.clone()).await?;
@@ -265,17 +269,23 @@ impl Kms {
     pub async fn rotate(&self, key: &KeyRef, gate: &dyn Gate) -> Result<KeyView, KmsError> {
         let _guard = self.write_lock.lock().await;
         let cached = self.cache.resolve(key)?;
-        self.rotate_locked(&cached, gate).await?;
+        self.rotate_locked(&cached, gate, "RotateKey").await?;
         self.describe_id(cached.record.id)
     }
 
-    async fn rotate_locked(&self, cached: &CachedKey, gate: &dyn Gate) -> Result<(), KmsError> {
+    async fn rotate_locked(
+        &self,
+        cached: &CachedKey,
+        gate: &dyn Gate,
+        event: &'static str,
+    ) -> Result<(), KmsError> {
         let now = self.clock.now();
         let record = cached.record.transition(Operation::RotateKey, now, 0)?;
         let version = record.primary_version;
         gate.approve(Change {
             key_id: record.id,
             key_version: Some(version),
+            event,
         })
         .await?;
         let material = generate_material()?;
@@ -316,11 +326,12 @@ impl Kms {
     }
 
     /// Rotates the key if its rotation is still due once the write lock is held.
-    pub(super) async fn rotate_if_due(&self, id: KeyId) -> Result<bool, KmsError> {
+    pub(super) async fn rotate_if_due(&self, id: KeyId, gate: &dyn Gate) -> Result<bool, KmsError> {
         let _guard = self.write_lock.lock().await;
         match self.cache.get(id) {
             Some(cached) if cached.record.rotation_due(self.clock.now()) => {
-                self.rotate_locked(&cached, &Ungated).await?;
+                self.rotate_locked(&cached, gate, "AutomaticRotation")
+                    .await?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -328,7 +339,11 @@ impl Kms {
     }
 
     /// Destroys the key's material if its deletion window has ended once the write lock is held.
-    pub(super) async fn destroy_if_due(&self, id: KeyId) -> Result<bool, KmsError> {
+    pub(super) async fn destroy_if_due(
+        &self,
+        id: KeyId,
+        gate: &dyn Gate,
+    ) -> Result<bool, KmsError> {
         let _guard = self.write_lock.lock().await;
         let Some(cached) = self.cache.get(id) else {
             return Ok(false);
@@ -336,6 +351,12 @@ impl Kms {
         let Some(record) = cached.record.destroyed_if_due(self.clock.now()) else {
             return Ok(false);
         };
+        gate.approve(Change {
+            key_id: id,
+            key_version: None,
+            event: "KeyDestroyed",
+        })
+        .await?;
         self.storage.destroy_key(record.clone()).await?;
         for alias in &cached.aliases {
             self.cache.remove_alias(alias);

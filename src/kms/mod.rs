@@ -38,6 +38,8 @@ const ROOT_CHECK: &str = "root_key_check";
 pub struct Change {
     pub key_id: KeyId,
     pub key_version: Option<u32>,
+    /// What the change is, for records made outside a call: `AutomaticRotation`, `KeyDestroyed`, or the RPC.
+    pub event: &'static str,
 }
 
 /// Asked, with the write lock held, after a management change has been validated and before it is stored; an
@@ -48,18 +50,6 @@ pub trait Gate: Send + Sync {
         &self,
         change: Change,
     ) -> Pin<Box<dyn Future<Output = Result<(), KmsError>> + Send + '_>>;
-}
-
-/// For changes no caller asked for (automatic rotation, the end of a deletion window).
-pub struct Ungated;
-
-impl Gate for Ungated {
-    fn approve(
-        &self,
-        _: Change,
-    ) -> Pin<Box<dyn Future<Output = Result<(), KmsError>> + Send + '_>> {
-        Box::pin(std::future::ready(Ok(())))
-    }
 }
 
 /// Why the KMS could not start.
@@ -129,18 +119,21 @@ impl Kms {
         &self.storage
     }
 
-    /// Destroys keys whose deletion window has ended and rotates keys whose rotation is due.
+    /// Destroys keys whose deletion window has ended and rotates keys whose rotation is due, each change passing
+    /// `gate` (where the daemon makes its audit record durable) before it is stored.
     /// Returns how many keys were destroyed and rotated.
-    pub async fn run_maintenance(&self) -> Result<(usize, usize), KmsError> {
+    pub async fn run_maintenance(&self, gate: &dyn Gate) -> Result<(usize, usize), KmsError> {
         let now = self.clock.now();
         let (mut destroyed, mut rotated) = (0, 0);
         for key in self.cache.all_keys() {
             if key.record.destroyed_if_due(now).is_some() {
-                if self.destroy_if_due(key.record.id).await? {
+                if self.destroy_if_due(key.record.id, gate).await? {
                     destroyed += 1;
                     tracing::info!(key_id = %key.record.id, "deletion window ended: key material destroyed");
                 }
-            } else if key.record.rotation_due(now) && self.rotate_if_due(key.record.id).await? {
+            } else if key.record.rotation_due(now)
+                && self.rotate_if_due(key.record.id, gate).await?
+            {
                 rotated += 1;
                 tracing::info!(key_id = %key.record.id, "automatic rotation");
             }

@@ -34,11 +34,15 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::audit::{AuditLog, CheckpointSigner, SIGNING_KEY_META};
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::audit::{AuditLog, AuditRecord, CheckpointSigner, Outcome, SIGNING_KEY_META};
 use crate::clock::Clock;
-use crate::kms::{Kms, OpenError};
+use crate::kms::{Change, Gate, Kms, KmsError, OpenError};
 use crate::metrics::Metrics;
 use crate::proto;
+use crate::service::time_ordered_id;
 use crate::service::{
     AUDIT_SERVICE_NAME, AuditServiceImpl, AuditServiceServer, Auditor, KeyManagementServiceServer,
     KmsService, SERVICE_NAME,
@@ -114,6 +118,7 @@ pub enum StartError {
 
 /// A daemon that is serving.
 pub struct RunningServer {
+    gate: Arc<MaintenanceGate>,
     _lock: DataDirLock,
     metrics_addr: Option<SocketAddr>,
     metrics_task: Option<JoinHandle<()>>,
@@ -197,7 +202,11 @@ pub async fn start(
         tracing::info!(path = %db_path.display(), "created a new database");
     }
     // Deletion windows that ended while the daemon was down end now, before anything is served.
-    if let Err(e) = kms.run_maintenance().await {
+    let gate = Arc::new(MaintenanceGate {
+        audit: audit.clone(),
+        clock: clock.clone(),
+    });
+    if let Err(e) = kms.run_maintenance(&*gate).await {
         tracing::error!(error = %e, "maintenance at start-up failed; will retry");
     }
 
@@ -265,9 +274,14 @@ pub async fn start(
     let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = shutdown_rx.await;
     }));
-    let maintenance = tokio::spawn(maintenance_loop(kms.clone(), config.maintenance_interval));
+    let maintenance = tokio::spawn(maintenance_loop(
+        kms.clone(),
+        gate.clone(),
+        config.maintenance_interval,
+    ));
     tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "kmsd is serving");
     Ok(RunningServer {
+        gate,
         _lock: lock,
         metrics_addr,
         metrics_task,
@@ -303,7 +317,7 @@ impl RunningServer {
 
     /// Runs one maintenance pass now (tests advance a manual clock, then call this).
     pub async fn run_maintenance(&self) -> Result<(usize, usize), crate::kms::KmsError> {
-        self.kms.run_maintenance().await
+        self.kms.run_maintenance(&*self.gate).await
     }
 
     /// Reports NOT_SERVING, stops accepting, lets in-flight calls finish within the grace period, writes a final
@@ -358,13 +372,61 @@ async fn follow_audit_health(
     }
 }
 
-async fn maintenance_loop(kms: Arc<Kms>, every: Duration) {
+/// Records the changes the daemon makes on its own (automatic rotation, the end of a deletion window) in the audit
+/// log before they are stored, as a call's changes are: no key changes without a record.
+struct MaintenanceGate {
+    audit: Arc<AuditLog>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Gate for MaintenanceGate {
+    fn approve(
+        &self,
+        change: Change,
+    ) -> Pin<Box<dyn Future<Output = Result<(), KmsError>> + Send + '_>> {
+        Box::pin(async move {
+            let now = self.clock.now();
+            let reason = match change.event {
+                "AutomaticRotation" => "automatic: the key's rotation period elapsed",
+                "KeyDestroyed" => {
+                    "automatic: the key's deletion window ended; its material is destroyed"
+                }
+                _ => "automatic",
+            };
+            let record = AuditRecord {
+                event_id: time_ordered_id(now),
+                event_time: now.rfc3339_millis(),
+                event_name: change.event.to_owned(),
+                principal: "kmsd".to_owned(),
+                source_address: "internal".to_owned(),
+                user_agent: concat!("kmsd/", env!("CARGO_PKG_VERSION"), " maintenance").to_owned(),
+                request_id: time_ordered_id(now),
+                key_id: Some(change.key_id.to_string()),
+                key_version: change.key_version,
+                key_alias: None,
+                parameters: Default::default(),
+                encryption_context: Default::default(),
+                reason: Some(reason.to_owned()),
+                outcome: Outcome::Success,
+                error_code: None,
+                error_message: None,
+            };
+            self.audit
+                .append(record)
+                .await
+                .map(drop)
+                .map_err(|_| KmsError::AuditUnavailable)
+        })
+    }
+}
+
+async fn maintenance_loop(kms: Arc<Kms>, gate: Arc<MaintenanceGate>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await; // The first tick is immediate; start-up already ran a pass.
     loop {
         ticks.tick().await;
-        if let Err(e) = kms.run_maintenance().await {
+        if let Err(e) = kms.run_maintenance(&*gate).await {
             tracing::error!(error = %e, "maintenance failed; will retry");
         }
     }

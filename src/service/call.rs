@@ -389,7 +389,7 @@ impl Call {
 
 /// A UUIDv7: time-ordered, so generated request ids append to their index instead of landing on random pages, and
 /// drawn from the thread-local CSPRNG rather than a syscall per id.
-fn time_ordered_id(now: UnixMillis) -> String {
+pub(crate) fn time_ordered_id(now: UnixMillis) -> String {
     uuid::Builder::from_unix_timestamp_millis(now.0.max(0) as u64, &crate::crypto::rng::array())
         .into_uuid()
         .to_string()

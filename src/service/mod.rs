@@ -15,6 +15,7 @@ mod convert;
 mod status;
 
 pub use audit_service::AuditServiceImpl;
+pub(crate) use call::time_ordered_id;
 pub use call::{Auditor, REASON_HEADER, REQUEST_ID_HEADER, code_name};
 pub use status::ERROR_KIND_HEADER;
 

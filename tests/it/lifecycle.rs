@@ -194,6 +194,20 @@ async fn scheduled_deletion_destroys_material_when_the_window_ends() {
     server.clock.advance_days(1);
     assert_eq!(server.server.run_maintenance().await.unwrap(), (1, 0));
 
+    let destroyed_events = server
+        .audit_client()
+        .await
+        .query_events(QueryEventsRequest {
+            event_name: "KeyDestroyed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(destroyed_events.len(), 1);
+    assert_eq!(destroyed_events[0].key_id, key.key_id);
+
     // Metadata stays; material and aliases are gone.
     let destroyed = describe(&mut client, &key.key_id).await;
     assert_eq!(state(&destroyed), KeyState::Destroyed);
@@ -343,4 +357,38 @@ impl TestServer {
         use kmsd::clock::Clock;
         self.clock.now().0.div_euclid(1000)
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn maintenance_changes_nothing_it_cannot_record() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let key = client
+        .create_key(CreateKeyRequest {
+            rotation_period_days: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    let sql = rusqlite::Connection::open(server.data_dir().join("kmsd.db")).unwrap();
+    sql.execute_batch(
+        "CREATE TRIGGER full BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    server.clock.advance_days(2);
+    assert!(
+        server.server.run_maintenance().await.is_err(),
+        "refused: its record could not be written"
+    );
+    sql.execute_batch("DROP TRIGGER full;").unwrap();
+    assert_eq!(
+        describe(&mut client, &key.key_id).await.primary_version,
+        1,
+        "not rotated without a record"
+    );
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 1));
+    assert_eq!(describe(&mut client, &key.key_id).await.primary_version, 2);
 }
