@@ -86,6 +86,31 @@ fn metadata(view: crate::kms::KeyView) -> Option<KeyMetadata> {
     Some(convert::metadata(&view))
 }
 
+impl KmsService {
+    /// Enable, disable, schedule or cancel deletion: one audited change of state, stored only after its record.
+    /// `days` is the deletion window, already validated (or why not).
+    async fn change_state<R: call::Audited>(
+        &self,
+        mut call: call::Call,
+        key_id: &str,
+        operation: Operation,
+        days: Result<u32, Status>,
+        respond: fn(Option<KeyMetadata>) -> R,
+    ) -> Result<Response<R>, Status> {
+        call.key(key_id, &self.kms);
+        let gate = self.auditor.gate(&call);
+        let result = async {
+            call.check_headers()?;
+            let key = key_ref(key_id)?;
+            let view = self.kms.change_state(&key, operation, days?, &gate).await?;
+            Ok(respond(metadata(view)))
+        }
+        .await;
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
+    }
+}
+
 #[tonic::async_trait]
 impl KeyManagementService for KmsService {
     async fn create_key(
@@ -225,48 +250,32 @@ impl KeyManagementService for KmsService {
         &self,
         request: Request<EnableKeyRequest>,
     ) -> Result<Response<EnableKeyResponse>, Status> {
-        let mut call = self.auditor.begin("EnableKey", &request);
+        let call = self.auditor.begin("EnableKey", &request);
         let req = request.into_inner();
-        call.key(&req.key_id, &self.kms);
-        let gate = self.auditor.gate(&call);
-        let result = async {
-            call.check_headers()?;
-            let key = key_ref(&req.key_id)?;
-            let view = self
-                .kms
-                .change_state(&key, Operation::EnableKey, 0, &gate)
-                .await?;
-            Ok(EnableKeyResponse {
-                key_metadata: metadata(view),
-            })
-        }
-        .await;
-        let recorded = gate.recorded();
-        self.auditor.finish_gated(call, recorded, result).await
+        self.change_state(
+            call,
+            &req.key_id,
+            Operation::EnableKey,
+            Ok(0),
+            |key_metadata| EnableKeyResponse { key_metadata },
+        )
+        .await
     }
 
     async fn disable_key(
         &self,
         request: Request<DisableKeyRequest>,
     ) -> Result<Response<DisableKeyResponse>, Status> {
-        let mut call = self.auditor.begin("DisableKey", &request);
+        let call = self.auditor.begin("DisableKey", &request);
         let req = request.into_inner();
-        call.key(&req.key_id, &self.kms);
-        let gate = self.auditor.gate(&call);
-        let result = async {
-            call.check_headers()?;
-            let key = key_ref(&req.key_id)?;
-            let view = self
-                .kms
-                .change_state(&key, Operation::DisableKey, 0, &gate)
-                .await?;
-            Ok(DisableKeyResponse {
-                key_metadata: metadata(view),
-            })
-        }
-        .await;
-        let recorded = gate.recorded();
-        self.auditor.finish_gated(call, recorded, result).await
+        self.change_state(
+            call,
+            &req.key_id,
+            Operation::DisableKey,
+            Ok(0),
+            |key_metadata| DisableKeyResponse { key_metadata },
+        )
+        .await
     }
 
     async fn rotate_key(
@@ -314,48 +323,32 @@ impl KeyManagementService for KmsService {
     ) -> Result<Response<ScheduleKeyDeletionResponse>, Status> {
         let mut call = self.auditor.begin("ScheduleKeyDeletion", &request);
         let req = request.into_inner();
-        call.key(&req.key_id, &self.kms);
         call.param("pending_window_days", req.pending_window_days);
-        let gate = self.auditor.gate(&call);
-        let result = async {
-            call.check_headers()?;
-            let key = key_ref(&req.key_id)?;
-            let days = keys::deletion_window_days(req.pending_window_days)?;
-            let view = self
-                .kms
-                .change_state(&key, Operation::ScheduleKeyDeletion, days, &gate)
-                .await?;
-            Ok(ScheduleKeyDeletionResponse {
-                key_metadata: metadata(view),
-            })
-        }
-        .await;
-        let recorded = gate.recorded();
-        self.auditor.finish_gated(call, recorded, result).await
+        let days = keys::deletion_window_days(req.pending_window_days).map_err(Status::from);
+        self.change_state(
+            call,
+            &req.key_id,
+            Operation::ScheduleKeyDeletion,
+            days,
+            |key_metadata| ScheduleKeyDeletionResponse { key_metadata },
+        )
+        .await
     }
 
     async fn cancel_key_deletion(
         &self,
         request: Request<CancelKeyDeletionRequest>,
     ) -> Result<Response<CancelKeyDeletionResponse>, Status> {
-        let mut call = self.auditor.begin("CancelKeyDeletion", &request);
+        let call = self.auditor.begin("CancelKeyDeletion", &request);
         let req = request.into_inner();
-        call.key(&req.key_id, &self.kms);
-        let gate = self.auditor.gate(&call);
-        let result = async {
-            call.check_headers()?;
-            let key = key_ref(&req.key_id)?;
-            let view = self
-                .kms
-                .change_state(&key, Operation::CancelKeyDeletion, 0, &gate)
-                .await?;
-            Ok(CancelKeyDeletionResponse {
-                key_metadata: metadata(view),
-            })
-        }
-        .await;
-        let recorded = gate.recorded();
-        self.auditor.finish_gated(call, recorded, result).await
+        self.change_state(
+            call,
+            &req.key_id,
+            Operation::CancelKeyDeletion,
+            Ok(0),
+            |key_metadata| CancelKeyDeletionResponse { key_metadata },
+        )
+        .await
     }
 
     async fn generate_data_key(

@@ -110,6 +110,15 @@ async fn automatic_rotation_follows_the_clock() {
             .plaintext,
         b"before"
     );
+    // The daemon's own change is in the audit log, as the daemon's.
+    let rotations = server.events_named("AutomaticRotation").await;
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(
+        (rotations[0].key_id.as_str(), rotations[0].key_version),
+        (key.key_id.as_str(), 2)
+    );
+    assert_eq!(rotations[0].principal, "kmsd");
+    assert!(rotations[0].reason.contains("rotation period elapsed"));
 
     // A disabled key is not rotated; it catches up once enabled.
     client
@@ -194,17 +203,7 @@ async fn scheduled_deletion_destroys_material_when_the_window_ends() {
     server.clock.advance_days(1);
     assert_eq!(server.server.run_maintenance().await.unwrap(), (1, 0));
 
-    let destroyed_events = server
-        .audit_client()
-        .await
-        .query_events(QueryEventsRequest {
-            event_name: "KeyDestroyed".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let destroyed_events = server.events_named("KeyDestroyed").await;
     assert_eq!(destroyed_events.len(), 1);
     assert_eq!(destroyed_events[0].key_id, key.key_id);
 
@@ -353,6 +352,19 @@ fn parse_id(s: &str) -> kmsd::keys::KeyId {
 }
 
 impl TestServer {
+    async fn events_named(&self, event_name: &str) -> Vec<AuditEvent> {
+        self.audit_client()
+            .await
+            .query_events(QueryEventsRequest {
+                event_name: event_name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events
+    }
+
     fn clock_now_seconds(&self) -> i64 {
         use kmsd::clock::Clock;
         self.clock.now().0.div_euclid(1000)
