@@ -26,6 +26,11 @@ pub struct Flags {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub metrics_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    /// `--insecure-plaintext`: serve without TLS on a non-loopback address.
+    pub insecure_plaintext: bool,
 }
 
 /// The settings file: every key optional, no others allowed.
@@ -41,6 +46,10 @@ struct File {
     shutdown_grace: Option<String>,
     audit_checkpoint_interval: Option<String>,
     metrics_listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    insecure_plaintext: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +93,10 @@ const KNOWN_VARIABLES: &[&str] = &[
     "KMSD_SHUTDOWN_GRACE",
     "KMSD_AUDIT_CHECKPOINT_INTERVAL",
     "KMSD_METRICS_LISTEN",
+    "KMSD_TLS_CERT",
+    "KMSD_TLS_KEY",
+    "KMSD_TLS_CLIENT_CA",
+    "KMSD_INSECURE_PLAINTEXT",
     "KMSD_ENDPOINT",
     "KMSD_TOKEN",
 ];
@@ -263,6 +276,70 @@ pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Settings, Co
         server.root_key_file = Some(path);
     }
 
+    let tls_cert = path_setting(
+        &flags.tls_cert,
+        "tls-cert",
+        "KMSD_TLS_CERT",
+        &file.tls_cert,
+        "tls_cert",
+    );
+    let tls_key = path_setting(
+        &flags.tls_key,
+        "tls-key",
+        "KMSD_TLS_KEY",
+        &file.tls_key,
+        "tls_key",
+    );
+    let tls_client_ca = path_setting(
+        &flags.tls_client_ca,
+        "tls-client-ca",
+        "KMSD_TLS_CLIENT_CA",
+        &file.tls_client_ca,
+        "tls_client_ca",
+    );
+    server.tls = match (tls_cert, tls_key, tls_client_ca) {
+        (None, None, None) => None,
+        (Some((cert, _)), Some((key, _)), ca) => Some(crate::server::TlsFiles {
+            cert,
+            key,
+            client_ca: ca.map(|(path, _)| path),
+        }),
+        (Some((_, origin)), None, _) | (None, Some((_, origin)), _) => {
+            return Err(invalid(
+                &origin,
+                "TLS needs both a certificate (tls_cert) and its private key (tls_key)",
+            ));
+        }
+        (None, None, Some((_, origin))) => {
+            return Err(invalid(
+                &origin,
+                "a client CA (mutual TLS) needs the server's own tls_cert and tls_key",
+            ));
+        }
+    };
+    server.insecure_plaintext = if flags.insecure_plaintext {
+        true
+    } else if let Some(v) = env.get("KMSD_INSECURE_PLAINTEXT") {
+        match v.as_str() {
+            "true" | "1" => true,
+            "false" | "0" | "" => false,
+            _ => {
+                return Err(invalid(
+                    &Origin::Env("KMSD_INSECURE_PLAINTEXT"),
+                    format!("{v:?} is not true or false"),
+                ));
+            }
+        }
+    } else {
+        file.insecure_plaintext.unwrap_or(false)
+    };
+    server
+        .check_transport(server.listen)
+        .map_err(|reason| ConfigError::Value {
+            origin: format!("listen = {}", server.listen),
+            reason,
+        })?;
+
     let log_format = match flags
         .log_format
         .clone()
@@ -353,6 +430,18 @@ impl fmt::Display for Settings {
             Some(addr) => writeln!(f, "metrics_listen = {:?}", addr.to_string())?,
             None => writeln!(f, "# metrics_listen: off")?,
         }
+        match &s.tls {
+            Some(tls) => {
+                writeln!(f, "tls_cert = {:?}", tls.cert.display().to_string())?;
+                writeln!(f, "tls_key = {:?}", tls.key.display().to_string())?;
+                match &tls.client_ca {
+                    Some(ca) => writeln!(f, "tls_client_ca = {:?}", ca.display().to_string())?,
+                    None => writeln!(f, "# tls_client_ca: off")?,
+                }
+            }
+            None => writeln!(f, "# tls_cert, tls_key, tls_client_ca: off (plaintext)")?,
+        }
+        writeln!(f, "insecure_plaintext = {}", s.insecure_plaintext)?;
         writeln!(
             f,
             "maintenance_interval = {:?}",

@@ -19,6 +19,8 @@ pub mod envelope;
 #[cfg(feature = "server")]
 pub mod audit;
 #[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
 pub mod clock;
 #[cfg(feature = "server")]
 pub mod config;

@@ -80,6 +80,19 @@ struct SettingFlags {
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off; KMSD_METRICS_LISTEN].
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// Serve TLS with this certificate chain (PEM) [KMSD_TLS_CERT].
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert [KMSD_TLS_KEY].
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Verify client certificates against this CA (PEM) and authenticate callers by them [KMSD_TLS_CLIENT_CA].
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
+    /// Allow serving without TLS on an address other than loopback (when something else, a service mesh say,
+    /// encrypts the traffic) [KMSD_INSECURE_PLAINTEXT].
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 impl SettingFlags {
@@ -92,6 +105,10 @@ impl SettingFlags {
             log_format: self.log_format,
             log_level: self.log_level,
             metrics_listen: self.metrics_listen,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tls_client_ca: self.tls_client_ca,
+            insecure_plaintext: self.insecure_plaintext,
         };
         config::load(&flags, &std::env::vars().collect())
     }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::auth::policy::KeyPolicy;
 use crate::clock::UnixMillis;
 use crate::crypto::KeyMaterial;
 use crate::keys::{AliasName, KeyId, KeyRecord, KeyRef};
@@ -24,6 +25,8 @@ pub struct CachedKey {
     pub record: KeyRecord,
     pub versions: BTreeMap<u32, CachedVersion>,
     pub aliases: BTreeSet<AliasName>,
+    /// Who may use the key besides administrators (see [`crate::auth::policy`]).
+    pub policy: Arc<KeyPolicy>,
 }
 
 impl CachedKey {
@@ -150,5 +153,6 @@ fn with_aliases(key: &CachedKey, change: impl FnOnce(&mut BTreeSet<AliasName>)) 
         record: key.record.clone(),
         versions: key.versions.clone(),
         aliases,
+        policy: key.policy.clone(),
     })
 }

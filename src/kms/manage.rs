@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::cache::{CachedKey, CachedVersion};
 use super::{Change, Gate, Kms, KmsError, generate_material};
+use crate::auth::policy::KeyPolicy;
 use crate::clock::UnixMillis;
 use crate::keys::{
     self, AliasName, KeyId, KeyRecord, KeyRef, KeyState, NewKeySpec, Operation, page_token,
@@ -46,7 +47,13 @@ const KEY_TOKEN_PREFIX: &str = "k1:";
 const ALIAS_TOKEN_PREFIX: &str = "a1:";
 
 impl Kms {
-    pub async fn create_key(&self, spec: NewKeySpec, gate: &dyn Gate) -> Result<KeyView, KmsError> {
+    /// Creates a key with `policy` (empty: administrators only).
+    pub async fn create_key(
+        &self,
+        spec: NewKeySpec,
+        policy: KeyPolicy,
+        gate: &dyn Gate,
+    ) -> Result<KeyView, KmsError> {
         let _guard = self.write_lock.lock().await;
         if let Some(alias) = &spec.alias
             && self.cache.alias(alias).is_some()
@@ -84,7 +91,12 @@ impl Kms {
         })
         .await?;
         self.storage
-            .insert_key(record.clone(), version, alias.clone())
+            .insert_key(
+                record.clone(),
+                version,
+                alias.clone(),
+                (!policy.statements.is_empty()).then(|| policy.to_json()),
+            )
             .await?;
         self.cache.put(CachedKey {
             record,
@@ -96,11 +108,47 @@ impl Kms {
                 },
             )]),
             aliases: Default::default(),
+            policy: Arc::new(policy),
         });
         if let Some(alias) = alias {
             self.cache.put_alias(alias);
         }
         self.describe_id(id)
+    }
+
+    /// The key a reference names now, and its policy: what authorization decides on. Callers then act on the id,
+    /// so an alias moved in between cannot redirect an authorized call to another key.
+    pub fn policy_of(&self, key: &KeyRef) -> Result<(KeyId, Arc<KeyPolicy>), KmsError> {
+        let cached = self.cache.resolve(key)?;
+        Ok((cached.record.id, cached.policy.clone()))
+    }
+
+    /// Replaces a key's policy (validated by the caller), once `gate` has approved.
+    pub async fn put_policy(
+        &self,
+        key: &KeyRef,
+        policy: KeyPolicy,
+        gate: &dyn Gate,
+    ) -> Result<KeyId, KmsError> {
+        let _guard = self.write_lock.lock().await;
+        let cached = self.cache.resolve(key)?;
+        let id = cached.record.id;
+        gate.approve(Change {
+            key_id: id,
+            key_version: None,
+            event: "PutKeyPolicy",
+        })
+        .await?;
+        self.storage
+            .set_key_policy(id, policy.to_json(), self.clock.now())
+            .await?;
+        self.cache.put(CachedKey {
+            record: cached.record.clone(),
+            versions: cached.versions.clone(),
+            aliases: cached.aliases.clone(),
+            policy: Arc::new(policy),
+        });
+        Ok(id)
     }
 
     /// How many keys are in each state, for metrics.
@@ -262,6 +310,7 @@ impl Kms {
             record,
             versions: cached.versions.clone(),
             aliases: cached.aliases.clone(),
+            policy: cached.policy.clone(),
         });
         self.describe_id(cached.record.id)
     }
@@ -307,6 +356,7 @@ impl Kms {
             record,
             versions,
             aliases: cached.aliases.clone(),
+            policy: cached.policy.clone(),
         });
         Ok(())
     }
@@ -379,6 +429,7 @@ impl Kms {
                 })
                 .collect(),
             aliases: Default::default(),
+            policy: cached.policy.clone(),
         });
         Ok(true)
     }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use cache::{CachedKey, CachedVersion, KeyCache};
 
+use crate::auth::policy::KeyPolicy;
 use crate::clock::Clock;
 use crate::crypto::{KeyMaterial, RootKey};
 use crate::keys::KeyId;
@@ -166,11 +167,18 @@ fn unwrap_stored(
             },
         );
     }
+    let policy = match &key.policy {
+        None => KeyPolicy::default(),
+        Some(json) => KeyPolicy::from_json(json).map_err(|e| {
+            crate::storage::StorageError::Corrupt(format!("the policy of key {id}: {e}"))
+        })?,
+    };
     Ok((
         CachedKey {
             record: key.record,
             versions,
             aliases: Default::default(),
+            policy: Arc::new(policy),
         },
         key.aliases,
     ))

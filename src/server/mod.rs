@@ -43,9 +43,10 @@ use crate::kms::{Change, Gate, Kms, KmsError, OpenError};
 use crate::metrics::Metrics;
 use crate::proto;
 use crate::service::time_ordered_id;
+use crate::auth::{Authenticator, BOOTSTRAP_ADMIN, NewPrincipal, SYSTEM_PRINCIPAL};
 use crate::service::{
-    AUDIT_SERVICE_NAME, AuditServiceImpl, AuditServiceServer, Auditor, KeyManagementServiceServer,
-    KmsService, SERVICE_NAME,
+    ADMIN_SERVICE_NAME, AUDIT_SERVICE_NAME, AdminServiceImpl, AdminServiceServer, AuditServiceImpl,
+    AuditServiceServer, Auditor, KeyManagementServiceServer, KmsService, SERVICE_NAME,
 };
 use crate::storage::{Storage, StorageError};
 
@@ -64,6 +65,19 @@ pub struct Config {
     pub audit_checkpoint_interval: Duration,
     /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve TLS (and, with a client CA, authenticate callers by certificate); plaintext when `None`.
+    pub tls: Option<TlsFiles>,
+    /// Serve plaintext on a non-loopback address anyway.
+    pub insecure_plaintext: bool,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Verify client certificates against this CA; a client without one may still use a bearer token.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -82,7 +96,25 @@ impl Config {
             shutdown_grace: Duration::from_secs(10),
             audit_checkpoint_interval: Duration::from_secs(60),
             metrics_listen: None,
+            tls: None,
+            insecure_plaintext: false,
         }
+    }
+
+    /// Refuses plaintext on an address other than loopback unless `insecure_plaintext` says so.
+    pub fn check_transport(&self, addr: SocketAddr) -> Result<(), String> {
+        if self.tls.is_none() && !self.insecure_plaintext && !addr.ip().is_loopback() {
+            return Err(format!(
+                "{addr} is not a loopback address and TLS is off: bearer tokens and data keys would cross the \
+                 network in clear. Set tls_cert and tls_key (--tls-cert, --tls-key), or pass --insecure-plaintext \
+                 if something else (a service mesh) encrypts the traffic"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.data_dir.join(ADMIN_TOKEN_FILE)
     }
 
     pub fn root_key_path(&self) -> PathBuf {
@@ -95,6 +127,9 @@ impl Config {
         self.data_dir.join("kmsd.db")
     }
 }
+
+/// Where the first administrator's token is written on first start.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
 /// Why the daemon could not start. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +149,12 @@ pub enum StartError {
     },
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("{0}")]
+    Transport(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
 }
 
 /// A daemon that is serving.
@@ -153,6 +194,14 @@ pub async fn start(
     listener: TcpListener,
     clock: Arc<dyn Clock>,
 ) -> Result<RunningServer, StartError> {
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    config
+        .check_transport(local_addr)
+        .map_err(StartError::Transport)?;
+    let tls = config.tls.as_ref().map(tls_config).transpose()?;
     prepare_data_dir(&config.data_dir)?;
     let lock = DataDirLock::acquire(&config.data_dir)?;
     let db_path = config.database_path();
@@ -184,6 +233,7 @@ pub async fn start(
             signer
         }
     };
+    let auth = Arc::new(Authenticator::load(storage.clone(), clock.clone()).await?);
     let kms = Arc::new(Kms::open(storage, root, clock.clone()).await?);
     let metrics = Arc::new(Metrics::default());
     let audit = Arc::new(AuditLog::open(
@@ -200,6 +250,9 @@ pub async fn start(
     );
     if !db_existed {
         tracing::info!(path = %db_path.display(), "created a new database");
+    }
+    if auth.is_empty() {
+        bootstrap_admin(config, &auth, &audit, &*clock).await?;
     }
     // Deletion windows that ended while the daemon was down end now, before anything is served.
     let gate = Arc::new(MaintenanceGate {
@@ -227,10 +280,6 @@ pub async fn start(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         if let Ok(stream) = &conn {
             // Unary calls are small request/response pairs: Nagle's algorithm only adds latency.
@@ -239,7 +288,12 @@ pub async fn start(
         conn
     });
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-    let auditor = Arc::new(Auditor::new(audit.clone(), clock, metrics.clone()));
+    let auditor = Arc::new(Auditor::new(
+        audit.clone(),
+        auth.clone(),
+        clock,
+        metrics.clone(),
+    ));
     let (metrics_addr, metrics_task) = match config.metrics_listen {
         None => (None, None),
         Some(addr) => {
@@ -258,12 +312,23 @@ pub async fn start(
             (Some(bound), Some(task))
         }
     };
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+    }
+    let router = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(KeyManagementServiceServer::new(KmsService::new(
             kms.clone(),
+            auth.clone(),
+            auditor.clone(),
+        )))
+        .add_service(AdminServiceServer::new(AdminServiceImpl::new(
+            auth,
             auditor.clone(),
         )))
         .add_service(AuditServiceServer::new(AuditServiceImpl::new(
@@ -279,7 +344,13 @@ pub async fn start(
         gate.clone(),
         config.maintenance_interval,
     ));
-    tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "kmsd is serving");
+    tracing::info!(
+        %local_addr,
+        data_dir = %config.data_dir.display(),
+        tls = config.tls.is_some(),
+        mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        "kmsd is serving"
+    );
     Ok(RunningServer {
         gate,
         _lock: lock,
@@ -354,7 +425,7 @@ async fn set_health(health: &HealthReporter, serving: bool) {
     } else {
         ServingStatus::NotServing
     };
-    for service in ["", SERVICE_NAME, AUDIT_SERVICE_NAME] {
+    for service in ["", SERVICE_NAME, AUDIT_SERVICE_NAME, ADMIN_SERVICE_NAME] {
         health.set_service_status(service, status).await;
     }
 }
@@ -393,24 +464,9 @@ impl Gate for MaintenanceGate {
                 }
                 _ => "automatic",
             };
-            let record = AuditRecord {
-                event_id: time_ordered_id(now),
-                event_time: now.rfc3339_millis(),
-                event_name: change.event.to_owned(),
-                principal: "kmsd".to_owned(),
-                source_address: "internal".to_owned(),
-                user_agent: concat!("kmsd/", env!("CARGO_PKG_VERSION"), " maintenance").to_owned(),
-                request_id: time_ordered_id(now),
-                key_id: Some(change.key_id.to_string()),
-                key_version: change.key_version,
-                key_alias: None,
-                parameters: Default::default(),
-                encryption_context: Default::default(),
-                reason: Some(reason.to_owned()),
-                outcome: Outcome::Success,
-                error_code: None,
-                error_message: None,
-            };
+            let mut record = system_record(now, change.event, reason, &[]);
+            record.key_id = Some(change.key_id.to_string());
+            record.key_version = change.key_version;
             self.audit
                 .append(record)
                 .await
@@ -418,6 +474,143 @@ impl Gate for MaintenanceGate {
                 .map_err(|_| KmsError::AuditUnavailable)
         })
     }
+}
+
+/// The record of a change the daemon makes on its own, as principal `kmsd`.
+fn system_record(
+    now: crate::clock::UnixMillis,
+    event: &str,
+    reason: &str,
+    parameters: &[(&str, &str)],
+) -> AuditRecord {
+    AuditRecord {
+        event_id: time_ordered_id(now),
+        event_time: now.rfc3339_millis(),
+        event_name: event.to_owned(),
+        principal: SYSTEM_PRINCIPAL.to_owned(),
+        source_address: "internal".to_owned(),
+        user_agent: concat!("kmsd/", env!("CARGO_PKG_VERSION")).to_owned(),
+        request_id: time_ordered_id(now),
+        key_id: None,
+        key_version: None,
+        key_alias: None,
+        parameters: parameters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        encryption_context: Default::default(),
+        reason: Some(reason.to_owned()),
+        outcome: Outcome::Success,
+        error_code: None,
+        error_message: None,
+    }
+}
+
+/// On first start (no principal yet): creates the administrator and writes its token to `<data-dir>/admin.token`
+/// (0600), each step audited like an administrator's call. The file is opened before the token is issued, so a
+/// token is never stored that could not be handed over.
+async fn bootstrap_admin(
+    config: &Config,
+    auth: &Authenticator,
+    audit: &AuditLog,
+    clock: &dyn Clock,
+) -> Result<(), StartError> {
+    use std::io::Write;
+    let path = config.admin_token_path();
+    let partial = path.with_extension("token.partial");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&partial)
+        .map_err(|e| StartError::Bootstrap(format!("cannot create {}: {e}", partial.display())))?;
+    let reason = "bootstrap: the first administrator, created on first start";
+    let record = |event: &'static str, params: Vec<(&'static str, String)>| {
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let record = system_record(clock.now(), event, reason, &params);
+        async move {
+            audit
+                .append(record)
+                .await
+                .map(drop)
+                .map_err(|_| crate::auth::AccessError::AuditUnavailable)
+        }
+    };
+    let failed = |e: crate::auth::AccessError| StartError::Bootstrap(e.to_string());
+    auth.create_principal(
+        NewPrincipal {
+            name: BOOTSTRAP_ADMIN.to_owned(),
+            description: "created on first start".to_owned(),
+            admin: true,
+            create_keys: true,
+            certificate_subjects: Vec::new(),
+        },
+        record(
+            "CreatePrincipal",
+            vec![
+                ("name", BOOTSTRAP_ADMIN.to_owned()),
+                ("admin", "true".to_owned()),
+            ],
+        ),
+    )
+    .await
+    .map_err(failed)?;
+    let issued = auth
+        .create_token(
+            BOOTSTRAP_ADMIN,
+            "admin.token, written on first start".to_owned(),
+            None,
+            |id| {
+                record(
+                    "CreateToken",
+                    vec![
+                        ("principal", BOOTSTRAP_ADMIN.to_owned()),
+                        ("issued_token_id", id),
+                    ],
+                )
+            },
+        )
+        .await
+        .map_err(failed)?;
+    let written = file
+        .write_all(format!("{}\n", issued.token.as_str()).as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&partial, &path));
+    written.map_err(|e| {
+        StartError::Bootstrap(format!(
+            "cannot write the administrator token to {}: {e}",
+            path.display()
+        ))
+    })?;
+    tracing::warn!(
+        path = %path.display(),
+        principal = BOOTSTRAP_ADMIN,
+        token_id = %issued.info.id,
+        "created the administrator; its bearer token is in this file (mode 0600). Use it to create principals \
+         and tokens for services, then move it somewhere safe"
+    );
+    Ok(())
+}
+
+/// rustls settings from the configured PEM files.
+fn tls_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfig, StartError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |path: &PathBuf, what: &str| {
+        std::fs::read(path)
+            .map_err(|e| StartError::Tls(format!("cannot read the {what} {}: {e}", path.display())))
+    };
+    let cert = read(&files.cert, "certificate")?;
+    let key = read(&files.key, "private key")?;
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = &files.client_ca {
+        // Optional: callers without a certificate can still authenticate with a bearer token, and health checks
+        // need none.
+        config = config
+            .client_ca_root(Certificate::from_pem(read(ca, "client CA")?))
+            .client_auth_optional(true);
+    }
+    Ok(config)
 }
 
 async fn maintenance_loop(kms: Arc<Kms>, gate: Arc<MaintenanceGate>, every: Duration) {

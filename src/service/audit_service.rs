@@ -117,7 +117,7 @@ impl AuditService for AuditServiceImpl {
         }
         call.map_param("encryption_context", &req.encryption_context);
         let result = async {
-            call.check_headers()?;
+            call.admit_admin()?;
             let limit = keys::page_size(req.page_size).map_err(Status::from)? as usize;
             let (key_id, key_alias) = match KeyRef::parse_optional(&req.key_id, "key_id")? {
                 None => (None, None),
@@ -207,7 +207,7 @@ impl AuditService for AuditServiceImpl {
             call.param("trusted_sequence", req.trusted_sequence);
         }
         let result = async {
-            call.check_headers()?;
+            call.admit_admin()?;
             let trusted = match (req.trusted_sequence, req.trusted_hash.as_str()) {
                 (0, "") => None,
                 (0, _) | (_, "") => {

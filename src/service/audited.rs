@@ -79,3 +79,23 @@ impl Audited for ListKeyVersionsResponse {}
 impl Audited for GenerateRandomResponse {}
 impl Audited for QueryEventsResponse {}
 impl Audited for VerifyLogResponse {}
+impl Audited for GetKeyPolicyResponse {
+    fn key_used(&self) -> Option<(&str, Option<u32>)> {
+        Some((self.key_id.as_str(), None))
+    }
+}
+impl Audited for PutKeyPolicyResponse {
+    fn key_used(&self) -> Option<(&str, Option<u32>)> {
+        Some((self.key_id.as_str(), None))
+    }
+}
+
+// The admin service's responses name no key. CreateToken's record names the new token's id (at its gate),
+// never the token.
+impl Audited for WhoAmIResponse {}
+impl Audited for CreatePrincipalResponse {}
+impl Audited for ListPrincipalsResponse {}
+impl Audited for DisablePrincipalResponse {}
+impl Audited for CreateTokenResponse {}
+impl Audited for ListTokensResponse {}
+impl Audited for RevokeTokenResponse {}

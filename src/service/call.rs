@@ -15,6 +15,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status};
 
 use crate::audit::{AuditLog, AuditRecord, Outcome, map_json};
+use crate::auth::{ANONYMOUS, AuthFailure, Authenticator, Caller};
 use crate::clock::{Clock, UnixMillis};
 use crate::crypto::blob;
 use crate::keys::KeyRef;
@@ -28,6 +29,7 @@ const MAX_REASON_LEN: usize = 1024;
 /// Records calls in the audit log.
 pub struct Auditor {
     audit: Arc<AuditLog>,
+    auth: Arc<Authenticator>,
     clock: Arc<dyn Clock>,
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -39,6 +41,7 @@ pub struct Call {
     event_name: &'static str,
     event_time: String,
     principal: String,
+    caller: Result<Caller, AuthFailure>,
     source_address: String,
     user_agent: String,
     request_id: String,
@@ -76,11 +79,13 @@ pub trait Audited {
 impl Auditor {
     pub fn new(
         audit: Arc<AuditLog>,
+        auth: Arc<Authenticator>,
         clock: Arc<dyn Clock>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Auditor {
             audit,
+            auth,
             clock,
             metrics,
         }
@@ -93,10 +98,25 @@ impl Auditor {
         let source_address = peer
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unknown".to_owned());
-        // Until callers authenticate, the peer's address is the best "who" there is (its port says nothing).
-        let principal = peer
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
+        let certificate = request.peer_certs();
+        let caller = self.auth.authenticate(
+            header("authorization"),
+            certificate.as_ref().and_then(|c| c.first()).map(|c| c.as_ref()),
+        );
+        let mut parameters = BTreeMap::new();
+        let principal = match &caller {
+            Ok(c) => {
+                let (name, value) = c.method.describe();
+                parameters.insert(name.to_owned(), value.to_owned());
+                c.principal.to_string()
+            }
+            Err(failure) => {
+                if let Some(id) = &failure.token_id {
+                    parameters.insert("token_id".to_owned(), id.clone());
+                }
+                ANONYMOUS.to_owned()
+            }
+        };
         let now = self.clock.now();
         let mut header_error = None;
         let request_id = match header(REQUEST_ID_HEADER) {
@@ -125,6 +145,7 @@ impl Auditor {
             event_time: now.rfc3339_millis(),
             event_id: time_ordered_id(now),
             principal,
+            caller,
             source_address,
             user_agent: header("user-agent").unwrap_or_default().to_owned(),
             request_id,
@@ -133,7 +154,7 @@ impl Auditor {
             key_id: None,
             key_alias: None,
             key_version: None,
-            parameters: BTreeMap::new(),
+            parameters,
             encryption_context: BTreeMap::new(),
         }
     }
@@ -279,6 +300,22 @@ impl Gate for AuditGate<'_> {
         change: Change,
     ) -> Pin<Box<dyn Future<Output = Result<(), KmsError>> + Send + '_>> {
         Box::pin(async move {
+            self.record_success(Some(change.key_id.to_string()), change.key_version, &[])
+                .await
+                .map_err(|_| KmsError::AuditUnavailable)
+        })
+    }
+}
+
+impl AuditGate<'_> {
+    /// Makes the call's success record durable now, before the change it describes is stored.
+    pub async fn record_success(
+        &self,
+        key_id: Option<String>,
+        key_version: Option<u32>,
+        extra_parameters: &[(&str, &str)],
+    ) -> Result<(), crate::audit::AuditError> {
+        {
             let c = self.call;
             let record = AuditRecord {
                 event_id: c.event_id.clone(),
@@ -288,34 +325,60 @@ impl Gate for AuditGate<'_> {
                 source_address: c.source_address.clone(),
                 user_agent: c.user_agent.clone(),
                 request_id: c.request_id.clone(),
-                key_id: Some(change.key_id.to_string()),
-                key_version: change.key_version.or(c.key_version),
+                key_id: key_id.or_else(|| c.key_id.clone()),
+                key_version: key_version.or(c.key_version),
                 key_alias: c.key_alias.clone(),
-                parameters: c.parameters.clone(),
+                parameters: {
+                    let mut p = c.parameters.clone();
+                    for (name, value) in extra_parameters {
+                        p.insert((*name).to_owned(), (*value).to_owned());
+                    }
+                    p
+                },
                 encryption_context: c.encryption_context.clone(),
                 reason: c.reason.clone(),
                 outcome: Outcome::Success,
                 error_code: None,
                 error_message: None,
             };
-            self.auditor
-                .audit
-                .append(record)
-                .await
-                .map_err(|_| KmsError::AuditUnavailable)?;
+            self.auditor.audit.append(record).await?;
             self.recorded.store(true, Ordering::SeqCst);
             Ok(())
-        })
+        }
     }
 }
 
 impl Call {
-    /// Refuses the call if its headers were malformed. Handlers call this before doing anything.
-    pub fn check_headers(&self) -> Result<(), Status> {
+    /// The authenticated caller, or UNAUTHENTICATED; then INVALID_ARGUMENT if the call's headers were malformed.
+    /// Handlers call this before doing anything.
+    pub fn admit(&self) -> Result<&Caller, Status> {
+        let caller = self.caller.as_ref().map_err(|failure| {
+            super::status::with_kind(
+                Status::unauthenticated(failure.message.clone()),
+                "Unauthenticated",
+            )
+        })?;
         match &self.header_error {
             Some(msg) => Err(crate::keys::InvalidInput(msg.clone()).into()),
-            None => Ok(()),
+            None => Ok(caller),
         }
+    }
+
+    /// As [`Call::admit`], and PERMISSION_DENIED unless the caller is an administrator.
+    pub fn admit_admin(&self) -> Result<&Caller, Status> {
+        let caller = self.admit()?;
+        if !caller.admin {
+            return Err(super::status::permission_denied(format!(
+                "{} requires an administrator; principal {:?} is not one",
+                self.event_name, &*caller.principal
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// Whether the call states a reason (policies may require one).
+    pub fn has_reason(&self) -> bool {
+        self.reason.is_some()
     }
 
     /// Records the key a request names: an id as is, an alias with the key it currently points to.

@@ -8,12 +8,14 @@
 //! never logs or returns key material, except a data key's or a decryption's plaintext in the response to the caller
 //! that asked for it; plaintext received in a request is zeroized when handled.
 
+mod admin;
 mod audit_service;
 mod audited;
 mod call;
 mod convert;
 mod status;
 
+pub use admin::AdminServiceImpl;
 pub use audit_service::AuditServiceImpl;
 pub(crate) use call::time_ordered_id;
 pub use call::{Auditor, REASON_HEADER, REQUEST_ID_HEADER, code_name};
@@ -26,6 +28,8 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
+use crate::auth::policy::{Access, KeyPolicy, Permission};
+use crate::auth::{Authenticator, Caller};
 use crate::keys::{
     self, AliasName, DataKeySpec, EncryptionContext, InvalidInput, KeyRef, NewKeySpec, Operation,
 };
@@ -33,21 +37,58 @@ use crate::kms::Kms;
 use crate::proto::key_management_service_server::KeyManagementService;
 use crate::proto::{self, *};
 
+pub use crate::proto::admin_service_server::AdminServiceServer;
 pub use crate::proto::audit_service_server::AuditServiceServer;
 pub use crate::proto::key_management_service_server::KeyManagementServiceServer;
 
 /// The fully-qualified service names, as health checks and reflection report them.
 pub const SERVICE_NAME: &str = "kms.v1.KeyManagementService";
 pub const AUDIT_SERVICE_NAME: &str = "kms.v1.AuditService";
+pub const ADMIN_SERVICE_NAME: &str = "kms.v1.AdminService";
 
 pub struct KmsService {
     kms: Arc<Kms>,
+    auth: Arc<Authenticator>,
     auditor: Arc<Auditor>,
 }
 
 impl KmsService {
-    pub fn new(kms: Arc<Kms>, auditor: Arc<Auditor>) -> Self {
-        KmsService { kms, auditor }
+    pub fn new(kms: Arc<Kms>, auth: Arc<Authenticator>, auditor: Arc<Auditor>) -> Self {
+        KmsService { kms, auth, auditor }
+    }
+
+    /// Whether `caller` may use `permission` on `key` under `context`: administrators always, others as the key's
+    /// policy says. Returns the key to act on: for everyone but administrators, the id authorization resolved,
+    /// so that an alias moved in between cannot redirect the call.
+    fn authorize(
+        &self,
+        call: &call::Call,
+        caller: &Caller,
+        permission: Permission,
+        key: &KeyRef,
+        context: Option<&EncryptionContext>,
+    ) -> Result<KeyRef, Status> {
+        if caller.admin {
+            return Ok(key.clone());
+        }
+        let (id, policy) = self.kms.policy_of(key)?;
+        policy.evaluate(
+            &Access {
+                principal: &caller.principal,
+                permission,
+                context,
+                has_reason: call.has_reason(),
+            },
+            &id,
+        )?;
+        Ok(KeyRef::Id(id))
+    }
+
+    /// The key a ciphertext blob names, for authorizing its use before it is opened.
+    fn blob_key(blob_bytes: &[u8]) -> Result<KeyRef, Status> {
+        crate::crypto::blob::parse(blob_bytes)
+            .map(|b| KeyRef::Id(b.header.key_id))
+            .map_err(|e| Status::from(crate::kms::KmsError::from(e)))
     }
 }
 
@@ -94,14 +135,16 @@ impl KmsService {
         mut call: call::Call,
         key_id: &str,
         operation: Operation,
+        permission: Permission,
         days: Result<u32, Status>,
         respond: fn(Option<KeyMetadata>) -> R,
     ) -> Result<Response<R>, Status> {
         call.key(key_id, &self.kms);
         let gate = self.auditor.gate(&call);
         let result = async {
-            call.check_headers()?;
+            let caller = call.admit()?;
             let key = key_ref(key_id)?;
+            let key = self.authorize(&call, caller, permission, &key, None)?;
             let view = self.kms.change_state(&key, operation, days?, &gate).await?;
             Ok(respond(metadata(view)))
         }
@@ -127,14 +170,31 @@ impl KeyManagementService for KmsService {
         }
         let gate = self.auditor.gate(&call);
         let result = async {
-            call.check_headers()?;
+            let caller = call.admit()?;
+            if !caller.create_keys {
+                return Err(status::permission_denied(format!(
+                    "principal {:?} lacks permission kms:CreateKey: only administrators and principals created \
+                     with create_keys may create keys",
+                    &*caller.principal
+                )));
+            }
             let spec = NewKeySpec::parse(
                 req.description,
                 req.tags,
                 &req.alias,
                 req.rotation_period_days,
             )?;
-            let view = self.kms.create_key(spec, &gate).await?;
+            let mut policy = convert::policy_from(req.policy.unwrap_or_default());
+            if !req.grant_creator.is_empty() {
+                policy.statements.push(crate::auth::policy::Statement {
+                    sid: "creator".to_owned(),
+                    principals: vec![caller.principal.to_string()],
+                    operations: req.grant_creator,
+                    ..Default::default()
+                });
+            }
+            policy.validate(|name| self.auth.principal_exists(name))?;
+            let view = self.kms.create_key(spec, policy, &gate).await?;
             Ok(CreateKeyResponse {
                 key_metadata: metadata(view),
             })
@@ -152,8 +212,10 @@ impl KeyManagementService for KmsService {
         let req = request.into_inner();
         call.key(&req.key_id, &self.kms);
         let result = async {
-            call.check_headers()?;
-            let view = self.kms.describe(&key_ref(&req.key_id)?)?;
+            let caller = call.admit()?;
+            let key = key_ref(&req.key_id)?;
+            let key = self.authorize(&call, caller, Permission::DescribeKey, &key, None)?;
+            let view = self.kms.describe(&key)?;
             Ok(DescribeKeyResponse {
                 key_metadata: metadata(view),
             })
@@ -170,7 +232,7 @@ impl KeyManagementService for KmsService {
         let req = request.into_inner();
         call.param("page_size", req.page_size);
         let result = async {
-            call.check_headers()?;
+            call.admit_admin()?;
             let page = self.kms.list_keys(req.page_size, &req.page_token)?;
             Ok(ListKeysResponse {
                 keys: page.items.iter().map(convert::metadata).collect(),
@@ -191,7 +253,7 @@ impl KeyManagementService for KmsService {
         call.alias(&req.alias_name);
         let gate = self.auditor.gate(&call);
         let result = async {
-            call.check_headers()?;
+            call.admit_admin()?;
             let name = AliasName::parse(&req.alias_name)?;
             let target = key_ref(&req.key_id)?;
             let alias = self.kms.create_alias(name, &target, &gate).await?;
@@ -213,7 +275,7 @@ impl KeyManagementService for KmsService {
         call.key(&req.alias_name, &self.kms);
         let gate = self.auditor.gate(&call);
         let result = async {
-            call.check_headers()?;
+            call.admit_admin()?;
             let name = AliasName::parse(&req.alias_name)?;
             self.kms.delete_alias(name, &gate).await?;
             Ok(DeleteAliasResponse {})
@@ -232,7 +294,7 @@ impl KeyManagementService for KmsService {
         call.key(&req.key_id, &self.kms);
         call.param("page_size", req.page_size);
         let result = async {
-            call.check_headers()?;
+            call.admit_admin()?;
             let key = KeyRef::parse_optional(&req.key_id, "key_id")?;
             let page = self
                 .kms
@@ -256,6 +318,7 @@ impl KeyManagementService for KmsService {
             call,
             &req.key_id,
             Operation::EnableKey,
+            Permission::EnableKey,
             Ok(0),
             |key_metadata| EnableKeyResponse { key_metadata },
         )
@@ -272,6 +335,7 @@ impl KeyManagementService for KmsService {
             call,
             &req.key_id,
             Operation::DisableKey,
+            Permission::DisableKey,
             Ok(0),
             |key_metadata| DisableKeyResponse { key_metadata },
         )
@@ -287,8 +351,9 @@ impl KeyManagementService for KmsService {
         call.key(&req.key_id, &self.kms);
         let gate = self.auditor.gate(&call);
         let result = async {
-            call.check_headers()?;
+            let caller = call.admit()?;
             let key = key_ref(&req.key_id)?;
+            let key = self.authorize(&call, caller, Permission::RotateKey, &key, None)?;
             let view = self.kms.rotate(&key, &gate).await?;
             Ok(RotateKeyResponse {
                 key_metadata: metadata(view),
@@ -307,8 +372,10 @@ impl KeyManagementService for KmsService {
         let req = request.into_inner();
         call.key(&req.key_id, &self.kms);
         let result = async {
-            call.check_headers()?;
-            let versions = self.kms.list_versions(&key_ref(&req.key_id)?)?;
+            let caller = call.admit()?;
+            let key = key_ref(&req.key_id)?;
+            let key = self.authorize(&call, caller, Permission::ListKeyVersions, &key, None)?;
+            let versions = self.kms.list_versions(&key)?;
             Ok(ListKeyVersionsResponse {
                 versions: versions.iter().map(convert::version).collect(),
             })
@@ -329,6 +396,7 @@ impl KeyManagementService for KmsService {
             call,
             &req.key_id,
             Operation::ScheduleKeyDeletion,
+            Permission::ScheduleKeyDeletion,
             days,
             |key_metadata| ScheduleKeyDeletionResponse { key_metadata },
         )
@@ -345,6 +413,7 @@ impl KeyManagementService for KmsService {
             call,
             &req.key_id,
             Operation::CancelKeyDeletion,
+            Permission::CancelKeyDeletion,
             Ok(0),
             |key_metadata| CancelKeyDeletionResponse { key_metadata },
         )
@@ -364,10 +433,11 @@ impl KeyManagementService for KmsService {
         }
         call.context(&req.encryption_context);
         let result = async {
-            call.check_headers()?;
+            let caller = call.admit()?;
             let key = key_ref(&req.key_id)?;
             let spec = data_key_spec(req.key_spec, req.number_of_bytes)?;
             let ctx = context(req.encryption_context, "encryption_context")?;
+            let key = self.authorize(&call, caller, Permission::GenerateDataKey, &key, Some(&ctx))?;
             let dk = self
                 .kms
                 .generate_data_key(&key, spec, &ctx, Operation::GenerateDataKey)?;
@@ -398,10 +468,17 @@ impl KeyManagementService for KmsService {
         }
         call.context(&req.encryption_context);
         let result = async {
-            call.check_headers()?;
+            let caller = call.admit()?;
             let key = key_ref(&req.key_id)?;
             let spec = data_key_spec(req.key_spec, req.number_of_bytes)?;
             let ctx = context(req.encryption_context, "encryption_context")?;
+            let key = self.authorize(
+                &call,
+                caller,
+                Permission::GenerateDataKeyWithoutPlaintext,
+                &key,
+                Some(&ctx),
+            )?;
             let dk = self.kms.generate_data_key(
                 &key,
                 spec,
@@ -429,9 +506,10 @@ impl KeyManagementService for KmsService {
         call.param("plaintext_bytes", plaintext.len());
         call.context(&req.encryption_context);
         let result = async {
-            call.check_headers()?;
+            let caller = call.admit()?;
             let key = key_ref(&req.key_id)?;
             let ctx = context(req.encryption_context, "encryption_context")?;
+            let key = self.authorize(&call, caller, Permission::Encrypt, &key, Some(&ctx))?;
             let sealed = self.kms.encrypt(&key, &ctx, &plaintext)?;
             Ok(EncryptResponse {
                 key_id: sealed.key_id.to_string(),
@@ -453,9 +531,21 @@ impl KeyManagementService for KmsService {
         call.blob(&req.ciphertext_blob, BlobRole::Key);
         call.context(&req.encryption_context);
         let result = async {
-            call.check_headers()?;
+            let caller = call.admit()?;
             let expected = KeyRef::parse_optional(&req.key_id, "key_id")?;
             let ctx = context(req.encryption_context, "encryption_context")?;
+            let expected = match (caller.admin, expected) {
+                (true, expected) => expected,
+                // Authorized on the key the caller names, or else on the one the blob names; either way the blob
+                // must then be that key's.
+                (false, expected) => {
+                    let key = match expected {
+                        Some(key) => key,
+                        None => Self::blob_key(&req.ciphertext_blob)?,
+                    };
+                    Some(self.authorize(&call, caller, Permission::Decrypt, &key, Some(&ctx))?)
+                }
+            };
             let opened = self
                 .kms
                 .decrypt(&req.ciphertext_blob, expected.as_ref(), &ctx)?;
@@ -489,7 +579,7 @@ impl KeyManagementService for KmsService {
         call.map_param("source_encryption_context", &req.source_encryption_context);
         call.context(&req.destination_encryption_context);
         let result = async {
-            call.check_headers()?;
+            let caller = call.admit()?;
             let source = KeyRef::parse_optional(&req.source_key_id, "source_key_id")?;
             let source_ctx = context(req.source_encryption_context, "source_encryption_context")?;
             let destination =
@@ -498,6 +588,32 @@ impl KeyManagementService for KmsService {
                 req.destination_encryption_context,
                 "destination_encryption_context",
             )?;
+            // ReEncrypt is a decryption under the source key and an encryption under the destination key: the
+            // caller needs the permission on both, each under its own context.
+            let (source, destination) = if caller.admin {
+                (source, destination)
+            } else {
+                let source_key = match source {
+                    Some(key) => key,
+                    None => Self::blob_key(&req.ciphertext_blob)?,
+                };
+                let source_key = self.authorize(
+                    &call,
+                    caller,
+                    Permission::ReEncrypt,
+                    &source_key,
+                    Some(&source_ctx),
+                )?;
+                let destination_key = destination.unwrap_or_else(|| source_key.clone());
+                let destination_key = self.authorize(
+                    &call,
+                    caller,
+                    Permission::ReEncrypt,
+                    &destination_key,
+                    Some(&destination_ctx),
+                )?;
+                (Some(source_key), Some(destination_key))
+            };
             let out = self.kms.re_encrypt(
                 &req.ciphertext_blob,
                 source.as_ref(),
@@ -525,7 +641,7 @@ impl KeyManagementService for KmsService {
         let req = request.into_inner();
         call.param("number_of_bytes", req.number_of_bytes);
         let result = async {
-            call.check_headers()?;
+            call.admit()?;
             let len = keys::random_len(req.number_of_bytes)?;
             let bytes = self.kms.generate_random(len);
             Ok(GenerateRandomResponse {
@@ -534,5 +650,53 @@ impl KeyManagementService for KmsService {
         }
         .await;
         self.auditor.finish(call, result).await
+    }
+
+    async fn get_key_policy(
+        &self,
+        request: Request<GetKeyPolicyRequest>,
+    ) -> Result<Response<GetKeyPolicyResponse>, Status> {
+        let mut call = self.auditor.begin("GetKeyPolicy", &request);
+        let req = request.into_inner();
+        call.key(&req.key_id, &self.kms);
+        let result = async {
+            let caller = call.admit()?;
+            let key = key_ref(&req.key_id)?;
+            let key = self.authorize(&call, caller, Permission::GetKeyPolicy, &key, None)?;
+            let (id, policy) = self.kms.policy_of(&key)?;
+            Ok(GetKeyPolicyResponse {
+                key_id: id.to_string(),
+                policy: Some(convert::policy_to(&policy)),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
+    }
+
+    async fn put_key_policy(
+        &self,
+        request: Request<PutKeyPolicyRequest>,
+    ) -> Result<Response<PutKeyPolicyResponse>, Status> {
+        let mut call = self.auditor.begin("PutKeyPolicy", &request);
+        let req = request.into_inner();
+        call.key(&req.key_id, &self.kms);
+        let policy = convert::policy_from(req.policy.unwrap_or_default());
+        // The whole policy is part of what was asked: it decides who may use the key from now on.
+        call.param("policy", policy.to_json());
+        let gate = self.auditor.gate(&call);
+        let result = async {
+            call.admit_admin()?;
+            let key = key_ref(&req.key_id)?;
+            policy.validate(|name| self.auth.principal_exists(name))?;
+            let stored: KeyPolicy = policy.clone();
+            let id = self.kms.put_policy(&key, policy, &gate).await?;
+            Ok(PutKeyPolicyResponse {
+                key_id: id.to_string(),
+                policy: Some(convert::policy_to(&stored)),
+            })
+        }
+        .await;
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
     }
 }

@@ -51,3 +51,36 @@ pub fn with_kind(mut status: Status, kind: &'static str) -> Status {
         .insert(ERROR_KIND_HEADER, MetadataValue::from_static(kind));
     status
 }
+
+pub fn permission_denied(message: String) -> Status {
+    with_kind(Status::permission_denied(message), "PermissionDenied")
+}
+
+impl From<crate::auth::policy::Denied> for Status {
+    fn from(denied: crate::auth::policy::Denied) -> Self {
+        permission_denied(denied.0)
+    }
+}
+
+impl From<crate::auth::AccessError> for Status {
+    fn from(err: crate::auth::AccessError) -> Self {
+        use crate::auth::AccessError as E;
+        let (code, kind) = match &err {
+            E::InvalidInput(_) => (Code::InvalidArgument, "InvalidArgument"),
+            E::NotFound(_) => (Code::NotFound, "NotFound"),
+            E::AlreadyExists(_) => (Code::AlreadyExists, "AlreadyExists"),
+            E::FailedPrecondition(_) => (Code::FailedPrecondition, "FailedPrecondition"),
+            E::AuditUnavailable => (Code::Unavailable, "AuditUnavailable"),
+            E::Storage(_) | E::Internal(_) => {
+                tracing::error!(error = %err, "internal error");
+                return with_kind(
+                    Status::internal(
+                        "internal error; the operation did not take effect (see the kmsd log)",
+                    ),
+                    "Internal",
+                );
+            }
+        };
+        with_kind(Status::new(code, err.to_string()), kind)
+    }
+}

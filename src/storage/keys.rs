@@ -27,6 +27,8 @@ pub struct StoredKey {
     pub record: KeyRecord,
     pub versions: Vec<VersionRow>,
     pub aliases: Vec<AliasRow>,
+    /// The key's policy as stored (JSON), if one was ever set.
+    pub policy: Option<String>,
 }
 
 pub(super) fn meta(c: &mut Connection, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -82,6 +84,7 @@ pub(super) fn load_all(c: &mut Connection) -> Result<Vec<StoredKey>, StorageErro
                     record,
                     versions: Vec::new(),
                     aliases: Vec::new(),
+                    policy: None,
                 },
             );
         }
@@ -132,6 +135,13 @@ pub(super) fn load_all(c: &mut Connection) -> Result<Vec<StoredKey>, StorageErro
             key(&mut keys, key_id)?.aliases.push(alias);
         }
     }
+    {
+        let mut stmt = tx.prepare("SELECT key_id, policy FROM key_policies")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            key(&mut keys, r.get(0)?)?.policy = Some(r.get(1)?);
+        }
+    }
     Ok(keys.into_values().collect())
 }
 
@@ -140,6 +150,7 @@ pub(super) fn insert_key(
     record: &KeyRecord,
     version: &VersionRow,
     alias: Option<&AliasRow>,
+    policy: Option<&str>,
 ) -> Result<(), StorageError> {
     let tx = c.transaction()?;
     tx.execute(
@@ -166,6 +177,9 @@ pub(super) fn insert_key(
     insert_version(&tx, record.id, version)?;
     if let Some(alias) = alias {
         insert_alias_tx(&tx, alias)?;
+    }
+    if let Some(policy) = policy {
+        set_policy_tx(&tx, record.id, policy, record.created_at)?;
     }
     tx.commit()?;
     Ok(())
@@ -272,4 +286,30 @@ pub(super) fn versions_of(
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn set_policy_tx(
+    tx: &Transaction<'_>,
+    key_id: KeyId,
+    policy: &str,
+    at: UnixMillis,
+) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO key_policies (key_id, policy, updated_at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key_id) DO UPDATE SET policy = excluded.policy, updated_at_ms = excluded.updated_at_ms",
+        params![key_id.to_string(), policy, at.0],
+    )?;
+    Ok(())
+}
+
+pub(super) fn set_policy(
+    c: &mut Connection,
+    key_id: KeyId,
+    policy: &str,
+    at: UnixMillis,
+) -> Result<(), StorageError> {
+    let tx = c.transaction()?;
+    set_policy_tx(&tx, key_id, policy, at)?;
+    tx.commit()?;
+    Ok(())
 }

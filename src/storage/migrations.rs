@@ -12,6 +12,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_audit.sql",
         include_str!("../../migrations/0002_audit.sql"),
     ),
+    (
+        "0003_access.sql",
+        include_str!("../../migrations/0003_access.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {

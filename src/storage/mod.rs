@@ -7,11 +7,13 @@
 //!
 //! Invariants: every multi-row change is one transaction; key material appears here only wrapped by the root key.
 
+mod access;
 mod audit;
 mod keys;
 mod migrations;
 
 pub use audit::{AuditQuery, AuditReader, AuditWriterConn, UnreadableRecord, WalSync};
+pub use access::{PrincipalRow, TokenRow};
 pub use keys::{AliasRow, StoredKey, VersionRow};
 pub use migrations::MIGRATIONS;
 
@@ -22,6 +24,7 @@ use std::thread;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use crate::clock::UnixMillis;
 use crate::keys::{KeyId, KeyRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +48,8 @@ enum Msg {
     Close(oneshot::Sender<()>),
 }
 
-/// A handle to the storage thread. Cheap to share behind an `Arc`.
+/// A handle to the storage thread. Cheap to clone: every clone sends to the one thread.
+#[derive(Clone)]
 pub struct Storage {
     jobs: mpsc::Sender<Msg>,
 }
@@ -103,8 +107,21 @@ impl Storage {
         record: KeyRecord,
         version: VersionRow,
         alias: Option<AliasRow>,
+        policy: Option<String>,
     ) -> Result<(), StorageError> {
-        self.call(move |c| keys::insert_key(c, &record, &version, alias.as_ref()))
+        self.call(move |c| {
+            keys::insert_key(c, &record, &version, alias.as_ref(), policy.as_deref())
+        })
+        .await
+    }
+
+    pub async fn set_key_policy(
+        &self,
+        key_id: KeyId,
+        policy: String,
+        at: UnixMillis,
+    ) -> Result<(), StorageError> {
+        self.call(move |c| keys::set_policy(c, key_id, &policy, at))
             .await
     }
 

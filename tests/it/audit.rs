@@ -12,7 +12,12 @@ fn assert_common(e: &AuditEvent, event_name: &str, request_id: &str) {
     assert_eq!(e.event_name, event_name);
     assert_eq!(e.request_id, request_id);
     assert_eq!(e.reason, format!("because {request_id}"));
-    assert_eq!(e.principal, "127.0.0.1");
+    assert_eq!(e.principal, "admin", "the bootstrap administrator's token");
+    assert_eq!(
+        e.parameters.get("token_id").map(String::len),
+        Some(16),
+        "the token's public id, never the token"
+    );
     assert!(
         e.source_address.starts_with("127.0.0.1:"),
         "{}",
@@ -589,9 +594,16 @@ async fn checkpoints_are_signed_at_the_interval_and_at_shutdown() {
     let server = try_start(&config, kmsd::clock::ManualClock::new())
         .await
         .unwrap();
-    let mut c = Client::connect(format!("http://{}", server.local_addr()))
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.local_addr()))
+        .unwrap()
+        .connect()
         .await
         .unwrap();
+    let mut c = Client::new(AuthChannel::new(
+        channel,
+        kmsd::client::BearerAuth::new(Some(&token)).unwrap(),
+    ));
     c.generate_random(GenerateRandomRequest { number_of_bytes: 1 })
         .await
         .unwrap();
@@ -606,8 +618,12 @@ async fn checkpoints_are_signed_at_the_interval_and_at_shutdown() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(checkpoints.len(), 1, "one checkpoint for the one record");
-    assert_eq!(checkpoints[0].1.head_seq, 1);
+    assert_eq!(
+        checkpoints.len(),
+        1,
+        "one checkpoint for the one record and the bootstrap's"
+    );
+    assert_eq!(checkpoints[0].1.head_seq, BOOTSTRAP_RECORDS + 1);
     assert!(checkpoints[0].1.verify(server.audit().public_key()));
 
     // Nothing new, no new checkpoint; a new record, and shutdown signs it.
@@ -618,5 +634,5 @@ async fn checkpoints_are_signed_at_the_interval_and_at_shutdown() {
         .unwrap();
     server.shutdown().await;
     let last = reader.checkpoints().unwrap().pop().unwrap().1;
-    assert_eq!(last.head_seq, 2);
+    assert_eq!(last.head_seq, BOOTSTRAP_RECORDS + 2);
 }

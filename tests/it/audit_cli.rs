@@ -10,11 +10,13 @@ use crate::support::*;
 /// Runs kmsctl against `server` off the async workers, which keep serving meanwhile.
 async fn kmsctl(server: &TestServer, args: &[&str]) -> std::process::Output {
     let endpoint = server.endpoint();
+    let token = server.admin_token();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_kmsctl"))
             .args(&args)
             .env("KMSD_ENDPOINT", endpoint)
+            .env("KMSD_TOKEN", token)
             .output()
             .unwrap()
     })
@@ -106,7 +108,8 @@ async fn query_export_and_verify_from_the_command_line() {
             .unwrap();
     let records = export["Records"].as_array().unwrap();
     assert!(records.len() >= 3);
-    assert_eq!(records[0]["eventName"], "CreateKey", "oldest first");
+    assert_eq!(records[0]["eventName"], "CreatePrincipal", "oldest first");
+    assert_eq!(records[0]["userIdentity"]["principalId"], "kmsd", "the bootstrap");
     let gdk = records.iter().find(|r| r["requestID"] == "cli-1").unwrap();
     assert_eq!(gdk["eventName"], "GenerateDataKey");
     assert_eq!(gdk["requestParameters"]["keyId"], "alias/cli-audit");
@@ -172,7 +175,7 @@ async fn the_auditors_python_script_agrees_with_kmsd() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("OK: 5 records chain from 1 to 5; 1 checkpoint(s) match; signatures"),
+        stdout.starts_with("OK: 7 records chain from 1 to 7; 1 checkpoint(s) match; signatures"),
         "{stdout}"
     );
 

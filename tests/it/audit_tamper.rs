@@ -11,7 +11,7 @@ use tempfile::TempDir;
 
 use crate::support::*;
 
-/// A real log of 22 records (CreateKey and 21 data keys), closed with a final checkpoint, and its public key.
+/// A real log of 24 records (the bootstrap's two, CreateKey and 21 data keys), closed with a final checkpoint, and its public key.
 async fn real_log() -> (std::sync::Arc<TempDir>, String) {
     let server = TestServer::start().await;
     let mut c = server.client().await;
@@ -72,12 +72,12 @@ async fn an_untouched_log_verifies_and_triggers_refuse_edits() {
     let (dir, key) = real_log().await;
     let report = check(dir.path(), &key, None);
     assert!(report.ok(), "{:?}", report.problem);
-    assert_eq!((report.records_checked, report.head_seq), (22, 22));
+    assert_eq!((report.records_checked, report.head_seq), (24, 24));
     assert!(
         report.checkpoints_checked >= 1,
         "shutdown writes a checkpoint"
     );
-    assert_eq!(report.last_checkpoint.unwrap().head_seq, 22);
+    assert_eq!(report.last_checkpoint.unwrap().head_seq, 24);
 
     let copy = copy_of(dir.path());
     let conn = rusqlite::Connection::open(db(copy.path())).unwrap();
@@ -164,7 +164,7 @@ async fn a_swapped_database_is_caught_by_its_checkpoints() {
     let (other, _) = real_log().await;
     // Another daemon's perfectly valid log, checked with this daemon's key.
     let report = check(other.path(), &key, None);
-    assert_problem(&report, 22, "does not verify with this daemon's key");
+    assert_problem(&report, 24, "does not verify with this daemon's key");
 
     // And through the command line, offline, with this daemon's root key beside the other database.
     let swapped = copy_of(dir.path());

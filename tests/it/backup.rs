@@ -78,12 +78,11 @@ async fn a_backup_taken_under_load_restores_to_a_working_daemon() {
         );
     }
 
-    // Restore: the copy as the database of a new data directory, with the same root key.
-    std::fs::copy(
-        server.data_dir().join("root.key"),
-        out_dir.path().join("root.key"),
-    )
-    .unwrap();
+    // Restore: the copy as the database of a new data directory, with the same root key. The principals and
+    // token hashes come back with it, so the administrator's token (kept apart, like the root key) still works.
+    for file in ["root.key", "admin.token"] {
+        std::fs::copy(server.data_dir().join(file), out_dir.path().join(file)).unwrap();
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

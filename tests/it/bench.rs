@@ -9,6 +9,7 @@ use crate::support::*;
 
 async fn bench(server: &TestServer, args: &[&str]) -> Value {
     let endpoint = server.endpoint();
+    let token = server.admin_token();
     let mut all: Vec<String> = [
         "--json",
         "bench",
@@ -29,6 +30,7 @@ async fn bench(server: &TestServer, args: &[&str]) -> Value {
         Command::new(env!("CARGO_BIN_EXE_kmsctl"))
             .args(&all)
             .env("KMSD_ENDPOINT", endpoint)
+            .env("KMSD_TOKEN", token)
             .output()
             .unwrap()
     })

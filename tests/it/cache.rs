@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kmsd::client::{CacheLimits, Client, DataKeyCache};
+use kmsd::client::{CacheLimits, DataKeyCache};
 use kmsd::proto::*;
 
 use crate::support::*;
@@ -28,7 +28,7 @@ async fn count(server: &TestServer, event: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_misses_make_one_kms_call() {
     let server = TestServer::start().await;
-    let client = Client::connect(server.endpoint()).await.unwrap();
+    let client = server.kms_client().await;
     client
         .create_key(CreateKeyRequest {
             alias: "alias/cache".into(),
@@ -122,7 +122,7 @@ async fn a_hundred_concurrent_misses_make_one_kms_call() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_are_not_cached_and_age_retires_keys() {
     let server = TestServer::start().await;
-    let client = Client::connect(server.endpoint()).await.unwrap();
+    let client = server.kms_client().await;
     let cache = DataKeyCache::new(
         client.clone(),
         CacheLimits {

@@ -12,12 +12,14 @@ use crate::support::*;
 /// Runs kmsctl with `args` against `server`, feeding `stdin`, off the async workers.
 async fn kmsctl(server: &TestServer, args: &[&str], stdin: &[u8]) -> Output {
     let endpoint = server.endpoint();
+    let token = server.admin_token();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let stdin = stdin.to_vec();
     tokio::task::spawn_blocking(move || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kmsctl"))
             .args(&args)
             .env("KMSD_ENDPOINT", endpoint)
+            .env("KMSD_TOKEN", token)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

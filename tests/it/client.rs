@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kmsd::client::{Client, ClientBuilder, Error};
+use kmsd::client::{ClientBuilder, Error};
 use kmsd::proto::*;
 
 use crate::support::*;
@@ -10,7 +10,7 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_round_trips_data_keys_and_sees_typed_errors() {
     let server = TestServer::start().await;
-    let client = Client::connect(server.endpoint()).await.unwrap();
+    let client = server.kms_client().await;
     let key = client
         .create_key(CreateKeyRequest {
             alias: "alias/svc".into(),
@@ -89,7 +89,7 @@ async fn a_service_round_trips_data_keys_and_sees_typed_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reason_and_request_id_reach_the_audit_log() {
     let server = TestServer::start().await;
-    let client = Client::connect(server.endpoint()).await.unwrap();
+    let client = server.kms_client().await;
     client
         .create_key(CreateKeyRequest {
             alias: "alias/why".into(),
@@ -125,6 +125,7 @@ async fn reason_and_request_id_reach_the_audit_log() {
 async fn idempotent_calls_ride_out_unavailability_and_others_do_not() {
     let server = TestServer::start().await;
     let client = ClientBuilder::new(server.endpoint())
+        .token(server.admin_token())
         .retries(12, Duration::from_millis(20))
         .connect()
         .await

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use kmsd::client::Client;
 use kmsd::envelope::{EnvelopeError, decrypt_stream, encrypt_stream, encrypt_stream_with_id};
 use kmsd::proto::CreateKeyRequest;
 use zeroize::Zeroizing;
@@ -61,7 +60,7 @@ fn pattern(len: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn round_trips_through_a_real_daemon_at_every_frame_boundary() {
     let server = TestServer::start().await;
-    let kms = Client::connect(server.endpoint()).await.unwrap();
+    let kms = server.kms_client().await;
     kms.create_key(CreateKeyRequest {
         alias: "alias/objects".into(),
         ..Default::default()

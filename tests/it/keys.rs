@@ -15,6 +15,7 @@ async fn create_and_describe_by_id_and_alias() {
             tags: ctx(&[("team", "billing")]),
             alias: "alias/payments".into(),
             rotation_period_days: 90,
+            ..Default::default()
         })
         .await
         .unwrap()

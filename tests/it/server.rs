@@ -10,8 +10,13 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn health_reports_the_kms_service() {
     let server = TestServer::start().await;
-    let mut health = HealthClient::new(server.channel().await);
-    for service in ["", "kms.v1.KeyManagementService", "kms.v1.AuditService"] {
+    let mut health = HealthClient::new(server.raw_channel().await);
+    for service in [
+        "",
+        "kms.v1.KeyManagementService",
+        "kms.v1.AuditService",
+        "kms.v1.AdminService",
+    ] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -41,7 +46,7 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
         use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        let mut client = ServerReflectionClient::new(server.channel().await);
+        let mut client = ServerReflectionClient::new(server.raw_channel().await);
         let request = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),
@@ -64,7 +69,7 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
         use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        let mut client = ServerReflectionClient::new(server.channel().await);
+        let mut client = ServerReflectionClient::new(server.raw_channel().await);
         let request = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::FileContainingSymbol(

@@ -10,7 +10,9 @@ use tempfile::TempDir;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-pub type Client = KeyManagementServiceClient<Channel>;
+/// A connection that authenticates as the bootstrap administrator.
+pub type AuthChannel = kmsd::client::AuthChannel;
+pub type Client = KeyManagementServiceClient<AuthChannel>;
 
 /// A daemon on an ephemeral loopback port with its own data directory and a clock the test moves.
 pub struct TestServer {
@@ -40,15 +42,43 @@ impl TestServer {
         format!("http://{}", self.server.local_addr())
     }
 
+    /// The administrator's token, as the daemon wrote it on first start.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("admin.token"))
+            .expect("admin.token")
+            .trim()
+            .to_owned()
+    }
+
+    /// A generated client authenticated as the administrator.
     pub async fn client(&self) -> Client {
-        KeyManagementServiceClient::connect(self.endpoint())
+        KeyManagementServiceClient::new(self.channel().await)
+    }
+
+    /// A connection whose calls carry the administrator's token.
+    pub async fn channel(&self) -> AuthChannel {
+        self.channel_as(Some(&self.admin_token())).await
+    }
+
+    /// A connection whose calls carry `token`, or no credentials at all.
+    pub async fn channel_as(&self, token: Option<&str>) -> AuthChannel {
+        let auth = kmsd::client::BearerAuth::new(token).expect("token");
+        AuthChannel::new(self.raw_channel().await, auth)
+    }
+
+    /// A connection without credentials.
+    pub async fn raw_channel(&self) -> Channel {
+        Channel::from_shared(self.endpoint())
+            .expect("endpoint")
+            .connect()
             .await
             .expect("connect")
     }
 
-    pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint())
-            .expect("endpoint")
+    /// The client library, authenticated as the administrator.
+    pub async fn kms_client(&self) -> kmsd::client::Client {
+        kmsd::client::ClientBuilder::new(self.endpoint())
+            .token(self.admin_token())
             .connect()
             .await
             .expect("connect")
@@ -66,6 +96,9 @@ impl TestServer {
         self.dir
     }
 }
+
+/// The records a new daemon makes before any call: the administrator's CreatePrincipal and CreateToken.
+pub const BOOTSTRAP_RECORDS: u64 = 2;
 
 pub fn config(data_dir: &Path) -> Config {
     Config::new(PathBuf::from(data_dir))
@@ -171,7 +204,7 @@ pub fn state(meta: &KeyMetadata) -> KeyState {
     KeyState::try_from(meta.state).expect("known state")
 }
 
-pub type AuditClient = kmsd::proto::audit_service_client::AuditServiceClient<Channel>;
+pub type AuditClient = kmsd::proto::audit_service_client::AuditServiceClient<AuthChannel>;
 
 impl TestServer {
     pub async fn audit_client(&self) -> AuditClient {

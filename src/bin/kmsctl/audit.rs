@@ -6,7 +6,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use kmsd::proto::audit_service_client::AuditServiceClient;
 use kmsd::proto::{AuditEvent, Outcome, QueryEventsRequest, VerifyLogRequest};
 use serde_json::{Value, json};
-use tonic::transport::Channel;
+use kmsd::client::AuthChannel;
 
 use super::output::{Output, table, time, time_millis};
 use super::{Failure, parse_pair, write_output};
@@ -156,7 +156,7 @@ impl Filter {
 }
 
 async fn fetch(
-    client: &mut AuditServiceClient<Channel>,
+    client: &mut AuditServiceClient<AuthChannel>,
     filter: &Filter,
     oldest_first: bool,
     limit: usize,
@@ -178,7 +178,7 @@ async fn fetch(
     Ok(events)
 }
 
-pub async fn run(channel: Channel, out: &Output, cmd: AuditCommand) -> Result<(), Failure> {
+pub async fn run(channel: AuthChannel, out: &Output, cmd: AuditCommand) -> Result<(), Failure> {
     let mut client = AuditServiceClient::new(channel);
     match cmd {
         AuditCommand::Query {
@@ -356,7 +356,7 @@ struct Verdict {
 }
 
 async fn verify(
-    client: &mut AuditServiceClient<Channel>,
+    client: &mut AuditServiceClient<AuthChannel>,
     out: &Output,
     args: VerifyArgs,
 ) -> Result<(), Failure> {

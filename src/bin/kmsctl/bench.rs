@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use kmsd::proto::key_management_service_client::KeyManagementServiceClient;
 use kmsd::proto::*;
 use serde_json::json;
-use tonic::transport::{Channel, Endpoint};
+use kmsd::client::{AuthChannel, ClientBuilder};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -144,9 +144,9 @@ const MEASURE: u8 = 1;
 const STOP: u8 = 2;
 
 enum Work {
-    Health(HealthClient<Channel>),
+    Health(HealthClient<AuthChannel>),
     Kms {
-        client: KeyManagementServiceClient<Channel>,
+        client: KeyManagementServiceClient<AuthChannel>,
         key: String,
         blobs: Arc<Vec<Vec<u8>>>,
     },
@@ -206,26 +206,30 @@ fn server_cpu(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-pub async fn run(endpoint: &str, json_output: bool, args: BenchArgs) -> Result<(), Failure> {
+pub async fn run(
+    builder: &ClientBuilder,
+    endpoint: &str,
+    json_output: bool,
+    args: BenchArgs,
+) -> Result<(), Failure> {
     if args.connections == 0 || args.concurrency == 0 {
         return Err(Failure(
             "--connections and --concurrency must be at least 1".into(),
         ));
     }
+    // It authenticates like any client: every call carries the token (or the connection a client certificate).
+    let auth = builder
+        .bearer_auth()
+        .map_err(|e| Failure(format!("--token / KMSD_TOKEN: {e}")))?;
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        // Each `connect` opens its own HTTP/2 connection.
-        let channel = Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| Failure(format!("bad endpoint {endpoint:?}: {e}")))?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| {
-                Failure(format!(
-                    "cannot connect to {endpoint} ({e}); is kmsd running?"
-                ))
-            })?;
-        channels.push(channel);
+        // Each `channel` opens its own HTTP/2 connection.
+        let channel = builder.channel().await.map_err(|e| {
+            Failure(format!(
+                "cannot connect to {endpoint} ({e}); is kmsd running?"
+            ))
+        })?;
+        channels.push(AuthChannel::new(channel, auth.clone()));
     }
 
     let key = args

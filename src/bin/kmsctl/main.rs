@@ -3,6 +3,7 @@
 //! Plaintext is raw bytes (from a file or stdin, to a file or stdout); ciphertext blobs are base64 text, so they
 //! pass through shells, environment variables and JSON unharmed. `--json` prints one JSON object for scripts.
 
+mod access;
 mod audit;
 mod bench;
 mod output;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kmsd::client::{AuthChannel, ClientBuilder};
 use kmsd::proto::key_management_service_client::KeyManagementServiceClient;
 use kmsd::proto::*;
 use tonic::transport::Channel;
@@ -33,6 +35,18 @@ struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     endpoint: String,
+    /// Bearer token (an administrator's is in <data-dir>/admin.token).
+    #[arg(long, global = true, env = "KMSD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) that signed the daemon's certificate; needed for https endpoints.
+    #[arg(long, global = true, env = "KMSD_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with --client-key.
+    #[arg(long, global = true, env = "KMSD_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, global = true, env = "KMSD_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -61,6 +75,14 @@ enum Command {
     /// Query, export and verify the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Who the daemon knows you as.
+    Whoami,
+    /// Manage principals (administrators only).
+    #[command(subcommand)]
+    Principals(access::PrincipalsCommand),
+    /// Issue, list and revoke bearer tokens (administrators only).
+    #[command(subcommand)]
+    Tokens(access::TokensCommand),
     /// Random bytes from the daemon's CSPRNG, base64.
     Random {
         /// How many bytes (1-1024).
@@ -84,7 +106,16 @@ enum KeysCommand {
         /// Rotate automatically every this many days (1-2560).
         #[arg(long)]
         rotation_days: Option<u32>,
+        /// The key's policy, a JSON file (see `kmsctl keys policy`); administrators only may use it otherwise.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Grant yourself these operations on the new key (comma-separated, as in a policy).
+        #[arg(long, value_delimiter = ',')]
+        grant_creator: Vec<String>,
     },
+    /// Read or replace a key's policy: who may use it besides administrators.
+    #[command(subcommand)]
+    Policy(access::PolicyCommand),
     /// List keys (every page).
     List,
     /// Show a key's metadata.
@@ -242,7 +273,27 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-type Client = KeyManagementServiceClient<Channel>;
+type Client = KeyManagementServiceClient<AuthChannel>;
+
+impl Cli {
+    /// The connection settings every command shares: endpoint, TLS files and token.
+    fn builder(&self) -> Result<ClientBuilder, Failure> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
+        };
+        let mut builder = ClientBuilder::new(self.endpoint.clone());
+        if let Some(token) = &self.token {
+            builder = builder.token(token.trim());
+        }
+        if let Some(ca) = &self.ca_cert {
+            builder = builder.ca_certificate(read(ca)?);
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            builder = builder.identity(read(cert)?, read(key)?);
+        }
+        Ok(builder)
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -268,34 +319,38 @@ fn main() -> ExitCode {
     }
 }
 
-async fn connect(endpoint: &str) -> Result<Channel, Failure> {
-    Channel::from_shared(endpoint.to_string())
-        .map_err(|e| Failure(format!("bad endpoint {endpoint:?}: {e}")))?
-        .connect()
-        .await
-        .map_err(|e| {
-            Failure(format!(
-                "cannot connect to {endpoint} ({e}); is kmsd running? (set --endpoint or KMSD_ENDPOINT)"
-            ))
-        })
+async fn connect(builder: &ClientBuilder, endpoint: &str) -> Result<Channel, Failure> {
+    builder.channel().await.map_err(|e| {
+        Failure(format!(
+            "cannot connect to {endpoint} ({e}); is kmsd running? (set --endpoint or KMSD_ENDPOINT)"
+        ))
+    })
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let out = Output { json: cli.json };
     // Offline verification reads a database file; there is no daemon to reach.
     let offline = matches!(&cli.command, Command::Audit(audit::AuditCommand::Verify(args)) if args.db.is_some());
+    let builder = cli.builder()?;
+    if let Command::Bench(args) = cli.command {
+        return bench::run(&builder, &cli.endpoint, cli.json, args).await;
+    }
     let channel = if offline {
         Channel::from_static("http://offline.invalid").connect_lazy()
     } else {
-        connect(&cli.endpoint).await?
+        connect(&builder, &cli.endpoint).await?
     };
-    if let Command::Bench(args) = cli.command {
-        return bench::run(&cli.endpoint, cli.json, args).await;
-    }
+    let auth = builder
+        .bearer_auth()
+        .map_err(|e| Failure(format!("--token / KMSD_TOKEN: {e}")))?;
+    let channel = AuthChannel::new(channel, auth);
     let mut client = KeyManagementServiceClient::new(channel.clone());
     match cli.command {
         Command::Bench(_) => unreachable!("handled above"),
         Command::Audit(cmd) => audit::run(channel, &out, cmd).await,
+        Command::Whoami => access::whoami(channel, &out).await,
+        Command::Principals(cmd) => access::principals(channel, &out, cmd).await,
+        Command::Tokens(cmd) => access::tokens(channel, &out, cmd).await,
         Command::Keys(cmd) => keys(&mut client, &out, cmd).await,
         Command::Aliases(cmd) => aliases(&mut client, &out, cmd).await,
         Command::Encrypt(args) => {
@@ -404,13 +459,18 @@ async fn keys(client: &mut Client, out: &Output, cmd: KeysCommand) -> Result<(),
             tags,
             alias,
             rotation_days,
+            policy,
+            grant_creator,
         } => {
+            let policy = policy.as_ref().map(access::read_policy).transpose()?;
             client
                 .create_key(CreateKeyRequest {
                     description,
                     tags: tags.into_iter().collect(),
                     alias: alias.unwrap_or_default(),
                     rotation_period_days: rotation_days.unwrap_or(0),
+                    policy,
+                    grant_creator,
                 })
                 .await?
                 .into_inner()
@@ -483,6 +543,26 @@ async fn keys(client: &mut Client, out: &Output, cmd: KeysCommand) -> Result<(),
                 .into_inner()
                 .key_metadata
         }
+        KeysCommand::Policy(access::PolicyCommand::Get { key }) => {
+            let r = client
+                .get_key_policy(GetKeyPolicyRequest { key_id: key })
+                .await?
+                .into_inner();
+            access::print_policy(&r.key_id, &r.policy.unwrap_or_default());
+            return Ok(());
+        }
+        KeysCommand::Policy(access::PolicyCommand::Put { key, file }) => {
+            let policy = access::read_policy(&file)?;
+            let r = client
+                .put_key_policy(PutKeyPolicyRequest {
+                    key_id: key,
+                    policy: Some(policy),
+                })
+                .await?
+                .into_inner();
+            access::print_policy(&r.key_id, &r.policy.unwrap_or_default());
+            return Ok(());
+        }
         KeysCommand::CancelDeletion { key } => {
             client
                 .cancel_key_deletion(CancelKeyDeletionRequest { key_id: key })
@@ -541,7 +621,7 @@ async fn aliases(client: &mut Client, out: &Output, cmd: AliasesCommand) -> Resu
     Ok(())
 }
 
-fn read_input(path: Option<&PathBuf>) -> Result<Zeroizing<Vec<u8>>, Failure> {
+pub(crate) fn read_input(path: Option<&PathBuf>) -> Result<Zeroizing<Vec<u8>>, Failure> {
     let mut buf = Zeroizing::new(Vec::new());
     match path {
         Some(p) if p.as_os_str() != "-" => {

@@ -1,0 +1,521 @@
+//! Identity and access control: who is calling, and what they may do.
+//!
+//! [`Authenticator`] holds every principal, bearer-token hash and certificate mapping in memory (loaded at start,
+//! written through to storage by the admin calls), so authenticating a call costs a hash-map lookup and one
+//! SHA-256, never a query. A call presents a bearer token (`authorization: Bearer kmsd_...`) or, over mutual TLS, a
+//! client certificate that rustls has verified against the configured client CA; a certificate's URI SANs and then
+//! its subject CN are looked up among the identities mapped to principals. Authorization is by role and by the
+//! key's policy ([`policy`]): administrators may do everything; other principals may create keys if allowed to,
+//! and use a key only as its policy allows.
+//!
+//! Invariants: a token's secret is never stored, logged or recorded, only its hash and public id; a presented
+//! secret is compared in constant time and only after its id is found; an unknown id and a wrong secret fail alike;
+//! a disabled principal, a revoked token and an expired token never authenticate; a change to this state is durable
+//! in storage before it takes effect here.
+
+pub mod cert;
+pub mod policy;
+pub mod token;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use zeroize::Zeroizing;
+
+use crate::clock::{Clock, UnixMillis};
+use crate::keys::InvalidInput;
+use crate::storage::{PrincipalRow, Storage, StorageError, TokenRow};
+
+/// The principal the daemon creates on first start, whose token it writes to `<data-dir>/admin.token`.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+/// The name the daemon's own changes (maintenance, bootstrap) are recorded under; no caller can take it.
+pub const SYSTEM_PRINCIPAL: &str = "kmsd";
+/// Recorded as "who" for calls that did not authenticate.
+pub const ANONYMOUS: &str = "anonymous";
+const MAX_NAME_LEN: usize = 64;
+const MAX_SUBJECT_LEN: usize = 1024;
+const MAX_DESCRIPTION_CHARS: usize = 256;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Arc<str>,
+    pub admin: bool,
+    pub create_keys: bool,
+    pub method: Method,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// A bearer token, by its public id.
+    Token(String),
+    /// A client certificate, by the identity that matched.
+    Certificate(String),
+}
+
+impl Method {
+    /// For the audit record: how the caller proved who it is.
+    pub fn describe(&self) -> (&'static str, &str) {
+        match self {
+            Method::Token(id) => ("token_id", id),
+            Method::Certificate(subject) => ("certificate_subject", subject),
+        }
+    }
+}
+
+/// Why a call did not authenticate; the message says what to send instead. `token_id` is the public id of a
+/// presented token that failed, for the audit record.
+#[derive(Debug, Clone)]
+pub struct AuthFailure {
+    pub message: String,
+    pub token_id: Option<String>,
+}
+
+impl AuthFailure {
+    fn new(message: impl Into<String>) -> Self {
+        AuthFailure {
+            message: message.into(),
+            token_id: None,
+        }
+    }
+
+    fn for_token(id: &str, message: impl Into<String>) -> Self {
+        AuthFailure {
+            message: message.into(),
+            token_id: Some(id.to_owned()),
+        }
+    }
+}
+
+/// A principal as the admin API shows it.
+pub type Principal = PrincipalRow;
+
+/// A token as the admin API shows it: everything but the hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub principal: String,
+    pub description: String,
+    pub created_at: UnixMillis,
+    pub expires_at: Option<UnixMillis>,
+    pub revoked_at: Option<UnixMillis>,
+}
+
+impl From<&TokenRow> for TokenInfo {
+    fn from(t: &TokenRow) -> Self {
+        TokenInfo {
+            id: t.id.clone(),
+            principal: t.principal.clone(),
+            description: t.description.clone(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+/// A token just issued: the whole token, shown to the caller once, and its record.
+pub struct IssuedToken {
+    pub token: Zeroizing<String>,
+    pub info: TokenInfo,
+}
+
+/// What a new principal is to be.
+#[derive(Debug, Clone)]
+pub struct NewPrincipal {
+    pub name: String,
+    pub description: String,
+    pub admin: bool,
+    pub create_keys: bool,
+    pub certificate_subjects: Vec<String>,
+}
+
+/// Why an admin change was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error(transparent)]
+    InvalidInput(#[from] InvalidInput),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The change's audit record could not be made durable, so the change was not made.
+    #[error("the audit log cannot be written; the change was not made (fail closed); retry later")]
+    AuditUnavailable,
+    #[error("storage failure: {0}")]
+    Storage(#[from] StorageError),
+    #[error("internal failure: {0}")]
+    Internal(String),
+}
+
+#[derive(Default)]
+struct State {
+    principals: HashMap<String, PrincipalRow>,
+    tokens: HashMap<String, TokenRow>,
+    /// Certificate identity → principal name.
+    subjects: HashMap<String, String>,
+}
+
+/// Every principal, token hash and certificate mapping, in memory; see the module documentation.
+pub struct Authenticator {
+    state: RwLock<State>,
+    storage: Storage,
+    clock: Arc<dyn Clock>,
+    /// Serializes changes, so that each is validated against the state it will replace.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl Authenticator {
+    pub async fn load(storage: Storage, clock: Arc<dyn Clock>) -> Result<Self, StorageError> {
+        let (principals, tokens) = storage.load_access().await?;
+        let mut state = State::default();
+        for p in principals {
+            for s in &p.certificate_subjects {
+                state.subjects.insert(s.clone(), p.name.clone());
+            }
+            state.principals.insert(p.name.clone(), p);
+        }
+        for t in tokens {
+            state.tokens.insert(t.id.clone(), t);
+        }
+        Ok(Authenticator {
+            state: RwLock::new(state),
+            storage,
+            clock,
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    // Every write is a whole-value insert, so a panic elsewhere cannot leave the state half-updated.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether no principal exists yet: the daemon's first start, when it creates the administrator.
+    pub fn is_empty(&self) -> bool {
+        self.read().principals.is_empty()
+    }
+
+    pub fn principal_exists(&self, name: &str) -> bool {
+        self.read().principals.contains_key(name)
+    }
+
+    /// Who is calling: by the `authorization` header if there is one, else by the verified client certificate.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        certificate: Option<&[u8]>,
+    ) -> Result<Caller, AuthFailure> {
+        match (authorization, certificate) {
+            (Some(header), _) => self.by_token(header),
+            (None, Some(der)) => self.by_certificate(der),
+            (None, None) => Err(AuthFailure::new(
+                "no credentials: send the header `authorization: Bearer <token>` (an administrator issues tokens \
+                 with CreateToken; the first one is in <data-dir>/admin.token) or connect with a client certificate",
+            )),
+        }
+    }
+
+    fn by_token(&self, header: &str) -> Result<Caller, AuthFailure> {
+        let presented = header
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or_else(|| {
+                AuthFailure::new("the authorization header must be `Bearer <token>`")
+            })?;
+        let (id, secret) = token::parse(presented).ok_or_else(|| {
+            AuthFailure::new("the bearer token is malformed: kmsd tokens look like kmsd_<16 hex digits>_<43 characters>")
+        })?;
+        let state = self.read();
+        let invalid = || AuthFailure::for_token(id, "the bearer token is not valid");
+        let record = state.tokens.get(id).ok_or_else(invalid)?;
+        if !token::matches(id, secret, &record.secret_hash) {
+            return Err(invalid());
+        }
+        // Past this point the caller holds the secret: it may learn why its own token no longer works.
+        if let Some(at) = record.revoked_at {
+            return Err(AuthFailure::for_token(
+                id,
+                format!("the bearer token {id} was revoked at {}", at.rfc3339_millis()),
+            ));
+        }
+        if let Some(at) = record.expires_at
+            && self.clock.now() >= at
+        {
+            return Err(AuthFailure::for_token(
+                id,
+                format!(
+                    "the bearer token {id} expired at {}; ask an administrator for a new one",
+                    at.rfc3339_millis()
+                ),
+            ));
+        }
+        let principal = state
+            .principals
+            .get(&record.principal)
+            .ok_or_else(invalid)?;
+        active(principal, Method::Token(id.to_owned()))
+            .map_err(|m| AuthFailure::for_token(id, m))
+    }
+
+    fn by_certificate(&self, der: &[u8]) -> Result<Caller, AuthFailure> {
+        let identities = cert::identities(der).map_err(AuthFailure::new)?;
+        let state = self.read();
+        for identity in &identities {
+            if let Some(name) = state.subjects.get(identity)
+                && let Some(principal) = state.principals.get(name)
+            {
+                return active(principal, Method::Certificate(identity.clone()))
+                    .map_err(AuthFailure::new);
+            }
+        }
+        Err(AuthFailure::new(format!(
+            "the client certificate ({}) is not mapped to a principal; an administrator can map one of its \
+             identities with CreatePrincipal's certificate_subjects",
+            if identities.is_empty() {
+                "no URI SAN or CN".to_owned()
+            } else {
+                identities.join(", ")
+            }
+        )))
+    }
+
+    pub fn principals(&self) -> Vec<Principal> {
+        let mut all: Vec<_> = self.read().principals.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Tokens, oldest first, of one principal or of all.
+    pub fn tokens(&self, principal: Option<&str>) -> Vec<TokenInfo> {
+        let state = self.read();
+        let mut all: Vec<TokenInfo> = state
+            .tokens
+            .values()
+            .filter(|t| principal.is_none_or(|p| t.principal == p))
+            .map(TokenInfo::from)
+            .collect();
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        all
+    }
+
+    /// Creates a principal once `approve` (the audit record) succeeds.
+    pub async fn create_principal(
+        &self,
+        new: NewPrincipal,
+        approve: impl Future<Output = Result<(), AccessError>>,
+    ) -> Result<Principal, AccessError> {
+        validate_name(&new.name)?;
+        if new.description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(invalid(format!(
+                "description is longer than {MAX_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        for s in &new.certificate_subjects {
+            if s.is_empty() || s.len() > MAX_SUBJECT_LEN || s.chars().any(char::is_control) {
+                return Err(invalid(format!(
+                    "certificate subject {s:?} must be 1-{MAX_SUBJECT_LEN} bytes without control characters"
+                )));
+            }
+        }
+        let _guard = self.write_lock.lock().await;
+        {
+            let state = self.read();
+            if state.principals.contains_key(&new.name) {
+                return Err(AccessError::AlreadyExists(format!(
+                    "principal {:?} already exists",
+                    new.name
+                )));
+            }
+            if let Some(s) = new
+                .certificate_subjects
+                .iter()
+                .find(|s| state.subjects.contains_key(*s))
+            {
+                return Err(AccessError::AlreadyExists(format!(
+                    "certificate subject {s:?} already belongs to principal {:?}",
+                    state.subjects[s]
+                )));
+            }
+        }
+        let row = PrincipalRow {
+            name: new.name,
+            description: new.description,
+            admin: new.admin,
+            create_keys: new.create_keys || new.admin,
+            created_at: self.clock.now(),
+            disabled_at: None,
+            certificate_subjects: new.certificate_subjects,
+        };
+        approve.await?;
+        self.storage.insert_principal(row.clone()).await?;
+        let mut state = self.write();
+        for s in &row.certificate_subjects {
+            state.subjects.insert(s.clone(), row.name.clone());
+        }
+        state.principals.insert(row.name.clone(), row.clone());
+        Ok(row)
+    }
+
+    /// Disables a principal: none of its tokens or certificates authenticate any more.
+    pub async fn disable_principal(
+        &self,
+        name: &str,
+        approve: impl Future<Output = Result<(), AccessError>>,
+    ) -> Result<Principal, AccessError> {
+        let _guard = self.write_lock.lock().await;
+        let mut row = self.principal(name)?;
+        if row.disabled_at.is_some() {
+            return Ok(row);
+        }
+        if row.admin {
+            let other_admins = self
+                .read()
+                .principals
+                .values()
+                .filter(|p| p.admin && p.disabled_at.is_none() && p.name != name)
+                .count();
+            if other_admins == 0 {
+                return Err(AccessError::FailedPrecondition(format!(
+                    "principal {name:?} is the last enabled administrator; create another first"
+                )));
+            }
+        }
+        let now = self.clock.now();
+        approve.await?;
+        self.storage.disable_principal(name.to_owned(), now).await?;
+        row.disabled_at = Some(now);
+        self.write().principals.insert(name.to_owned(), row.clone());
+        Ok(row)
+    }
+
+    /// Issues a token for `principal`, valid for `ttl` if given, once `approve` (given the new token's public id)
+    /// succeeds. The token is returned here and nowhere else.
+    pub async fn create_token<F>(
+        &self,
+        principal: &str,
+        description: String,
+        ttl: Option<std::time::Duration>,
+        approve: impl FnOnce(String) -> F,
+    ) -> Result<IssuedToken, AccessError>
+    where
+        F: Future<Output = Result<(), AccessError>>,
+    {
+        if description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(invalid(format!(
+                "description is longer than {MAX_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        let _guard = self.write_lock.lock().await;
+        let owner = self.principal(principal)?;
+        if owner.disabled_at.is_some() {
+            return Err(AccessError::FailedPrecondition(format!(
+                "principal {principal:?} is disabled"
+            )));
+        }
+        let issued =
+            token::issue().map_err(|e| AccessError::Internal(format!("the OS refused randomness: {e}")))?;
+        let now = self.clock.now();
+        let expires_at = match ttl {
+            None => None,
+            Some(ttl) => Some(UnixMillis(
+                now.0.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+            )),
+        };
+        let row = TokenRow {
+            id: issued.id.clone(),
+            principal: principal.to_owned(),
+            description,
+            secret_hash: issued.hash,
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        };
+        approve(row.id.clone()).await?;
+        self.storage.insert_token(row.clone()).await?;
+        let info = TokenInfo::from(&row);
+        self.write().tokens.insert(row.id.clone(), row);
+        Ok(IssuedToken {
+            token: issued.token,
+            info,
+        })
+    }
+
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+        approve: impl Future<Output = Result<(), AccessError>>,
+    ) -> Result<TokenInfo, AccessError> {
+        if !token::is_id(id) {
+            return Err(invalid(format!(
+                "token_id {id:?} is not a token id (16 lowercase hex digits, as ListTokens shows)"
+            )));
+        }
+        let _guard = self.write_lock.lock().await;
+        let mut row = self
+            .read()
+            .tokens
+            .get(id)
+            .cloned()
+            .ok_or_else(|| AccessError::NotFound(format!("token {id} does not exist")))?;
+        if row.revoked_at.is_some() {
+            return Ok(TokenInfo::from(&row));
+        }
+        let now = self.clock.now();
+        approve.await?;
+        self.storage.revoke_token(id.to_owned(), now).await?;
+        row.revoked_at = Some(now);
+        let info = TokenInfo::from(&row);
+        self.write().tokens.insert(id.to_owned(), row);
+        Ok(info)
+    }
+
+    fn principal(&self, name: &str) -> Result<PrincipalRow, AccessError> {
+        self.read()
+            .principals
+            .get(name)
+            .cloned()
+            .ok_or_else(|| AccessError::NotFound(format!("principal {name:?} does not exist")))
+    }
+}
+
+fn active(principal: &PrincipalRow, method: Method) -> Result<Caller, String> {
+    if principal.disabled_at.is_some() {
+        return Err(format!("principal {:?} is disabled", principal.name));
+    }
+    Ok(Caller {
+        principal: Arc::from(principal.name.as_str()),
+        admin: principal.admin,
+        create_keys: principal.create_keys,
+        method,
+    })
+}
+
+fn invalid(msg: String) -> AccessError {
+    AccessError::InvalidInput(InvalidInput(msg))
+}
+
+/// Principal names: 1-64 of `A-Z a-z 0-9 . _ @ -`, not the reserved names.
+pub fn validate_name(name: &str) -> Result<(), InvalidInput> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'));
+    if !ok {
+        return Err(InvalidInput(format!(
+            "principal name {name:?} must be 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 . _ @ -"
+        )));
+    }
+    if name == SYSTEM_PRINCIPAL || name == ANONYMOUS || name == policy::WILDCARD {
+        return Err(InvalidInput(format!("principal name {name:?} is reserved")));
+    }
+    Ok(())
+}

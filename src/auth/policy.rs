@@ -1,0 +1,349 @@
+//! Key policies: who may do what with one key, and under which conditions.
+//!
+//! A policy is a list of allow statements. A statement names principals (or `*`, any authenticated principal), the
+//! operations they may call on the key, and conditions that must all hold: encryption-context keys that must be
+//! present, context keys that must equal given values (AWS's `kms:EncryptionContext:<key>` condition), and whether
+//! the caller must state a reason. A call is allowed when at least one statement names its principal and operation
+//! and all that statement's conditions hold. There is no deny: nothing is allowed that no statement allows.
+//! Administrators need no statement.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{EncryptionContext, InvalidInput};
+
+/// The most statements one policy may hold, and the most principals, operations or conditions one statement may.
+pub const MAX_STATEMENTS: usize = 64;
+pub const MAX_ITEMS: usize = 64;
+
+/// Anyone authenticated, in a statement's `principals`; every operation, in its `operations`.
+pub const WILDCARD: &str = "*";
+
+/// What a key policy can grant, one per key-scoped RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    Encrypt,
+    Decrypt,
+    GenerateDataKey,
+    GenerateDataKeyWithoutPlaintext,
+    ReEncrypt,
+    DescribeKey,
+    ListKeyVersions,
+    GetKeyPolicy,
+    RotateKey,
+    EnableKey,
+    DisableKey,
+    ScheduleKeyDeletion,
+    CancelKeyDeletion,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 13] = [
+        Permission::Encrypt,
+        Permission::Decrypt,
+        Permission::GenerateDataKey,
+        Permission::GenerateDataKeyWithoutPlaintext,
+        Permission::ReEncrypt,
+        Permission::DescribeKey,
+        Permission::ListKeyVersions,
+        Permission::GetKeyPolicy,
+        Permission::RotateKey,
+        Permission::EnableKey,
+        Permission::DisableKey,
+        Permission::ScheduleKeyDeletion,
+        Permission::CancelKeyDeletion,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Encrypt => "Encrypt",
+            Permission::Decrypt => "Decrypt",
+            Permission::GenerateDataKey => "GenerateDataKey",
+            Permission::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            Permission::ReEncrypt => "ReEncrypt",
+            Permission::DescribeKey => "DescribeKey",
+            Permission::ListKeyVersions => "ListKeyVersions",
+            Permission::GetKeyPolicy => "GetKeyPolicy",
+            Permission::RotateKey => "RotateKey",
+            Permission::EnableKey => "EnableKey",
+            Permission::DisableKey => "DisableKey",
+            Permission::ScheduleKeyDeletion => "ScheduleKeyDeletion",
+            Permission::CancelKeyDeletion => "CancelKeyDeletion",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kms:{}", self.name())
+    }
+}
+
+/// A key's policy, as stored (canonical JSON) and as the API carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPolicy {
+    pub statements: Vec<Statement>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    /// An optional label, for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sid: String,
+    pub principals: Vec<String>,
+    /// Permission names, or `*`.
+    pub operations: Vec<String>,
+    /// Context keys that must be present, with any value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context_keys_present: Vec<String>,
+    /// Context keys that must be present with exactly these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context_equals: BTreeMap<String, String>,
+    /// Whether the call must carry a reason (`x-kms-reason`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_reason: bool,
+}
+
+/// What a call asks of a key's policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    pub principal: &'a str,
+    pub permission: Permission,
+    /// The encryption context the call uses on this key; `None` for calls that take none.
+    pub context: Option<&'a EncryptionContext>,
+    pub has_reason: bool,
+}
+
+/// Why a policy refused: the message names the missing permission or the unmet condition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+impl KeyPolicy {
+    /// Checks a policy's shape: known operations, sane sizes, principal names that `known` accepts.
+    pub fn validate(&self, known: impl Fn(&str) -> bool) -> Result<(), InvalidInput> {
+        let bad = |msg: String| Err(InvalidInput(format!("policy: {msg}")));
+        if self.statements.len() > MAX_STATEMENTS {
+            return bad(format!("at most {MAX_STATEMENTS} statements"));
+        }
+        for (i, s) in self.statements.iter().enumerate() {
+            let at = if s.sid.is_empty() {
+                format!("statement {i}")
+            } else {
+                format!("statement {i} ({:?})", s.sid)
+            };
+            if s.sid.len() > 128 {
+                return bad(format!("{at}: sid is longer than 128 bytes"));
+            }
+            if s.principals.is_empty() || s.operations.is_empty() {
+                return bad(format!(
+                    "{at} must name at least one principal and one operation"
+                ));
+            }
+            let items = s.principals.len()
+                + s.operations.len()
+                + s.context_keys_present.len()
+                + s.context_equals.len();
+            if items > MAX_ITEMS * 2 {
+                return bad(format!("{at} is too large"));
+            }
+            for p in &s.principals {
+                if p != WILDCARD && !known(p) {
+                    return bad(format!(
+                        "{at} names principal {p:?}, which does not exist; create it first (CreatePrincipal)"
+                    ));
+                }
+            }
+            for op in &s.operations {
+                if op != WILDCARD && Permission::parse(op).is_none() {
+                    let names: Vec<_> = Permission::ALL.iter().map(|p| p.name()).collect();
+                    return bad(format!(
+                        "{at} names operation {op:?}; the operations are {} or *",
+                        names.join(", ")
+                    ));
+                }
+            }
+            for k in s.context_keys_present.iter().chain(s.context_equals.keys()) {
+                if k.is_empty() || k.len() > 1024 {
+                    return bad(format!(
+                        "{at}: a context key in a condition must be 1-1024 bytes"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The policy as stored: compact JSON with statements in the order given.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| r#"{"statements":[]}"#.to_owned())
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    /// Allows the access if a statement grants it; otherwise says what is missing.
+    pub fn evaluate(&self, access: &Access<'_>, key: &dyn fmt::Display) -> Result<(), Denied> {
+        let op = access.permission.name();
+        let mut unmet: Option<String> = None;
+        for s in &self.statements {
+            let names_principal = s
+                .principals
+                .iter()
+                .any(|p| p == WILDCARD || p == access.principal);
+            let names_operation = s.operations.iter().any(|o| o == WILDCARD || o == op);
+            if !(names_principal && names_operation) {
+                continue;
+            }
+            match s.unmet_condition(access) {
+                None => return Ok(()),
+                Some(why) => {
+                    unmet.get_or_insert(why);
+                }
+            }
+        }
+        Err(Denied(match unmet {
+            Some(why) => format!(
+                "principal {:?} may call {op} on key {key} only {why}",
+                access.principal
+            ),
+            None => format!(
+                "principal {:?} lacks permission {} on key {key}: no statement of the key's policy grants it \
+                 (an administrator can add one with PutKeyPolicy)",
+                access.principal, access.permission
+            ),
+        }))
+    }
+}
+
+impl Statement {
+    /// The first condition the access does not meet, phrased to complete "may call X on key K only ...".
+    fn unmet_condition(&self, access: &Access<'_>) -> Option<String> {
+        let empty = BTreeMap::new();
+        let pairs = access.context.map_or(&empty, |c| c.pairs());
+        for key in &self.context_keys_present {
+            if !pairs.contains_key(key) {
+                return Some(format!(
+                    "with an encryption context that has the key {key:?}"
+                ));
+            }
+        }
+        for (key, want) in &self.context_equals {
+            if pairs.get(key) != Some(want) {
+                return Some(format!(
+                    "with an encryption context where {key:?} is {want:?}"
+                ));
+            }
+        }
+        if self.require_reason && !access.has_reason {
+            return Some("with a stated reason (the x-kms-reason header)".to_owned());
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        EncryptionContext::parse(map, "encryption_context").unwrap()
+    }
+
+    fn policy() -> KeyPolicy {
+        KeyPolicy {
+            statements: vec![Statement {
+                sid: "billing".into(),
+                principals: vec!["billing".into()],
+                operations: vec!["Decrypt".into(), "GenerateDataKey".into()],
+                context_equals: [("tenant".to_owned(), "acme".to_owned())].into(),
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn access<'a>(p: &'a str, perm: Permission, c: Option<&'a EncryptionContext>) -> Access<'a> {
+        Access {
+            principal: p,
+            permission: perm,
+            context: c,
+            has_reason: false,
+        }
+    }
+
+    #[test]
+    fn grants_only_what_a_statement_names_under_its_conditions() {
+        let p = policy();
+        let acme = ctx(&[("tenant", "acme"), ("object", "x")]);
+        let other = ctx(&[("tenant", "globex")]);
+        assert!(
+            p.evaluate(&access("billing", Permission::Decrypt, Some(&acme)), &"k")
+                .is_ok()
+        );
+        let e = p
+            .evaluate(&access("billing", Permission::Decrypt, Some(&other)), &"k")
+            .unwrap_err();
+        assert!(e.0.contains("\"tenant\" is \"acme\""), "{e}");
+        let e = p
+            .evaluate(&access("billing", Permission::Encrypt, Some(&acme)), &"k")
+            .unwrap_err();
+        assert!(e.0.contains("lacks permission kms:Encrypt"), "{e}");
+        let e = p
+            .evaluate(&access("intruder", Permission::Decrypt, Some(&acme)), &"k")
+            .unwrap_err();
+        assert!(e.0.contains("\"intruder\" lacks"), "{e}");
+        // A condition on the context is never met by a call without one.
+        assert!(
+            p.evaluate(&access("billing", Permission::Decrypt, None), &"k")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn wildcards_present_keys_and_reasons() {
+        let p = KeyPolicy {
+            statements: vec![Statement {
+                principals: vec![WILDCARD.into()],
+                operations: vec![WILDCARD.into()],
+                context_keys_present: vec!["case".into()],
+                require_reason: true,
+                ..Default::default()
+            }],
+        };
+        let with_case = ctx(&[("case", "42")]);
+        let mut a = access("anyone", Permission::RotateKey, Some(&with_case));
+        let e = p.evaluate(&a, &"k").unwrap_err();
+        assert!(e.0.contains("stated reason"), "{e}");
+        a.has_reason = true;
+        assert!(p.evaluate(&a, &"k").is_ok());
+        a.context = None;
+        assert!(p.evaluate(&a, &"k").unwrap_err().0.contains("\"case\""));
+    }
+
+    #[test]
+    fn validation_names_the_problem_and_json_round_trips() {
+        let p = policy();
+        assert!(p.validate(|n| n == "billing").is_ok());
+        let e = p.validate(|_| false).unwrap_err();
+        assert!(e.0.contains("principal \"billing\", which does not exist"), "{e}");
+        let mut bad = policy();
+        bad.statements[0].operations.push("Frobnicate".into());
+        assert!(bad.validate(|_| true).unwrap_err().0.contains("Frobnicate"));
+        assert_eq!(KeyPolicy::from_json(&p.to_json()).unwrap(), p);
+        assert!(KeyPolicy::from_json(r#"{"statements":[],"extra":1}"#).is_err());
+    }
+}

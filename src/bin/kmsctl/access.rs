@@ -1,0 +1,341 @@
+//! `kmsctl whoami | principals | tokens | keys policy`: identity and access control.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use kmsd::client::AuthChannel;
+use kmsd::proto::admin_service_client::AdminServiceClient;
+use kmsd::proto::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Failure;
+use super::output::{Output, table, time};
+
+#[derive(Subcommand)]
+pub enum PrincipalsCommand {
+    /// Create a principal (then give it a token with `kmsctl tokens create`, or map a certificate to it).
+    Create {
+        /// 1-64 characters of A-Z a-z 0-9 . _ @ -
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// An administrator: manages principals, tokens, keys and policies, reads the audit log, uses every key.
+        #[arg(long)]
+        admin: bool,
+        /// May create keys.
+        #[arg(long)]
+        create_keys: bool,
+        /// A client-certificate identity (URI SAN or subject CN) that authenticates as this principal; repeatable.
+        #[arg(long = "certificate-subject")]
+        certificate_subjects: Vec<String>,
+    },
+    List,
+    /// Stop every token and certificate of a principal from authenticating (permanent).
+    Disable { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Issue a bearer token for a principal; it is printed once and kmsd keeps only its hash.
+    Create {
+        principal: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Lifetime such as 3600s, 90m, 12h or 30d; no expiry when absent.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<u64>,
+    },
+    /// List tokens (ids and dates, never the tokens).
+    List {
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    Revoke { token_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Print a key's policy as JSON.
+    Get { key: String },
+    /// Replace a key's policy with the JSON in FILE ("-" for stdin).
+    Put {
+        key: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a lifetime such as 90m, 12h or 30d"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?} needs a unit: s, m, h or d")),
+    };
+    match n.checked_mul(scale) {
+        Some(0) | None => Err(format!("{s:?} must be more than zero")),
+        Some(secs) => Ok(secs),
+    }
+}
+
+/// A key policy as JSON files hold it: the shape of the `KeyPolicy` message.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    statements: Vec<StatementFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatementFile {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    sid: String,
+    principals: Vec<String>,
+    operations: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    context_keys_present: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    context_equals: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    require_reason: bool,
+}
+
+/// Reads a policy file ("-" for stdin).
+pub fn read_policy(path: &PathBuf) -> Result<KeyPolicy, Failure> {
+    let bytes = super::read_input(Some(path))?;
+    let file: PolicyFile = serde_json::from_slice(&bytes).map_err(|e| {
+        Failure(format!(
+            "{}: not a key policy ({e}); expected {{\"statements\": [{{\"principals\": [...], \"operations\": [...], \
+             ...}}]}}",
+            path.display()
+        ))
+    })?;
+    Ok(KeyPolicy {
+        statements: file
+            .statements
+            .into_iter()
+            .map(|s| PolicyStatement {
+                sid: s.sid,
+                principals: s.principals,
+                operations: s.operations,
+                context_keys_present: s.context_keys_present,
+                context_equals: s.context_equals.into_iter().collect(),
+                require_reason: s.require_reason,
+            })
+            .collect(),
+    })
+}
+
+fn policy_json(p: &KeyPolicy) -> Value {
+    let file = PolicyFile {
+        statements: p
+            .statements
+            .iter()
+            .map(|s| StatementFile {
+                sid: s.sid.clone(),
+                principals: s.principals.clone(),
+                operations: s.operations.clone(),
+                context_keys_present: s.context_keys_present.clone(),
+                context_equals: s
+                    .context_equals
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                require_reason: s.require_reason,
+            })
+            .collect(),
+    };
+    serde_json::to_value(file).unwrap_or(Value::Null)
+}
+
+pub fn print_policy(key_id: &str, policy: &KeyPolicy) {
+    let doc = policy_json(policy);
+    eprintln!("# policy of key {key_id}");
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+}
+
+fn principal_json(p: &Principal) -> Value {
+    json!({
+        "name": p.name,
+        "description": p.description,
+        "admin": p.admin,
+        "create_keys": p.create_keys,
+        "certificate_subjects": p.certificate_subjects,
+        "creation_time": time(&p.creation_time),
+        "disabled_time": time(&p.disabled_time),
+    })
+}
+
+fn token_json(t: &Token) -> Value {
+    json!({
+        "token_id": t.token_id,
+        "principal": t.principal,
+        "description": t.description,
+        "creation_time": time(&t.creation_time),
+        "expiration_time": time(&t.expiration_time),
+        "revocation_time": time(&t.revocation_time),
+    })
+}
+
+fn print_principals(out: &Output, list: &[Principal]) {
+    if out.json {
+        let all: Vec<Value> = list.iter().map(principal_json).collect();
+        println!("{}", json!({ "principals": all }));
+        return;
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                if p.admin { "admin" } else if p.create_keys { "create-keys" } else { "" }.to_owned(),
+                if p.disabled_time.is_some() { format!("disabled {}", time(&p.disabled_time)) } else { "enabled".to_owned() },
+                p.certificate_subjects.join(" "),
+                p.description.clone(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "ROLE", "STATE", "CERTIFICATE SUBJECTS", "DESCRIPTION"], &rows);
+}
+
+fn print_tokens(out: &Output, list: &[Token]) {
+    if out.json {
+        let all: Vec<Value> = list.iter().map(token_json).collect();
+        println!("{}", json!({ "tokens": all }));
+        return;
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|t| {
+            vec![
+                t.token_id.clone(),
+                t.principal.clone(),
+                time(&t.creation_time),
+                time(&t.expiration_time),
+                time(&t.revocation_time),
+                t.description.clone(),
+            ]
+        })
+        .collect();
+    table(&["TOKEN ID", "PRINCIPAL", "CREATED", "EXPIRES", "REVOKED", "DESCRIPTION"], &rows);
+}
+
+pub async fn whoami(channel: AuthChannel, out: &Output) -> Result<(), Failure> {
+    let r = AdminServiceClient::new(channel)
+        .who_am_i(WhoAmIRequest {})
+        .await?
+        .into_inner();
+    if out.json {
+        println!(
+            "{}",
+            json!({"principal": r.principal, "admin": r.admin, "create_keys": r.create_keys,
+                   "method": r.method, "credential": r.credential})
+        );
+    } else {
+        let role = if r.admin { " (administrator)" } else { "" };
+        println!("{}{role}, by {} {}", r.principal, r.method, r.credential);
+    }
+    Ok(())
+}
+
+pub async fn principals(channel: AuthChannel, out: &Output, cmd: PrincipalsCommand) -> Result<(), Failure> {
+    let mut client = AdminServiceClient::new(channel);
+    let list = match cmd {
+        PrincipalsCommand::Create {
+            name,
+            description,
+            admin,
+            create_keys,
+            certificate_subjects,
+        } => client
+            .create_principal(CreatePrincipalRequest {
+                name,
+                description,
+                admin,
+                create_keys,
+                certificate_subjects,
+            })
+            .await?
+            .into_inner()
+            .principal
+            .into_iter()
+            .collect(),
+        PrincipalsCommand::List => {
+            client
+                .list_principals(ListPrincipalsRequest {})
+                .await?
+                .into_inner()
+                .principals
+        }
+        PrincipalsCommand::Disable { name } => client
+            .disable_principal(DisablePrincipalRequest { name })
+            .await?
+            .into_inner()
+            .principal
+            .into_iter()
+            .collect(),
+    };
+    print_principals(out, &list);
+    Ok(())
+}
+
+pub async fn tokens(channel: AuthChannel, out: &Output, cmd: TokensCommand) -> Result<(), Failure> {
+    let mut client = AdminServiceClient::new(channel);
+    match cmd {
+        TokensCommand::Create {
+            principal,
+            description,
+            ttl,
+        } => {
+            let r = client
+                .create_token(CreateTokenRequest {
+                    principal,
+                    description,
+                    ttl_seconds: ttl.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            let token = zeroize::Zeroizing::new(r.token);
+            let info = r.info.unwrap_or_default();
+            if out.json {
+                let mut doc = token_json(&info);
+                doc["token"] = Value::String(token.to_string());
+                println!("{doc}");
+            } else {
+                // The token alone on stdout, for `$(kmsctl tokens create ...)`; the rest on stderr.
+                eprintln!(
+                    "# token {} for principal {}: shown once, kmsd keeps only its hash",
+                    info.token_id, info.principal
+                );
+                println!("{}", token.as_str());
+            }
+        }
+        TokensCommand::List { principal } => {
+            let list = client
+                .list_tokens(ListTokensRequest {
+                    principal: principal.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .tokens;
+            print_tokens(out, &list);
+        }
+        TokensCommand::Revoke { token_id } => {
+            let info = client
+                .revoke_token(RevokeTokenRequest { token_id })
+                .await?
+                .into_inner()
+                .info
+                .unwrap_or_default();
+            print_tokens(out, &[info]);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Principals, their certificate identities and their bearer tokens (hashes only).
+
+use rusqlite::{Connection, params};
+
+use super::{Storage, StorageError};
+use crate::clock::UnixMillis;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRow {
+    pub name: String,
+    pub description: String,
+    pub admin: bool,
+    pub create_keys: bool,
+    pub created_at: UnixMillis,
+    pub disabled_at: Option<UnixMillis>,
+    pub certificate_subjects: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub principal: String,
+    pub description: String,
+    pub secret_hash: [u8; 32],
+    pub created_at: UnixMillis,
+    pub expires_at: Option<UnixMillis>,
+    pub revoked_at: Option<UnixMillis>,
+}
+
+impl std::fmt::Debug for TokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRow")
+            .field("id", &self.id)
+            .field("principal", &self.principal)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    pub async fn load_access(&self) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), StorageError> {
+        self.call(load).await
+    }
+
+    pub async fn insert_principal(&self, p: PrincipalRow) -> Result<(), StorageError> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO principals (name, description, admin, create_keys, created_at_ms, disabled_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    p.name,
+                    p.description,
+                    p.admin,
+                    p.create_keys,
+                    p.created_at.0,
+                    p.disabled_at.map(|t| t.0)
+                ],
+            )?;
+            for subject in &p.certificate_subjects {
+                tx.execute(
+                    "INSERT INTO principal_certificates (subject, principal) VALUES (?1, ?2)",
+                    params![subject, p.name],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Disables a principal: its tokens and certificate stop authenticating. The row stays for the audit trail.
+    pub async fn disable_principal(&self, name: String, at: UnixMillis) -> Result<(), StorageError> {
+        self.call(move |c| {
+            let changed = c.execute(
+                "UPDATE principals SET disabled_at_ms = ?2 WHERE name = ?1",
+                params![name, at.0],
+            )?;
+            if changed != 1 {
+                return Err(StorageError::Corrupt(format!(
+                    "principal {name:?} is not stored"
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn insert_token(&self, t: TokenRow) -> Result<(), StorageError> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO tokens (token_id, principal, description, secret_hash, created_at_ms, expires_at_ms,
+                                     revoked_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    t.id,
+                    t.principal,
+                    t.description,
+                    t.secret_hash.as_slice(),
+                    t.created_at.0,
+                    t.expires_at.map(|x| x.0),
+                    t.revoked_at.map(|x| x.0)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn revoke_token(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
+        self.call(move |c| {
+            let changed = c.execute(
+                "UPDATE tokens SET revoked_at_ms = ?2 WHERE token_id = ?1",
+                params![id, at.0],
+            )?;
+            if changed != 1 {
+                return Err(StorageError::Corrupt(format!("token {id} is not stored")));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn load(c: &mut Connection) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), StorageError> {
+    let tx = c.transaction()?;
+    let mut principals: Vec<PrincipalRow> = tx
+        .prepare(
+            "SELECT name, description, admin, create_keys, created_at_ms, disabled_at_ms
+             FROM principals ORDER BY name",
+        )?
+        .query_map([], |r| {
+            Ok(PrincipalRow {
+                name: r.get(0)?,
+                description: r.get(1)?,
+                admin: r.get(2)?,
+                create_keys: r.get(3)?,
+                created_at: UnixMillis(r.get(4)?),
+                disabled_at: r.get::<_, Option<i64>>(5)?.map(UnixMillis),
+                certificate_subjects: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    {
+        let mut stmt =
+            tx.prepare("SELECT subject, principal FROM principal_certificates ORDER BY subject")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let (subject, name): (String, String) = (r.get(0)?, r.get(1)?);
+            let p = principals
+                .iter_mut()
+                .find(|p| p.name == name)
+                .ok_or_else(|| {
+                    StorageError::Corrupt(format!("certificate subject of missing principal {name:?}"))
+                })?;
+            p.certificate_subjects.push(subject);
+        }
+    }
+    let tokens = tx
+        .prepare(
+            "SELECT token_id, principal, description, secret_hash, created_at_ms, expires_at_ms, revoked_at_ms
+             FROM tokens ORDER BY created_at_ms, token_id",
+        )?
+        .query_map([], |r| {
+            Ok(TokenRow {
+                id: r.get(0)?,
+                principal: r.get(1)?,
+                description: r.get(2)?,
+                secret_hash: r.get(3)?,
+                created_at: UnixMillis(r.get(4)?),
+                expires_at: r.get::<_, Option<i64>>(5)?.map(UnixMillis),
+                revoked_at: r.get::<_, Option<i64>>(6)?.map(UnixMillis),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok((principals, tokens))
+}
