@@ -227,9 +227,7 @@ impl Authenticator {
             .split_once(' ')
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
-            .ok_or_else(|| {
-                AuthFailure::new("the authorization header must be `Bearer <token>`")
-            })?;
+            .ok_or_else(|| AuthFailure::new("the authorization header must be `Bearer <token>`"))?;
         let (id, secret) = token::parse(presented).ok_or_else(|| {
             AuthFailure::new("the bearer token is malformed: kmsd tokens look like kmsd_<16 hex digits>_<43 characters>")
         })?;
@@ -243,7 +241,10 @@ impl Authenticator {
         if let Some(at) = record.revoked_at {
             return Err(AuthFailure::for_token(
                 id,
-                format!("the bearer token {id} was revoked at {}", at.rfc3339_millis()),
+                format!(
+                    "the bearer token {id} was revoked at {}",
+                    at.rfc3339_millis()
+                ),
             ));
         }
         if let Some(at) = record.expires_at
@@ -261,8 +262,7 @@ impl Authenticator {
             .principals
             .get(&record.principal)
             .ok_or_else(invalid)?;
-        active(principal, Method::Token(id.to_owned()))
-            .map_err(|m| AuthFailure::for_token(id, m))
+        active(principal, Method::Token(id.to_owned())).map_err(|m| AuthFailure::for_token(id, m))
     }
 
     fn by_certificate(&self, der: &[u8]) -> Result<Caller, AuthFailure> {
@@ -420,15 +420,15 @@ impl Authenticator {
                 "principal {principal:?} is disabled"
             )));
         }
-        let issued =
-            token::issue().map_err(|e| AccessError::Internal(format!("the OS refused randomness: {e}")))?;
+        let issued = token::issue()
+            .map_err(|e| AccessError::Internal(format!("the OS refused randomness: {e}")))?;
         let now = self.clock.now();
-        let expires_at = match ttl {
-            None => None,
-            Some(ttl) => Some(UnixMillis(
-                now.0.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
-            )),
-        };
+        let expires_at = ttl.map(|ttl| {
+            UnixMillis(
+                now.0
+                    .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+            )
+        });
         let row = TokenRow {
             id: issued.id.clone(),
             principal: principal.to_owned(),

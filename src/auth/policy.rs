@@ -339,7 +339,10 @@ mod tests {
         let p = policy();
         assert!(p.validate(|n| n == "billing").is_ok());
         let e = p.validate(|_| false).unwrap_err();
-        assert!(e.0.contains("principal \"billing\", which does not exist"), "{e}");
+        assert!(
+            e.0.contains("principal \"billing\", which does not exist"),
+            "{e}"
+        );
         let mut bad = policy();
         bad.statements[0].operations.push("Frobnicate".into());
         assert!(bad.validate(|_| true).unwrap_err().0.contains("Frobnicate"));

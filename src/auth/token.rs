@@ -68,7 +68,10 @@ pub fn matches(id: &str, secret: &str, stored: &TokenHash) -> bool {
 
 /// Whether `id` has a token id's shape (for revocation by id).
 pub fn is_id(id: &str) -> bool {
-    id.len() == ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    id.len() == ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 use zeroize::Zeroizing;
 
+use crate::proto::admin_service_client::AdminServiceClient;
 use crate::proto::audit_service_client::AuditServiceClient;
 use crate::proto::key_management_service_client::KeyManagementServiceClient;
 use crate::proto::*;
@@ -196,7 +197,9 @@ impl ClientBuilder {
             .map_err(|e| Error::Transport(format!("bad endpoint {:?}: {e}", self.endpoint)))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);
-        if self.endpoint.starts_with("https://") && self.tls.as_ref().is_none_or(|t| t.ca_pem.is_none()) {
+        if self.endpoint.starts_with("https://")
+            && self.tls.as_ref().is_none_or(|t| t.ca_pem.is_none())
+        {
             return Err(Error::Transport(format!(
                 "{} is https: give the CA certificate that signed the daemon's certificate (ca_certificate, \
                  kmsctl --ca-cert)",
@@ -225,6 +228,7 @@ impl ClientBuilder {
     fn client(self, channel: Channel) -> Client {
         Client {
             kms: KeyManagementServiceClient::new(channel.clone()),
+            admin: AdminServiceClient::new(channel.clone()),
             audit: AuditServiceClient::new(channel),
             options: CallOptions {
                 token: self.token,
@@ -251,6 +255,7 @@ struct CallOptions {
 #[derive(Clone)]
 pub struct Client {
     kms: KeyManagementServiceClient<Channel>,
+    admin: AdminServiceClient<Channel>,
     audit: AuditServiceClient<Channel>,
     options: CallOptions,
     max_retries: u32,
@@ -353,8 +358,10 @@ impl Client {
         request.set_timeout(self.options.timeout);
         let md = request.metadata_mut();
         if let Some(token) = &self.options.token
-            && let Ok(v) = MetadataValue::try_from(format!("Bearer {}", token.as_str()))
+            && let Ok(mut v) = MetadataValue::try_from(format!("Bearer {}", token.as_str()))
         {
+            // Keeps the header out of HTTP/2's compression tables.
+            v.set_sensitive(true);
             md.insert("authorization", v);
         }
         if let Some(reason) = &self.options.reason
@@ -683,6 +690,116 @@ impl Client {
             c.audit.verify_log(r).await
         })
         .await
+    }
+
+    // Access control.
+
+    /// Who the daemon knows this client as.
+    pub async fn who_am_i(&self) -> Result<WhoAmIResponse> {
+        self.call(Retry::Idempotent, WhoAmIRequest {}, |mut c, r| async move {
+            c.admin.who_am_i(r).await
+        })
+        .await
+    }
+
+    pub async fn get_key_policy(&self, key_id: &str) -> Result<KeyPolicy> {
+        let request = GetKeyPolicyRequest {
+            key_id: key_id.into(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.get_key_policy(r).await
+            })
+            .await?;
+        Ok(r.policy.unwrap_or_default())
+    }
+
+    pub async fn put_key_policy(&self, key_id: &str, policy: KeyPolicy) -> Result<KeyPolicy> {
+        let request = PutKeyPolicyRequest {
+            key_id: key_id.into(),
+            policy: Some(policy),
+        };
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.kms.put_key_policy(r).await
+            })
+            .await?;
+        Ok(r.policy.unwrap_or_default())
+    }
+
+    pub async fn create_principal(&self, request: CreatePrincipalRequest) -> Result<Principal> {
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.admin.create_principal(r).await
+            })
+            .await?;
+        Ok(r.principal.unwrap_or_default())
+    }
+
+    pub async fn list_principals(&self) -> Result<Vec<Principal>> {
+        let r = self
+            .call(
+                Retry::Idempotent,
+                ListPrincipalsRequest {},
+                |mut c, r| async move { c.admin.list_principals(r).await },
+            )
+            .await?;
+        Ok(r.principals)
+    }
+
+    pub async fn disable_principal(&self, name: &str) -> Result<Principal> {
+        let request = DisablePrincipalRequest { name: name.into() };
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.admin.disable_principal(r).await
+            })
+            .await?;
+        Ok(r.principal.unwrap_or_default())
+    }
+
+    /// Issues a token for `principal`; `ttl` of `None` never expires. The token is returned once, zeroized on drop.
+    pub async fn create_token(
+        &self,
+        principal: &str,
+        description: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(Zeroizing<String>, Token)> {
+        let request = CreateTokenRequest {
+            principal: principal.into(),
+            description: description.into(),
+            ttl_seconds: ttl.map_or(0, |t| t.as_secs().max(1)),
+        };
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.admin.create_token(r).await
+            })
+            .await?;
+        Ok((Zeroizing::new(r.token), r.info.unwrap_or_default()))
+    }
+
+    pub async fn list_tokens(&self, principal: Option<&str>) -> Result<Vec<Token>> {
+        let request = ListTokensRequest {
+            principal: principal.unwrap_or_default().into(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.admin.list_tokens(r).await
+            })
+            .await?;
+        Ok(r.tokens)
+    }
+
+    pub async fn revoke_token(&self, token_id: &str) -> Result<Token> {
+        let request = RevokeTokenRequest {
+            token_id: token_id.into(),
+        };
+        // Revoking twice has the same effect as once.
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.admin.revoke_token(r).await
+            })
+            .await?;
+        Ok(r.info.unwrap_or_default())
     }
 }
 

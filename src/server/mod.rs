@@ -38,12 +38,12 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::audit::{AuditLog, AuditRecord, CheckpointSigner, Outcome, SIGNING_KEY_META};
+use crate::auth::{Authenticator, BOOTSTRAP_ADMIN, NewPrincipal, SYSTEM_PRINCIPAL};
 use crate::clock::Clock;
 use crate::kms::{Change, Gate, Kms, KmsError, OpenError};
 use crate::metrics::Metrics;
 use crate::proto;
 use crate::service::time_ordered_id;
-use crate::auth::{Authenticator, BOOTSTRAP_ADMIN, NewPrincipal, SYSTEM_PRINCIPAL};
 use crate::service::{
     ADMIN_SERVICE_NAME, AUDIT_SERVICE_NAME, AdminServiceImpl, AdminServiceServer, AuditServiceImpl,
     AuditServiceServer, Auditor, KeyManagementServiceServer, KmsService, SERVICE_NAME,

@@ -101,7 +101,10 @@ impl Auditor {
         let certificate = request.peer_certs();
         let caller = self.auth.authenticate(
             header("authorization"),
-            certificate.as_ref().and_then(|c| c.first()).map(|c| c.as_ref()),
+            certificate
+                .as_ref()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref()),
         );
         let mut parameters = BTreeMap::new();
         let principal = match &caller {

@@ -437,7 +437,8 @@ impl KeyManagementService for KmsService {
             let key = key_ref(&req.key_id)?;
             let spec = data_key_spec(req.key_spec, req.number_of_bytes)?;
             let ctx = context(req.encryption_context, "encryption_context")?;
-            let key = self.authorize(&call, caller, Permission::GenerateDataKey, &key, Some(&ctx))?;
+            let key =
+                self.authorize(&call, caller, Permission::GenerateDataKey, &key, Some(&ctx))?;
             let dk = self
                 .kms
                 .generate_data_key(&key, spec, &ctx, Operation::GenerateDataKey)?;

@@ -71,7 +71,11 @@ impl Storage {
     }
 
     /// Disables a principal: its tokens and certificate stop authenticating. The row stays for the audit trail.
-    pub async fn disable_principal(&self, name: String, at: UnixMillis) -> Result<(), StorageError> {
+    pub async fn disable_principal(
+        &self,
+        name: String,
+        at: UnixMillis,
+    ) -> Result<(), StorageError> {
         self.call(move |c| {
             let changed = c.execute(
                 "UPDATE principals SET disabled_at_ms = ?2 WHERE name = ?1",
@@ -152,7 +156,9 @@ fn load(c: &mut Connection) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), Storag
                 .iter_mut()
                 .find(|p| p.name == name)
                 .ok_or_else(|| {
-                    StorageError::Corrupt(format!("certificate subject of missing principal {name:?}"))
+                    StorageError::Corrupt(format!(
+                        "certificate subject of missing principal {name:?}"
+                    ))
                 })?;
             p.certificate_subjects.push(subject);
         }

@@ -12,8 +12,8 @@ mod audit;
 mod keys;
 mod migrations;
 
-pub use audit::{AuditQuery, AuditReader, AuditWriterConn, UnreadableRecord, WalSync};
 pub use access::{PrincipalRow, TokenRow};
+pub use audit::{AuditQuery, AuditReader, AuditWriterConn, UnreadableRecord, WalSync};
 pub use keys::{AliasRow, StoredKey, VersionRow};
 pub use migrations::MIGRATIONS;
 

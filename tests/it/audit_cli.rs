@@ -109,7 +109,10 @@ async fn query_export_and_verify_from_the_command_line() {
     let records = export["Records"].as_array().unwrap();
     assert!(records.len() >= 3);
     assert_eq!(records[0]["eventName"], "CreatePrincipal", "oldest first");
-    assert_eq!(records[0]["userIdentity"]["principalId"], "kmsd", "the bootstrap");
+    assert_eq!(
+        records[0]["userIdentity"]["principalId"], "kmsd",
+        "the bootstrap"
+    );
     let gdk = records.iter().find(|r| r["requestID"] == "cli-1").unwrap();
     assert_eq!(gdk["eventName"], "GenerateDataKey");
     assert_eq!(gdk["requestParameters"]["keyId"], "alias/cli-audit");

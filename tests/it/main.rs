@@ -4,6 +4,7 @@
 // Tests fail loudly; unwrap is how they say so.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod audit;
 mod audit_cli;
 mod audit_failure;
@@ -26,3 +27,4 @@ mod persistence;
 mod root_rotation;
 mod server;
 mod support;
+mod tls;

@@ -28,6 +28,7 @@ async fn the_metrics_endpoint_has_every_series() {
         server: try_start(&config, ManualClock::new()).await.unwrap(),
         dir,
         clock: ManualClock::new(),
+        tls_ca: None,
     };
     let mut c = server.client().await;
     let key = create_key(&mut c, "alias/m").await;

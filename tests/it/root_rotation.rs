@@ -86,6 +86,7 @@ async fn after_a_root_key_rotation_old_ciphertexts_decrypt_and_the_old_key_is_re
         dir: Arc::clone(&dir),
         clock: ManualClock::new(),
         server: running,
+        tls_ca: None,
     };
     let mut c = server.client().await;
     for (blob, context, plaintext) in [

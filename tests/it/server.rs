@@ -37,6 +37,7 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
+        "kms.v1.AdminService",
         "kms.v1.AuditService",
         "kms.v1.KeyManagementService",
     ];

@@ -19,6 +19,8 @@ pub struct TestServer {
     pub dir: Arc<TempDir>,
     pub clock: ManualClock,
     pub server: RunningServer,
+    /// The CA (PEM) that signed the daemon's certificate, when it serves TLS.
+    pub tls_ca: Option<String>,
 }
 
 impl TestServer {
@@ -31,7 +33,12 @@ impl TestServer {
 
     pub async fn start_in(dir: Arc<TempDir>, clock: ManualClock) -> Result<Self, StartError> {
         let server = try_start(&config(dir.path()), clock.clone()).await?;
-        Ok(TestServer { dir, clock, server })
+        Ok(TestServer {
+            dir,
+            clock,
+            server,
+            tls_ca: None,
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -39,7 +46,10 @@ impl TestServer {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.server.local_addr())
+        match self.tls_ca {
+            None => format!("http://{}", self.server.local_addr()),
+            Some(_) => format!("https://localhost:{}", self.server.local_addr().port()),
+        }
     }
 
     /// The administrator's token, as the daemon wrote it on first start.
@@ -68,25 +78,28 @@ impl TestServer {
 
     /// A connection without credentials.
     pub async fn raw_channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint())
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect")
+        let mut builder = kmsd::client::ClientBuilder::new(self.endpoint());
+        if let Some(ca) = &self.tls_ca {
+            builder = builder.ca_certificate(ca.as_bytes());
+        }
+        builder.channel().await.expect("connect")
     }
 
     /// The client library, authenticated as the administrator.
     pub async fn kms_client(&self) -> kmsd::client::Client {
-        kmsd::client::ClientBuilder::new(self.endpoint())
-            .token(self.admin_token())
-            .connect()
-            .await
-            .expect("connect")
+        let mut builder =
+            kmsd::client::ClientBuilder::new(self.endpoint()).token(self.admin_token());
+        if let Some(ca) = &self.tls_ca {
+            builder = builder.ca_certificate(ca.as_bytes());
+        }
+        builder.connect().await.expect("connect")
     }
 
     /// Stops the daemon and starts another on the same data directory and clock.
     pub async fn restart(self) -> Self {
-        let TestServer { dir, clock, server } = self;
+        let TestServer {
+            dir, clock, server, ..
+        } = self;
         server.shutdown().await;
         Self::start_in(dir, clock).await.expect("server restarts")
     }

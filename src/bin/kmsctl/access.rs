@@ -32,7 +32,9 @@ pub enum PrincipalsCommand {
     },
     List,
     /// Stop every token and certificate of a principal from authenticating (permanent).
-    Disable { name: String },
+    Disable {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -51,7 +53,9 @@ pub enum TokensCommand {
         #[arg(long)]
         principal: Option<String>,
     },
-    Revoke { token_id: String },
+    Revoke {
+        token_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,14 +199,34 @@ fn print_principals(out: &Output, list: &[Principal]) {
         .map(|p| {
             vec![
                 p.name.clone(),
-                if p.admin { "admin" } else if p.create_keys { "create-keys" } else { "" }.to_owned(),
-                if p.disabled_time.is_some() { format!("disabled {}", time(&p.disabled_time)) } else { "enabled".to_owned() },
+                if p.admin {
+                    "admin"
+                } else if p.create_keys {
+                    "create-keys"
+                } else {
+                    ""
+                }
+                .to_owned(),
+                if p.disabled_time.is_some() {
+                    format!("disabled {}", time(&p.disabled_time))
+                } else {
+                    "enabled".to_owned()
+                },
                 p.certificate_subjects.join(" "),
                 p.description.clone(),
             ]
         })
         .collect();
-    table(&["NAME", "ROLE", "STATE", "CERTIFICATE SUBJECTS", "DESCRIPTION"], &rows);
+    table(
+        &[
+            "NAME",
+            "ROLE",
+            "STATE",
+            "CERTIFICATE SUBJECTS",
+            "DESCRIPTION",
+        ],
+        &rows,
+    );
 }
 
 fn print_tokens(out: &Output, list: &[Token]) {
@@ -224,7 +248,17 @@ fn print_tokens(out: &Output, list: &[Token]) {
             ]
         })
         .collect();
-    table(&["TOKEN ID", "PRINCIPAL", "CREATED", "EXPIRES", "REVOKED", "DESCRIPTION"], &rows);
+    table(
+        &[
+            "TOKEN ID",
+            "PRINCIPAL",
+            "CREATED",
+            "EXPIRES",
+            "REVOKED",
+            "DESCRIPTION",
+        ],
+        &rows,
+    );
 }
 
 pub async fn whoami(channel: AuthChannel, out: &Output) -> Result<(), Failure> {
@@ -245,7 +279,11 @@ pub async fn whoami(channel: AuthChannel, out: &Output) -> Result<(), Failure> {
     Ok(())
 }
 
-pub async fn principals(channel: AuthChannel, out: &Output, cmd: PrincipalsCommand) -> Result<(), Failure> {
+pub async fn principals(
+    channel: AuthChannel,
+    out: &Output,
+    cmd: PrincipalsCommand,
+) -> Result<(), Failure> {
     let mut client = AdminServiceClient::new(channel);
     let list = match cmd {
         PrincipalsCommand::Create {

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
+use kmsd::client::AuthChannel;
 use kmsd::proto::audit_service_client::AuditServiceClient;
 use kmsd::proto::{AuditEvent, Outcome, QueryEventsRequest, VerifyLogRequest};
 use serde_json::{Value, json};
-use kmsd::client::AuthChannel;
 
 use super::output::{Output, table, time, time_millis};
 use super::{Failure, parse_pair, write_output};
