@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod access_cli;
 mod audit;
 mod audit_cli;
 mod audit_failure;

@@ -38,6 +38,9 @@ struct Cli {
     /// Bearer token (an administrator's is in <data-dir>/admin.token).
     #[arg(long, global = true, env = "KMSD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the bearer token from this file instead (keeps it out of the environment and `ps`).
+    #[arg(long, global = true, env = "KMSD_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// CA certificate (PEM) that signed the daemon's certificate; needed for https endpoints.
     #[arg(long, global = true, env = "KMSD_CA_CERT")]
     ca_cert: Option<PathBuf>,
@@ -77,6 +80,12 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Who the daemon knows you as.
     Whoami,
+    /// The standard gRPC health check (needs no credentials); exits 1 unless SERVING. For probes and scripts.
+    Health {
+        /// A service name such as kms.v1.KeyManagementService; the whole server when absent.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Manage principals (administrators only).
     #[command(subcommand)]
     Principals(access::PrincipalsCommand),
@@ -285,6 +294,12 @@ impl Cli {
         if let Some(token) = &self.token {
             builder = builder.token(token.trim());
         }
+        if let Some(path) = &self.token_file {
+            let token = Zeroizing::new(read(path)?);
+            let token = std::str::from_utf8(&token)
+                .map_err(|_| Failure(format!("{} does not hold a token", path.display())))?;
+            builder = builder.token(token.trim());
+        }
         if let Some(ca) = &self.ca_cert {
             builder = builder.ca_certificate(read(ca)?);
         }
@@ -349,6 +364,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench(_) => unreachable!("handled above"),
         Command::Audit(cmd) => audit::run(channel, &out, cmd).await,
         Command::Whoami => access::whoami(channel, &out).await,
+        Command::Health { service } => {
+            use tonic_health::pb::HealthCheckRequest;
+            use tonic_health::pb::health_check_response::ServingStatus;
+            let status = tonic_health::pb::health_client::HealthClient::new(channel)
+                .check(HealthCheckRequest { service })
+                .await?
+                .into_inner()
+                .status();
+            println!("{}", status.as_str_name());
+            if status == ServingStatus::Serving {
+                Ok(())
+            } else {
+                Err(Failure(format!(
+                    "the daemon reports {}",
+                    status.as_str_name()
+                )))
+            }
+        }
         Command::Principals(cmd) => access::principals(channel, &out, cmd).await,
         Command::Tokens(cmd) => access::tokens(channel, &out, cmd).await,
         Command::Keys(cmd) => keys(&mut client, &out, cmd).await,

@@ -1,0 +1,255 @@
+//! The README's access-control walkthrough, run with kmsctl as a person would: an administrator's token from the
+//! data directory, a service principal with a token file, and a policy that lets it make and open data keys for
+//! one tenant only.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// How a kmsctl run authenticates.
+enum As<'a> {
+    Nobody,
+    Token(&'a str),
+    TokenFile(&'a Path),
+}
+
+async fn kmsctl(server: &TestServer, who: As<'_>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmsctl"));
+    cmd.args(args)
+        .env("KMSD_ENDPOINT", server.endpoint())
+        .env_remove("KMSD_TOKEN")
+        .env_remove("KMSD_TOKEN_FILE");
+    match who {
+        As::Nobody => {}
+        As::Token(token) => {
+            cmd.env("KMSD_TOKEN", token);
+        }
+        As::TokenFile(path) => {
+            cmd.env("KMSD_TOKEN_FILE", path);
+        }
+    }
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[track_caller]
+fn succeeded(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[track_caller]
+fn failed_with(out: &Output, fragments: &[&str]) {
+    assert!(!out.status.success(), "should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for f in fragments {
+        assert!(stderr.contains(f), "{stderr:?} should mention {f:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_principal_limited_to_one_key_and_one_tenant() {
+    let server = TestServer::start().await;
+    let admin_file = server.data_dir().join("admin.token");
+    let admin = As::TokenFile(&admin_file);
+
+    // Health needs no credentials; everything else does.
+    assert_eq!(
+        succeeded(&kmsctl(&server, As::Nobody, &["health"]).await),
+        "SERVING\n"
+    );
+    failed_with(
+        &kmsctl(&server, As::Nobody, &["keys", "list"]).await,
+        &["Unauthenticated", "no credentials"],
+    );
+    let who = succeeded(&kmsctl(&server, admin, &["whoami"]).await);
+    assert!(who.starts_with("admin (administrator), by token "), "{who}");
+
+    let admin = || As::TokenFile(&admin_file);
+    succeeded(
+        &kmsctl(
+            &server,
+            admin(),
+            &["keys", "create", "--alias", "alias/billing"],
+        )
+        .await,
+    );
+    succeeded(
+        &kmsctl(
+            &server,
+            admin(),
+            &[
+                "principals",
+                "create",
+                "billing",
+                "--description",
+                "billing service",
+            ],
+        )
+        .await,
+    );
+    // The token alone on stdout, so it can go straight to a file.
+    let token = succeeded(
+        &kmsctl(
+            &server,
+            admin(),
+            &["tokens", "create", "billing", "--ttl", "30d"],
+        )
+        .await,
+    );
+    let token = token.trim();
+    assert!(token.starts_with("kmsd_"), "{token}");
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("billing.token");
+    std::fs::write(&token_file, token).unwrap();
+    let policy_file = dir.path().join("billing-policy.json");
+    std::fs::write(
+        &policy_file,
+        r#"{"statements": [{"sid": "billing-data-keys", "principals": ["billing"],
+            "operations": ["GenerateDataKey", "Decrypt"], "context_equals": {"tenant": "acme"}}]}"#,
+    )
+    .unwrap();
+    let shown = succeeded(
+        &kmsctl(
+            &server,
+            admin(),
+            &[
+                "keys",
+                "policy",
+                "put",
+                "alias/billing",
+                "--file",
+                policy_file.to_str().unwrap(),
+            ],
+        )
+        .await,
+    );
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["statements"][0]["context_equals"]["tenant"], "acme");
+
+    // The service: data keys for tenant acme, and nothing else.
+    let svc = || As::TokenFile(&token_file);
+    let made: Value = serde_json::from_str(&succeeded(
+        &kmsctl(
+            &server,
+            svc(),
+            &[
+                "--json",
+                "datakey",
+                "--key",
+                "alias/billing",
+                "--context",
+                "tenant=acme",
+            ],
+        )
+        .await,
+    ))
+    .unwrap();
+    let blob = made["ciphertext_blob"].as_str().unwrap().to_owned();
+    failed_with(
+        &kmsctl(
+            &server,
+            svc(),
+            &[
+                "datakey",
+                "--key",
+                "alias/billing",
+                "--context",
+                "tenant=globex",
+            ],
+        )
+        .await,
+        &["PermissionDenied", "\"tenant\" is \"acme\""],
+    );
+    failed_with(
+        &kmsctl(&server, svc(), &["keys", "create"]).await,
+        &["PermissionDenied", "kms:CreateKey"],
+    );
+    let blob_file = dir.path().join("blob");
+    std::fs::write(&blob_file, &blob).unwrap();
+    succeeded(
+        &kmsctl(
+            &server,
+            svc(),
+            &[
+                "decrypt",
+                "--context",
+                "tenant=acme",
+                "--in",
+                blob_file.to_str().unwrap(),
+            ],
+        )
+        .await,
+    );
+
+    // The administrator sees who did what, and revokes the token; the service is locked out at once.
+    let events: Value = serde_json::from_str(&succeeded(
+        &kmsctl(
+            &server,
+            admin(),
+            &["--json", "audit", "query", "--principal", "billing"],
+        )
+        .await,
+    ))
+    .unwrap();
+    let names: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Decrypt", "CreateKey", "GenerateDataKey", "GenerateDataKey"],
+        "newest first, refusals included"
+    );
+    let tokens: Value = serde_json::from_str(&succeeded(
+        &kmsctl(
+            &server,
+            admin(),
+            &["--json", "tokens", "list", "--principal", "billing"],
+        )
+        .await,
+    ))
+    .unwrap();
+    let token_id = tokens["tokens"][0]["token_id"].as_str().unwrap().to_owned();
+    assert!(token.contains(&token_id));
+    assert!(
+        !tokens.to_string().contains(&token[22..]),
+        "listings never show the secret"
+    );
+    succeeded(&kmsctl(&server, admin(), &["tokens", "revoke", &token_id]).await);
+    failed_with(
+        &kmsctl(
+            &server,
+            svc(),
+            &[
+                "datakey",
+                "--key",
+                "alias/billing",
+                "--context",
+                "tenant=acme",
+            ],
+        )
+        .await,
+        &["Unauthenticated", "revoked"],
+    );
+    failed_with(
+        &kmsctl(
+            &server,
+            As::Token("kmsd_0000000000000000_nope"),
+            &["whoami"],
+        )
+        .await,
+        &["Unauthenticated", "malformed"],
+    );
+    server.stop().await;
+}
