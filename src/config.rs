@@ -80,8 +80,8 @@ pub enum ConfigError {
     Value { origin: String, reason: String },
 }
 
-/// Variables kmsd reads; others named `KMSD_*` are refused as probable typos. `KMSD_ENDPOINT` and `KMSD_TOKEN`
-/// belong to kmsctl and may share the environment.
+/// Variables kmsd reads; others named `KMSD_*` are refused as probable typos. The last six belong to kmsctl, which
+/// may share the daemon's environment (a probe in the same container, say).
 const KNOWN_VARIABLES: &[&str] = &[
     "KMSD_CONFIG",
     "KMSD_LISTEN",
@@ -99,6 +99,10 @@ const KNOWN_VARIABLES: &[&str] = &[
     "KMSD_INSECURE_PLAINTEXT",
     "KMSD_ENDPOINT",
     "KMSD_TOKEN",
+    "KMSD_TOKEN_FILE",
+    "KMSD_CA_CERT",
+    "KMSD_CLIENT_CERT",
+    "KMSD_CLIENT_KEY",
 ];
 
 /// Where a value came from, for messages.

@@ -259,3 +259,59 @@ fn kmsd_config_check_exits_64_on_a_bad_file() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("listen = \"127.0.0.1:7000\""));
 }
+
+/// The deployment files set variables for kmsd and for kmsctl (its probes) in one environment: kmsd must accept
+/// every one of them, and the TLS settings must take.
+#[test]
+fn the_kubernetes_manifests_environment_is_accepted() {
+    let manifest = include_str!("../../deploy/kubernetes.yaml");
+    let mut vars = Vec::new();
+    for line in manifest.lines() {
+        let line = line.trim_start();
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("- {name: KMSD_") {
+            let (name, value) = rest.split_once(", value: ").unwrap();
+            let value = value.trim_end_matches('}').trim_matches('"');
+            vars.push((format!("KMSD_{name}"), value.to_owned()));
+        }
+    }
+    assert!(vars.len() >= 8, "{vars:?}");
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let settings = load(&Flags::default(), &env(&pairs)).unwrap();
+    assert_eq!(settings.server.listen.to_string(), "0.0.0.0:50051");
+    assert!(settings.server.tls.is_some(), "non-loopback, so TLS");
+}
+
+#[test]
+fn tls_settings_come_in_pairs_and_guard_non_loopback_addresses() {
+    let refused = load(
+        &Flags::default(),
+        &env(&[("KMSD_TLS_CERT", "/tls/server.crt")]),
+    );
+    assert!(
+        matches!(&refused, Err(ConfigError::Value { reason, .. }) if reason.contains("tls_key")),
+        "{refused:?}"
+    );
+    let refused = load(
+        &Flags {
+            listen: Some("0.0.0.0:50051".into()),
+            ..Default::default()
+        },
+        &env(&[]),
+    );
+    assert!(
+        matches!(&refused, Err(ConfigError::Value { reason, .. }) if reason.contains("--insecure-plaintext")),
+        "{refused:?}"
+    );
+    let allowed = load(
+        &Flags {
+            listen: Some("0.0.0.0:50051".into()),
+            ..Default::default()
+        },
+        &env(&[("KMSD_INSECURE_PLAINTEXT", "true")]),
+    )
+    .unwrap();
+    assert!(allowed.server.insecure_plaintext);
+}

@@ -137,8 +137,8 @@ pub fn read_policy(path: &PathBuf) -> Result<KeyPolicy, Failure> {
     })
 }
 
-fn policy_json(p: &KeyPolicy) -> Value {
-    let file = PolicyFile {
+fn policy_file(p: &KeyPolicy) -> PolicyFile {
+    PolicyFile {
         statements: p
             .statements
             .iter()
@@ -155,14 +155,14 @@ fn policy_json(p: &KeyPolicy) -> Value {
                 require_reason: s.require_reason,
             })
             .collect(),
-    };
-    serde_json::to_value(file).unwrap_or(Value::Null)
+    }
 }
 
+/// The policy as a file holds it (fields in the documented order), ready for `keys policy put --file`.
 pub fn print_policy(key_id: &str, policy: &KeyPolicy) {
-    let doc = policy_json(policy);
     eprintln!("# policy of key {key_id}");
-    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    let text = serde_json::to_string_pretty(&policy_file(policy)).unwrap_or_default();
+    println!("{text}");
 }
 
 fn principal_json(p: &Principal) -> Value {
