@@ -13,6 +13,8 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 sleep 1
 export KMSD_ENDPOINT=http://127.0.0.1:$port
+# Every call authenticates, as a real client's would: the bootstrap administrator's token.
+export KMSD_TOKEN_FILE="$dir/data/admin.token"
 echo "machine: $(nproc) cores, $(uname -r); kmsd pid $pid; ${rounds} rounds of ${seconds}s after 1s warm-up" >&2
 results="$dir/results.jsonl"
 for n in 1 16 64 256; do

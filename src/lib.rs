@@ -15,6 +15,8 @@ pub mod canonical;
 pub mod client;
 #[cfg(feature = "client")]
 pub mod envelope;
+#[cfg(feature = "objects")]
+pub mod objects;
 
 #[cfg(feature = "server")]
 pub mod audit;

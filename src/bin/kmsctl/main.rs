@@ -6,6 +6,8 @@
 mod access;
 mod audit;
 mod bench;
+#[cfg(feature = "objects")]
+mod object;
 mod output;
 
 use std::collections::HashMap;
@@ -78,6 +80,9 @@ enum Command {
     /// Query, export and verify the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Store objects encrypted (SSE-KMS, SSE-S3, SSE-C) in a directory or an S3 bucket.
+    #[cfg(feature = "objects")]
+    Object(object::ObjectArgs),
     /// Who the daemon knows you as.
     Whoami,
     /// The standard gRPC health check (needs no credentials); exits 1 unless SERVING. For probes and scripts.
@@ -363,6 +368,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Bench(_) => unreachable!("handled above"),
         Command::Audit(cmd) => audit::run(channel, &out, cmd).await,
+        #[cfg(feature = "objects")]
+        Command::Object(args) => {
+            let kms = builder
+                .connect_lazy()
+                .map_err(|e| Failure(format!("cannot reach {}: {e}", cli.endpoint)))?;
+            object::run(kms, &out, args).await
+        }
         Command::Whoami => access::whoami(channel, &out).await,
         Command::Health { service } => {
             use tonic_health::pb::HealthCheckRequest;
