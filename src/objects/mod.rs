@@ -106,9 +106,10 @@ impl CustomerKey {
     /// The key and its MD5, both base64, as S3 takes them (`x-amz-server-side-encryption-customer-key` and
     /// `...-key-MD5`): the MD5 catches a key damaged on its way.
     pub fn from_base64(key: &str, key_md5: &str) -> Result<Self, ObjectError> {
-        let bytes = Zeroizing::new(BASE64.decode(key.trim()).map_err(|_| {
-            ObjectError::InvalidArgument("the customer key is not base64".into())
-        })?);
+        let bytes =
+            Zeroizing::new(BASE64.decode(key.trim()).map_err(|_| {
+                ObjectError::InvalidArgument("the customer key is not base64".into())
+            })?);
         let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
             ObjectError::InvalidArgument(format!(
                 "the customer key must be 256 bits (32 bytes), not {} bytes",
@@ -307,7 +308,8 @@ fn paths(bucket: &str, key: &str) -> Result<(Path, Path), ObjectError> {
         )));
     }
     let parse = |p: String| {
-        Path::parse(&p).map_err(|e| ObjectError::InvalidArgument(format!("object key {key:?}: {e}")))
+        Path::parse(&p)
+            .map_err(|e| ObjectError::InvalidArgument(format!("object key {key:?}: {e}")))
     };
     Ok((
         parse(format!("objects/{bucket}/{key}"))?,
@@ -564,10 +566,9 @@ impl ObjectClient {
         };
         let reader = tokio_util::io::StreamReader::new(body.into_stream());
         let expected = Self::envelope_context(bucket, key, &record.context);
-        let opened = envelope::decrypt_stream(reader, writer, &expected, |_| async move {
-            Ok(data_key)
-        })
-        .await;
+        let opened =
+            envelope::decrypt_stream(reader, writer, &expected, |_| async move { Ok(data_key) })
+                .await;
         match opened {
             Ok((_, size)) if size == record.size => Ok(ObjectInfo {
                 bucket: bucket.to_owned(),

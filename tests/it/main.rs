@@ -24,6 +24,7 @@ mod fuzz;
 mod keys;
 mod lifecycle;
 mod metrics;
+mod objects;
 mod persistence;
 mod root_rotation;
 mod server;

@@ -14,7 +14,12 @@ use super::{Failure, parse_pair};
 #[derive(Args)]
 pub struct ObjectArgs {
     /// Where objects live: a directory, file:///dir, or s3://bucket[/prefix] (AWS_* variables configure S3).
-    #[arg(long, global = true, env = "KMSD_STORE", default_value = "./kmsd-objects")]
+    #[arg(
+        long,
+        global = true,
+        env = "KMSD_STORE",
+        default_value = "./kmsd-objects"
+    )]
     store: String,
     #[command(subcommand)]
     command: ObjectCommand,
@@ -33,7 +38,12 @@ enum Sse {
 #[derive(Args)]
 struct CustomerKeyArgs {
     /// SSE-C: the 256-bit key, base64.
-    #[arg(long, env = "KMSD_CUSTOMER_KEY", hide_env_values = true, requires = "customer_key_md5")]
+    #[arg(
+        long,
+        env = "KMSD_CUSTOMER_KEY",
+        hide_env_values = true,
+        requires = "customer_key_md5"
+    )]
     customer_key: Option<String>,
     /// SSE-C: the key's MD5, base64 (`openssl dgst -md5 -binary KEYFILE | base64`).
     #[arg(long, env = "KMSD_CUSTOMER_KEY_MD5")]
@@ -81,14 +91,20 @@ enum ObjectCommand {
         customer: CustomerKeyArgs,
     },
     /// How an object is stored: mode, KMS key and version, size.
-    Head { bucket: String, key: String },
+    Head {
+        bucket: String,
+        key: String,
+    },
     /// List a bucket's objects.
     List {
         bucket: String,
         #[arg(long, default_value = "")]
         prefix: String,
     },
-    Delete { bucket: String, key: String },
+    Delete {
+        bucket: String,
+        key: String,
+    },
     /// Re-encrypt an object's data key under its key's newest version, or under another key, without rewriting it.
     Rewrap {
         bucket: String,
@@ -248,7 +264,13 @@ pub async fn run(kms: Client, out: &Output, args: ObjectArgs) -> Result<(), Fail
             } else {
                 let rows: Vec<Vec<String>> = listed
                     .iter()
-                    .map(|l| vec![l.key.clone(), l.stored_bytes.to_string(), l.last_modified.clone()])
+                    .map(|l| {
+                        vec![
+                            l.key.clone(),
+                            l.stored_bytes.to_string(),
+                            l.last_modified.clone(),
+                        ]
+                    })
                     .collect();
                 table(&["KEY", "STORED BYTES", "LAST MODIFIED"], &rows);
             }
