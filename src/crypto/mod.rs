@@ -13,8 +13,8 @@ mod secret;
 
 pub use secret::{KeyMaterial, Plaintext};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Nonce, Payload};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -71,7 +71,7 @@ pub fn seal(
     let header_bytes = header.encode();
     let sealed = blob_cipher(version_key, &header.salt)
         .encrypt(
-            Nonce::from_slice(&header.nonce),
+            &Nonce::<Aes256Gcm>::from(header.nonce),
             Payload {
                 msg: plaintext,
                 aad: &aad(&header_bytes, context),
@@ -93,7 +93,7 @@ pub fn open(
 ) -> Result<Plaintext, InvalidCiphertext> {
     blob_cipher(version_key, &blob.header.salt)
         .decrypt(
-            Nonce::from_slice(&blob.header.nonce),
+            &Nonce::<Aes256Gcm>::from(blob.header.nonce),
             Payload {
                 msg: blob.sealed,
                 aad: &aad(blob.header_bytes, context),
@@ -159,7 +159,7 @@ impl RootKey {
     fn seal(&self, aad: &[u8], msg: &[u8]) -> Vec<u8> {
         let nonce: [u8; NONCE_LEN] = rng::array();
         let sealed = cipher(self.0.expose())
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg, aad })
+            .encrypt(&Nonce::<Aes256Gcm>::from(nonce), Payload { msg, aad })
             // Inputs are a few dozen bytes; AES-GCM fails only beyond 64 GiB.
             .expect("AES-GCM seal of a bounded plaintext");
         let mut out = nonce.to_vec();
@@ -173,7 +173,10 @@ impl RootKey {
         }
         let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
         cipher(self.0.expose())
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+            .decrypt(
+                &Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| UnwrapError)?,
+                Payload { msg: sealed, aad },
+            )
             .map_err(|_| UnwrapError)
     }
 }

@@ -35,8 +35,8 @@ pub use stream::{decrypt_stream, encrypt_stream, encrypt_stream_with_id, read_he
 
 use std::collections::BTreeMap;
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{AeadInOut, KeyInit, Nonce, Tag};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -118,7 +118,7 @@ impl EnvelopeKeys {
     fn tag(&self, nonce: &[u8; 12], aad: &[u8]) -> [u8; TAG_LEN] {
         let tag = self
             .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, &mut [])
+            .encrypt_inout_detached(&Nonce::<Aes256Gcm>::from(*nonce), aad, (&mut [][..]).into())
             // Empty plaintext: cannot exceed AES-GCM's limits.
             .expect("AES-GCM over an empty plaintext");
         tag.into()
@@ -126,7 +126,7 @@ impl EnvelopeKeys {
 
     pub(crate) fn seal_frame(&self, n: u64, aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
         self.cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&frame_nonce(n)), aad, buf)
+            .encrypt_inout_detached(&Nonce::<Aes256Gcm>::from(frame_nonce(n)), aad, buf.into())
             // Frames are at most 16 MiB, far below AES-GCM's 64 GiB limit.
             .expect("AES-GCM seal of a bounded frame")
             .into()
@@ -140,11 +140,11 @@ impl EnvelopeKeys {
         tag: &[u8],
     ) -> Result<(), EnvelopeError> {
         self.cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&frame_nonce(n)),
+            .decrypt_inout_detached(
+                &Nonce::<Aes256Gcm>::from(frame_nonce(n)),
                 aad,
-                buf,
-                Tag::from_slice(tag),
+                buf.into(),
+                &Tag::<Aes256Gcm>::try_from(tag).map_err(|_| EnvelopeError::FrameTampered(n))?,
             )
             .map_err(|_| EnvelopeError::FrameTampered(n))
     }
