@@ -1,7 +1,11 @@
-//! Streaming encryption and decryption: memory bounded by two frames, whatever the object's size.
+//! Streaming encryption and decryption: memory bounded by a few frames, whatever the object's size.
+//!
+//! Large frames are sealed and opened on the blocking pool, as many at a time as there are cores, and written in
+//! order; a frame's plaintext is written only after its tag, and every earlier frame's, verified.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use zeroize::Zeroizing;
@@ -77,44 +81,154 @@ where
         data_key,
     )?;
     writer.write_all(&header.to_bytes()).await?;
+    let keys = Arc::new(keys);
     let f = frame_size as usize;
+    let mut pipeline = Pipeline::new(f);
     // Plaintext passes through these buffers and is sealed in place; they are zeroized when dropped.
-    let mut current = Zeroizing::new(vec![0u8; f]);
-    let mut next = Zeroizing::new(vec![0u8; f]);
-    let mut len = fill(&mut reader, &mut current).await?;
+    let mut current = pipeline.buffer();
+    let mut len = fill(&mut reader, &mut current[..f]).await?;
     let mut n: u64 = 1;
     let mut total: u64 = 0;
     loop {
         // A full frame is final only if nothing follows it: look ahead one frame.
+        let mut next = pipeline.buffer();
         let next_len = if len == f {
-            fill(&mut reader, &mut next).await?
+            fill(&mut reader, &mut next[..f]).await?
         } else {
             0
         };
         let last = next_len == 0;
-        let (marker, final_len) = if last {
-            (MARKER_FINAL, Some(len as u32))
-        } else {
-            (MARKER_FRAME, None)
-        };
+        let final_len = last.then_some(len as u32);
+        let marker = if last { MARKER_FINAL } else { MARKER_FRAME };
         let aad = frame_aad(&header.message_id, n, marker, final_len);
-        let tag = keys.seal_frame(n, &aad, &mut current[..len]);
-        writer.write_all(&[marker]).await?;
-        if let Some(l) = final_len {
-            writer.write_all(&l.to_be_bytes()).await?;
-        }
-        writer.write_all(&current[..len]).await?;
-        writer.write_all(&tag).await?;
+        let keys = keys.clone();
+        pipeline
+            .push(&mut writer, move || {
+                let tag = keys.seal_frame(n, &aad, &mut current[..len]);
+                let mut prefix = vec![marker];
+                if let Some(l) = final_len {
+                    prefix.extend_from_slice(&l.to_be_bytes());
+                }
+                Ok(Sealed {
+                    prefix,
+                    buf: current,
+                    len,
+                    suffix: Some(tag),
+                })
+            })
+            .await?;
         total += len as u64;
         if last {
             break;
         }
-        std::mem::swap(&mut current, &mut next);
+        current = next;
         len = next_len;
         n += 1;
     }
+    pipeline.drain(&mut writer).await?;
     writer.flush().await?;
     Ok(total)
+}
+
+/// One frame's output, ready to write: `prefix ‖ buf[..len] ‖ suffix` (a sealed frame's marker, ciphertext and
+/// tag; or an opened frame's plaintext alone).
+struct Sealed {
+    prefix: Vec<u8>,
+    buf: Zeroizing<Vec<u8>>,
+    len: usize,
+    suffix: Option<[u8; TAG_LEN]>,
+}
+
+type Job = tokio::task::JoinHandle<Result<Sealed, EnvelopeError>>;
+
+/// Frames sealed or opened on the blocking pool, several at a time, and written strictly in order: each frame's
+/// output reaches the writer only after every frame before it, and (when opening) only once its own tag verified.
+/// Small frames are processed inline, where a thread hand-off would cost more than the cipher.
+struct Pipeline {
+    frame_size: usize,
+    depth: usize,
+    jobs: VecDeque<Job>,
+    /// Buffers of finished frames, for reuse.
+    spare: Vec<Zeroizing<Vec<u8>>>,
+}
+
+/// Below this frame size the cipher is cheaper than a hand-off to another thread.
+const PARALLEL_FRAME_SIZE: usize = 256 * 1024;
+
+impl Pipeline {
+    fn new(frame_size: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let depth = if frame_size >= PARALLEL_FRAME_SIZE {
+            cores.clamp(1, 8)
+        } else {
+            0
+        };
+        Pipeline {
+            frame_size,
+            depth,
+            jobs: VecDeque::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// A frame buffer (with room for a tag), reused when one is free.
+    fn buffer(&mut self) -> Zeroizing<Vec<u8>> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Zeroizing::new(vec![0u8; self.frame_size + TAG_LEN]))
+    }
+
+    /// Runs `work` for the next frame, first writing out the oldest frames if the pipeline is full.
+    async fn push<W, F>(&mut self, writer: &mut W, work: F) -> Result<(), EnvelopeError>
+    where
+        W: AsyncWrite + Unpin,
+        F: FnOnce() -> Result<Sealed, EnvelopeError> + Send + 'static,
+    {
+        if self.depth == 0 {
+            let done = work()?;
+            return self.write(writer, done).await;
+        }
+        while self.jobs.len() >= self.depth {
+            self.write_oldest(writer).await?;
+        }
+        self.jobs.push_back(tokio::task::spawn_blocking(work));
+        Ok(())
+    }
+
+    async fn write_oldest<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+    ) -> Result<(), EnvelopeError> {
+        let Some(job) = self.jobs.pop_front() else {
+            return Ok(());
+        };
+        let done = job
+            .await
+            .map_err(|e| EnvelopeError::Io(std::io::Error::other(e.to_string())))??;
+        self.write(writer, done).await
+    }
+
+    async fn write<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        done: Sealed,
+    ) -> Result<(), EnvelopeError> {
+        writer.write_all(&done.prefix).await?;
+        writer.write_all(&done.buf[..done.len]).await?;
+        if let Some(tag) = &done.suffix {
+            writer.write_all(tag).await?;
+        }
+        self.spare.push(done.buf);
+        Ok(())
+    }
+
+    /// Writes every frame still in flight, in order.
+    async fn drain<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> Result<(), EnvelopeError> {
+        while !self.jobs.is_empty() {
+            self.write_oldest(writer).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads an envelope's header from `reader`.
@@ -184,15 +298,16 @@ where
         return Err(EnvelopeError::ContextMismatch);
     }
     let key = data_key(&header).await?;
-    let keys = header.open(&key)?;
+    let keys = Arc::new(header.open(&key)?);
     drop(key);
     let f = header.frame_size as usize;
-    let mut buf = Zeroizing::new(vec![0u8; f + TAG_LEN]);
+    let mut pipeline = Pipeline::new(f);
     let mut n: u64 = 1;
     let mut total: u64 = 0;
     loop {
         let mut marker = [0u8; 1];
         if fill(&mut reader, &mut marker).await? == 0 {
+            pipeline.drain(&mut writer).await?;
             return Err(EnvelopeError::Truncated);
         }
         let (len, final_len) = match marker[0] {
@@ -200,29 +315,47 @@ where
             MARKER_FINAL => {
                 let mut l = [0u8; 4];
                 if fill(&mut reader, &mut l).await? < 4 {
+                    pipeline.drain(&mut writer).await?;
                     return Err(EnvelopeError::Truncated);
                 }
                 let l = u32::from_be_bytes(l);
                 if l as usize > f {
+                    pipeline.drain(&mut writer).await?;
                     return Err(EnvelopeError::FrameTampered(n));
                 }
                 (l as usize, Some(l))
             }
-            _ => return Err(EnvelopeError::FrameTampered(n)),
+            _ => {
+                pipeline.drain(&mut writer).await?;
+                return Err(EnvelopeError::FrameTampered(n));
+            }
         };
+        let mut buf = pipeline.buffer();
         if fill(&mut reader, &mut buf[..len + TAG_LEN]).await? < len + TAG_LEN {
+            pipeline.drain(&mut writer).await?;
             return Err(EnvelopeError::Truncated);
         }
         let aad = frame_aad(&header.message_id, n, marker[0], final_len);
-        let (data, tag) = buf[..len + TAG_LEN].split_at_mut(len);
-        keys.open_frame(n, &aad, data, tag)?;
-        writer.write_all(data).await?;
+        let keys = keys.clone();
+        pipeline
+            .push(&mut writer, move || {
+                let (data, tag) = buf[..len + TAG_LEN].split_at_mut(len);
+                keys.open_frame(n, &aad, data, tag)?;
+                Ok(Sealed {
+                    prefix: Vec::new(),
+                    buf,
+                    len,
+                    suffix: None,
+                })
+            })
+            .await?;
         total += len as u64;
         if final_len.is_some() {
             break;
         }
         n += 1;
     }
+    pipeline.drain(&mut writer).await?;
     let mut extra = [0u8; 1];
     if fill(&mut reader, &mut extra).await? != 0 {
         return Err(EnvelopeError::TrailingData);

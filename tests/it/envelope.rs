@@ -23,6 +23,16 @@ async fn seal(
     ctx: &BTreeMap<String, String>,
     id: [u8; 16],
 ) -> Vec<u8> {
+    seal_framed(key, plaintext, ctx, id, F).await
+}
+
+async fn seal_framed(
+    key: &[u8],
+    plaintext: &[u8],
+    ctx: &BTreeMap<String, String>,
+    id: [u8; 16],
+    frame_size: u32,
+) -> Vec<u8> {
     let mut out = Vec::new();
     encrypt_stream_with_id(
         plaintext,
@@ -31,7 +41,7 @@ async fn seal(
         "kms-key",
         b"encrypted data key",
         ctx,
-        F,
+        frame_size,
         id,
     )
     .await
@@ -45,12 +55,26 @@ async fn open(
     ctx: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>, EnvelopeError> {
     let mut out = Vec::new();
-    let key = key.to_vec();
-    decrypt_stream(envelope, &mut out, ctx, |_| async move {
-        Ok(Zeroizing::new(key))
-    })
-    .await?;
+    open_into(key, envelope, ctx, &mut out).await?;
     Ok(out)
+}
+
+/// Opens into `out`, which keeps whatever was written before a failure.
+async fn open_into(
+    key: &[u8],
+    envelope: &[u8],
+    ctx: &BTreeMap<String, String>,
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
+    let key = key.to_vec();
+    decrypt_stream(
+        envelope,
+        out,
+        ctx,
+        |_| async move { Ok(Zeroizing::new(key)) },
+    )
+    .await
+    .map(drop)
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -110,20 +134,29 @@ async fn round_trips_through_a_real_daemon_at_every_frame_boundary() {
 
 #[tokio::test]
 async fn every_kind_of_tampering_is_detected() {
+    tampering_is_detected_with_frames_of(F).await;
+}
+
+/// Frames this large are sealed and opened several at a time on other threads: the same guarantees must hold.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_tampering_is_detected_in_parallel_frames() {
+    tampering_is_detected_with_frames_of(256 * 1024).await;
+}
+
+async fn tampering_is_detected_with_frames_of(frame_size: u32) {
     let key = [7u8; 32];
     let ctx = context(&[("object", "o1")]);
-    let f = F as usize;
+    let f = frame_size as usize;
     let plaintext = pattern(3 * f + 100);
-    let envelope = seal(&key, &plaintext, &ctx, [1; 16]).await;
+    let envelope = seal_framed(&key, &plaintext, &ctx, [1; 16], frame_size).await;
     assert_eq!(open(&key, &envelope, &ctx).await.unwrap(), plaintext);
     let header_len = kmsd::envelope::Header::parse(&envelope).unwrap().unwrap().1;
     let frame = 1 + f + 16;
 
-    // Any flipped bit, anywhere.
-    for at in
-        (0..envelope.len())
-            .step_by(97)
-            .chain([envelope.len() - 1, header_len, header_len + 1])
+    // Any flipped bit, anywhere (every 97th byte of small envelopes, some 60 places in large ones).
+    for at in (0..envelope.len())
+        .step_by(97.max(envelope.len() / 60))
+        .chain([envelope.len() - 1, header_len, header_len + 1])
     {
         let mut bad = envelope.clone();
         bad[at] ^= 0x40;
@@ -165,13 +198,20 @@ async fn every_kind_of_tampering_is_detected() {
         open(&key, &reordered, &ctx).await.unwrap_err(),
         EnvelopeError::FrameTampered(1)
     ));
-    let other = seal(&key, &plaintext, &ctx, [2; 16]).await;
+    let other = seal_framed(&key, &plaintext, &ctx, [2; 16], frame_size).await;
     let theirs = frames(&other);
     let swapped = [head, &ours[0], &theirs[1], &ours[2], tail].concat();
     assert!(matches!(
         open(&key, &swapped, &ctx).await.unwrap_err(),
         EnvelopeError::FrameTampered(2)
     ));
+    // Nothing of a bad frame, or of any frame after it, reaches the writer; the frames before it do.
+    let mut bad = envelope.clone();
+    bad[header_len + 2 * frame + 7] ^= 1;
+    let mut out = Vec::new();
+    let err = open_into(&key, &bad, &ctx, &mut out).await.unwrap_err();
+    assert!(matches!(err, EnvelopeError::FrameTampered(3)), "{err:?}");
+    assert_eq!(out, plaintext[..2 * f]);
     // Data after the final frame.
     let trailing = [envelope.as_slice(), b"x"].concat();
     assert!(matches!(
