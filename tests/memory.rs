@@ -2,6 +2,8 @@
 //! hold a few frames and the upload buffer, never the object. A test binary of its own, with one test, so that the
 //! process's peak resident set is this test's alone.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
