@@ -9,8 +9,8 @@
 //! | 1 | algorithm, `0x01`: AES-256-GCM frames, HKDF-SHA256 key derivation, HKDF key commitment |
 //! | 4 | frame size F: plaintext bytes in every frame but the last (4 KiB to 16 MiB) |
 //! | 16 | message id, random |
-//! | 2 + k | KMS key id (length, UTF-8) |
-//! | 2 + e | encrypted data key: the kmsd blob from GenerateDataKey (length, bytes) |
+//! | 2 + k | KMS key id (length, UTF-8); empty in a *detached* envelope |
+//! | 2 + e | encrypted data key: the kmsd blob from GenerateDataKey (length, bytes); empty in a detached envelope |
 //! | 4 + c | encryption context (length, kmsd's canonical encoding) |
 //! | 32 | key commitment |
 //! | 16 | header tag |
@@ -25,6 +25,10 @@
 //! nonce is `0x00000000 ‖ n (8 bytes)`; its associated data `message id ‖ n ‖ marker ‖ [L]`. So a flipped byte,
 //! truncation (no final frame), dropped, reordered or swapped frames, frames from another envelope, an edited header
 //! and trailing data are all detected.
+//!
+//! A detached envelope leaves the key id and encrypted data key empty and keeps them elsewhere (the storage client
+//! keeps them in a record beside the body, so that re-encrypting the data key never rewrites the body); the key
+//! commitment still binds the body to its one data key.
 //!
 //! Invariants: the data key's plaintext lives only in zeroizing buffers; memory stays within a few frames whatever
 //! the object's size; nothing is returned from a frame before its tag verifies.
