@@ -1,5 +1,7 @@
 //! Another service using kmsd through the client library: `cargo run --example service` against a running daemon
-//! (`KMSD_ENDPOINT`, default http://127.0.0.1:50051).
+//! (`KMSD_ENDPOINT`, default http://127.0.0.1:50051), authenticated by the token in `KMSD_TOKEN` (try the
+//! administrator's: `KMSD_TOKEN=$(cat kmsd-data/admin.token)`; a service principal needs CreateKey rights, or a key
+//! made for it, and GenerateDataKey and Decrypt in the key's policy).
 //!
 //! It asks for a data key bound to the record it protects, keeps only the encrypted key beside the record, and
 //! later asks kmsd to decrypt it, saying why, so the audit log can answer "who read invoice 42, and for what?".
@@ -13,7 +15,11 @@ use kmsd::proto::CreateKeyRequest;
 async fn main() -> Result<(), Error> {
     let endpoint =
         std::env::var("KMSD_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:50051".into());
-    let kms = ClientBuilder::new(endpoint)
+    let mut builder = ClientBuilder::new(endpoint);
+    if let Ok(token) = std::env::var("KMSD_TOKEN") {
+        builder = builder.token(token);
+    }
+    let kms = builder
         .timeout(Duration::from_secs(2))
         .retries(3, Duration::from_millis(50))
         .connect()

@@ -233,7 +233,11 @@ impl Authenticator {
         })?;
         let state = self.read();
         let invalid = || AuthFailure::for_token(id, "the bearer token is not valid");
-        let record = state.tokens.get(id).ok_or_else(invalid)?;
+        let Some(record) = state.tokens.get(id) else {
+            // The same work as for a known id, so timing does not tell which ids exist.
+            let _ = token::matches(id, secret, &[0u8; 32]);
+            return Err(invalid());
+        };
         if !token::matches(id, secret, &record.secret_hash) {
             return Err(invalid());
         }
