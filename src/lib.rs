@@ -17,6 +17,8 @@ pub mod client;
 pub mod envelope;
 #[cfg(feature = "objects")]
 pub mod objects;
+#[cfg(feature = "client")]
+pub mod policy;
 
 #[cfg(feature = "server")]
 pub mod audit;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+pub use crate::policy::{KeyPolicy, Statement};
 
 use crate::keys::{EncryptionContext, InvalidInput};
 
@@ -85,33 +85,6 @@ impl fmt::Display for Permission {
     }
 }
 
-/// A key's policy, as stored (canonical JSON) and as the API carries it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyPolicy {
-    pub statements: Vec<Statement>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Statement {
-    /// An optional label, for people.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub sid: String,
-    pub principals: Vec<String>,
-    /// Permission names, or `*`.
-    pub operations: Vec<String>,
-    /// Context keys that must be present, with any value.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub context_keys_present: Vec<String>,
-    /// Context keys that must be present with exactly these values.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub context_equals: BTreeMap<String, String>,
-    /// Whether the call must carry a reason (`x-kms-reason`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub require_reason: bool,
-}
-
 /// What a call asks of a key's policy.
 #[derive(Debug, Clone, Copy)]
 pub struct Access<'a> {
@@ -180,15 +153,6 @@ impl KeyPolicy {
             }
         }
         Ok(())
-    }
-
-    /// The policy as stored: compact JSON with statements in the order given.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| r#"{"statements":[]}"#.to_owned())
-    }
-
-    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(json)
     }
 
     /// Allows the access if a statement grants it; otherwise says what is missing.

@@ -186,6 +186,19 @@ pub struct KeyRecord {
     pub created: String,
 }
 
+impl KeyRecord {
+    /// The kmsd blob of the object's data key (SSE-KMS and SSE-S3).
+    fn data_key_blob(&self, object: &str) -> Result<Vec<u8>, ObjectError> {
+        self.encrypted_data_key
+            .as_deref()
+            .and_then(|s| BASE64.decode(s).ok())
+            .ok_or_else(|| ObjectError::Corrupt {
+                object: object.to_owned(),
+                reason: "no encrypted data key".into(),
+            })
+    }
+}
+
 /// What `head` (and every put, get and rewrap) tells about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -376,10 +389,9 @@ impl ObjectClient {
         key: &str,
         context: &BTreeMap<String, String>,
     ) -> BTreeMap<String, String> {
-        let mut all = context.clone();
-        all.insert(CONTEXT_BUCKET.to_owned(), bucket.to_owned());
-        if self.cache.is_none() {
-            all.insert(CONTEXT_KEY.to_owned(), key.to_owned());
+        let mut all = Self::envelope_context(bucket, key, context);
+        if self.cache.is_some() {
+            all.remove(CONTEXT_KEY);
         }
         all
     }
@@ -530,14 +542,7 @@ impl ObjectClient {
             }
             (_, Some(_)) => return Err(ObjectError::CustomerKeyNotExpected(name)),
             (_, None) => {
-                let blob = record
-                    .encrypted_data_key
-                    .as_deref()
-                    .and_then(|s| BASE64.decode(s).ok())
-                    .ok_or_else(|| ObjectError::Corrupt {
-                        object: name.clone(),
-                        reason: "no encrypted data key".into(),
-                    })?;
+                let blob = record.data_key_blob(&name)?;
                 match &self.cache {
                     Some(cache) => {
                         let dk = cache
@@ -669,14 +674,7 @@ impl ObjectClient {
         if record.mode == Mode::Customer {
             return Err(ObjectError::NotRewrappable(name));
         }
-        let blob = record
-            .encrypted_data_key
-            .as_deref()
-            .and_then(|s| BASE64.decode(s).ok())
-            .ok_or_else(|| ObjectError::Corrupt {
-                object: name.clone(),
-                reason: "no encrypted data key".into(),
-            })?;
+        let blob = record.data_key_blob(&name)?;
         let context: std::collections::HashMap<String, String> = record
             .kms_context
             .iter()

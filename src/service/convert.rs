@@ -50,44 +50,6 @@ pub fn alias(a: &AliasRow) -> proto::Alias {
     }
 }
 
-pub fn policy_from(p: proto::KeyPolicy) -> crate::auth::policy::KeyPolicy {
-    crate::auth::policy::KeyPolicy {
-        statements: p
-            .statements
-            .into_iter()
-            .map(|s| crate::auth::policy::Statement {
-                sid: s.sid,
-                principals: s.principals,
-                operations: s.operations,
-                context_keys_present: s.context_keys_present,
-                context_equals: s.context_equals.into_iter().collect(),
-                require_reason: s.require_reason,
-            })
-            .collect(),
-    }
-}
-
-pub fn policy_to(p: &crate::auth::policy::KeyPolicy) -> proto::KeyPolicy {
-    proto::KeyPolicy {
-        statements: p
-            .statements
-            .iter()
-            .map(|s| proto::PolicyStatement {
-                sid: s.sid.clone(),
-                principals: s.principals.clone(),
-                operations: s.operations.clone(),
-                context_keys_present: s.context_keys_present.clone(),
-                context_equals: s
-                    .context_equals
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                require_reason: s.require_reason,
-            })
-            .collect(),
-    }
-}
-
 pub fn principal(p: &crate::auth::Principal) -> proto::Principal {
     proto::Principal {
         name: p.name.clone(),

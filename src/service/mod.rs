@@ -184,7 +184,7 @@ impl KeyManagementService for KmsService {
                 &req.alias,
                 req.rotation_period_days,
             )?;
-            let mut policy = convert::policy_from(req.policy.unwrap_or_default());
+            let mut policy = KeyPolicy::from(req.policy.unwrap_or_default());
             if !req.grant_creator.is_empty() {
                 policy.statements.push(crate::auth::policy::Statement {
                     sid: "creator".to_owned(),
@@ -667,7 +667,7 @@ impl KeyManagementService for KmsService {
             let (id, policy) = self.kms.policy_of(&key)?;
             Ok(GetKeyPolicyResponse {
                 key_id: id.to_string(),
-                policy: Some(convert::policy_to(&policy)),
+                policy: Some(proto::KeyPolicy::from(&*policy)),
             })
         }
         .await;
@@ -681,7 +681,7 @@ impl KeyManagementService for KmsService {
         let mut call = self.auditor.begin("PutKeyPolicy", &request);
         let req = request.into_inner();
         call.key(&req.key_id, &self.kms);
-        let policy = convert::policy_from(req.policy.unwrap_or_default());
+        let policy = KeyPolicy::from(req.policy.unwrap_or_default());
         // The whole policy is part of what was asked: it decides who may use the key from now on.
         call.param("policy", policy.to_json());
         let gate = self.auditor.gate(&call);
@@ -693,7 +693,7 @@ impl KeyManagementService for KmsService {
             let id = self.kms.put_policy(&key, policy, &gate).await?;
             Ok(PutKeyPolicyResponse {
                 key_id: id.to_string(),
-                policy: Some(convert::policy_to(&stored)),
+                policy: Some(proto::KeyPolicy::from(&stored)),
             })
         }
         .await;

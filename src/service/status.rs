@@ -24,16 +24,7 @@ impl From<KmsError> for Status {
             KmsError::State(_) => (Code::FailedPrecondition, "KeyState"),
             KmsError::Corrupt(_) => (Code::DataLoss, "DataLoss"),
             KmsError::AuditUnavailable => (Code::Unavailable, "AuditUnavailable"),
-            KmsError::Storage(_) | KmsError::Internal(_) => {
-                // The cause is for operators, not callers: it may name files or internals.
-                tracing::error!(error = %err, "internal error");
-                return with_kind(
-                    Status::internal(
-                        "internal error; the operation did not take effect (see the kmsd log)",
-                    ),
-                    "Internal",
-                );
-            }
+            KmsError::Storage(_) | KmsError::Internal(_) => return internal(&err),
         };
         with_kind(Status::new(code, err.to_string()), kind)
     }
@@ -43,6 +34,16 @@ impl From<InvalidInput> for Status {
     fn from(err: InvalidInput) -> Self {
         Status::from(KmsError::from(err))
     }
+}
+
+/// INTERNAL without the cause, which is for operators, not callers (it may name files or internals): it goes to
+/// the daemon's log.
+fn internal(err: &dyn std::fmt::Display) -> Status {
+    tracing::error!(error = %err, "internal error");
+    with_kind(
+        Status::internal("internal error; the operation did not take effect (see the kmsd log)"),
+        "Internal",
+    )
 }
 
 pub fn with_kind(mut status: Status, kind: &'static str) -> Status {
@@ -71,15 +72,7 @@ impl From<crate::auth::AccessError> for Status {
             E::AlreadyExists(_) => (Code::AlreadyExists, "AlreadyExists"),
             E::FailedPrecondition(_) => (Code::FailedPrecondition, "FailedPrecondition"),
             E::AuditUnavailable => (Code::Unavailable, "AuditUnavailable"),
-            E::Storage(_) | E::Internal(_) => {
-                tracing::error!(error = %err, "internal error");
-                return with_kind(
-                    Status::internal(
-                        "internal error; the operation did not take effect (see the kmsd log)",
-                    ),
-                    "Internal",
-                );
-            }
+            E::Storage(_) | E::Internal(_) => return internal(&err),
         };
         with_kind(Status::new(code, err.to_string()), kind)
     }

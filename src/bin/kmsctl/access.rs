@@ -6,7 +6,6 @@ use clap::Subcommand;
 use kmsd::client::AuthChannel;
 use kmsd::proto::admin_service_client::AdminServiceClient;
 use kmsd::proto::*;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Failure;
@@ -89,80 +88,25 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
     }
 }
 
-/// A key policy as JSON files hold it: the shape of the `KeyPolicy` message.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyFile {
-    statements: Vec<StatementFile>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatementFile {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    sid: String,
-    principals: Vec<String>,
-    operations: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    context_keys_present: Vec<String>,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    context_equals: std::collections::BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    require_reason: bool,
-}
-
-/// Reads a policy file ("-" for stdin).
+/// Reads a policy file ("-" for stdin): the JSON `kmsctl keys policy get` prints.
 pub fn read_policy(path: &PathBuf) -> Result<KeyPolicy, Failure> {
     let bytes = super::read_input(Some(path))?;
-    let file: PolicyFile = serde_json::from_slice(&bytes).map_err(|e| {
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Failure(format!("{}: not UTF-8 text", path.display())))?;
+    let policy = kmsd::policy::KeyPolicy::from_json(text).map_err(|e| {
         Failure(format!(
             "{}: not a key policy ({e}); expected {{\"statements\": [{{\"principals\": [...], \"operations\": [...], \
              ...}}]}}",
             path.display()
         ))
     })?;
-    Ok(KeyPolicy {
-        statements: file
-            .statements
-            .into_iter()
-            .map(|s| PolicyStatement {
-                sid: s.sid,
-                principals: s.principals,
-                operations: s.operations,
-                context_keys_present: s.context_keys_present,
-                context_equals: s.context_equals.into_iter().collect(),
-                require_reason: s.require_reason,
-            })
-            .collect(),
-    })
+    Ok(KeyPolicy::from(&policy))
 }
 
-fn policy_file(p: &KeyPolicy) -> PolicyFile {
-    PolicyFile {
-        statements: p
-            .statements
-            .iter()
-            .map(|s| StatementFile {
-                sid: s.sid.clone(),
-                principals: s.principals.clone(),
-                operations: s.operations.clone(),
-                context_keys_present: s.context_keys_present.clone(),
-                context_equals: s
-                    .context_equals
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                require_reason: s.require_reason,
-            })
-            .collect(),
-    }
-}
-
-/// The policy as a file holds it (fields in the documented order), ready for `keys policy put --file`.
-pub fn print_policy(key_id: &str, policy: &KeyPolicy) {
+/// The policy as a file holds it, ready for `keys policy put --file`.
+pub fn print_policy(key_id: &str, policy: KeyPolicy) {
     eprintln!("# policy of key {key_id}");
-    let text = serde_json::to_string_pretty(&policy_file(policy)).unwrap_or_default();
-    println!("{text}");
+    println!("{}", kmsd::policy::KeyPolicy::from(policy).to_json_pretty());
 }
 
 fn principal_json(p: &Principal) -> Value {

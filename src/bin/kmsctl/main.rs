@@ -593,7 +593,7 @@ async fn keys(client: &mut Client, out: &Output, cmd: KeysCommand) -> Result<(),
                 .get_key_policy(GetKeyPolicyRequest { key_id: key })
                 .await?
                 .into_inner();
-            access::print_policy(&r.key_id, &r.policy.unwrap_or_default());
+            access::print_policy(&r.key_id, r.policy.unwrap_or_default());
             return Ok(());
         }
         KeysCommand::Policy(access::PolicyCommand::Put { key, file }) => {
@@ -605,7 +605,7 @@ async fn keys(client: &mut Client, out: &Output, cmd: KeysCommand) -> Result<(),
                 })
                 .await?
                 .into_inner();
-            access::print_policy(&r.key_id, &r.policy.unwrap_or_default());
+            access::print_policy(&r.key_id, r.policy.unwrap_or_default());
             return Ok(());
         }
         KeysCommand::CancelDeletion { key } => {
