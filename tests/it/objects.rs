@@ -559,3 +559,31 @@ async fn kmsctl_object_round_trips_a_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("give its customer key"));
     assert!(!output.exists() && !output.with_extension("kmsd-partial").exists());
 }
+
+/// A store named by URL rather than a directory (here object_store's in-memory backend, behind a prefix), as an S3
+/// bucket is: the same client, the same guarantees.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_named_by_url_works_the_same() {
+    let server = TestServer::start().await;
+    let store = open_store("memory:///tenant-a/kmsd").unwrap();
+    let objects = ObjectClient::new(store.clone(), server.kms_client().await);
+    let body = data(70_000);
+    objects
+        .put(
+            "bkt",
+            "k",
+            &body[..],
+            Encryption::ServiceManaged,
+            &BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    objects.get("bkt", "k", &mut out, None).await.unwrap();
+    assert_eq!(out, body);
+    assert_eq!(objects.list("bkt", "").await.unwrap().len(), 1);
+    assert!(matches!(
+        open_store("ftp://nowhere/x"),
+        Err(ObjectError::Store(_) | ObjectError::InvalidArgument(_))
+    ));
+}
