@@ -12,7 +12,7 @@ use std::fmt;
 
 pub use crate::policy::{KeyPolicy, Statement};
 
-use crate::keys::{EncryptionContext, InvalidInput};
+use crate::keys::{EncryptionContext, InvalidInput, Operation};
 
 /// The most statements one policy may hold, and the most principals, operations or conditions one statement may.
 pub const MAX_STATEMENTS: usize = 64;
@@ -72,6 +72,26 @@ impl Permission {
             Permission::ScheduleKeyDeletion => "ScheduleKeyDeletion",
             Permission::CancelKeyDeletion => "CancelKeyDeletion",
         }
+    }
+
+    /// The permission a key operation needs from the key's policy; `None` for operations no policy grants
+    /// (CreateAlias: administrators only).
+    pub fn for_operation(operation: Operation) -> Option<Permission> {
+        Some(match operation {
+            Operation::Encrypt => Permission::Encrypt,
+            Operation::Decrypt => Permission::Decrypt,
+            Operation::GenerateDataKey => Permission::GenerateDataKey,
+            Operation::GenerateDataKeyWithoutPlaintext => {
+                Permission::GenerateDataKeyWithoutPlaintext
+            }
+            Operation::ReEncrypt => Permission::ReEncrypt,
+            Operation::EnableKey => Permission::EnableKey,
+            Operation::DisableKey => Permission::DisableKey,
+            Operation::RotateKey => Permission::RotateKey,
+            Operation::ScheduleKeyDeletion => Permission::ScheduleKeyDeletion,
+            Operation::CancelKeyDeletion => Permission::CancelKeyDeletion,
+            Operation::CreateAlias => return None,
+        })
     }
 
     pub fn parse(name: &str) -> Option<Permission> {

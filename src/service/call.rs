@@ -40,7 +40,6 @@ pub struct Call {
     event_id: String,
     event_name: &'static str,
     event_time: String,
-    principal: String,
     caller: Result<Caller, AuthFailure>,
     source_address: String,
     user_agent: String,
@@ -107,19 +106,17 @@ impl Auditor {
                 .map(|c| c.as_ref()),
         );
         let mut parameters = BTreeMap::new();
-        let principal = match &caller {
+        match &caller {
             Ok(c) => {
                 let (name, value) = c.method.describe();
                 parameters.insert(name.to_owned(), value.to_owned());
-                c.principal.to_string()
             }
             Err(failure) => {
                 if let Some(id) = &failure.token_id {
                     parameters.insert("token_id".to_owned(), id.clone());
                 }
-                ANONYMOUS.to_owned()
             }
-        };
+        }
         let now = self.clock.now();
         let mut header_error = None;
         let request_id = match header(REQUEST_ID_HEADER) {
@@ -147,7 +144,6 @@ impl Auditor {
             event_name,
             event_time: now.rfc3339_millis(),
             event_id: time_ordered_id(now),
-            principal,
             caller,
             source_address,
             user_agent: header("user-agent").unwrap_or_default().to_owned(),
@@ -218,17 +214,18 @@ impl Auditor {
         tracing::debug!(
             request_id = %call.request_id,
             event = call.event_name,
-            principal = %call.principal,
+            principal = call.principal(),
             key_id = call.key_id.as_deref().unwrap_or(""),
             outcome = outcome.as_str(),
             code = error_code.as_deref().unwrap_or("OK"),
             "call"
         );
+        let principal = call.principal().to_owned();
         let record = AuditRecord {
             event_id: call.event_id,
             event_time: call.event_time,
             event_name: call.event_name.to_owned(),
-            principal: call.principal,
+            principal,
             source_address: call.source_address,
             user_agent: call.user_agent,
             request_id: call.request_id,
@@ -324,7 +321,7 @@ impl AuditGate<'_> {
                 event_id: c.event_id.clone(),
                 event_time: c.event_time.clone(),
                 event_name: c.event_name.to_owned(),
-                principal: c.principal.clone(),
+                principal: c.principal().to_owned(),
                 source_address: c.source_address.clone(),
                 user_agent: c.user_agent.clone(),
                 request_id: c.request_id.clone(),
@@ -377,6 +374,13 @@ impl Call {
             )));
         }
         Ok(caller)
+    }
+
+    /// Who the record names: the authenticated principal, or `anonymous`.
+    fn principal(&self) -> &str {
+        self.caller
+            .as_ref()
+            .map_or(ANONYMOUS, |caller| &caller.principal)
     }
 
     /// Whether the call states a reason (policies may require one).

@@ -65,13 +65,13 @@ impl KmsService {
         call: &call::Call,
         caller: &Caller,
         permission: Permission,
-        key: &KeyRef,
+        key: KeyRef,
         context: Option<&EncryptionContext>,
     ) -> Result<KeyRef, Status> {
         if caller.admin {
-            return Ok(key.clone());
+            return Ok(key);
         }
-        let (id, policy) = self.kms.policy_of(key)?;
+        let (id, policy) = self.kms.policy_of(&key)?;
         policy.evaluate(
             &Access {
                 principal: &caller.principal,
@@ -135,7 +135,6 @@ impl KmsService {
         mut call: call::Call,
         key_id: &str,
         operation: Operation,
-        permission: Permission,
         days: Result<u32, Status>,
         respond: fn(Option<KeyMetadata>) -> R,
     ) -> Result<Response<R>, Status> {
@@ -144,7 +143,14 @@ impl KmsService {
         let result = async {
             let caller = call.admit()?;
             let key = key_ref(key_id)?;
-            let key = self.authorize(&call, caller, permission, &key, None)?;
+            let key = match Permission::for_operation(operation) {
+                Some(permission) => self.authorize(&call, caller, permission, key, None)?,
+                // No key policy grants it: administrators only.
+                None => {
+                    call.admit_admin()?;
+                    key
+                }
+            };
             let view = self.kms.change_state(&key, operation, days?, &gate).await?;
             Ok(respond(metadata(view)))
         }
@@ -214,7 +220,7 @@ impl KeyManagementService for KmsService {
         let result = async {
             let caller = call.admit()?;
             let key = key_ref(&req.key_id)?;
-            let key = self.authorize(&call, caller, Permission::DescribeKey, &key, None)?;
+            let key = self.authorize(&call, caller, Permission::DescribeKey, key, None)?;
             let view = self.kms.describe(&key)?;
             Ok(DescribeKeyResponse {
                 key_metadata: metadata(view),
@@ -318,7 +324,6 @@ impl KeyManagementService for KmsService {
             call,
             &req.key_id,
             Operation::EnableKey,
-            Permission::EnableKey,
             Ok(0),
             |key_metadata| EnableKeyResponse { key_metadata },
         )
@@ -335,7 +340,6 @@ impl KeyManagementService for KmsService {
             call,
             &req.key_id,
             Operation::DisableKey,
-            Permission::DisableKey,
             Ok(0),
             |key_metadata| DisableKeyResponse { key_metadata },
         )
@@ -353,7 +357,7 @@ impl KeyManagementService for KmsService {
         let result = async {
             let caller = call.admit()?;
             let key = key_ref(&req.key_id)?;
-            let key = self.authorize(&call, caller, Permission::RotateKey, &key, None)?;
+            let key = self.authorize(&call, caller, Permission::RotateKey, key, None)?;
             let view = self.kms.rotate(&key, &gate).await?;
             Ok(RotateKeyResponse {
                 key_metadata: metadata(view),
@@ -374,7 +378,7 @@ impl KeyManagementService for KmsService {
         let result = async {
             let caller = call.admit()?;
             let key = key_ref(&req.key_id)?;
-            let key = self.authorize(&call, caller, Permission::ListKeyVersions, &key, None)?;
+            let key = self.authorize(&call, caller, Permission::ListKeyVersions, key, None)?;
             let versions = self.kms.list_versions(&key)?;
             Ok(ListKeyVersionsResponse {
                 versions: versions.iter().map(convert::version).collect(),
@@ -396,7 +400,6 @@ impl KeyManagementService for KmsService {
             call,
             &req.key_id,
             Operation::ScheduleKeyDeletion,
-            Permission::ScheduleKeyDeletion,
             days,
             |key_metadata| ScheduleKeyDeletionResponse { key_metadata },
         )
@@ -413,7 +416,6 @@ impl KeyManagementService for KmsService {
             call,
             &req.key_id,
             Operation::CancelKeyDeletion,
-            Permission::CancelKeyDeletion,
             Ok(0),
             |key_metadata| CancelKeyDeletionResponse { key_metadata },
         )
@@ -438,7 +440,7 @@ impl KeyManagementService for KmsService {
             let spec = data_key_spec(req.key_spec, req.number_of_bytes)?;
             let ctx = context(req.encryption_context, "encryption_context")?;
             let key =
-                self.authorize(&call, caller, Permission::GenerateDataKey, &key, Some(&ctx))?;
+                self.authorize(&call, caller, Permission::GenerateDataKey, key, Some(&ctx))?;
             let dk = self
                 .kms
                 .generate_data_key(&key, spec, &ctx, Operation::GenerateDataKey)?;
@@ -477,7 +479,7 @@ impl KeyManagementService for KmsService {
                 &call,
                 caller,
                 Permission::GenerateDataKeyWithoutPlaintext,
-                &key,
+                key,
                 Some(&ctx),
             )?;
             let dk = self.kms.generate_data_key(
@@ -510,7 +512,7 @@ impl KeyManagementService for KmsService {
             let caller = call.admit()?;
             let key = key_ref(&req.key_id)?;
             let ctx = context(req.encryption_context, "encryption_context")?;
-            let key = self.authorize(&call, caller, Permission::Encrypt, &key, Some(&ctx))?;
+            let key = self.authorize(&call, caller, Permission::Encrypt, key, Some(&ctx))?;
             let sealed = self.kms.encrypt(&key, &ctx, &plaintext)?;
             Ok(EncryptResponse {
                 key_id: sealed.key_id.to_string(),
@@ -544,7 +546,7 @@ impl KeyManagementService for KmsService {
                         Some(key) => key,
                         None => Self::blob_key(&req.ciphertext_blob)?,
                     };
-                    Some(self.authorize(&call, caller, Permission::Decrypt, &key, Some(&ctx))?)
+                    Some(self.authorize(&call, caller, Permission::Decrypt, key, Some(&ctx))?)
                 }
             };
             let opened = self
@@ -602,7 +604,7 @@ impl KeyManagementService for KmsService {
                     &call,
                     caller,
                     Permission::ReEncrypt,
-                    &source_key,
+                    source_key,
                     Some(&source_ctx),
                 )?;
                 let destination_key = destination.unwrap_or_else(|| source_key.clone());
@@ -610,7 +612,7 @@ impl KeyManagementService for KmsService {
                     &call,
                     caller,
                     Permission::ReEncrypt,
-                    &destination_key,
+                    destination_key,
                     Some(&destination_ctx),
                 )?;
                 (Some(source_key), Some(destination_key))
@@ -663,7 +665,7 @@ impl KeyManagementService for KmsService {
         let result = async {
             let caller = call.admit()?;
             let key = key_ref(&req.key_id)?;
-            let key = self.authorize(&call, caller, Permission::GetKeyPolicy, &key, None)?;
+            let key = self.authorize(&call, caller, Permission::GetKeyPolicy, key, None)?;
             let (id, policy) = self.kms.policy_of(&key)?;
             Ok(GetKeyPolicyResponse {
                 key_id: id.to_string(),
