@@ -296,20 +296,10 @@ fn object_name(bucket: &str, key: &str) -> String {
     format!("{bucket}/{key}")
 }
 
-/// Checks a bucket name (S3's rules: 3-63 of a-z 0-9 . -, starting and ending with a letter or digit) and an
-/// object key (1-1024 bytes of path segments, none empty, `.` or `..`).
+/// The paths of an object's body and key record, once its bucket (see [`check_bucket`]) and key (1-1024 bytes of
+/// path segments, none empty, `.` or `..`) check out.
 fn paths(bucket: &str, key: &str) -> Result<(Path, Path), ObjectError> {
-    let bucket_ok = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if !bucket_ok {
-        return Err(ObjectError::InvalidArgument(format!(
-            "bucket {bucket:?} must be 3-63 characters of a-z 0-9 . - and start and end with a letter or digit"
-        )));
-    }
+    check_bucket(bucket)?;
     let key_ok = !key.is_empty()
         && key.len() <= 1024
         && key
@@ -330,9 +320,25 @@ fn paths(bucket: &str, key: &str) -> Result<(Path, Path), ObjectError> {
     ))
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
+/// S3's bucket-name rules: 3-63 of a-z 0-9 . -, starting and ending with a letter or digit.
+fn check_bucket(bucket: &str) -> Result<(), ObjectError> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !ok {
+        return Err(ObjectError::InvalidArgument(format!(
+            "bucket {bucket:?} must be 3-63 characters of a-z 0-9 . - and start and end with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+/// A time as RFC 3339 UTC, to the second.
+fn rfc3339(unix_seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
         .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
@@ -423,7 +429,7 @@ impl ObjectClient {
             customer_key_salt: None,
             customer_key_hmac: None,
             size: 0,
-            created: now_rfc3339(),
+            created: rfc3339(time::OffsetDateTime::now_utc().unix_timestamp()),
         };
         // The data key: held for the length of the upload, zeroized after.
         let data_key: Zeroizing<Vec<u8>> = match &encryption {
@@ -607,8 +613,8 @@ impl ObjectClient {
 
     /// The objects of `bucket` whose keys start with `prefix` (a whole number of `/`-separated names), by key.
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, ObjectError> {
-        let (bucket_path, _) = paths(bucket, "x")?;
-        let root = format!("{}/", bucket_path.as_ref().trim_end_matches("/x"));
+        check_bucket(bucket)?;
+        let root = format!("objects/{bucket}/");
         let base = if prefix.is_empty() {
             Path::parse(root.trim_end_matches('/'))
         } else {
@@ -626,15 +632,7 @@ impl ObjectClient {
             out.push(Listed {
                 key: key.to_owned(),
                 stored_bytes: meta.size,
-                last_modified: time::OffsetDateTime::from_unix_timestamp(
-                    meta.last_modified.timestamp(),
-                )
-                .ok()
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .unwrap_or_default(),
+                last_modified: rfc3339(meta.last_modified.timestamp()),
             });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
