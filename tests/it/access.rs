@@ -519,7 +519,11 @@ async fn the_daemon_log_never_shows_a_token() {
         .await
         .unwrap();
     stranger.describe_key("alias/none").await.unwrap_err();
-    terminate(daemon.id());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&daemon),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
     let out = daemon.wait_with_output().unwrap();
     let log = format!(
         "{}{}",
@@ -534,10 +538,4 @@ async fn the_daemon_log_never_shows_a_token() {
             "a token's secret is in the log"
         );
     }
-}
-
-fn terminate(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
 }

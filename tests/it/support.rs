@@ -129,6 +129,13 @@ pub async fn try_start(config: &Config, clock: ManualClock) -> Result<RunningSer
     server::start(config, listener, Arc::new(clock)).await
 }
 
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 pub fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()

@@ -1,7 +1,6 @@
 //! TLS and mutual TLS with a certificate authority made in the test, and the refusal to serve plaintext beyond
 //! loopback.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use kmsd::client::ClientBuilder;
@@ -65,12 +64,6 @@ impl Ca {
             key: key.serialize_pem(),
         }
     }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// A daemon serving TLS with `ca`'s server certificate, verifying client certificates against `ca`.
