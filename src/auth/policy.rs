@@ -141,12 +141,14 @@ impl KeyPolicy {
                     "{at} must name at least one principal and one operation"
                 ));
             }
-            let items = s.principals.len()
-                + s.operations.len()
-                + s.context_keys_present.len()
-                + s.context_equals.len();
-            if items > MAX_ITEMS * 2 {
-                return bad(format!("{at} is too large"));
+            let lists = [
+                ("principals", s.principals.len()),
+                ("operations", s.operations.len()),
+                ("context_keys_present", s.context_keys_present.len()),
+                ("context_equals", s.context_equals.len()),
+            ];
+            if let Some((name, _)) = lists.iter().find(|(_, n)| *n > MAX_ITEMS) {
+                return bad(format!("{at}: at most {MAX_ITEMS} entries in {name}"));
             }
             for p in &s.principals {
                 if p != WILDCARD && !known(p) {
@@ -330,6 +332,10 @@ mod tests {
         let mut bad = policy();
         bad.statements[0].operations.push("Frobnicate".into());
         assert!(bad.validate(|_| true).unwrap_err().0.contains("Frobnicate"));
+        let mut long = policy();
+        long.statements[0].operations = vec!["Decrypt".into(); MAX_ITEMS + 1];
+        let e = long.validate(|_| true).unwrap_err();
+        assert!(e.0.contains("at most 64 entries in operations"), "{e}");
         assert_eq!(KeyPolicy::from_json(&p.to_json()).unwrap(), p);
         assert!(KeyPolicy::from_json(r#"{"statements":[],"extra":1}"#).is_err());
     }
