@@ -222,6 +222,19 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Stops at `error` in the input: the frames before it, already in flight, are still written (or their own,
+    /// earlier, error is returned instead).
+    async fn fail<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        error: EnvelopeError,
+    ) -> EnvelopeError {
+        match self.drain(writer).await {
+            Ok(()) => error,
+            Err(earlier) => earlier,
+        }
+    }
+
     /// Writes every frame still in flight, in order.
     async fn drain<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> Result<(), EnvelopeError> {
         while !self.jobs.is_empty() {
@@ -307,33 +320,32 @@ where
     loop {
         let mut marker = [0u8; 1];
         if fill(&mut reader, &mut marker).await? == 0 {
-            pipeline.drain(&mut writer).await?;
-            return Err(EnvelopeError::Truncated);
+            return Err(pipeline.fail(&mut writer, EnvelopeError::Truncated).await);
         }
         let (len, final_len) = match marker[0] {
             MARKER_FRAME => (f, None),
             MARKER_FINAL => {
                 let mut l = [0u8; 4];
                 if fill(&mut reader, &mut l).await? < 4 {
-                    pipeline.drain(&mut writer).await?;
-                    return Err(EnvelopeError::Truncated);
+                    return Err(pipeline.fail(&mut writer, EnvelopeError::Truncated).await);
                 }
                 let l = u32::from_be_bytes(l);
                 if l as usize > f {
-                    pipeline.drain(&mut writer).await?;
-                    return Err(EnvelopeError::FrameTampered(n));
+                    return Err(pipeline
+                        .fail(&mut writer, EnvelopeError::FrameTampered(n))
+                        .await);
                 }
                 (l as usize, Some(l))
             }
             _ => {
-                pipeline.drain(&mut writer).await?;
-                return Err(EnvelopeError::FrameTampered(n));
+                return Err(pipeline
+                    .fail(&mut writer, EnvelopeError::FrameTampered(n))
+                    .await);
             }
         };
         let mut buf = pipeline.buffer();
         if fill(&mut reader, &mut buf[..len + TAG_LEN]).await? < len + TAG_LEN {
-            pipeline.drain(&mut writer).await?;
-            return Err(EnvelopeError::Truncated);
+            return Err(pipeline.fail(&mut writer, EnvelopeError::Truncated).await);
         }
         let aad = frame_aad(&header.message_id, n, marker[0], final_len);
         let keys = keys.clone();
