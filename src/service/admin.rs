@@ -26,8 +26,9 @@ impl AdminServiceImpl {
     }
 }
 
-async fn approve(gate: &AuditGate<'_>) -> Result<(), AccessError> {
-    gate.record_success(None, None, &[])
+/// Makes the call's success record durable (with `parameters` added) before its change is stored.
+async fn approve(gate: &AuditGate<'_>, parameters: &[(&str, &str)]) -> Result<(), AccessError> {
+    gate.record_success(None, None, parameters)
         .await
         .map_err(|_| AccessError::AuditUnavailable)
 }
@@ -79,7 +80,7 @@ impl AdminService for AdminServiceImpl {
                 create_keys: req.create_keys,
                 certificate_subjects: req.certificate_subjects,
             };
-            let principal = self.auth.create_principal(new, approve(&gate)).await?;
+            let principal = self.auth.create_principal(new, approve(&gate, &[])).await?;
             Ok(CreatePrincipalResponse {
                 principal: Some(convert::principal(&principal)),
             })
@@ -121,7 +122,7 @@ impl AdminService for AdminServiceImpl {
             call.admit_admin()?;
             let principal = self
                 .auth
-                .disable_principal(&req.name, approve(&gate))
+                .disable_principal(&req.name, approve(&gate, &[]))
                 .await?;
             Ok(DisablePrincipalResponse {
                 principal: Some(convert::principal(&principal)),
@@ -155,10 +156,7 @@ impl AdminService for AdminServiceImpl {
             let issued = self
                 .auth
                 .create_token(&req.principal, req.description, ttl, |id| async move {
-                    gate_ref
-                        .record_success(None, None, &[("issued_token_id", &id)])
-                        .await
-                        .map_err(|_| AccessError::AuditUnavailable)
+                    approve(gate_ref, &[("issued_token_id", &id)]).await
                 })
                 .await?;
             Ok(CreateTokenResponse {
@@ -209,7 +207,7 @@ impl AdminService for AdminServiceImpl {
             call.admit_admin()?;
             let info = self
                 .auth
-                .revoke_token(&req.token_id, approve(&gate))
+                .revoke_token(&req.token_id, approve(&gate, &[]))
                 .await?;
             Ok(RevokeTokenResponse {
                 info: Some(convert::token(&info)),
