@@ -2,7 +2,7 @@
 # End-to-end load figures for BENCHMARKS.md: starts a release kmsd on a fresh data directory, then runs kmsctl bench
 # for health, generate-data-key and decrypt at 1, 16, 64 and 256 calls in flight, ROUNDS rounds each (the ops
 # alternate within a round so all three see the same machine), and prints medians as a Markdown table.
-# Usage: benches/load.sh [ROUNDS] [SECONDS]
+# Usage: benches/load.sh [ROUNDS] [SECONDS]   (LEVELS="256" to measure only some in-flight levels)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}; seconds=${2:-4}
@@ -17,7 +17,8 @@ export KMSD_ENDPOINT=http://127.0.0.1:$port
 export KMSD_TOKEN_FILE="$dir/data/admin.token"
 echo "machine: $(nproc) cores, $(uname -r); kmsd pid $pid; ${rounds} rounds of ${seconds}s after 1s warm-up" >&2
 results="$dir/results.jsonl"
-for n in 1 16 64 256; do
+levels=${LEVELS:-1 16 64 256}
+for n in $levels; do
   c=$(( n > 128 ? 2 : 1 ))
   for r in $(seq "$rounds"); do
     for op in health generate-data-key decrypt; do
@@ -33,7 +34,7 @@ def med(op, n, f):
     return statistics.median(f(r) for r in rows if r["op"] == op and r["concurrency"] == n)
 print("| op | in flight | connections | calls/s | ratio to health | p50 ms | p99 ms | server CPU µs/call | errors |")
 print("|---|---|---|---|---|---|---|---|---|")
-for n in (1, 16, 64, 256):
+for n in sorted({r["concurrency"] for r in rows}):
     health = med("Health", n, lambda r: r["calls_per_s"])
     for op in ("Health", "GenerateDataKey", "Decrypt"):
         sel = [r for r in rows if r["op"] == op and r["concurrency"] == n]
