@@ -10,7 +10,7 @@
 //! its result (fail closed).
 
 mod checkpoint;
-mod record;
+pub(crate) mod record;
 pub mod verify;
 mod writer;
 

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// How a call ended, as the audit log classifies it.
@@ -112,30 +112,30 @@ pub struct Encoded {
     /// The `parameters` and `encryption_context` columns, in canonical JSON.
     pub parameters_json: String,
     pub context_json: String,
-    /// Everything up to `"prev_hash":"`, from there to `"seq":`, and the rest.
-    head: String,
-    middle: String,
-    tail: String,
+    /// UTF-8 JSON text: everything up to `"prev_hash":"`, from there to `"seq":`, and the rest.
+    head: Vec<u8>,
+    middle: Vec<u8>,
+    tail: Vec<u8>,
 }
 
 impl Encoded {
     pub fn new(record: AuditRecord) -> Self {
-        fn field(out: &mut String, key: &str, value: &impl serde::Serialize) {
-            out.push('"');
-            out.push_str(key);
-            out.push_str("\":");
-            // Serializing strings, integers, options and maps of strings cannot fail.
-            out.push_str(&serde_json::to_string(value).expect("JSON of plain values"));
-            out.push(',');
+        // Written straight into the parts: no intermediate string per field (this runs once per call).
+        fn field(out: &mut Vec<u8>, key: &str, value: &impl serde::Serialize) {
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            // Serializing strings, integers, options and maps of strings into memory cannot fail.
+            serde_json::to_writer(&mut *out, value).expect("JSON of plain values");
+            out.push(b',');
         }
         let parameters_json = map_json(&record.parameters);
         let context_json = map_json(&record.encryption_context);
         // Keys in sorted order, as serde_json sorts them.
-        let mut head = String::with_capacity(512);
-        head.push('{');
-        head.push_str("\"encryption_context\":");
-        head.push_str(&context_json);
-        head.push(',');
+        let mut head = Vec::with_capacity(512);
+        head.extend_from_slice(b"{\"encryption_context\":");
+        head.extend_from_slice(context_json.as_bytes());
+        head.push(b',');
         field(&mut head, "error_code", &record.error_code);
         field(&mut head, "error_message", &record.error_message);
         field(&mut head, "event_id", &record.event_id);
@@ -145,21 +145,21 @@ impl Encoded {
         field(&mut head, "key_id", &record.key_id);
         field(&mut head, "key_version", &record.key_version);
         field(&mut head, "outcome", &record.outcome.as_str());
-        head.push_str("\"parameters\":");
-        head.push_str(&parameters_json);
-        head.push_str(",\"prev_hash\":\"");
-        let mut middle = String::with_capacity(128);
-        middle.push_str("\",");
+        head.extend_from_slice(b"\"parameters\":");
+        head.extend_from_slice(parameters_json.as_bytes());
+        head.extend_from_slice(b",\"prev_hash\":\"");
+        let mut middle = Vec::with_capacity(128);
+        middle.extend_from_slice(b"\",");
         field(&mut middle, "principal", &record.principal);
         field(&mut middle, "reason", &record.reason);
         field(&mut middle, "request_id", &record.request_id);
-        middle.push_str("\"seq\":");
-        let mut tail = String::with_capacity(128);
-        tail.push(',');
+        middle.extend_from_slice(b"\"seq\":");
+        let mut tail = Vec::with_capacity(128);
+        tail.push(b',');
         field(&mut tail, "source_address", &record.source_address);
         field(&mut tail, "user_agent", &record.user_agent);
         tail.pop();
-        tail.push('}');
+        tail.push(b'}');
         Encoded {
             record,
             parameters_json,
@@ -170,30 +170,24 @@ impl Encoded {
         }
     }
 
+    /// The parts with the chain's two fields spliced in.
+    fn parts<'a>(&'a self, seq: &'a [u8], prev_hash: &'a str) -> [&'a [u8]; 5] {
+        [&self.head, prev_hash.as_bytes(), &self.middle, seq, &self.tail]
+    }
+
     pub fn canonical_json(&self, seq: u64, prev_hash: &str) -> String {
         let seq = seq.to_string();
-        let mut out = String::with_capacity(
-            self.head.len() + prev_hash.len() + self.middle.len() + seq.len() + self.tail.len(),
-        );
-        for part in [
-            self.head.as_str(),
-            prev_hash,
-            self.middle.as_str(),
-            seq.as_str(),
-            self.tail.as_str(),
-        ] {
-            out.push_str(part);
-        }
-        out
+        let bytes = self.parts(seq.as_bytes(), prev_hash).concat();
+        // Every part is UTF-8: JSON text from serde_json, ASCII punctuation, a `&str` and decimal digits.
+        String::from_utf8(bytes).expect("canonical JSON is UTF-8")
     }
 
     pub fn hash(&self, seq: u64, prev_hash: &str) -> String {
         let mut digest = Sha256::new();
-        digest.update(self.head.as_bytes());
-        digest.update(prev_hash.as_bytes());
-        digest.update(self.middle.as_bytes());
-        digest.update(seq.to_string().as_bytes());
-        digest.update(self.tail.as_bytes());
+        let seq = seq.to_string();
+        for part in self.parts(seq.as_bytes(), prev_hash) {
+            digest.update(part);
+        }
         hex::encode(digest.finalize())
     }
 }
@@ -213,11 +207,12 @@ pub(crate) fn canonical(value: &Value) -> String {
 
 /// A map as canonical JSON text, as stored in the `parameters` and `encryption_context` columns.
 pub fn map_json(map: &BTreeMap<String, String>) -> String {
-    canonical(&json!(map))
+    // A BTreeMap serializes in key order, which is the canonical (sorted) order.
+    serde_json::to_string(map).expect("JSON of a map of strings")
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> AuditRecord {

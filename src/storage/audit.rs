@@ -377,3 +377,64 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<ChainedRecord, UnreadableRec
         hash: r.get(18)?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Encoded, GENESIS_HASH};
+
+    fn chain(records: Vec<AuditRecord>, after: (u64, String)) -> Vec<ChainLink> {
+        let (mut seq, mut prev) = after;
+        records
+            .into_iter()
+            .map(|record| {
+                seq += 1;
+                let encoded = Encoded::new(record);
+                let hash = encoded.hash(seq, &prev);
+                ChainLink {
+                    seq,
+                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                    encoded,
+                }
+            })
+            .collect()
+    }
+
+    /// A batch, and the batch after it, store every record in order and intact: what was hashed is what is read.
+    #[test]
+    fn batches_store_every_record_in_order_and_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmsd.db");
+        drop(super::super::open_connection(&path).unwrap());
+        let mut writer = AuditWriterConn::open(&path).unwrap();
+        let record = |n: usize| AuditRecord {
+            request_id: format!("req-{n}"),
+            key_version: (n % 3 != 0).then_some(n as u32),
+            reason: (n % 2 == 0).then(|| format!("reason {n}")),
+            ..crate::audit::record::tests::sample()
+        };
+        let first = chain((0..45).map(record).collect(), (0, GENESIS_HASH.to_owned()));
+        writer.append(&first).unwrap();
+        let last = first.last().unwrap();
+        let second = chain((45..48).map(record).collect(), (last.seq, last.hash.clone()));
+        writer.append(&second).unwrap();
+
+        let mut read = Vec::new();
+        AuditReader::open(&path)
+            .unwrap()
+            .for_each_record(|r| {
+                read.push(r.expect("a readable record"));
+                true
+            })
+            .unwrap();
+        assert_eq!(read.len(), 48);
+        for (n, (stored, appended)) in read.iter().zip(first.iter().chain(&second)).enumerate() {
+            assert_eq!(stored.seq, n as u64 + 1);
+            assert_eq!(stored.record, appended.encoded.record);
+            assert_eq!(stored.prev_hash, appended.prev_hash);
+            assert_eq!(stored.hash, appended.hash);
+            assert!(stored.hash_matches(), "record {} hashes as stored", stored.seq);
+        }
+    }
+}
