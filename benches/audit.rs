@@ -57,8 +57,14 @@ fn thread_cpu() -> HashMap<String, Duration> {
             continue;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let ticks: u64 = fields
+            .get(11)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
         // USER_HZ is 100 on Linux.
         *out.entry(name.trim().to_owned()).or_default() += Duration::from_millis(ticks * 10);
     }
@@ -66,7 +72,10 @@ fn thread_cpu() -> HashMap<String, Duration> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let tasks: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(256);
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
@@ -89,8 +98,12 @@ fn main() {
         let appended = Arc::new(AtomicU64::new(0));
         let mut workers = Vec::new();
         for t in 0..tasks {
-            let (log, measuring, stop, appended) =
-                (log.clone(), measuring.clone(), stop.clone(), appended.clone());
+            let (log, measuring, stop, appended) = (
+                log.clone(),
+                measuring.clone(),
+                stop.clone(),
+                appended.clone(),
+            );
             workers.push(tokio::spawn(async move {
                 let mut n = t as u64;
                 while !stop.load(Ordering::Relaxed) {

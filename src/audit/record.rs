@@ -172,7 +172,13 @@ impl Encoded {
 
     /// The parts with the chain's two fields spliced in.
     fn parts<'a>(&'a self, seq: &'a [u8], prev_hash: &'a str) -> [&'a [u8]; 5] {
-        [&self.head, prev_hash.as_bytes(), &self.middle, seq, &self.tail]
+        [
+            &self.head,
+            prev_hash.as_bytes(),
+            &self.middle,
+            seq,
+            &self.tail,
+        ]
     }
 
     pub fn canonical_json(&self, seq: u64, prev_hash: &str) -> String {

@@ -410,14 +410,17 @@ mod tests {
         let mut writer = AuditWriterConn::open(&path).unwrap();
         let record = |n: usize| AuditRecord {
             request_id: format!("req-{n}"),
-            key_version: (n % 3 != 0).then_some(n as u32),
-            reason: (n % 2 == 0).then(|| format!("reason {n}")),
+            key_version: (!n.is_multiple_of(3)).then_some(n as u32),
+            reason: n.is_multiple_of(2).then(|| format!("reason {n}")),
             ..crate::audit::record::tests::sample()
         };
         let first = chain((0..45).map(record).collect(), (0, GENESIS_HASH.to_owned()));
         writer.append(&first).unwrap();
         let last = first.last().unwrap();
-        let second = chain((45..48).map(record).collect(), (last.seq, last.hash.clone()));
+        let second = chain(
+            (45..48).map(record).collect(),
+            (last.seq, last.hash.clone()),
+        );
         writer.append(&second).unwrap();
 
         let mut read = Vec::new();
@@ -434,7 +437,11 @@ mod tests {
             assert_eq!(stored.record, appended.encoded.record);
             assert_eq!(stored.prev_hash, appended.prev_hash);
             assert_eq!(stored.hash, appended.hash);
-            assert!(stored.hash_matches(), "record {} hashes as stored", stored.seq);
+            assert!(
+                stored.hash_matches(),
+                "record {} hashes as stored",
+                stored.seq
+            );
         }
     }
 }
