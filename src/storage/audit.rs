@@ -26,8 +26,9 @@ impl AuditWriterConn {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // The page cache stays at SQLite's default (2 MiB), which holds the tails of the table and its indexes that
         // every batch rewrites. A larger one costs more than it saves: SQLite scans the whole cache's hash table at
-        // the end of each transaction (`pcache1TruncateUnsafe`), which at 64 MiB was a quarter of the writer's time
-        // (`cargo bench --bench audit`: 13.4 against 8.5 µs of writer CPU per record).
+        // the end of each transaction (`pcache1TruncateUnsafe`), and that table grows with the pages cached: at
+        // 64 MiB it became a quarter of the writer's time as the database grew (`cargo bench --bench audit`, in
+        // BENCHMARKS.md: 13.1-13.6 against 9.0-10.2 µs of writer CPU per record).
         Ok(AuditWriterConn(conn))
     }
 
