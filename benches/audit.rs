@@ -14,6 +14,10 @@ use kmsd::clock::{Clock, SystemClock};
 use kmsd::metrics::Metrics;
 use kmsd::storage::Storage;
 
+// The daemon's allocator: the writer frees records that the workers allocated, and what that costs depends on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn record(n: u64) -> AuditRecord {
     let now = SystemClock.now();
     AuditRecord {
