@@ -347,19 +347,17 @@ async fn reasons_creators_and_disabled_principals() {
     // A principal allowed to create keys grants itself what it needs, with a reason required.
     let mut needs_reason = statement(&["maker"], &["Decrypt"]);
     needs_reason.require_reason = true;
-    let key = m
-        .create_key(CreateKeyRequest {
+    let key = create_key_with(
+        &mut m,
+        CreateKeyRequest {
             policy: Some(KeyPolicy {
                 statements: vec![needs_reason],
             }),
             grant_creator: vec!["Encrypt".into(), "DescribeKey".into()],
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+        },
+    )
+    .await;
     let sealed = encrypt(&mut m, &key.key_id, b"secret", &[]).await;
     assert_status(
         decrypt(&mut m, &sealed.ciphertext_blob, &[]).await,

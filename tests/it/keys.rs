@@ -9,19 +9,17 @@ use crate::support::*;
 async fn create_and_describe_by_id_and_alias() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let created = client
-        .create_key(CreateKeyRequest {
+    let created = create_key_with(
+        &mut client,
+        CreateKeyRequest {
             description: "payments".into(),
             tags: ctx(&[("team", "billing")]),
             alias: "alias/payments".into(),
             rotation_period_days: 90,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(created.description, "payments");
     assert_eq!(state(&created), KeyState::Enabled);
     assert_eq!(created.primary_version, 1);

@@ -73,16 +73,14 @@ async fn rotation_keeps_old_versions_decrypting() {
 async fn automatic_rotation_follows_the_clock() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let key = client
-        .create_key(CreateKeyRequest {
+    let key = create_key_with(
+        &mut client,
+        CreateKeyRequest {
             rotation_period_days: 30,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+        },
+    )
+    .await;
     let old = encrypt(&mut client, &key.key_id, b"before", &[]).await;
 
     server.clock.advance_days(29);
@@ -375,16 +373,14 @@ impl TestServer {
 async fn maintenance_changes_nothing_it_cannot_record() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let key = client
-        .create_key(CreateKeyRequest {
+    let key = create_key_with(
+        &mut client,
+        CreateKeyRequest {
             rotation_period_days: 1,
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+        },
+    )
+    .await;
     let sql = rusqlite::Connection::open(server.data_dir().join("kmsd.db")).unwrap();
     sql.execute_batch(
         "CREATE TRIGGER full BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;",

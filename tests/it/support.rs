@@ -144,12 +144,21 @@ pub fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 }
 
 pub async fn create_key(client: &mut Client, alias: &str) -> KeyMetadata {
-    client
-        .create_key(CreateKeyRequest {
+    create_key_with(
+        client,
+        CreateKeyRequest {
             description: "test key".into(),
             alias: alias.into(),
             ..Default::default()
-        })
+        },
+    )
+    .await
+}
+
+/// Creates a key as `request` asks and returns its metadata.
+pub async fn create_key_with(client: &mut Client, request: CreateKeyRequest) -> KeyMetadata {
+    client
+        .create_key(request)
         .await
         .expect("CreateKey")
         .into_inner()
