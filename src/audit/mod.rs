@@ -5,10 +5,11 @@
 //! Edits, deleted rows, reordering, a truncated tail and a replaced database are all detectable by
 //! [`verify::verify`], online (AuditService.VerifyLog) or offline (`kmsctl audit verify --db`).
 //!
-//! Invariants: a record never holds a secret; records are never updated or deleted (SQLite triggers refuse it);
+//! Invariants: a record never holds a secret, and is at most [`bound::MAX_RECORD_BYTES`] whatever a caller sent; records are never updated or deleted (SQLite triggers refuse it);
 //! sequence numbers are gap-free; a call whose record could not be made durable is answered UNAVAILABLE, never with
 //! its result (fail closed).
 
+pub mod bound;
 mod checkpoint;
 pub(crate) mod record;
 pub mod verify;
@@ -117,7 +118,8 @@ impl AuditLog {
     /// Appends a record and waits until it is durable. Returns its sequence number.
     pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditError> {
         // Encoding here, on the caller's worker, keeps the writer thread's serial work to splicing and hashing.
-        let encoded = Encoded::new(record);
+        // Every record passes here, so here is where what callers sent is bounded.
+        let encoded = bound::bounded(record);
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(Msg::Append(encoded, tx))

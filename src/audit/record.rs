@@ -170,6 +170,11 @@ impl Encoded {
         }
     }
 
+    /// The length of the canonical encoding without its sequence number and previous hash.
+    pub fn encoded_len(&self) -> usize {
+        self.head.len() + self.middle.len() + self.tail.len()
+    }
+
     /// The parts with the chain's two fields spliced in.
     fn parts<'a>(&'a self, seq: &'a [u8], prev_hash: &'a str) -> [&'a [u8]; 5] {
         [

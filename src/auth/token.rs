@@ -74,6 +74,47 @@ pub fn is_id(id: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
+/// What a redacted secret reads as.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// `text` with the secret part of anything shaped like a token (`kmsd_`, 16 hex digits, `_`, then a run of
+/// base64url characters of any length, so a cut or mistyped secret is caught too) replaced by [`REDACTED`]. The
+/// id stays: it is public, and it says which token was sent. Used wherever caller input may be recorded or logged.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let secret_start = |at: usize| -> Option<usize> {
+        let id = text.get(at + PREFIX.len()..at + PREFIX.len() + ID_LEN)?;
+        let after = at + PREFIX.len() + ID_LEN;
+        (is_id(id) && text[after..].starts_with('_')).then_some(after + 1)
+    };
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut search = 0;
+    while let Some(found) = text[search..].find(PREFIX) {
+        let at = search + found;
+        search = at + PREFIX.len();
+        let Some(start) = secret_start(at) else {
+            continue;
+        };
+        let end = start
+            + text[start..]
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+                .count();
+        if end == start {
+            continue;
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str(REDACTED);
+        copied = end;
+        search = end;
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +131,36 @@ mod tests {
         let (bid, bsecret) = parse(&b.token).unwrap();
         assert!(!matches(id, bsecret, &a.hash));
         assert!(!matches(bid, secret, &a.hash));
+    }
+
+    #[test]
+    fn redaction_keeps_the_id_and_removes_any_secret_shaped_run() {
+        let t = issue().unwrap();
+        let redacted = format!("{PREFIX}{}_{REDACTED}", t.id);
+        assert_eq!(redact(&t.token), redacted);
+        let said = format!(
+            "token id {:?} is not a token id; also {}!",
+            t.token.as_str(),
+            t.token.as_str()
+        );
+        let out = redact(&said);
+        assert!(
+            !out.contains(&t.token[PREFIX.len() + ID_LEN + 1..]),
+            "{out}"
+        );
+        assert_eq!(out.matches(REDACTED).count(), 2, "{out}");
+        // A cut secret is still a secret's prefix.
+        assert_eq!(redact(&t.token[..PREFIX.len() + ID_LEN + 6]), redacted);
+        for harmless in [
+            "",
+            "kmsd_",
+            "kmsd_kmsd_",
+            "kmsd_0123456789abcdef",
+            "kmsd_0123456789ABCDEF_x",
+            "é kmsd_é",
+        ] {
+            assert_eq!(redact(harmless), harmless);
+        }
     }
 
     #[test]

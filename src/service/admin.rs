@@ -200,7 +200,12 @@ impl AdminService for AdminServiceImpl {
         request: Request<RevokeTokenRequest>,
     ) -> Result<Response<RevokeTokenResponse>, Status> {
         let mut call = self.auditor.begin("RevokeToken", &request);
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        // A whole token where its id belongs (`revoke "$(kmsctl tokens create svc)"`) means that token: revoke it
+        // by its id, and let its secret go no further than this.
+        if let Some((id, _)) = crate::auth::token::parse(&req.token_id) {
+            req.token_id = id.to_owned();
+        }
         call.param("revoked_token_id", &req.token_id);
         let gate = self.auditor.gate(&call);
         let result = async {

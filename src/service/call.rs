@@ -271,7 +271,8 @@ fn respond<R>(request_id: &str, result: Result<R, Status>) -> Result<Response<R>
             }
             Ok(response)
         }
-        Err(mut status) => {
+        Err(status) => {
+            let mut status = super::status::bounded(status);
             if let Some(v) = value {
                 status.metadata_mut().insert(REQUEST_ID_HEADER, v);
             }

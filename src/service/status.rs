@@ -36,10 +36,30 @@ impl From<InvalidInput> for Status {
     }
 }
 
+/// The most bytes of an error message a caller receives: messages quote input, and a megabyte `key_id` must not
+/// come back as a megabyte `grpc-message` (which gRPC C-core clients reject as RESOURCE_EXHAUSTED).
+pub const MAX_MESSAGE_BYTES: usize = 512;
+
+/// `status` with its message bounded and any token secret in it redacted, as every answer leaves.
+pub fn bounded(status: Status) -> Status {
+    let message = status.message();
+    if message.len() <= MAX_MESSAGE_BYTES && !message.contains(crate::auth::token::PREFIX) {
+        return status;
+    }
+    let mut message = message.to_owned();
+    crate::audit::bound::bound_text(&mut message, MAX_MESSAGE_BYTES);
+    Status::with_details_and_metadata(
+        status.code(),
+        message,
+        status.details().to_vec().into(),
+        status.metadata().clone(),
+    )
+}
+
 /// INTERNAL without the cause, which is for operators, not callers (it may name files or internals): it goes to
 /// the daemon's log.
 fn internal(err: &dyn std::fmt::Display) -> Status {
-    tracing::error!(error = %err, "internal error");
+    tracing::error!(error = %crate::auth::token::redact(&err.to_string()), "internal error");
     with_kind(
         Status::internal("internal error; the operation did not take effect (see the kmsd log)"),
         "Internal",

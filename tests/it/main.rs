@@ -21,6 +21,7 @@ mod config;
 mod crypto_ops;
 mod envelope;
 mod fuzz;
+mod hostile;
 mod keys;
 mod lifecycle;
 mod metrics;

@@ -310,3 +310,106 @@ pub fn database_files(dir: &Path) -> Vec<u8> {
     }
     bytes
 }
+
+/// The kmsd binary itself, serving on an ephemeral loopback port (it logs the address it bound), its JSON log
+/// captured: for what only a real process shows (its log, its memory, its file descriptors, being killed).
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub data_dir: PathBuf,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts `kmsd serve` on `data_dir` with `args` and `env` added, at debug level, and waits until it serves.
+    /// Returns the log so far if it exits first.
+    pub fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Daemon, String> {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kmsd"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--log-level", "debug"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env_remove("KMSD_LOG")
+            .env_remove("KMSD_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut log = Vec::new();
+        let mut addr = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains("kmsd is serving") {
+                let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+                addr = parsed["local_addr"].as_str().map(|a| a.parse().unwrap());
+            }
+            log.push(line);
+            if addr.is_some() {
+                break;
+            }
+        }
+        let Some(addr) = addr else {
+            let _ = child.wait();
+            return Err(log.join("\n"));
+        };
+        let log = Arc::new(std::sync::Mutex::new(log));
+        let reader = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            })
+        };
+        Ok(Daemon {
+            child,
+            addr,
+            data_dir: data_dir.to_owned(),
+            log,
+            reader: Some(reader),
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .expect("admin.token")
+            .trim()
+            .to_owned()
+    }
+
+    /// A generated client whose calls carry `token`, or nothing.
+    pub async fn client_as(&self, token: Option<&str>) -> Client {
+        let channel = kmsd::client::ClientBuilder::new(self.endpoint())
+            .channel()
+            .await
+            .expect("connect");
+        let auth = kmsd::client::BearerAuth::new(token).expect("token");
+        KeyManagementServiceClient::new(AuthChannel::new(channel, auth))
+    }
+
+    /// Stops it with SIGTERM and returns its whole log; panics unless it exits cleanly.
+    pub fn stop(mut self) -> String {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        let log = self.log.lock().unwrap().join("\n");
+        assert!(status.success(), "kmsd exited with {status:?}: {log}");
+        log
+    }
+}

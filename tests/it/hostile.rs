@@ -1,0 +1,204 @@
+//! What anyone who can reach the port may send: each finding of the hostile-client review, reproduced against a
+//! real daemon and shown to be bounded.
+
+use kmsd::proto::admin_service_client::AdminServiceClient;
+use kmsd::proto::key_management_service_client::KeyManagementServiceClient;
+use kmsd::proto::*;
+use tonic::Code;
+
+use crate::support::*;
+
+/// The size of the database once the daemon has stopped (the WAL folded in).
+fn stored_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::metadata(dir.join("kmsd.db")).unwrap().len()
+}
+
+/// Finding 1: an anonymous CreateKey with a 3.9 MB description was refused, but stored whole in its record. Now
+/// its record keeps the first bytes, the length and a fingerprint, and the database grows by a few KiB a call.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_anonymous_flood_of_huge_requests_grows_the_database_by_a_few_kib_a_call() {
+    const CALLS: u64 = 16;
+    let dir = TestServer::start().await.stop().await;
+    let before = stored_bytes(dir.path());
+    let server = TestServer::start_in(dir, kmsd::clock::ManualClock::new())
+        .await
+        .unwrap();
+    let description = "d".repeat(3_900_000);
+    let mut anonymous = KeyManagementServiceClient::new(server.channel_as(None).await)
+        .max_decoding_message_size(1 << 20);
+    for i in 0..CALLS {
+        let mut request = tonic::Request::new(CreateKeyRequest {
+            description: description.clone(),
+            alias: format!("alias/{}", "a".repeat(20_000)),
+            tags: (0..100)
+                .map(|t| (format!("t{t}"), "v".repeat(2000)))
+                .collect(),
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("x-request-id", format!("flood-{i}").parse().unwrap());
+        assert_status(
+            anonymous.create_key(request).await,
+            Code::Unauthenticated,
+            &[],
+        );
+    }
+    let record = one_event(&server, "flood-0").await;
+    assert_eq!(record.principal, "anonymous");
+    assert_eq!(outcome(&record), Outcome::Denied);
+    let kept = &record.parameters["description"];
+    assert!(
+        kept.starts_with("dddd") && kept.contains("3900000 bytes"),
+        "{kept}"
+    );
+    assert!(kept.len() < 200, "{kept}");
+    assert!(record.key_alias.len() < 200, "{}", record.key_alias);
+    let dir = server.stop().await;
+    let growth = stored_bytes(dir.path()) - before;
+    assert!(
+        growth <= CALLS * 4096,
+        "{CALLS} anonymous 3.9 MB calls grew the database by {growth} bytes"
+    );
+}
+
+/// Finding 6: a 1 MB key_id came back as a 1 MB grpc-message and was stored again as the record's message.
+#[tokio::test(flavor = "multi_thread")]
+async fn error_messages_quote_input_only_up_to_a_small_limit() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let huge = "k".repeat(1 << 20);
+    let status = assert_status(
+        client
+            .describe_key(tagged(
+                DescribeKeyRequest {
+                    key_id: huge.clone(),
+                },
+                "huge-id",
+            ))
+            .await,
+        Code::InvalidArgument,
+        &["key_id", "cut: "],
+    );
+    assert!(
+        status.message().len() < 700,
+        "{} bytes",
+        status.message().len()
+    );
+    let record = one_event(&server, "huge-id").await;
+    assert!(
+        record.error_message.len() < 700,
+        "{}",
+        record.error_message.len()
+    );
+    assert!(record.parameters["key_id"].len() < 1200);
+    server.stop().await;
+}
+
+/// Finding 4: `kmsctl tokens revoke "$(kmsctl tokens create svc)"` was refused, left the token valid, and stored
+/// the whole token in the log. Now it revokes that token, and no token passed anywhere (as an id, a key name, a
+/// reason, a context value, a user agent) reaches the database or the daemon's log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whole_token_passed_anywhere_never_reaches_the_database_or_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), &[], &[]).unwrap();
+    let admin = daemon.admin_token();
+    let kmsctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kmsctl"))
+            .args(args)
+            .env("KMSD_ENDPOINT", daemon.endpoint())
+            .env("KMSD_TOKEN", &admin)
+            .env_remove("KMSD_TOKEN_FILE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    kmsctl(&["principals", "create", "svc"]);
+    let revoked = kmsctl(&["tokens", "create", "svc"]);
+    let live = kmsctl(&["tokens", "create", "svc"]);
+    kmsctl(&["tokens", "revoke", &revoked]);
+
+    let mut as_revoked = daemon.client_as(Some(&revoked)).await;
+    assert_status(
+        as_revoked
+            .describe_key(DescribeKeyRequest {
+                key_id: "alias/x".into(),
+            })
+            .await,
+        Code::Unauthenticated,
+        &["revoked"],
+    );
+
+    let mut client = daemon.client_as(Some(&admin)).await;
+    let mut admin_client = AdminServiceClient::new(kmsd::client::AuthChannel::new(
+        kmsd::client::ClientBuilder::new(daemon.endpoint())
+            .channel()
+            .await
+            .unwrap(),
+        kmsd::client::BearerAuth::new(Some(&admin)).unwrap(),
+    ));
+    let cut = &live[..live.len() - 3];
+    admin_client
+        .revoke_token(RevokeTokenRequest {
+            token_id: cut.into(),
+        })
+        .await
+        .unwrap_err();
+    let mut request = tonic::Request::new(DescribeKeyRequest {
+        key_id: live.clone(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-kms-reason", live.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("user-agent", live.parse().unwrap());
+    client.describe_key(request).await.unwrap_err();
+    let key = create_key(&mut client, "alias/t").await;
+    client
+        .encrypt(EncryptRequest {
+            key_id: key.key_id.clone(),
+            plaintext: b"x".to_vec(),
+            encryption_context: ctx(&[("owner", &live)]),
+        })
+        .await
+        .unwrap();
+    let mut anonymous = daemon.client_as(None).await;
+    anonymous
+        .describe_key(DescribeKeyRequest {
+            key_id: live.clone(),
+        })
+        .await
+        .unwrap_err();
+    // Still valid: only the first was revoked.
+    daemon
+        .client_as(Some(&live))
+        .await
+        .generate_random(GenerateRandomRequest { number_of_bytes: 8 })
+        .await
+        .unwrap();
+
+    let log = daemon.stop();
+    let secret = |token: &str| token[token.len() - 30..].to_owned();
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() && path.file_name().unwrap() != "admin.token" {
+            stored.extend(std::fs::read(path).unwrap());
+        }
+    }
+    for token in [&revoked, &live] {
+        let secret = secret(token);
+        assert!(!log.contains(&secret), "a token's secret is in the log");
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a token's secret is in the data directory"
+        );
+    }
+    assert!(log.contains("call"), "debug lines per call were logged");
+}
