@@ -50,6 +50,15 @@ struct File {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     insecure_plaintext: Option<bool>,
+    max_connections: Option<u64>,
+    max_concurrent_streams: Option<u64>,
+    max_calls_in_flight: Option<u64>,
+    max_message_bytes: Option<u64>,
+    handshake_timeout: Option<String>,
+    request_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    keepalive_interval: Option<String>,
+    keepalive_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +106,15 @@ const KNOWN_VARIABLES: &[&str] = &[
     "KMSD_TLS_KEY",
     "KMSD_TLS_CLIENT_CA",
     "KMSD_INSECURE_PLAINTEXT",
+    "KMSD_MAX_CONNECTIONS",
+    "KMSD_MAX_CONCURRENT_STREAMS",
+    "KMSD_MAX_CALLS_IN_FLIGHT",
+    "KMSD_MAX_MESSAGE_BYTES",
+    "KMSD_HANDSHAKE_TIMEOUT",
+    "KMSD_REQUEST_TIMEOUT",
+    "KMSD_IDLE_TIMEOUT",
+    "KMSD_KEEPALIVE_INTERVAL",
+    "KMSD_KEEPALIVE_TIMEOUT",
     "KMSD_ENDPOINT",
     "KMSD_TOKEN",
     "KMSD_TOKEN_FILE",
@@ -404,6 +422,88 @@ pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Settings, Co
             *target = parse_duration(&value).map_err(|reason| invalid(&origin, reason))?;
         }
     }
+    let t = &mut server.transport;
+    for (var_name, key, file_value, target) in [
+        (
+            "KMSD_HANDSHAKE_TIMEOUT",
+            "handshake_timeout",
+            &file.handshake_timeout,
+            &mut t.handshake_timeout,
+        ),
+        (
+            "KMSD_REQUEST_TIMEOUT",
+            "request_timeout",
+            &file.request_timeout,
+            &mut t.request_timeout,
+        ),
+        (
+            "KMSD_IDLE_TIMEOUT",
+            "idle_timeout",
+            &file.idle_timeout,
+            &mut t.idle_timeout,
+        ),
+        (
+            "KMSD_KEEPALIVE_INTERVAL",
+            "keepalive_interval",
+            &file.keepalive_interval,
+            &mut t.keepalive_interval,
+        ),
+        (
+            "KMSD_KEEPALIVE_TIMEOUT",
+            "keepalive_timeout",
+            &file.keepalive_timeout,
+            &mut t.keepalive_timeout,
+        ),
+    ] {
+        if let Some((value, origin)) = var(var_name).or_else(|| from_file(file_value, key)) {
+            *target = parse_duration(&value).map_err(|reason| invalid(&origin, reason))?;
+        }
+    }
+    let mut streams = u64::from(t.max_concurrent_streams);
+    for (var_name, key, file_value, target) in [
+        (
+            "KMSD_MAX_CONNECTIONS",
+            "max_connections",
+            file.max_connections,
+            &mut t.max_connections as &mut dyn Count,
+        ),
+        (
+            "KMSD_MAX_CONCURRENT_STREAMS",
+            "max_concurrent_streams",
+            file.max_concurrent_streams,
+            &mut streams,
+        ),
+        (
+            "KMSD_MAX_CALLS_IN_FLIGHT",
+            "max_calls_in_flight",
+            file.max_calls_in_flight,
+            &mut t.max_calls_in_flight,
+        ),
+        (
+            "KMSD_MAX_MESSAGE_BYTES",
+            "max_message_bytes",
+            file.max_message_bytes,
+            &mut t.max_message_bytes,
+        ),
+    ] {
+        let given = match var(var_name) {
+            Some((value, origin)) => Some((
+                value
+                    .parse::<u64>()
+                    .map_err(|_| invalid(&origin, format!("{value:?} is not a whole number")))?,
+                origin,
+            )),
+            None => file_value.map(|n| (n, Origin::File(fp, key))),
+        };
+        if let Some((n, origin)) = given {
+            target.set(n).map_err(|reason| invalid(&origin, reason))?;
+        }
+    }
+    t.max_concurrent_streams = streams as u32;
+    t.check().map_err(|reason| ConfigError::Value {
+        origin: "transport limits".into(),
+        reason,
+    })?;
 
     Ok(Settings {
         server,
@@ -452,11 +552,62 @@ impl fmt::Display for Settings {
             duration_text(s.maintenance_interval)
         )?;
         writeln!(f, "shutdown_grace = {:?}", duration_text(s.shutdown_grace))?;
-        write!(
+        writeln!(
             f,
             "audit_checkpoint_interval = {:?}",
             duration_text(s.audit_checkpoint_interval)
+        )?;
+        let t = &s.transport;
+        writeln!(f, "max_connections = {}", t.max_connections)?;
+        writeln!(f, "max_concurrent_streams = {}", t.max_concurrent_streams)?;
+        writeln!(f, "max_calls_in_flight = {}", t.max_calls_in_flight)?;
+        writeln!(f, "max_message_bytes = {}", t.max_message_bytes)?;
+        writeln!(
+            f,
+            "handshake_timeout = {:?}",
+            duration_text(t.handshake_timeout)
+        )?;
+        writeln!(
+            f,
+            "request_timeout = {:?}",
+            duration_text(t.request_timeout)
+        )?;
+        writeln!(f, "idle_timeout = {:?}", duration_text(t.idle_timeout))?;
+        writeln!(
+            f,
+            "keepalive_interval = {:?}",
+            duration_text(t.keepalive_interval)
+        )?;
+        write!(
+            f,
+            "keepalive_timeout = {:?}",
+            duration_text(t.keepalive_timeout)
         )
+    }
+}
+
+/// A count setting, between 1 and what its type holds.
+trait Count {
+    fn set(&mut self, n: u64) -> Result<(), String>;
+}
+
+impl Count for usize {
+    fn set(&mut self, n: u64) -> Result<(), String> {
+        *self = usize::try_from(n)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| format!("{n} is not between 1 and {}", usize::MAX))?;
+        Ok(())
+    }
+}
+
+impl Count for u64 {
+    fn set(&mut self, n: u64) -> Result<(), String> {
+        if !(1..=u64::from(u32::MAX)).contains(&n) {
+            return Err(format!("{n} is not between 1 and {}", u32::MAX));
+        }
+        *self = n;
+        Ok(())
     }
 }
 

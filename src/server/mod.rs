@@ -8,6 +8,7 @@
 pub mod hardening;
 mod lock;
 mod root_key;
+pub mod transport;
 
 pub use lock::DataDirLock;
 
@@ -29,8 +30,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -69,6 +68,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Serve plaintext on a non-loopback address anyway.
     pub insecure_plaintext: bool,
+    /// Connections, streams, calls in flight, timeouts and message size.
+    pub transport: transport::TransportLimits,
 }
 
 /// PEM files for TLS.
@@ -98,6 +99,7 @@ impl Config {
             metrics_listen: None,
             tls: None,
             insecure_plaintext: false,
+            transport: transport::TransportLimits::default(),
         }
     }
 
@@ -280,13 +282,12 @@ pub async fn start(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(stream) = &conn {
-            // Unary calls are small request/response pairs: Nagle's algorithm only adds latency.
-            let _ = stream.set_nodelay(true);
-        }
-        conn
-    });
+    let limits = transport::TransportLimits {
+        max_connections: transport::fit_connections_to_file_limit(config.transport.max_connections),
+        ..config.transport.clone()
+    };
+    let admission = transport::Admission::new(limits.clone());
+    let incoming = transport::accept(listener, admission.clone());
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let auditor = Arc::new(Auditor::new(
         audit.clone(),
@@ -312,30 +313,39 @@ pub async fn start(
             (Some(bound), Some(task))
         }
     };
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        // Header blocks are small (a token, a request id, a reason): 16 KiB bounds what a stream may hold.
+        .http2_max_header_list_size(16 * 1024);
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)
             .map_err(|e| StartError::Tls(e.to_string()))?;
     }
+    let max_message = limits.max_message_bytes;
     let router = builder
+        .layer(transport::CallLimitLayer(admission))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(KeyManagementServiceServer::new(KmsService::new(
-            kms.clone(),
-            auth.clone(),
-            auditor.clone(),
-        )))
-        .add_service(AdminServiceServer::new(AdminServiceImpl::new(
-            auth,
-            auditor.clone(),
-        )))
-        .add_service(AuditServiceServer::new(AuditServiceImpl::new(
-            audit.clone(),
-            kms.clone(),
-            auditor,
-        )));
+        .add_service(
+            KeyManagementServiceServer::new(KmsService::new(
+                kms.clone(),
+                auth.clone(),
+                auditor.clone(),
+            ))
+            .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            AdminServiceServer::new(AdminServiceImpl::new(auth, auditor.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            AuditServiceServer::new(AuditServiceImpl::new(audit.clone(), kms.clone(), auditor))
+                .max_decoding_message_size(max_message),
+        );
     let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = shutdown_rx.await;
     }));

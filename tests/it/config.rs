@@ -189,6 +189,24 @@ fn every_bad_setting_is_refused_with_where_and_why() {
             env(&[("KMSD_DATA_DIR", "")]),
             vec!["KMSD_DATA_DIR", "must not be empty"],
         ),
+        (
+            Flags::default(),
+            env(&[("KMSD_MAX_CONNECTIONS", "0")]),
+            vec!["KMSD_MAX_CONNECTIONS", "not between 1"],
+        ),
+        (
+            Flags::default(),
+            env(&[("KMSD_MAX_CONCURRENT_STREAMS", "many")]),
+            vec!["KMSD_MAX_CONCURRENT_STREAMS", "not a whole number"],
+        ),
+        (
+            Flags {
+                config: Some(write(dir.path(), "idle.toml", "idle_timeout = \"5s\"\n")),
+                ..Default::default()
+            },
+            env(&[]),
+            vec!["idle_timeout", "longer than request_timeout"],
+        ),
     ];
     for (flags, env, fragments) in cases {
         let err = load(&flags, &env).expect_err("must be refused").to_string();

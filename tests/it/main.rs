@@ -31,3 +31,4 @@ mod root_rotation;
 mod server;
 mod support;
 mod tls;
+mod transport;

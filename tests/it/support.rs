@@ -325,8 +325,27 @@ impl Daemon {
     /// Starts `kmsd serve` on `data_dir` with `args` and `env` added, at debug level, and waits until it serves.
     /// Returns the log so far if it exits first.
     pub fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Daemon, String> {
+        Self::start_with_open_files(data_dir, args, env, None)
+    }
+
+    /// As [`Daemon::start`], under a soft and hard limit of `open_files` descriptors when given.
+    pub fn start_with_open_files(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        open_files: Option<u64>,
+    ) -> Result<Daemon, String> {
         use std::io::{BufRead, BufReader};
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kmsd"));
+        let mut cmd = match open_files {
+            None => std::process::Command::new(env!("CARGO_BIN_EXE_kmsd")),
+            Some(n) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_kmsd"));
+                sh
+            }
+        };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(["--log-level", "debug"])
             .arg("--data-dir")
@@ -395,6 +414,23 @@ impl Daemon {
             .expect("connect");
         let auth = kmsd::client::BearerAuth::new(token).expect("token");
         KeyManagementServiceClient::new(AuthChannel::new(channel, auth))
+    }
+
+    /// The resident set size, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Open file descriptors, from /proc.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
     }
 
     /// Stops it with SIGTERM and returns its whole log; panics unless it exits cleanly.
