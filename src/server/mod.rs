@@ -45,7 +45,8 @@ use crate::proto;
 use crate::service::time_ordered_id;
 use crate::service::{
     ADMIN_SERVICE_NAME, AUDIT_SERVICE_NAME, AdminServiceImpl, AdminServiceServer, AuditServiceImpl,
-    AuditServiceServer, Auditor, KeyManagementServiceServer, KmsService, SERVICE_NAME,
+    AuditServiceServer, Auditor, KeyManagementServiceServer, KmsService, RecordUnhandledLayer,
+    SERVICE_NAME,
 };
 use crate::storage::{Storage, StorageError};
 
@@ -326,6 +327,8 @@ pub async fn start(
     }
     let max_message = limits.max_message_bytes;
     let router = builder
+        // Outermost: a call refused by the limits below is recorded too.
+        .layer(RecordUnhandledLayer(auditor.clone()))
         .layer(transport::CallLimitLayer(admission))
         .add_service(health_service)
         .add_service(reflection_v1)

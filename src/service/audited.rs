@@ -99,3 +99,6 @@ impl Audited for DisablePrincipalResponse {}
 impl Audited for CreateTokenResponse {}
 impl Audited for ListTokensResponse {}
 impl Audited for RevokeTokenResponse {}
+
+/// A call no handler saw (see `unhandled.rs`) has no response to describe.
+impl Audited for () {}

@@ -4,6 +4,7 @@
 //! operation, and hands the result to [`Auditor::finish`], which appends the record and only then releases the
 //! response. If the record cannot be written, the caller gets UNAVAILABLE and never the result.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -38,7 +39,7 @@ pub struct Auditor {
 pub struct Call {
     started: std::time::Instant,
     event_id: String,
-    event_name: &'static str,
+    event_name: Cow<'static, str>,
     event_time: String,
     caller: Result<Caller, AuthFailure>,
     source_address: String,
@@ -51,6 +52,17 @@ pub struct Call {
     key_version: Option<u32>,
     parameters: BTreeMap<String, String>,
     encryption_context: BTreeMap<String, String>,
+}
+
+/// Put in a request's extensions by the layer that records calls no handler saw ([`super::unhandled`]); set when
+/// a handler opens the call's record, so that layer knows the call is recorded.
+#[derive(Clone, Default)]
+pub struct CallSlot(Arc<AtomicBool>);
+
+impl CallSlot {
+    pub fn handled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// Whose key a ciphertext blob names, for the record.
@@ -91,6 +103,15 @@ impl Auditor {
     }
 
     pub fn begin<T>(&self, event_name: &'static str, request: &Request<T>) -> Call {
+        if let Some(slot) = request.extensions().get::<CallSlot>() {
+            slot.0.store(true, Ordering::Release);
+        }
+        self.open(Cow::Borrowed(event_name), request)
+    }
+
+    /// Opens the record of a call: who (authenticated here, refused later by [`Call::admit`]), from where, and the
+    /// headers that describe it.
+    pub(super) fn open<T>(&self, event_name: Cow<'static, str>, request: &Request<T>) -> Call {
         let metadata = request.metadata();
         let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
         let peer = request.remote_addr();
@@ -179,7 +200,7 @@ impl Auditor {
             // better a recorded change that did not happen than a change without a record.
             let code = result.as_ref().err().map_or(tonic::Code::Ok, |s| s.code());
             self.metrics
-                .call(call.event_name, code, call.started.elapsed());
+                .call(&call.event_name, code, call.started.elapsed());
             return respond(&call.request_id, result);
         }
         self.finish(call, result).await
@@ -188,10 +209,23 @@ impl Auditor {
     /// Appends the call's record, then releases the result; UNAVAILABLE instead if the record is not durable.
     pub async fn finish<R: Audited>(
         &self,
-        mut call: Call,
+        call: Call,
         result: Result<R, Status>,
     ) -> Result<Response<R>, Status> {
-        let (outcome, error_code, error_message) = match &result {
+        let request_id = call.request_id.clone();
+        // On failure `result` is dropped: whatever key material it held is zeroized and never sent.
+        self.record(call, &result).await?;
+        respond(&request_id, result)
+    }
+
+    /// Appends the record of `call` ending with `result`, and counts it; the UNAVAILABLE answer to give instead if
+    /// the record is not durable.
+    pub(super) async fn record<R: Audited>(
+        &self,
+        mut call: Call,
+        result: &Result<R, Status>,
+    ) -> Result<(), Status> {
+        let (outcome, error_code, error_message) = match result {
             Ok(response) => {
                 if let Some((key_id, version)) = response.key_used() {
                     call.key_id = Some(key_id.to_owned());
@@ -208,12 +242,11 @@ impl Auditor {
                 Some(status.message().to_owned()),
             ),
         };
-        let request_id = call.request_id.clone();
-        let (event_name, started) = (call.event_name, call.started);
+        let started = call.started;
         // One line per call, carrying the request id its audit record has; never a secret.
         tracing::debug!(
-            request_id = %call.request_id,
-            event = call.event_name,
+            request_id = %crate::auth::token::redact(&call.request_id),
+            event = &*call.event_name,
             principal = call.principal(),
             key_id = call.key_id.as_deref().unwrap_or(""),
             outcome = outcome.as_str(),
@@ -221,14 +254,16 @@ impl Auditor {
             "call"
         );
         let principal = call.principal().to_owned();
+        let event_name = call.event_name;
+        let request_id = call.request_id;
         let record = AuditRecord {
             event_id: call.event_id,
             event_time: call.event_time,
-            event_name: call.event_name.to_owned(),
+            event_name: event_name.clone().into_owned(),
             principal,
             source_address: call.source_address,
             user_agent: call.user_agent,
-            request_id: call.request_id,
+            request_id: request_id.clone(),
             key_id: call.key_id,
             key_version: call.key_version,
             key_alias: call.key_alias,
@@ -240,7 +275,6 @@ impl Auditor {
             error_message,
         };
         if let Err(e) = self.audit.append(record).await {
-            // `result` is dropped here: whatever key material it held is zeroized and never sent.
             let mut status = super::status::with_kind(
                 Status::unavailable(format!(
                     "{e}; the call was refused so that no key use goes unrecorded (fail closed); retry later"
@@ -251,12 +285,12 @@ impl Auditor {
                 status.metadata_mut().insert(REQUEST_ID_HEADER, v);
             }
             self.metrics
-                .call(event_name, Code::Unavailable, started.elapsed());
+                .call(&event_name, Code::Unavailable, started.elapsed());
             return Err(status);
         }
         let code = result.as_ref().err().map_or(Code::Ok, |s| s.code());
-        self.metrics.call(event_name, code, started.elapsed());
-        respond(&request_id, result)
+        self.metrics.call(&event_name, code, started.elapsed());
+        Ok(())
     }
 }
 
@@ -321,7 +355,7 @@ impl AuditGate<'_> {
             let record = AuditRecord {
                 event_id: c.event_id.clone(),
                 event_time: c.event_time.clone(),
-                event_name: c.event_name.to_owned(),
+                event_name: c.event_name.clone().into_owned(),
                 principal: c.principal().to_owned(),
                 source_address: c.source_address.clone(),
                 user_agent: c.user_agent.clone(),
@@ -350,6 +384,11 @@ impl AuditGate<'_> {
 }
 
 impl Call {
+    /// The request id the call's record and answer carry.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
     /// The authenticated caller, or UNAUTHENTICATED; then INVALID_ARGUMENT if the call's headers were malformed.
     /// Handlers call this before doing anything.
     pub fn admit(&self) -> Result<&Caller, Status> {

@@ -14,12 +14,14 @@ mod audited;
 mod call;
 mod convert;
 mod status;
+mod unhandled;
 
 pub use admin::AdminServiceImpl;
 pub use audit_service::AuditServiceImpl;
 pub(crate) use call::time_ordered_id;
 pub use call::{Auditor, REASON_HEADER, REQUEST_ID_HEADER, code_name};
 pub use status::ERROR_KIND_HEADER;
+pub use unhandled::RecordUnhandledLayer;
 
 use call::BlobRole;
 

@@ -202,3 +202,139 @@ async fn a_whole_token_passed_anywhere_never_reaches_the_database_or_the_log() {
     }
     assert!(log.contains("call"), "debug lines per call were logged");
 }
+
+/// A message with one bytes field numbered as `DescribeKeyRequest.key_id`: invalid UTF-8 there fails to decode.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NotUtf8 {
+    #[prost(bytes = "vec", tag = "1")]
+    key_id: Vec<u8>,
+}
+
+/// Sends `message` to `path` as gRPC, with a request id and, when given, a token.
+async fn raw_call(
+    server: &TestServer,
+    path: &'static str,
+    message: NotUtf8,
+    token: Option<&str>,
+    request_id: &str,
+) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(server.raw_channel().await);
+    grpc.ready().await.unwrap();
+    let mut request = tagged(message, request_id);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    let codec = tonic_prost::ProstCodec::<NotUtf8, DescribeKeyResponse>::default();
+    grpc.unary(
+        request,
+        tonic::codegen::http::uri::PathAndQuery::from_static(path),
+        codec,
+    )
+    .await
+    .expect_err("the call fails")
+}
+
+/// Finding 8: requests that failed protobuf decoding, exceeded the message size or named no method left no
+/// record, with or without a token, so anonymous probing was invisible. Now each leaves exactly one, bounded.
+#[tokio::test(flavor = "multi_thread")]
+async fn undecodable_oversized_and_unknown_calls_leave_one_bounded_record_each() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(dir.path());
+    config.transport.max_message_bytes = 64 * 1024;
+    let server = TestServer {
+        server: try_start(&config, kmsd::clock::ManualClock::new())
+            .await
+            .unwrap(),
+        dir,
+        clock: kmsd::clock::ManualClock::new(),
+        tls_ca: None,
+    };
+    let admin = server.admin_token();
+    let before = verify_log(&server).await.head_sequence;
+    let garbage = NotUtf8 {
+        key_id: vec![0xff; 300],
+    };
+    let describe = "/kms.v1.KeyManagementService/DescribeKey";
+    let cases = [
+        (describe, garbage.clone(), None, "bad-anon", Code::Internal),
+        (
+            describe,
+            garbage.clone(),
+            Some(admin.as_str()),
+            "bad-admin",
+            Code::Internal,
+        ),
+        (
+            describe,
+            NotUtf8 {
+                key_id: vec![b'k'; 100_000],
+            },
+            None,
+            "big-anon",
+            Code::OutOfRange,
+        ),
+        (
+            describe,
+            NotUtf8 {
+                key_id: vec![b'k'; 100_000],
+            },
+            Some(admin.as_str()),
+            "big-admin",
+            Code::OutOfRange,
+        ),
+        (
+            "/kms.v1.KeyManagementService/NoSuchThing",
+            garbage.clone(),
+            None,
+            "unknown",
+            Code::Unimplemented,
+        ),
+        (
+            "/kms.v1.Nope/DescribeKey",
+            garbage,
+            Some(admin.as_str()),
+            "unknown-service",
+            Code::Unimplemented,
+        ),
+    ];
+    for (path, message, token, request_id, code) in cases {
+        let status = raw_call(&server, path, message, token, request_id).await;
+        assert_eq!(status.code(), code, "{request_id}: {status:?}");
+        assert_eq!(
+            status
+                .metadata()
+                .get("x-request-id")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            request_id,
+            "the answer names the record"
+        );
+        let record = one_event(&server, request_id).await;
+        let principal = if token.is_some() {
+            "admin"
+        } else {
+            "anonymous"
+        };
+        assert_eq!(record.principal, principal, "{record:?}");
+        assert_eq!(
+            record.error_code,
+            kmsd::service::code_name(code),
+            "{record:?}"
+        );
+        assert_eq!(record.reason, format!("because {request_id}"));
+        if code == Code::Unimplemented {
+            assert_eq!(record.event_name, "UnknownMethod");
+            assert_eq!(record.parameters["path"], path);
+        } else {
+            assert_eq!(record.event_name, "DescribeKey");
+        }
+    }
+    // Exactly one record each: the six calls and the six queries that read them back.
+    let after = verify_log(&server).await;
+    assert!(after.ok, "{after:?}");
+    assert_eq!(after.head_sequence, before + 1 + 2 * 6, "{after:?}");
+    server.stop().await;
+}

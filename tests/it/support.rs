@@ -406,14 +406,26 @@ impl Daemon {
             .to_owned()
     }
 
-    /// A generated client whose calls carry `token`, or nothing.
-    pub async fn client_as(&self, token: Option<&str>) -> Client {
+    /// A connection whose calls carry `token`, or nothing.
+    pub async fn channel_as(&self, token: Option<&str>) -> AuthChannel {
         let channel = kmsd::client::ClientBuilder::new(self.endpoint())
             .channel()
             .await
             .expect("connect");
-        let auth = kmsd::client::BearerAuth::new(token).expect("token");
-        KeyManagementServiceClient::new(AuthChannel::new(channel, auth))
+        AuthChannel::new(
+            channel,
+            kmsd::client::BearerAuth::new(token).expect("token"),
+        )
+    }
+
+    /// A generated client whose calls carry `token`, or nothing.
+    pub async fn client_as(&self, token: Option<&str>) -> Client {
+        KeyManagementServiceClient::new(self.channel_as(token).await)
+    }
+
+    /// The audit service, as the administrator.
+    pub async fn audit_client(&self) -> AuditClient {
+        AuditClient::new(self.channel_as(Some(&self.admin_token())).await)
     }
 
     /// The resident set size, from /proc.

@@ -222,12 +222,45 @@ async fn calls_beyond_the_in_flight_limit_are_refused_at_once() {
     let mut client = daemon.client_as(Some(&daemon.admin_token())).await;
     let random = kmsd::proto::GenerateRandomRequest { number_of_bytes: 8 };
     assert_status(
-        client.generate_random(random).await,
+        client
+            .generate_random(tagged(random, "over-the-limit"))
+            .await,
         tonic::Code::ResourceExhausted,
         &["limit of 4 calls"],
     );
-    drop(conn);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The four held calls are answered when their bodies are overdue, and the slots come back.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     client.generate_random(random).await.unwrap();
+    drop(conn);
+
+    // Each was recorded: the refused call under its caller, the overdue ones as anonymous.
+    let mut audit = daemon.audit_client().await;
+    let refused = audit
+        .query_events(kmsd::proto::QueryEventsRequest {
+            request_id: "over-the-limit".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].principal, "admin");
+    assert_eq!(refused[0].error_code, "RESOURCE_EXHAUSTED");
+    let overdue = audit
+        .query_events(kmsd::proto::QueryEventsRequest {
+            event_name: "GenerateRandom".into(),
+            principal: "anonymous".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(overdue.len(), 4, "{overdue:?}");
+    assert!(
+        overdue.iter().all(|e| e.error_code == "DEADLINE_EXCEEDED"),
+        "{overdue:?}"
+    );
     daemon.stop();
 }
