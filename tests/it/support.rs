@@ -319,6 +319,17 @@ pub struct Daemon {
     pub data_dir: PathBuf,
     log: Arc<std::sync::Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
+    stopped: bool,
+}
+
+/// A test that fails part-way leaves no daemon behind.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Daemon {
@@ -392,6 +403,7 @@ impl Daemon {
             data_dir: data_dir.to_owned(),
             log,
             reader: Some(reader),
+            stopped: false,
         })
     }
 
@@ -447,6 +459,7 @@ impl Daemon {
 
     /// Stops it with SIGTERM and returns its whole log; panics unless it exits cleanly.
     pub fn stop(mut self) -> String {
+        self.stopped = true;
         rustix::process::kill_process(
             rustix::process::Pid::from_child(&self.child),
             rustix::process::Signal::TERM,
