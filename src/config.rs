@@ -115,6 +115,8 @@ const KNOWN_VARIABLES: &[&str] = &[
     "KMSD_IDLE_TIMEOUT",
     "KMSD_KEEPALIVE_INTERVAL",
     "KMSD_KEEPALIVE_TIMEOUT",
+    // Tests only: abort at a named step of first start (see server::bootstrap).
+    "KMSD_CRASH_AT",
     "KMSD_ENDPOINT",
     "KMSD_TOKEN",
     "KMSD_TOKEN_FILE",

@@ -39,6 +39,19 @@ enum Command {
         #[arg(long)]
         new_root_key_file: PathBuf,
     },
+    /// Issue a new token for an administrator when every administrator token is lost. Stop the daemon first; the
+    /// root key must open the database. The principal is created as an administrator if it does not exist. Every
+    /// step is recorded in the audit log as principal `kmsd`.
+    RecoverAdmin {
+        #[command(flatten)]
+        settings: SettingFlags,
+        /// The administrator to issue the token for.
+        #[arg(long, default_value = "admin")]
+        principal: String,
+        /// Where to write the token (mode 0600; it must not exist) [default: <data-dir>/admin.token].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Copy the database to a new file, consistently, while the daemon serves (SQLite's online backup API).
     /// Restore by starting kmsd on a data directory holding the copy as kmsd.db and the same root key.
     Backup {
@@ -153,6 +166,47 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("kmsd: root-key rotation failed, nothing changed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::RecoverAdmin {
+            settings,
+            principal,
+            out,
+        } => {
+            let settings = match settings.load() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("kmsd: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            init_logging(&settings);
+            let recovered = tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|runtime| {
+                    runtime
+                        .block_on(server::recover_admin(
+                            &settings.server,
+                            &principal,
+                            out,
+                            Arc::new(SystemClock),
+                        ))
+                        .map_err(|e| e.to_string())
+                });
+            match recovered {
+                Ok(r) => {
+                    println!(
+                        "issued token {} for administrator {:?} into {} (mode 0600); the audit log records it",
+                        r.token_id,
+                        r.principal,
+                        r.path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kmsd: recovery failed: {e}");
                     ExitCode::FAILURE
                 }
             }

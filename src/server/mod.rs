@@ -5,11 +5,13 @@
 //! has unwrapped; on shutdown health turns NOT_SERVING first, in-flight calls drain within a bounded grace period,
 //! and storage closes last.
 
+mod bootstrap;
 pub mod hardening;
 mod lock;
 mod root_key;
 pub mod transport;
 
+pub use bootstrap::{BOOTSTRAP_MARK, CRASH_AT_VARIABLE, Recovered, recover_admin};
 pub use lock::DataDirLock;
 
 /// Reads an existing root key file (for offline tools such as `kmsctl audit verify --db`).
@@ -37,7 +39,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::audit::{AuditLog, AuditRecord, CheckpointSigner, Outcome, SIGNING_KEY_META};
-use crate::auth::{Authenticator, BOOTSTRAP_ADMIN, NewPrincipal, SYSTEM_PRINCIPAL};
+use crate::auth::{Authenticator, SYSTEM_PRINCIPAL};
 use crate::clock::Clock;
 use crate::kms::{Change, Gate, Kms, KmsError, OpenError};
 use crate::metrics::Metrics;
@@ -237,7 +239,7 @@ pub async fn start(
         }
     };
     let auth = Arc::new(Authenticator::load(storage.clone(), clock.clone()).await?);
-    let kms = Arc::new(Kms::open(storage, root, clock.clone()).await?);
+    let kms = Arc::new(Kms::open(storage.clone(), root, clock.clone()).await?);
     let metrics = Arc::new(Metrics::default());
     let audit = Arc::new(AuditLog::open(
         &db_path,
@@ -254,9 +256,8 @@ pub async fn start(
     if !db_existed {
         tracing::info!(path = %db_path.display(), "created a new database");
     }
-    if auth.is_empty() {
-        bootstrap_admin(config, &auth, &audit, &*clock).await?;
-    }
+    bootstrap::first_start(config, &storage, &auth, &audit, &*clock).await?;
+    drop(storage);
     // Deletion windows that ended while the daemon was down end now, before anything is served.
     let gate = Arc::new(MaintenanceGate {
         audit: audit.clone(),
@@ -517,93 +518,6 @@ fn system_record(
         error_code: None,
         error_message: None,
     }
-}
-
-/// On first start (no principal yet): creates the administrator and writes its token to `<data-dir>/admin.token`
-/// (0600), each step audited like an administrator's call. The file is opened before the token is issued, so a
-/// token is never stored that could not be handed over.
-async fn bootstrap_admin(
-    config: &Config,
-    auth: &Authenticator,
-    audit: &AuditLog,
-    clock: &dyn Clock,
-) -> Result<(), StartError> {
-    use std::io::Write;
-    let path = config.admin_token_path();
-    let partial = path.with_extension("token.partial");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&partial)
-        .map_err(|e| StartError::Bootstrap(format!("cannot create {}: {e}", partial.display())))?;
-    let reason = "bootstrap: the first administrator, created on first start";
-    let record = |event: &'static str, params: Vec<(&'static str, String)>| {
-        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let record = system_record(clock.now(), event, reason, &params);
-        async move {
-            audit
-                .append(record)
-                .await
-                .map(drop)
-                .map_err(|_| crate::auth::AccessError::AuditUnavailable)
-        }
-    };
-    let failed = |e: crate::auth::AccessError| StartError::Bootstrap(e.to_string());
-    auth.create_principal(
-        NewPrincipal {
-            name: BOOTSTRAP_ADMIN.to_owned(),
-            description: "created on first start".to_owned(),
-            admin: true,
-            create_keys: true,
-            certificate_subjects: Vec::new(),
-        },
-        record(
-            "CreatePrincipal",
-            vec![
-                ("name", BOOTSTRAP_ADMIN.to_owned()),
-                ("admin", "true".to_owned()),
-            ],
-        ),
-    )
-    .await
-    .map_err(failed)?;
-    let issued = auth
-        .create_token(
-            BOOTSTRAP_ADMIN,
-            "admin.token, written on first start".to_owned(),
-            None,
-            |id| {
-                record(
-                    "CreateToken",
-                    vec![
-                        ("principal", BOOTSTRAP_ADMIN.to_owned()),
-                        ("issued_token_id", id),
-                    ],
-                )
-            },
-        )
-        .await
-        .map_err(failed)?;
-    let written = file
-        .write_all(format!("{}\n", issued.token.as_str()).as_bytes())
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&partial, &path));
-    written.map_err(|e| {
-        StartError::Bootstrap(format!(
-            "cannot write the administrator token to {}: {e}",
-            path.display()
-        ))
-    })?;
-    tracing::warn!(
-        path = %path.display(),
-        principal = BOOTSTRAP_ADMIN,
-        token_id = %issued.info.id,
-        "created the administrator; its bearer token is in this file (mode 0600). Use it to create principals \
-         and tokens for services, then move it somewhere safe"
-    );
-    Ok(())
 }
 
 /// rustls settings from the configured PEM files.

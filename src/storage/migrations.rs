@@ -16,6 +16,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_access.sql",
         include_str!("../../migrations/0003_access.sql"),
     ),
+    (
+        "0004_bootstrap_mark.sql",
+        include_str!("../../migrations/0004_bootstrap_mark.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {

@@ -13,6 +13,7 @@ mod audit_query;
 mod audit_tamper;
 mod backup;
 mod bench;
+mod bootstrap;
 mod cache;
 mod cli;
 mod client;
