@@ -32,6 +32,78 @@ impl AuditServiceImpl {
 
 const TOKEN_PREFIX: &str = "e1:";
 
+/// QueryEvents' limits on its filters: more context pairs, or longer strings, are INVALID_ARGUMENT.
+pub const MAX_CONTEXT_FILTERS: usize = 16;
+pub const MAX_FILTER_CHARS: usize = 1024;
+
+/// The times a record can carry: years 1 to 9999 (RFC 3339), in milliseconds since the epoch.
+const EARLIEST_MS: i64 = -62_135_596_800_000;
+const LATEST_MS: i64 = 253_402_300_799_999;
+
+/// Which end of a time range a bound is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Start,
+    End,
+}
+
+/// A time filter as the stored form compares: a start before year 1 or an end after year 9999 is no bound at all
+/// (an open end); a start after year 9999, an end before year 1, or nanoseconds out of range are refused.
+fn time_bound(
+    t: Option<&prost_types::Timestamp>,
+    end: End,
+    field: &str,
+) -> Result<Option<String>, InvalidInput> {
+    let Some(t) = t else {
+        return Ok(None);
+    };
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(InvalidInput(format!(
+            "{field} has nanos {} (must be 0 to 999999999)",
+            t.nanos
+        )));
+    }
+    let ms = UnixMillis::from_timestamp(t).0;
+    match (end, ms) {
+        (End::Start, ms) if ms < EARLIEST_MS => Ok(None),
+        (End::End, ms) if ms > LATEST_MS => Ok(None),
+        (_, EARLIEST_MS..=LATEST_MS) => Ok(Some(UnixMillis(ms).rfc3339_millis())),
+        _ => Err(InvalidInput(format!(
+            "{field} is outside the times records carry (years 1 to 9999)"
+        ))),
+    }
+}
+
+/// Refuses filters past QueryEvents' documented limits.
+fn check_filters(req: &QueryEventsRequest) -> Result<(), InvalidInput> {
+    if req.encryption_context.len() > MAX_CONTEXT_FILTERS {
+        return Err(InvalidInput(format!(
+            "encryption_context filters on {} pairs; at most {MAX_CONTEXT_FILTERS}",
+            req.encryption_context.len()
+        )));
+    }
+    let strings = [
+        ("principal", &req.principal),
+        ("event_name", &req.event_name),
+        ("request_id", &req.request_id),
+        ("key_id", &req.key_id),
+    ]
+    .into_iter()
+    .chain(
+        req.encryption_context
+            .iter()
+            .flat_map(|(k, v)| [("encryption_context", k), ("encryption_context", v)]),
+    );
+    for (field, value) in strings {
+        if value.chars().count() > MAX_FILTER_CHARS {
+            return Err(InvalidInput(format!(
+                "{field} is longer than {MAX_FILTER_CHARS} characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn parse_token(token: &str) -> Result<Option<u64>, InvalidInput> {
     keys::page_token::decode(token, TOKEN_PREFIX)?
         .map(|seq| {
@@ -118,6 +190,7 @@ impl AuditService for AuditServiceImpl {
         call.map_param("encryption_context", &req.encryption_context);
         let result = async {
             call.admit_admin()?;
+            check_filters(&req)?;
             let limit = keys::page_size(req.page_size).map_err(Status::from)? as usize;
             let (key_id, key_alias) = match KeyRef::parse_optional(&req.key_id, "key_id")? {
                 None => (None, None),
@@ -142,14 +215,8 @@ impl AuditService for AuditServiceImpl {
             };
             let non_empty = |s: String| (!s.is_empty()).then_some(s);
             let query = AuditQuery {
-                start_time: req
-                    .start_time
-                    .as_ref()
-                    .map(|t| UnixMillis::from_timestamp(t).rfc3339_millis()),
-                end_time: req
-                    .end_time
-                    .as_ref()
-                    .map(|t| UnixMillis::from_timestamp(t).rfc3339_millis()),
+                start_time: time_bound(req.start_time.as_ref(), End::Start, "start_time")?,
+                end_time: time_bound(req.end_time.as_ref(), End::End, "end_time")?,
                 key_id,
                 key_alias,
                 principal: non_empty(req.principal),

@@ -338,3 +338,80 @@ async fn undecodable_oversized_and_unknown_calls_leave_one_bounded_record_each()
     assert_eq!(after.head_sequence, before + 1 + 2 * 6, "{after:?}");
     server.stop().await;
 }
+
+/// Finding 7: 10,000 context filter pairs gave INTERNAL ("Expression tree is too large"), and an end_time in
+/// year 10000 or later returned nothing instead of everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn query_filters_have_documented_limits_and_far_times_are_open_ended() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    create_key(&mut client, "alias/q").await;
+    let mut audit = server.audit_client().await;
+    let many = (0..10_000).map(|i| (format!("k{i}"), "v".into())).collect();
+    assert_status(
+        audit
+            .query_events(QueryEventsRequest {
+                encryption_context: many,
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        &["at most 16"],
+    );
+    assert_status(
+        audit
+            .query_events(QueryEventsRequest {
+                principal: "p".repeat(5000),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        &["principal is longer than 1024"],
+    );
+    let at = |seconds: i64| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let year_10000 = 253_402_300_800;
+    let count = |request: QueryEventsRequest| {
+        let mut audit = audit.clone();
+        async move {
+            audit
+                .query_events(request)
+                .await
+                .map(|r| r.into_inner().events.len())
+        }
+    };
+    let all = count(QueryEventsRequest::default()).await.unwrap();
+    assert!(all >= 3, "{all}");
+    for (start_time, end_time) in [
+        (None, at(year_10000)),
+        (None, at(i64::MAX / 1000)),
+        (at(-year_10000), None),
+        (at(i64::MIN / 1000), at(i64::MAX / 1000)),
+    ] {
+        let found = count(QueryEventsRequest {
+            start_time,
+            end_time,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        // The queries themselves are recorded as they go: at least everything before the first.
+        assert!(
+            found >= all,
+            "{start_time:?}..{end_time:?}: {found} of {all}"
+        );
+    }
+    for (start_time, end_time) in [(at(year_10000), None), (None, at(-year_10000))] {
+        assert_status(
+            audit
+                .query_events(QueryEventsRequest {
+                    start_time,
+                    end_time,
+                    ..Default::default()
+                })
+                .await,
+            Code::InvalidArgument,
+            &["years 1 to 9999"],
+        );
+    }
+    server.stop().await;
+}
