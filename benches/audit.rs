@@ -93,6 +93,7 @@ fn main() {
                 CheckpointSigner::generate().expect("OS randomness"),
                 Arc::new(SystemClock),
                 Duration::from_secs(60),
+                kmsd::audit::space::SpaceLimits::default(),
                 Arc::new(Metrics::default()),
             )
             .expect("the audit log opens"),

@@ -59,6 +59,8 @@ struct File {
     idle_timeout: Option<String>,
     keepalive_interval: Option<String>,
     keepalive_timeout: Option<String>,
+    disk_soft_floor: Option<String>,
+    disk_hard_floor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +117,8 @@ const KNOWN_VARIABLES: &[&str] = &[
     "KMSD_IDLE_TIMEOUT",
     "KMSD_KEEPALIVE_INTERVAL",
     "KMSD_KEEPALIVE_TIMEOUT",
+    "KMSD_DISK_SOFT_FLOOR",
+    "KMSD_DISK_HARD_FLOOR",
     // Tests only: abort at a named step of first start (see server::bootstrap).
     "KMSD_CRASH_AT",
     "KMSD_ENDPOINT",
@@ -167,6 +171,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} must be more than zero"));
     }
     Ok(d)
+}
+
+/// Parses a size: `1048576`, `64KiB`, `512MiB` or `2GiB`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 64MiB, 1GiB or 1048576"))?;
+    let scale: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(format!("{s:?}: the unit must be B, KiB, MiB, GiB or TiB")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Builds the settings from `flags`, the environment `env` (all variables; only `KMSD_*` are read) and the
@@ -502,6 +525,28 @@ pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Settings, Co
         }
     }
     t.max_concurrent_streams = streams as u32;
+    for (var_name, key, file_value, target) in [
+        (
+            "KMSD_DISK_SOFT_FLOOR",
+            "disk_soft_floor",
+            &file.disk_soft_floor,
+            &mut server.disk.soft_floor,
+        ),
+        (
+            "KMSD_DISK_HARD_FLOOR",
+            "disk_hard_floor",
+            &file.disk_hard_floor,
+            &mut server.disk.hard_floor,
+        ),
+    ] {
+        if let Some((value, origin)) = var(var_name).or_else(|| from_file(file_value, key)) {
+            *target = parse_bytes(&value).map_err(|reason| invalid(&origin, reason))?;
+        }
+    }
+    server.disk.check().map_err(|reason| ConfigError::Value {
+        origin: "disk floors".into(),
+        reason,
+    })?;
     t.check().map_err(|reason| ConfigError::Value {
         origin: "transport limits".into(),
         reason,
@@ -580,11 +625,13 @@ impl fmt::Display for Settings {
             "keepalive_interval = {:?}",
             duration_text(t.keepalive_interval)
         )?;
-        write!(
+        writeln!(
             f,
             "keepalive_timeout = {:?}",
             duration_text(t.keepalive_timeout)
-        )
+        )?;
+        writeln!(f, "disk_soft_floor = {:?}", bytes_text(s.disk.soft_floor))?;
+        write!(f, "disk_hard_floor = {:?}", bytes_text(s.disk.hard_floor))
     }
 }
 
@@ -611,6 +658,21 @@ impl Count for u64 {
         *self = n;
         Ok(())
     }
+}
+
+/// A size as the settings file writes it.
+fn bytes_text(n: u64) -> String {
+    for (unit, scale) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ] {
+        if n >= scale && n.is_multiple_of(scale) {
+            return format!("{}{unit}", n / scale);
+        }
+    }
+    n.to_string()
 }
 
 /// A duration as the settings file writes it.

@@ -38,16 +38,60 @@ impl Checkpoint {
     }
 
     pub fn verify(&self, key: &VerifyingKey) -> bool {
-        let Ok(bytes) = hex::decode(&self.signature) else {
-            return false;
-        };
-        let Ok(signature) = Signature::from_slice(&bytes) else {
-            return false;
-        };
         let message =
             Self::canonical_json(self.head_seq, &self.head_hash, &self.time, &self.log_id);
-        key.verify(message.as_bytes(), &signature).is_ok()
+        verify_hex(key, message.as_bytes(), &self.signature)
     }
+}
+
+/// A signed statement that the log was pruned through `through_seq`, whose record's hash was `through_hash`: the
+/// remaining chain starts after it. Its canonical encoding names its kind, so neither it nor a checkpoint can be
+/// passed off as the other: `{"kind":"prune","log_id":…,"through_hash":…,"through_seq":…,"time":…,"version":1}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneMark {
+    pub through_seq: u64,
+    pub through_hash: String,
+    pub time: String,
+    pub log_id: String,
+    pub signature: String,
+}
+
+impl PruneMark {
+    pub fn canonical_json(
+        through_seq: u64,
+        through_hash: &str,
+        time: &str,
+        log_id: &str,
+    ) -> String {
+        canonical(&json!({
+            "kind": "prune",
+            "version": 1,
+            "through_seq": through_seq,
+            "through_hash": through_hash,
+            "time": time,
+            "log_id": log_id,
+        }))
+    }
+
+    pub fn verify(&self, key: &VerifyingKey) -> bool {
+        let message = Self::canonical_json(
+            self.through_seq,
+            &self.through_hash,
+            &self.time,
+            &self.log_id,
+        );
+        verify_hex(key, message.as_bytes(), &self.signature)
+    }
+}
+
+fn verify_hex(key: &VerifyingKey, message: &[u8], signature: &str) -> bool {
+    let Ok(bytes) = hex::decode(signature) else {
+        return false;
+    };
+    let Ok(signature) = Signature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify(message, &signature).is_ok()
 }
 
 /// The key checkpoints are signed with. Deliberately no `Debug`.
@@ -77,6 +121,23 @@ impl CheckpointSigner {
 
     pub fn public_key(&self) -> VerifyingKey {
         self.0.verifying_key()
+    }
+
+    pub fn sign_prune(
+        &self,
+        through_seq: u64,
+        through_hash: &str,
+        time: &str,
+        log_id: &str,
+    ) -> PruneMark {
+        let message = PruneMark::canonical_json(through_seq, through_hash, time, log_id);
+        PruneMark {
+            through_seq,
+            through_hash: through_hash.to_owned(),
+            time: time.to_owned(),
+            log_id: log_id.to_owned(),
+            signature: hex::encode(self.0.sign(message.as_bytes()).to_bytes()),
+        }
     }
 
     pub fn sign(&self, head_seq: u64, head_hash: &str, time: &str, log_id: &str) -> Checkpoint {
@@ -122,5 +183,14 @@ mod tests {
             parse_public_key(&hex::encode(signer.public_key().as_bytes())),
             Some(signer.public_key())
         );
+        let mark = signer.sign_prune(5, "ab", "2026-11-28T21:02:09.813Z", "log-1");
+        assert!(mark.verify(&signer.public_key()));
+        assert!(!mark.verify(&other.public_key()));
+        // A checkpoint's signature does not make a prune mark, nor the other way round.
+        let forged = PruneMark {
+            signature: cp.signature.clone(),
+            ..mark.clone()
+        };
+        assert!(!forged.verify(&signer.public_key()));
     }
 }

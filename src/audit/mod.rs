@@ -9,17 +9,24 @@
 //! sequence numbers are gap-free; a call whose record could not be made durable is answered UNAVAILABLE, never with
 //! its result (fail closed).
 
+pub mod archive;
 pub mod bound;
 mod checkpoint;
 pub(crate) mod record;
+pub mod space;
 pub mod verify;
 mod writer;
 
-pub use checkpoint::{Checkpoint, CheckpointSigner, SIGNING_KEY_LABEL, parse_public_key};
+pub use checkpoint::{
+    Checkpoint, CheckpointSigner, PruneMark, SIGNING_KEY_LABEL, parse_public_key,
+};
 
 /// The `meta` row holding the audit signing key, wrapped under the root key.
 pub const SIGNING_KEY_META: &str = "audit_signing_key";
-pub use record::{AuditRecord, ChainLink, ChainedRecord, Encoded, GENESIS_HASH, Outcome, map_json};
+pub use record::{
+    AuditRecord, ChainLink, ChainedRecord, Encoded, GENESIS_HASH, Outcome, map_json,
+    time_ordered_id,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +43,11 @@ use writer::{Msg, Writer};
 pub enum AuditError {
     #[error("the audit log cannot be written")]
     Unavailable,
+    #[error(
+        "the disk holding the audit log is below its hard floor ({free} bytes free); an administrator must archive \
+         the log (kmsctl audit archive) or grow the disk"
+    )]
+    DiskFull { free: u64 },
     #[error("the audit writer has stopped")]
     Closed,
 }
@@ -65,6 +77,7 @@ pub fn public_key_of(
 pub struct AuditLog {
     jobs: std::sync::mpsc::Sender<Msg>,
     healthy: watch::Receiver<bool>,
+    space: Arc<space::SpaceWatch>,
     public_key: VerifyingKey,
     log_id: String,
     db_path: PathBuf,
@@ -77,6 +90,7 @@ impl AuditLog {
         signer: CheckpointSigner,
         clock: Arc<dyn Clock>,
         checkpoint_every: Duration,
+        space: space::SpaceLimits,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, StorageError> {
         let mut conn = AuditWriterConn::open(db_path)?;
@@ -84,7 +98,16 @@ impl AuditLog {
         let (head_seq, head_hash) = Writer::new_head(conn.head()?);
         let checkpointed_seq = conn.last_checkpoint_seq()?.unwrap_or(0);
         let public_key = signer.public_key();
-        let (healthy_tx, healthy) = watch::channel(true);
+        // Whether the log takes a write is known before anything is served, not at the first failed call.
+        let writable = match conn.probe(head_seq + 1) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "the audit log cannot be written at start-up; refusing calls until it can");
+                false
+            }
+        };
+        let (healthy_tx, healthy) = watch::channel(writable);
+        let space = space::SpaceWatch::start(db_path, space, Duration::from_secs(1));
         let (jobs, inbox) = writer::channel();
         let wal = WalSync::new(db_path);
         let writer = Writer {
@@ -109,14 +132,27 @@ impl AuditLog {
         Ok(AuditLog {
             jobs,
             healthy,
+            space,
             public_key,
             log_id,
             db_path: db_path.to_owned(),
         })
     }
 
-    /// Appends a record and waits until it is durable. Returns its sequence number.
+    /// Appends a record and waits until it is durable. Returns its sequence number. Fails closed below the disk's
+    /// hard floor.
     pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditError> {
+        if self.space.level() == space::Level::Critical {
+            return Err(AuditError::DiskFull {
+                free: self.space.report().available(),
+            });
+        }
+        self.append_in_reserve(record).await
+    }
+
+    /// As [`AuditLog::append`], using the space below the hard floor too: only for the records of archiving and
+    /// pruning the log, which is how that space is won back.
+    pub async fn append_in_reserve(&self, record: AuditRecord) -> Result<u64, AuditError> {
         // Encoding here, on the caller's worker, keeps the writer thread's serial work to splicing and hashing.
         // Every record passes here, so here is where what callers sent is bounded.
         let encoded = bound::bounded(record);
@@ -136,8 +172,32 @@ impl AuditLog {
         rx.await.map_err(|_| AuditError::Closed)?
     }
 
+    /// Signs and stores a checkpoint of record `seq`, whose hash is `hash`: the sealed end of a range to archive.
+    pub async fn seal(&self, seq: u64, hash: String) -> Result<Checkpoint, AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Msg::Seal { seq, hash, reply })
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Stores a signed prune mark for records up to `through_seq` (whose hash is `through_hash`) and removes them.
+    /// The caller has made the record of this durable first.
+    pub async fn prune(&self, through_seq: u64, through_hash: String) -> Result<u64, AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Msg::Prune {
+                through_seq,
+                through_hash,
+                reply,
+            })
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
     /// Writes a final checkpoint and stops the writer; appends after this fail.
     pub async fn close(&self) {
+        self.space.stop();
         let (tx, rx) = oneshot::channel();
         if self.jobs.send(Msg::Close(tx)).is_ok() {
             let _ = rx.await;
@@ -147,6 +207,11 @@ impl AuditLog {
     /// `true` while appends succeed; turns `false` when a commit fails and back when writes succeed again.
     pub fn health(&self) -> watch::Receiver<bool> {
         self.healthy.clone()
+    }
+
+    /// The disk under the log.
+    pub fn space(&self) -> &space::SpaceWatch {
+        &self.space
     }
 
     pub fn public_key(&self) -> &VerifyingKey {

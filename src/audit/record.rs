@@ -64,6 +64,48 @@ pub struct AuditRecord {
     pub error_message: Option<String>,
 }
 
+impl AuditRecord {
+    /// A record kmsd writes on its own account (maintenance, bootstrap, summaries), as `principal`, from source
+    /// `internal`, with a successful outcome unless changed.
+    pub fn internal(
+        now: crate::clock::UnixMillis,
+        event: &str,
+        principal: &str,
+        reason: &str,
+        parameters: &[(&str, &str)],
+    ) -> AuditRecord {
+        AuditRecord {
+            event_id: time_ordered_id(now),
+            event_time: now.rfc3339_millis(),
+            event_name: event.to_owned(),
+            principal: principal.to_owned(),
+            source_address: "internal".to_owned(),
+            user_agent: concat!("kmsd/", env!("CARGO_PKG_VERSION")).to_owned(),
+            request_id: time_ordered_id(now),
+            key_id: None,
+            key_version: None,
+            key_alias: None,
+            parameters: parameters
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            encryption_context: Default::default(),
+            reason: Some(reason.to_owned()),
+            outcome: Outcome::Success,
+            error_code: None,
+            error_message: None,
+        }
+    }
+}
+
+/// A UUIDv7: time-ordered, so generated event and request ids append to their index instead of landing on random
+/// pages, and drawn from the thread-local CSPRNG rather than a syscall per id.
+pub fn time_ordered_id(now: crate::clock::UnixMillis) -> String {
+    uuid::Builder::from_unix_timestamp_millis(now.0.max(0) as u64, &crate::crypto::rng::array())
+        .into_uuid()
+        .to_string()
+}
+
 /// The hash before the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

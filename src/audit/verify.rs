@@ -1,4 +1,9 @@
 //! Verification of a stored log: the chain, then every checkpoint, then an optional trusted checkpoint.
+//!
+//! A log pruned after archival starts after its last prune mark: the mark must verify under the log's key and name
+//! this log, and the first record held must follow the hash it names. Records and checkpoints it covers are the
+//! archive's to verify (`kmsctl audit verify --archive`). Rows missing without a mark that covers them are a
+//! deletion outside kmsd, reported like any other gap.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +29,8 @@ pub struct VerifyReport {
     pub head_hash: String,
     pub problem: Option<Problem>,
     pub last_checkpoint: Option<Checkpoint>,
+    /// The last sequence number archived and pruned under a valid mark, 0 if none.
+    pub archived_through: u64,
 }
 
 impl VerifyReport {
@@ -48,9 +55,32 @@ pub fn verify(
     let log_id = reader.log_id()?;
     let checkpoints = reader.checkpoints()?;
 
+    // Where the chain starts: after the last valid prune mark, or at record 1.
+    let mut start: (u64, String) = (0, GENESIS_HASH.to_owned());
+    for (id, mark) in reader.prunes()? {
+        if !mark.verify(key) || log_id.as_deref() != Some(mark.log_id.as_str()) {
+            problems.push(Problem {
+                seq: mark.through_seq,
+                message: format!(
+                    "prune mark #{id} (through sequence {}) does not verify with this log's key or names another \
+                     log: records were removed outside kmsd's archive path",
+                    mark.through_seq
+                ),
+            });
+            continue;
+        }
+        if mark.through_seq > start.0 {
+            start = (mark.through_seq, mark.through_hash);
+        }
+    }
+
     // What each checkpointed sequence number must hash to.
     let mut expected_at: BTreeMap<u64, Vec<(String, String)>> = BTreeMap::new();
     for (id, cp) in &checkpoints {
+        if cp.head_seq <= start.0 {
+            // Archived with the records it covers.
+            continue;
+        }
         if !cp.verify(key) {
             problems.push(Problem {
                 seq: cp.head_seq,
@@ -78,7 +108,7 @@ pub fn verify(
             .or_default()
             .push((format!("checkpoint #{id}"), cp.head_hash.clone()));
     }
-    if let Some(t) = trusted {
+    if let Some(t) = trusted.filter(|t| t.seq > start.0) {
         expected_at
             .entry(t.seq)
             .or_default()
@@ -87,13 +117,19 @@ pub fn verify(
 
     let mut report = VerifyReport {
         checkpoints_checked: checkpoints.len() as u64,
-        head_hash: GENESIS_HASH.to_owned(),
+        head_seq: start.0,
+        head_hash: start.1,
         last_checkpoint: checkpoints.last().map(|(_, cp)| cp.clone()),
+        archived_through: start.0,
         ..Default::default()
     };
-    let mut expected_seq = 1u64;
+    let mut expected_seq = start.0 + 1;
     let mut chain_broken = false;
     reader.for_each_record(|row| {
+        // Left by a prune interrupted part-way: its mark covers them.
+        if row.as_ref().map_or_else(|bad| bad.seq, |r| r.seq) <= start.0 {
+            return true;
+        }
         let record = match row {
             Ok(r) => r,
             Err(bad) => {
@@ -110,7 +146,8 @@ pub fn verify(
             Some(Problem {
                 seq: expected_seq,
                 message: format!(
-                    "record {expected_seq} is missing: the log goes from {} to {seq} (rows were deleted)",
+                    "record {expected_seq} is missing: the log goes from {} to {seq} (rows were deleted, and \
+                     not through kmsd's archive path)",
                     expected_seq - 1
                 ),
             })

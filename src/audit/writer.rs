@@ -34,8 +34,23 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, AuditError>>;
 pub(super) enum Msg {
     Append(Encoded, Reply<u64>),
     Checkpoint(Reply<Option<Checkpoint>>),
+    /// Sign and store a checkpoint of a record already in the log: the end of a range to archive.
+    Seal {
+        seq: u64,
+        hash: String,
+        reply: Reply<Checkpoint>,
+    },
+    /// Sign and store a prune mark, then remove the records it covers.
+    Prune {
+        through_seq: u64,
+        through_hash: String,
+        reply: Reply<u64>,
+    },
     Close(oneshot::Sender<()>),
 }
+
+/// Records deleted per transaction when pruning.
+const PRUNE_CHUNK: u64 = 10_000;
 
 /// Work for the syncer: a committed batch to acknowledge once durable, or a request to say when all before it are.
 enum Synced {
@@ -172,6 +187,33 @@ impl Writer {
                 match msg {
                     Msg::Checkpoint(reply) => {
                         let _ = reply.send(self.checkpoint());
+                    }
+                    Msg::Seal { seq, hash, reply } => {
+                        let time = self.clock.now().rfc3339_millis();
+                        let cp = self.signer.sign(seq, &hash, &time, &self.log_id);
+                        let stored = self.conn.insert_checkpoint(&cp).map(|()| cp).map_err(|e| {
+                            tracing::error!(error = %e, "audit seal failed");
+                            AuditError::Unavailable
+                        });
+                        let _ = reply.send(stored);
+                    }
+                    Msg::Prune {
+                        through_seq,
+                        through_hash,
+                        reply,
+                    } => {
+                        let time = self.clock.now().rfc3339_millis();
+                        let mark =
+                            self.signer
+                                .sign_prune(through_seq, &through_hash, &time, &self.log_id);
+                        let pruned = self.conn.prune(&mark, PRUNE_CHUNK).map_err(|e| {
+                            tracing::error!(error = %e, "audit prune failed");
+                            AuditError::Unavailable
+                        });
+                        if let Ok(removed) = pruned {
+                            tracing::warn!(through_seq, %through_hash, removed, "audit log pruned after archival");
+                        }
+                        let _ = reply.send(pruned);
                     }
                     Msg::Close(done) => {
                         if let Err(e) = self.checkpoint() {

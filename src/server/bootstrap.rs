@@ -42,6 +42,8 @@ struct Steward<'a> {
     audit: &'a AuditLog,
     clock: &'a dyn Clock,
     reason: &'static str,
+    /// Whether its records may use the disk below the hard floor (recovery is how an operator gets back in).
+    reserve: bool,
 }
 
 impl Steward<'_> {
@@ -53,9 +55,12 @@ impl Steward<'_> {
     ) -> Result<(), AccessError> {
         let params: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let record = system_record(self.clock.now(), event, self.reason, &params);
-        self.audit
-            .append(record)
-            .await
+        let appended = if self.reserve {
+            self.audit.append_in_reserve(record).await
+        } else {
+            self.audit.append(record).await
+        };
+        appended
             .map(drop)
             .map_err(|_| AccessError::AuditUnavailable)
     }
@@ -177,6 +182,7 @@ pub(super) async fn first_start(
         } else {
             "bootstrap: the first administrator, created on first start"
         },
+        reserve: false,
     };
     steward
         .ensure_admin(BOOTSTRAP_ADMIN, "created on first start")
@@ -249,6 +255,7 @@ pub async fn recover_admin(
         signer,
         clock.clone(),
         config.audit_checkpoint_interval,
+        config.disk,
         Arc::new(crate::metrics::Metrics::default()),
     )?;
     let steward = Steward {
@@ -256,6 +263,7 @@ pub async fn recover_admin(
         audit: &audit,
         clock: &*clock,
         reason: "recovery: kmsd recover-admin, run with the daemon stopped and the root key",
+        reserve: true,
     };
     let result = async {
         steward

@@ -38,13 +38,12 @@ use tonic_health::server::HealthReporter;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::audit::{AuditLog, AuditRecord, CheckpointSigner, Outcome, SIGNING_KEY_META};
+use crate::audit::{AuditLog, AuditRecord, CheckpointSigner, SIGNING_KEY_META};
 use crate::auth::{Authenticator, SYSTEM_PRINCIPAL};
 use crate::clock::Clock;
 use crate::kms::{Change, Gate, Kms, KmsError, OpenError};
 use crate::metrics::Metrics;
 use crate::proto;
-use crate::service::time_ordered_id;
 use crate::service::{
     ADMIN_SERVICE_NAME, AUDIT_SERVICE_NAME, AdminServiceImpl, AdminServiceServer, AuditServiceImpl,
     AuditServiceServer, Auditor, KeyManagementServiceServer, KmsService, RecordUnhandledLayer,
@@ -73,6 +72,11 @@ pub struct Config {
     pub insecure_plaintext: bool,
     /// Connections, streams, calls in flight, timeouts and message size.
     pub transport: transport::TransportLimits,
+    /// Free space below which unauthenticated calls are only summarized, and below which every call fails closed.
+    pub disk: crate::audit::space::SpaceLimits,
+    /// How often the summary of unauthenticated calls refused below the soft floor is recorded (not a setting:
+    /// tests shorten it).
+    pub audit_summary_interval: Duration,
 }
 
 /// PEM files for TLS.
@@ -103,6 +107,8 @@ impl Config {
             tls: None,
             insecure_plaintext: false,
             transport: transport::TransportLimits::default(),
+            disk: crate::audit::space::SpaceLimits::default(),
+            audit_summary_interval: Duration::from_secs(10),
         }
     }
 
@@ -164,6 +170,8 @@ pub enum StartError {
 
 /// A daemon that is serving.
 pub struct RunningServer {
+    auditor: Arc<Auditor>,
+    summaries: JoinHandle<()>,
     gate: Arc<MaintenanceGate>,
     _lock: DataDirLock,
     metrics_addr: Option<SocketAddr>,
@@ -246,6 +254,7 @@ pub async fn start(
         signer,
         clock.clone(),
         config.audit_checkpoint_interval,
+        config.disk,
         metrics.clone(),
     )?);
     tracing::info!(
@@ -268,8 +277,10 @@ pub async fn start(
     }
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    set_health(&health, true).await;
-    let health_watch = tokio::spawn(follow_audit_health(audit.health(), health.clone()));
+    let writable = audit.health();
+    let space = audit.space().changes();
+    set_health(&health, serving(&writable, &space)).await;
+    let health_watch = tokio::spawn(follow_audit_health(writable, space, health.clone()));
     // Both reflection versions describe every service, each other included, so `list` shows the same everywhere.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -347,12 +358,28 @@ pub async fn start(
                 .max_decoding_message_size(max_message),
         )
         .add_service(
-            AuditServiceServer::new(AuditServiceImpl::new(audit.clone(), kms.clone(), auditor))
-                .max_decoding_message_size(max_message),
+            AuditServiceServer::new(AuditServiceImpl::new(
+                audit.clone(),
+                kms.clone(),
+                auditor.clone(),
+            ))
+            .max_decoding_message_size(max_message),
         );
     let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = shutdown_rx.await;
     }));
+    let summaries = tokio::spawn({
+        let auditor = auditor.clone();
+        let every = config.audit_summary_interval;
+        async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                auditor.flush_summary().await;
+            }
+        }
+    });
     let maintenance = tokio::spawn(maintenance_loop(
         kms.clone(),
         gate.clone(),
@@ -366,6 +393,8 @@ pub async fn start(
         "kmsd is serving"
     );
     Ok(RunningServer {
+        auditor,
+        summaries,
         gate,
         _lock: lock,
         metrics_addr,
@@ -425,6 +454,8 @@ impl RunningServer {
                 serve.abort();
             }
         }
+        self.summaries.abort();
+        self.auditor.flush_summary().await;
         self.audit.close().await;
         self.kms.close().await;
         tracing::info!("kmsd stopped");
@@ -444,16 +475,29 @@ async fn set_health(health: &HealthReporter, serving: bool) {
     }
 }
 
+/// Whether calls can be served: the audit log takes writes and the disk is above its hard floor.
+fn serving(
+    writable: &tokio::sync::watch::Receiver<bool>,
+    space: &tokio::sync::watch::Receiver<crate::audit::space::Level>,
+) -> bool {
+    *writable.borrow() && *space.borrow() != crate::audit::space::Level::Critical
+}
+
 async fn follow_audit_health(
-    mut healthy: tokio::sync::watch::Receiver<bool>,
+    mut writable: tokio::sync::watch::Receiver<bool>,
+    mut space: tokio::sync::watch::Receiver<crate::audit::space::Level>,
     health: HealthReporter,
 ) {
-    while healthy.changed().await.is_ok() {
-        let serving = *healthy.borrow_and_update();
-        if !serving {
-            tracing::error!("audit log writes are failing: reporting NOT_SERVING");
+    loop {
+        tokio::select! {
+            changed = writable.changed() => if changed.is_err() { return },
+            changed = space.changed() => if changed.is_err() { return },
         }
-        set_health(&health, serving).await;
+        let now = serving(&writable, &space);
+        if !now {
+            tracing::error!("audit records cannot be made durable: reporting NOT_SERVING");
+        }
+        set_health(&health, now).await;
     }
 }
 
@@ -497,27 +541,7 @@ fn system_record(
     reason: &str,
     parameters: &[(&str, &str)],
 ) -> AuditRecord {
-    AuditRecord {
-        event_id: time_ordered_id(now),
-        event_time: now.rfc3339_millis(),
-        event_name: event.to_owned(),
-        principal: SYSTEM_PRINCIPAL.to_owned(),
-        source_address: "internal".to_owned(),
-        user_agent: concat!("kmsd/", env!("CARGO_PKG_VERSION")).to_owned(),
-        request_id: time_ordered_id(now),
-        key_id: None,
-        key_version: None,
-        key_alias: None,
-        parameters: parameters
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        encryption_context: Default::default(),
-        reason: Some(reason.to_owned()),
-        outcome: Outcome::Success,
-        error_code: None,
-        error_message: None,
-    }
+    AuditRecord::internal(now, event, SYSTEM_PRINCIPAL, reason, parameters)
 }
 
 /// rustls settings from the configured PEM files.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::call::Auditor;
+use super::status::failed_precondition;
 use crate::audit::verify::{self, Trusted};
 use crate::audit::{AuditLog, ChainedRecord, Checkpoint, Outcome};
 use crate::clock::UnixMillis;
@@ -12,7 +13,7 @@ use crate::keys::{self, InvalidInput, KeyRef};
 use crate::kms::{Kms, KmsError};
 use crate::proto::audit_service_server::AuditService;
 use crate::proto::{self, *};
-use crate::storage::{AuditQuery, StorageError};
+use crate::storage::{AuditQuery, AuditReader, StorageError};
 
 pub struct AuditServiceImpl {
     audit: Arc<AuditLog>,
@@ -169,8 +170,258 @@ fn checkpoint(cp: Checkpoint) -> proto::Checkpoint {
     }
 }
 
+impl AuditServiceImpl {
+    /// Runs `f` on a read-only connection, off the async workers.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AuditReader) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let audit = self.audit.clone();
+        tokio::task::spawn_blocking(move || f(&audit.reader()?))
+            .await
+            .map_err(|e| KmsError::Internal(format!("audit read task failed: {e}")))?
+            .map_err(storage_failure)
+    }
+}
+
+/// The record at `seq`, or why not.
+fn record_at(reader: &AuditReader, seq: u64) -> Result<Option<ChainedRecord>, StorageError> {
+    Ok(reader
+        .range(seq.saturating_sub(1), seq, 1)?
+        .into_iter()
+        .next()
+        .and_then(Result::ok)
+        .filter(|r| r.seq == seq))
+}
+
+/// How much of the log one ExportArchive page returns.
+const EXPORT_PAGE_RECORDS: usize = 1000;
+const EXPORT_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
 #[tonic::async_trait]
 impl AuditService for AuditServiceImpl {
+    async fn describe_log(
+        &self,
+        request: Request<DescribeLogRequest>,
+    ) -> Result<Response<DescribeLogResponse>, Status> {
+        let mut call = self.auditor.begin("DescribeLog", &request);
+        let admitted = call.admit_admin().map(drop);
+        if admitted.is_ok() {
+            call.use_disk_reserve();
+        }
+        let result = async {
+            admitted?;
+            let (extent, prunes) = self.read(|r| Ok((r.extent()?, r.prunes()?))).await?;
+            let space = self.audit.space();
+            let report = space.sample();
+            let limits = space.limits();
+            let (first_sequence, head_sequence) = extent.unwrap_or((0, 0));
+            Ok(DescribeLogResponse {
+                first_sequence,
+                head_sequence,
+                archived_through: prunes.iter().map(|(_, m)| m.through_seq).max().unwrap_or(0),
+                database_bytes: report.database_bytes,
+                reusable_bytes: report.reusable_bytes,
+                free_bytes: report.free_bytes,
+                total_bytes: report.total_bytes,
+                soft_floor_bytes: limits.soft_floor,
+                hard_floor_bytes: limits.hard_floor,
+                disk_level: space.level().as_str().to_owned(),
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
+    }
+
+    async fn seal_archive(
+        &self,
+        request: Request<SealArchiveRequest>,
+    ) -> Result<Response<SealArchiveResponse>, Status> {
+        let mut call = self.auditor.begin("SealArchive", &request);
+        let req = request.into_inner();
+        let admitted = call.admit_admin().map(drop);
+        if admitted.is_ok() {
+            call.use_disk_reserve();
+        }
+        let before = req
+            .before
+            .as_ref()
+            .map(|t| UnixMillis::from_timestamp(t).rfc3339_millis());
+        if let Some(before) = &before {
+            call.param("before", before);
+        }
+        let result = async {
+            admitted?;
+            let before = before
+                .ok_or_else(|| InvalidInput("give before: the time to archive up to".into()))?;
+            let range = self
+                .read(move |r| {
+                    let (Some((first, _)), Some(last)) = (r.extent()?, r.last_before(&before)?)
+                    else {
+                        return Ok(None);
+                    };
+                    if last < first {
+                        return Ok(None);
+                    }
+                    Ok(record_at(r, first)?.zip(record_at(r, last)?))
+                })
+                .await?;
+            let Some((first, last)) = range else {
+                return Err(failed_precondition(
+                    "no record before that time is held: nothing to archive".into(),
+                ));
+            };
+            let cp = self
+                .audit
+                .seal(last.seq, last.hash.clone())
+                .await
+                .map_err(|_| KmsError::AuditUnavailable)?;
+            Ok(SealArchiveResponse {
+                log_id: self.audit.log_id().to_owned(),
+                public_key: hex::encode(self.audit.public_key().as_bytes()),
+                first_sequence: first.seq,
+                prev_hash: first.prev_hash,
+                last_sequence: last.seq,
+                last_hash: last.hash,
+                checkpoint: Some(checkpoint(cp)),
+            })
+        }
+        .await;
+        if let Ok(sealed) = &result {
+            call.param("first_sequence", sealed.first_sequence);
+            call.param("last_sequence", sealed.last_sequence);
+            call.param("last_hash", &sealed.last_hash);
+        }
+        self.auditor.finish(call, result).await
+    }
+
+    async fn export_archive(
+        &self,
+        request: Request<ExportArchiveRequest>,
+    ) -> Result<Response<ExportArchiveResponse>, Status> {
+        let mut call = self.auditor.begin("ExportArchive", &request);
+        let req = request.into_inner();
+        call.param("after_sequence", req.after_sequence);
+        call.param("through_sequence", req.through_sequence);
+        let admitted = call.admit_admin().map(drop);
+        if admitted.is_ok() {
+            call.use_disk_reserve();
+        }
+        let result = async {
+            admitted?;
+            if req.after_sequence >= req.through_sequence {
+                return Err(
+                    InvalidInput("after_sequence must be below through_sequence".into()).into(),
+                );
+            }
+            let rows = self
+                .read(move |r| {
+                    r.range(
+                        req.after_sequence,
+                        req.through_sequence,
+                        EXPORT_PAGE_RECORDS,
+                    )
+                })
+                .await?;
+            let mut records = Vec::with_capacity(rows.len());
+            let mut bytes = 0;
+            let mut last_sequence = req.after_sequence;
+            for row in rows {
+                let record = row.map_err(|bad| {
+                    KmsError::Corrupt(format!(
+                        "audit record {} is unreadable: {}; run VerifyLog",
+                        bad.seq, bad.reason
+                    ))
+                })?;
+                if record.seq != last_sequence + 1 {
+                    return Err(failed_precondition(format!(
+                        "record {} is not held (archived already, or missing: run VerifyLog)",
+                        last_sequence + 1
+                    )));
+                }
+                let line = crate::audit::archive::line(&record);
+                bytes += line.len();
+                records.push(line);
+                last_sequence = record.seq;
+                if bytes >= EXPORT_PAGE_BYTES {
+                    break;
+                }
+            }
+            if records.is_empty() {
+                return Err(failed_precondition(format!(
+                    "record {} is not held",
+                    req.after_sequence + 1
+                )));
+            }
+            Ok(ExportArchiveResponse {
+                records,
+                last_sequence,
+            })
+        }
+        .await;
+        self.auditor.finish(call, result).await
+    }
+
+    async fn prune_events(
+        &self,
+        request: Request<PruneEventsRequest>,
+    ) -> Result<Response<PruneEventsResponse>, Status> {
+        let mut call = self.auditor.begin("PruneEvents", &request);
+        let req = request.into_inner();
+        call.param("through_sequence", req.through_sequence);
+        call.param("through_hash", &req.through_hash);
+        let admitted = call.admit_admin().map(drop);
+        if admitted.is_ok() {
+            call.use_disk_reserve();
+        }
+        let gate = self.auditor.gate(&call);
+        let result = async {
+            admitted?;
+            let (through, hash) = (req.through_sequence, req.through_hash.clone());
+            let key = *self.audit.public_key();
+            let (extent, sealed, record) = self
+                .read(move |r| {
+                    let sealed = r
+                        .checkpoints()?
+                        .into_iter()
+                        .any(|(_, cp)| cp.head_seq == through && cp.head_hash == hash && cp.verify(&key));
+                    Ok((r.extent()?, sealed, record_at(r, through)?))
+                })
+                .await?;
+            let Some((first, _)) = extent else {
+                return Err(failed_precondition("the log holds no record".into()));
+            };
+            match record {
+                Some(r) if r.hash == req.through_hash => {}
+                Some(_) => return Err(InvalidInput(format!("record {through} does not have hash {}", req.through_hash)).into()),
+                None => return Err(failed_precondition(format!("record {through} is not held (archived already?)"))),
+            }
+            if !sealed {
+                return Err(failed_precondition(format!(
+                    "records up to {through} were not sealed: run SealArchive and keep its archive first (kmsctl audit \
+                     archive does both)"
+                )));
+            }
+            let removed = through - first + 1;
+            // The record of the pruning is durable before anything is removed.
+            gate.record_success(None, None, &[("archived_from", &first.to_string()), ("records_removed", &removed.to_string())])
+                .await
+                .map_err(|_| KmsError::AuditUnavailable)?;
+            let removed = self
+                .audit
+                .prune(through, req.through_hash.clone())
+                .await
+                .map_err(|_| KmsError::AuditUnavailable)?;
+            Ok(PruneEventsResponse {
+                records_removed: removed,
+                first_sequence: through + 1,
+            })
+        }
+        .await;
+        let recorded = gate.recorded();
+        self.auditor.finish_gated(call, recorded, result).await
+    }
+
     async fn query_events(
         &self,
         request: Request<QueryEventsRequest>,
@@ -306,6 +557,7 @@ impl AuditService for AuditServiceImpl {
                 problem: report.problem.map(|p| p.message).unwrap_or_default(),
                 public_key: hex::encode(self.audit.public_key().as_bytes()),
                 last_checkpoint: report.last_checkpoint.map(checkpoint),
+                archived_through: report.archived_through,
             })
         }
         .await;

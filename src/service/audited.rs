@@ -79,6 +79,10 @@ impl Audited for ListKeyVersionsResponse {}
 impl Audited for GenerateRandomResponse {}
 impl Audited for QueryEventsResponse {}
 impl Audited for VerifyLogResponse {}
+impl Audited for DescribeLogResponse {}
+impl Audited for SealArchiveResponse {}
+impl Audited for ExportArchiveResponse {}
+impl Audited for PruneEventsResponse {}
 impl Audited for GetKeyPolicyResponse {
     fn key_used(&self) -> Option<(&str, Option<u32>)> {
         Some((self.key_id.as_str(), None))

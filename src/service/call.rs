@@ -15,9 +15,10 @@ use sha2::{Digest, Sha256};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status};
 
-use crate::audit::{AuditLog, AuditRecord, Outcome, map_json};
+use crate::audit::space::Level;
+use crate::audit::{AuditLog, AuditRecord, Outcome, map_json, time_ordered_id};
 use crate::auth::{ANONYMOUS, AuthFailure, Authenticator, Caller};
-use crate::clock::{Clock, UnixMillis};
+use crate::clock::Clock;
 use crate::crypto::blob;
 use crate::keys::KeyRef;
 use crate::kms::{Change, Gate, Kms, KmsError};
@@ -33,6 +34,66 @@ pub struct Auditor {
     auth: Arc<Authenticator>,
     clock: Arc<dyn Clock>,
     metrics: Arc<crate::metrics::Metrics>,
+    summary: std::sync::Mutex<Summary>,
+}
+
+/// Unauthenticated calls refused while the disk is below its soft floor, not yet recorded: they are recorded as
+/// one summary record per [`Auditor::flush_summary`] instead of one record each.
+#[derive(Default)]
+struct Summary {
+    calls: u64,
+    first_time: Option<String>,
+    last_time: Option<String>,
+    /// Calls by event and by source address (without the port), each table bounded.
+    events: BTreeMap<String, u64>,
+    sources: BTreeMap<String, u64>,
+    other_sources: u64,
+}
+
+impl Summary {
+    const MAX_ROWS: usize = 16;
+
+    fn note(&mut self, call: &Call) {
+        self.calls += 1;
+        self.first_time
+            .get_or_insert_with(|| call.event_time.clone());
+        self.last_time = Some(call.event_time.clone());
+        let bump = |table: &mut BTreeMap<String, u64>, key: &str| {
+            if let Some(n) = table.get_mut(key) {
+                *n += 1;
+                true
+            } else if table.len() < Self::MAX_ROWS {
+                table.insert(key.to_owned(), 1);
+                true
+            } else {
+                false
+            }
+        };
+        bump(&mut self.events, &call.event_name);
+        let host = call
+            .source_address
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|_| call.source_address.clone());
+        if !bump(&mut self.sources, &host) {
+            self.other_sources += 1;
+        }
+    }
+
+    fn merge(&mut self, earlier: Summary) {
+        self.calls += earlier.calls;
+        self.first_time = earlier.first_time.or(self.first_time.take());
+        self.last_time = self.last_time.take().or(earlier.last_time);
+        for (table, from) in [
+            (&mut self.events, earlier.events),
+            (&mut self.sources, earlier.sources),
+        ] {
+            for (key, n) in from {
+                *table.entry(key).or_default() += n;
+            }
+        }
+        self.other_sources += earlier.other_sources;
+    }
 }
 
 /// One call being audited.
@@ -52,6 +113,8 @@ pub struct Call {
     key_version: Option<u32>,
     parameters: BTreeMap<String, String>,
     encryption_context: BTreeMap<String, String>,
+    /// Whether its record may use the disk below the hard floor (see [`Call::use_disk_reserve`]).
+    reserve: bool,
 }
 
 /// Put in a request's extensions by the layer that records calls no handler saw ([`super::unhandled`]); set when
@@ -99,6 +162,7 @@ impl Auditor {
             auth,
             clock,
             metrics,
+            summary: Default::default(),
         }
     }
 
@@ -176,6 +240,7 @@ impl Auditor {
             key_version: None,
             parameters,
             encryption_context: BTreeMap::new(),
+            reserve: false,
         }
     }
 
@@ -243,6 +308,13 @@ impl Auditor {
             ),
         };
         let started = call.started;
+        let code = result.as_ref().err().map_or(Code::Ok, |s| s.code());
+        if call.caller.is_err() && self.audit.space().level() >= Level::Low {
+            // Refused anyway; below the soft floor its record is a line in the next summary.
+            self.lock_summary().note(&call);
+            self.metrics.call(&call.event_name, code, started.elapsed());
+            return Ok(());
+        }
         // One line per call, carrying the request id its audit record has; never a secret.
         tracing::debug!(
             request_id = %crate::auth::token::redact(&call.request_id),
@@ -254,6 +326,7 @@ impl Auditor {
             "call"
         );
         let principal = call.principal().to_owned();
+        let reserve = call.reserve;
         let event_name = call.event_name;
         let request_id = call.request_id;
         let record = AuditRecord {
@@ -274,7 +347,12 @@ impl Auditor {
             error_code,
             error_message,
         };
-        if let Err(e) = self.audit.append(record).await {
+        let appended = if reserve {
+            self.audit.append_in_reserve(record).await
+        } else {
+            self.audit.append(record).await
+        };
+        if let Err(e) = appended {
             let mut status = super::status::with_kind(
                 Status::unavailable(format!(
                     "{e}; the call was refused so that no key use goes unrecorded (fail closed); retry later"
@@ -288,9 +366,50 @@ impl Auditor {
                 .call(&event_name, Code::Unavailable, started.elapsed());
             return Err(status);
         }
-        let code = result.as_ref().err().map_or(Code::Ok, |s| s.code());
         self.metrics.call(&event_name, code, started.elapsed());
         Ok(())
+    }
+
+    fn lock_summary(&self) -> std::sync::MutexGuard<'_, Summary> {
+        // Nothing panics while holding it.
+        self.summary.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the unauthenticated calls summarized since the last summary, if any (see [`Summary`]). Run at an
+    /// interval and at shutdown; if the record cannot be written, the calls wait for the next one.
+    pub async fn flush_summary(&self) {
+        let pending = std::mem::take(&mut *self.lock_summary());
+        if pending.calls == 0 {
+            return;
+        }
+        let table = |t: &BTreeMap<String, u64>| {
+            map_json(&t.iter().map(|(k, n)| (k.clone(), n.to_string())).collect())
+        };
+        let (calls, events, sources, other) = (
+            pending.calls.to_string(),
+            table(&pending.events),
+            table(&pending.sources),
+            pending.other_sources.to_string(),
+        );
+        let mut record = AuditRecord::internal(
+            self.clock.now(),
+            "UnauthenticatedCallsSummary",
+            ANONYMOUS,
+            "the disk is below its soft floor: unauthenticated calls were refused and are recorded as this summary",
+            &[
+                ("calls", &calls),
+                ("first_time", pending.first_time.as_deref().unwrap_or("")),
+                ("last_time", pending.last_time.as_deref().unwrap_or("")),
+                ("events", &events),
+                ("sources", &sources),
+                ("other_sources", &other),
+            ],
+        );
+        record.outcome = Outcome::Denied;
+        record.source_address = "summary".to_owned();
+        if self.audit.append(record).await.is_err() {
+            self.lock_summary().merge(pending);
+        }
     }
 }
 
@@ -376,7 +495,11 @@ impl AuditGate<'_> {
                 error_code: None,
                 error_message: None,
             };
-            self.auditor.audit.append(record).await?;
+            if c.reserve {
+                self.auditor.audit.append_in_reserve(record).await?;
+            } else {
+                self.auditor.audit.append(record).await?;
+            }
             self.recorded.store(true, Ordering::SeqCst);
             Ok(())
         }
@@ -414,6 +537,13 @@ impl Call {
             )));
         }
         Ok(caller)
+    }
+
+    /// Lets the call's record use the disk below its hard floor: for an administrator's archival calls only (the
+    /// handler calls this once [`Call::admit_admin`] has passed), which are how that space is won back.
+    pub fn use_disk_reserve(&mut self) {
+        debug_assert!(self.admit_admin().is_ok());
+        self.reserve = true;
     }
 
     /// Who the record names: the authenticated principal, or `anonymous`.
@@ -495,14 +625,6 @@ impl Call {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
     }
-}
-
-/// A UUIDv7: time-ordered, so generated request ids append to their index instead of landing on random pages, and
-/// drawn from the thread-local CSPRNG rather than a syscall per id.
-pub(crate) fn time_ordered_id(now: UnixMillis) -> String {
-    uuid::Builder::from_unix_timestamp_millis(now.0.max(0) as u64, &crate::crypto::rng::array())
-        .into_uuid()
-        .to_string()
 }
 
 fn outcome_of(code: Code) -> Outcome {

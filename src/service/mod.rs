@@ -18,7 +18,6 @@ mod unhandled;
 
 pub use admin::AdminServiceImpl;
 pub use audit_service::AuditServiceImpl;
-pub(crate) use call::time_ordered_id;
 pub use call::{Auditor, REASON_HEADER, REQUEST_ID_HEADER, code_name};
 pub use status::ERROR_KIND_HEADER;
 pub use unhandled::RecordUnhandledLayer;

@@ -73,6 +73,11 @@ pub fn with_kind(mut status: Status, kind: &'static str) -> Status {
     status
 }
 
+/// A call that cannot proceed in the log's present state (nothing to archive, a range not sealed).
+pub fn failed_precondition(message: String) -> Status {
+    with_kind(Status::failed_precondition(message), "FailedPrecondition")
+}
+
 pub fn permission_denied(message: String) -> Status {
     with_kind(Status::permission_denied(message), "PermissionDenied")
 }

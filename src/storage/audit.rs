@@ -8,7 +8,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, params};
 
 use super::{StorageError, configure};
-use crate::audit::{AuditRecord, ChainLink, ChainedRecord, Checkpoint, Outcome};
+use crate::audit::{AuditRecord, ChainLink, ChainedRecord, Checkpoint, Outcome, PruneMark};
 
 const LOG_ID: &str = "audit_log_id";
 
@@ -124,6 +124,36 @@ impl AuditWriterConn {
             params![cp.head_seq as i64, cp.head_hash, cp.time, cp.log_id, cp.signature],
         )?;
         Ok(())
+    }
+}
+
+impl AuditWriterConn {
+    /// Stores a prune mark, then deletes the records it covers in transactions of `chunk` rows, folding the WAL
+    /// back into the database between them so the deletion itself needs little free space. Returns how many
+    /// records were removed. Freed pages are reused by later records (the file does not shrink).
+    pub fn prune(&mut self, mark: &PruneMark, chunk: u64) -> Result<u64, StorageError> {
+        self.0.execute(
+            "INSERT INTO audit_prunes (through_seq, through_hash, time, log_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![mark.through_seq as i64, mark.through_hash, mark.time, mark.log_id, mark.signature],
+        )?;
+        let mut removed = 0u64;
+        loop {
+            let n = self.0.execute(
+                "DELETE FROM audit_events WHERE seq IN
+                     (SELECT seq FROM audit_events WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
+                params![mark.through_seq as i64, chunk as i64],
+            )? as u64;
+            removed += n;
+            if n < chunk {
+                break;
+            }
+            // The WAL would otherwise hold every deleted page until the next automatic checkpoint.
+            self.0
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        self.0
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(removed)
     }
 }
 
@@ -313,6 +343,74 @@ impl AuditReader {
             }
         }
         Ok(())
+    }
+
+    /// Bytes of the database's pages that are free for reuse (after a prune, say).
+    pub fn free_page_bytes(&self) -> Result<u64, StorageError> {
+        let free: i64 = self
+            .0
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        let size: i64 = self.0.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok((free.max(0) as u64).saturating_mul(size.max(0) as u64))
+    }
+
+    /// The first and last sequence numbers held, if any.
+    pub fn extent(&self) -> Result<Option<(u64, u64)>, StorageError> {
+        let (first, last): (Option<i64>, Option<i64>) =
+            self.0
+                .query_row("SELECT MIN(seq), MAX(seq) FROM audit_events", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        Ok(first.zip(last).map(|(f, l)| (f as u64, l as u64)))
+    }
+
+    /// The last record before `time` such that every record before it is before `time` too.
+    pub fn last_before(&self, time: &str) -> Result<Option<u64>, StorageError> {
+        let first_at_or_after: Option<i64> = self.0.query_row(
+            "SELECT MIN(seq) FROM audit_events WHERE event_time >= ?1",
+            [time],
+            |r| r.get(0),
+        )?;
+        Ok(match first_at_or_after {
+            Some(seq) => (seq > 1).then(|| seq as u64 - 1),
+            None => self.extent()?.map(|(_, last)| last),
+        })
+    }
+
+    /// Records after `after` up to `through`, oldest first, at most `limit`.
+    pub fn range(
+        &self,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<Vec<Result<ChainedRecord, UnreadableRecord>>, StorageError> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![after as i64, through as i64, limit as i64],
+            read_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn prunes(&self) -> Result<Vec<(i64, PruneMark)>, StorageError> {
+        let mut stmt = self.0.prepare(
+            "SELECT id, through_seq, through_hash, time, log_id, signature FROM audit_prunes ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                PruneMark {
+                    through_seq: r.get::<_, i64>(1)? as u64,
+                    through_hash: r.get(2)?,
+                    time: r.get(3)?,
+                    log_id: r.get(4)?,
+                    signature: r.get(5)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn checkpoints(&self) -> Result<Vec<(i64, Checkpoint)>, StorageError> {

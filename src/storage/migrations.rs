@@ -20,6 +20,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_bootstrap_mark.sql",
         include_str!("../../migrations/0004_bootstrap_mark.sql"),
     ),
+    (
+        "0005_audit_archive.sql",
+        include_str!("../../migrations/0005_audit_archive.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {

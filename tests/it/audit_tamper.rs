@@ -174,8 +174,8 @@ async fn a_swapped_database_is_caught_by_its_checkpoints() {
         .arg(db(swapped.path()))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("TAMPERED"), "{stdout}");
     assert!(stdout.contains("made with another root key"), "{stdout}");
 

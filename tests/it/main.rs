@@ -6,6 +6,7 @@
 
 mod access;
 mod access_cli;
+mod archive;
 mod audit;
 mod audit_cli;
 mod audit_failure;

@@ -113,8 +113,16 @@ impl TestServer {
 /// The records a new daemon makes before any call: the administrator's CreatePrincipal and CreateToken.
 pub const BOOTSTRAP_RECORDS: u64 = 2;
 
+/// The floors tests run with, so that how full the machine's disk is does not decide what they see.
+pub const TEST_DISK: kmsd::audit::space::SpaceLimits = kmsd::audit::space::SpaceLimits {
+    soft_floor: 16 << 20,
+    hard_floor: 4 << 20,
+};
+
 pub fn config(data_dir: &Path) -> Config {
-    Config::new(PathBuf::from(data_dir))
+    let mut config = Config::new(PathBuf::from(data_dir));
+    config.disk = TEST_DISK;
+    config
 }
 
 pub async fn try_start(config: &Config, clock: ManualClock) -> Result<RunningServer, StartError> {
@@ -364,6 +372,8 @@ impl Daemon {
             .args(args)
             .env_remove("KMSD_LOG")
             .env_remove("KMSD_TOKEN")
+            .env("KMSD_DISK_SOFT_FLOOR", TEST_DISK.soft_floor.to_string())
+            .env("KMSD_DISK_HARD_FLOOR", TEST_DISK.hard_floor.to_string())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         for (name, value) in env {

@@ -34,8 +34,25 @@ pub enum AuditCommand {
         #[arg(long = "out")]
         output: Option<PathBuf>,
     },
-    /// Check the hash chain and signed checkpoints, through the daemon or (with --db) offline.
+    /// Check the hash chain and signed checkpoints, through the daemon, or offline: a database (--db) or an
+    /// archive file (--archive).
     Verify(VerifyArgs),
+    /// Archive the records before a time into a file that verifies on its own (a signed checkpoint at its end),
+    /// then remove them from the database, leaving a signed mark and a record of the removal (administrators only).
+    /// The file is written, synced and verified before anything is removed. The way out of a full disk.
+    Archive {
+        /// Archive the records before this time: RFC 3339 (2026-11-01T00:00:00Z) or an age (30d).
+        #[arg(long)]
+        before: String,
+        /// The archive file to write; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write and verify the archive, but keep the records in the database.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// The log's extent, the database's size and the free space under it, with the floors kmsd keeps.
+    Status,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -81,14 +98,17 @@ pub enum OutcomeArg {
 #[derive(Args)]
 pub struct VerifyArgs {
     /// Verify this database file offline instead of asking the daemon.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "archive")]
     pub db: Option<PathBuf>,
+    /// Verify this archive file (from `kmsctl audit archive`) offline.
+    #[arg(long)]
+    pub archive: Option<PathBuf>,
     /// Offline: the root key to derive the checkpoint key from (default: root.key beside the database).
     #[arg(long, requires = "db")]
     root_key_file: Option<PathBuf>,
-    /// Offline: the hex Ed25519 public key checkpoints are signed with (from the daemon's log), instead of the
-    /// root key.
-    #[arg(long, requires = "db", conflicts_with = "root_key_file")]
+    /// Offline: the hex Ed25519 public key checkpoints are signed with (from the daemon's log or VerifyLog),
+    /// instead of the root key; for an archive, instead of the key the archive itself names.
+    #[arg(long, conflicts_with = "root_key_file")]
     public_key: Option<String>,
     /// A checkpoint kept outside the daemon: its sequence number...
     #[arg(long, requires = "trusted_hash")]
@@ -247,6 +267,12 @@ pub async fn run(channel: AuthChannel, out: &Output, cmd: AuditCommand) -> Resul
             write_output(output.as_ref(), text.as_bytes())
         }
         AuditCommand::Verify(args) => verify(&mut client, out, args).await,
+        AuditCommand::Archive {
+            before,
+            out: path,
+            keep,
+        } => archive(&mut client, out, &before, &path, keep).await,
+        AuditCommand::Status => status(&mut client, out).await,
     }
 }
 
@@ -355,11 +381,286 @@ struct Verdict {
     public_key: String,
 }
 
+async fn status(client: &mut AuditServiceClient<AuthChannel>, out: &Output) -> Result<(), Failure> {
+    let s = client
+        .describe_log(kmsd::proto::DescribeLogRequest {})
+        .await?
+        .into_inner();
+    if out.json {
+        let doc = json!({
+            "first_sequence": s.first_sequence,
+            "head_sequence": s.head_sequence,
+            "archived_through": s.archived_through,
+            "database_bytes": s.database_bytes,
+            "reusable_bytes": s.reusable_bytes,
+            "free_bytes": s.free_bytes,
+            "total_bytes": s.total_bytes,
+            "soft_floor_bytes": s.soft_floor_bytes,
+            "hard_floor_bytes": s.hard_floor_bytes,
+            "disk_level": s.disk_level,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(());
+    }
+    let mib = |n: u64| format!("{:.1} MiB", n as f64 / (1 << 20) as f64);
+    println!(
+        "{:<20} {}..={}",
+        "Records held:", s.first_sequence, s.head_sequence
+    );
+    if s.archived_through > 0 {
+        println!("{:<20} 1..={}", "Archived:", s.archived_through);
+    }
+    println!(
+        "{:<20} {} ({} of it free pages, reused before the file grows)",
+        "Database:",
+        mib(s.database_bytes),
+        mib(s.reusable_bytes)
+    );
+    println!(
+        "{:<20} {} of {}",
+        "Free on its disk:",
+        mib(s.free_bytes),
+        mib(s.total_bytes)
+    );
+    println!(
+        "{:<20} soft {}, hard {}",
+        "Floors:",
+        mib(s.soft_floor_bytes),
+        mib(s.hard_floor_bytes)
+    );
+    let meaning = match s.disk_level.as_str() {
+        "ample" => "ample: every call is recorded one by one",
+        "low" => {
+            "LOW: below the soft floor, unauthenticated calls are recorded as summaries; archive the log"
+        }
+        "critical" => {
+            "CRITICAL: below the hard floor, every call but archival fails closed; archive the log now"
+        }
+        other => other,
+    };
+    println!("{:<20} {}", "Disk:", meaning);
+    Ok(())
+}
+
+#[cfg(feature = "server")]
+async fn archive(
+    client: &mut AuditServiceClient<AuthChannel>,
+    out: &Output,
+    before: &str,
+    path: &std::path::Path,
+    keep: bool,
+) -> Result<(), Failure> {
+    use kmsd::audit::archive::{self, FORMAT, Header};
+    use kmsd::proto::{ExportArchiveRequest, PruneEventsRequest, SealArchiveRequest};
+    use std::io::Write;
+
+    let sealed = client
+        .seal_archive(SealArchiveRequest {
+            before: Some(parse_time(before)?),
+        })
+        .await?
+        .into_inner();
+    let cp = sealed
+        .checkpoint
+        .clone()
+        .ok_or_else(|| Failure("the daemon sealed no checkpoint".into()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let cannot = |e: std::io::Error| Failure(format!("cannot write {}: {e}", path.display()));
+    let file = options.open(path).map_err(cannot)?;
+    let mut w = std::io::BufWriter::new(file);
+    let header = Header {
+        format: FORMAT.to_owned(),
+        version: 1,
+        log_id: sealed.log_id.clone(),
+        public_key: sealed.public_key.clone(),
+        first_sequence: sealed.first_sequence,
+        prev_hash: sealed.prev_hash.clone(),
+        last_sequence: sealed.last_sequence,
+        last_hash: sealed.last_hash.clone(),
+    };
+    writeln!(w, "{}", serde_json::to_string(&header).unwrap_or_default()).map_err(cannot)?;
+    let mut after = sealed.first_sequence - 1;
+    while after < sealed.last_sequence {
+        let page = client
+            .export_archive(ExportArchiveRequest {
+                after_sequence: after,
+                through_sequence: sealed.last_sequence,
+            })
+            .await?
+            .into_inner();
+        for line in &page.records {
+            writeln!(w, "{line}").map_err(cannot)?;
+        }
+        if page.last_sequence <= after {
+            return Err(Failure("the daemon's export made no progress".into()));
+        }
+        after = page.last_sequence;
+    }
+    let checkpoint = kmsd::audit::Checkpoint {
+        head_seq: cp.head_sequence,
+        head_hash: cp.head_hash,
+        time: cp
+            .time
+            .as_ref()
+            .map(|t| kmsd::clock::UnixMillis::from_timestamp(t).rfc3339_millis())
+            .unwrap_or_default(),
+        log_id: cp.log_id,
+        signature: cp.signature,
+    };
+    writeln!(w, "{}", archive::checkpoint_line(&checkpoint)).map_err(cannot)?;
+    let file = w.into_inner().map_err(|e| cannot(e.into_error()))?;
+    file.sync_all().map_err(cannot)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(cannot)?;
+    }
+    // Nothing is removed unless the file on disk verifies, under the key the daemon signs with.
+    let key = kmsd::audit::parse_public_key(&sealed.public_key)
+        .ok_or_else(|| Failure("the daemon's public key is not an Ed25519 key".into()))?;
+    let reread = std::fs::File::open(path).map_err(cannot)?;
+    let report = archive::verify(std::io::BufReader::new(reread), Some(&key)).map_err(|e| {
+        Failure(format!(
+            "the archive {} does not verify, nothing was removed: {e}",
+            path.display()
+        ))
+    })?;
+    let removed = if keep {
+        None
+    } else {
+        Some(
+            client
+                .prune_events(PruneEventsRequest {
+                    through_sequence: sealed.last_sequence,
+                    through_hash: sealed.last_hash.clone(),
+                })
+                .await?
+                .into_inner(),
+        )
+    };
+    if out.json {
+        let doc = json!({
+            "archive": path.display().to_string(),
+            "first_sequence": sealed.first_sequence,
+            "last_sequence": sealed.last_sequence,
+            "last_hash": sealed.last_hash,
+            "records": report.records,
+            "public_key": sealed.public_key,
+            "records_removed": removed.as_ref().map(|r| r.records_removed),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "archived records {}..={} ({} records) to {}; it verifies",
+        sealed.first_sequence,
+        sealed.last_sequence,
+        report.records,
+        path.display()
+    );
+    println!(
+        "last hash {} (the next record follows it)",
+        sealed.last_hash
+    );
+    match removed {
+        Some(r) => println!(
+            "removed {} records from the database; the log now starts at {}",
+            r.records_removed, r.first_sequence
+        ),
+        None => println!("kept the records in the database (--keep)"),
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "server"))]
+async fn archive(
+    _: &mut AuditServiceClient<AuthChannel>,
+    _: &Output,
+    _: &str,
+    _: &std::path::Path,
+    _: bool,
+) -> Result<(), Failure> {
+    Err(Failure(
+        "archiving verifies the archive before removing anything, which needs the server feature; this kmsctl \
+         was built with only the client feature"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "server")]
+fn verify_archive(path: &std::path::Path, args: &VerifyArgs) -> Result<Verdict, Failure> {
+    let key = match &args.public_key {
+        Some(hex_key) => Some(kmsd::audit::parse_public_key(hex_key).ok_or_else(|| {
+            Failure(format!(
+                "{hex_key:?} is not a hex Ed25519 public key (64 hex characters)"
+            ))
+        })?),
+        None => None,
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure(format!("cannot open {}: {e}", path.display())))?;
+    Ok(
+        match kmsd::audit::archive::verify(std::io::BufReader::new(file), key.as_ref()) {
+            Ok(r) => Verdict {
+                ok: true,
+                records: r.records,
+                checkpoints: 1,
+                head_seq: r.header.last_sequence,
+                head_hash: r.header.last_hash,
+                first_bad: 0,
+                problem: if r.key_given {
+                    String::new()
+                } else {
+                    "none; the signature was checked with the archive's own public key: give --public-key to check \
+                 it came from your log"
+                    .into()
+                },
+                public_key: r.header.public_key,
+            },
+            Err(problem) => Verdict {
+                ok: false,
+                records: 0,
+                checkpoints: 0,
+                head_seq: 0,
+                head_hash: String::new(),
+                first_bad: 0,
+                problem,
+                public_key: String::new(),
+            },
+        },
+    )
+}
+
+#[cfg(not(feature = "server"))]
+fn verify_archive(_: &std::path::Path, _: &VerifyArgs) -> Result<Verdict, Failure> {
+    Err(Failure(
+        "offline verification needs the server feature; this kmsctl was built with only the client feature".into(),
+    ))
+}
+
 async fn verify(
     client: &mut AuditServiceClient<AuthChannel>,
     out: &Output,
     args: VerifyArgs,
 ) -> Result<(), Failure> {
+    if args.public_key.is_some() && args.db.is_none() && args.archive.is_none() {
+        return Err(Failure("--public-key goes with --db or --archive".into()));
+    }
+    if let Some(path) = &args.archive {
+        let verdict = verify_archive(path, &args)?;
+        report(out, &verdict);
+        return if verdict.ok {
+            Ok(())
+        } else {
+            Err(Failure(format!(
+                "the archive is NOT intact: {}",
+                verdict.problem
+            )))
+        };
+    }
     let verdict = match &args.db {
         Some(db) => offline(db, &args)?,
         None => {

@@ -350,7 +350,8 @@ async fn connect(builder: &ClientBuilder, endpoint: &str) -> Result<Channel, Fai
 async fn run(cli: Cli) -> Result<(), Failure> {
     let out = Output { json: cli.json };
     // Offline verification reads a database file; there is no daemon to reach.
-    let offline = matches!(&cli.command, Command::Audit(audit::AuditCommand::Verify(args)) if args.db.is_some());
+    let offline = matches!(&cli.command, Command::Audit(audit::AuditCommand::Verify(args))
+        if args.db.is_some() || args.archive.is_some());
     let builder = cli.builder()?;
     if let Command::Bench(args) = cli.command {
         return bench::run(&builder, &cli.endpoint, cli.json, args).await;
