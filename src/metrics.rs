@@ -117,6 +117,7 @@ pub struct Metrics {
     audit_batch: Histogram,
     audit_commit: Histogram,
     audit_failures: AtomicU64,
+    summarized_calls: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -132,6 +133,7 @@ impl Default for Metrics {
             audit_batch: Histogram::new(BATCH_BUCKETS),
             audit_commit: Histogram::new(LATENCY_BUCKETS),
             audit_failures: AtomicU64::new(0),
+            summarized_calls: AtomicU64::new(0),
         }
     }
 }
@@ -159,8 +161,13 @@ impl Metrics {
             .fetch_add(records as u64, Ordering::Relaxed);
     }
 
-    /// The exposition text; `keys_by_state` is read at scrape time.
-    pub fn render(&self, keys_by_state: &[(&str, usize)]) -> String {
+    /// An unauthenticated call recorded only in a summary (the disk is below its soft floor).
+    pub fn summarized_call(&self) {
+        self.summarized_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text; `keys_by_state` and `disk` are read at scrape time.
+    pub fn render(&self, keys_by_state: &[(&str, usize)], disk: &DiskGauges) -> String {
         let mut out = String::with_capacity(16 * 1024);
         out.push_str("# HELP kmsd_build_info Build information.\n# TYPE kmsd_build_info gauge\n");
         let _ = writeln!(
@@ -213,12 +220,69 @@ impl Metrics {
             "kmsd_audit_failures_total {}",
             self.audit_failures.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP kmsd_audit_summarized_calls_total Unauthenticated calls recorded only in a summary record, \
+             below the disk's soft floor.\n# TYPE kmsd_audit_summarized_calls_total counter\n",
+        );
+        let _ = writeln!(
+            out,
+            "kmsd_audit_summarized_calls_total {}",
+            self.summarized_calls.load(Ordering::Relaxed)
+        );
+        for (name, help, value) in [
+            (
+                "kmsd_disk_free_bytes",
+                "Free bytes on the database's filesystem.",
+                disk.free_bytes,
+            ),
+            (
+                "kmsd_disk_reusable_bytes",
+                "The database's free pages, reused before the file grows.",
+                disk.reusable_bytes,
+            ),
+            (
+                "kmsd_database_bytes",
+                "The database file and its write-ahead log.",
+                disk.database_bytes,
+            ),
+            (
+                "kmsd_disk_soft_floor_bytes",
+                "Below this (free plus reusable), unauthenticated calls are summarized.",
+                disk.soft_floor,
+            ),
+            (
+                "kmsd_disk_hard_floor_bytes",
+                "Below this (free plus reusable), every call but archival fails closed.",
+                disk.hard_floor,
+            ),
+            (
+                "kmsd_disk_level",
+                "0 ample, 1 below the soft floor, 2 below the hard floor.",
+                disk.level,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
         out.push_str("# HELP kmsd_keys Keys by state.\n# TYPE kmsd_keys gauge\n");
         for (state, n) in keys_by_state {
             let _ = writeln!(out, "kmsd_keys{{state=\"{state}\"}} {n}");
         }
         out
     }
+}
+
+/// The disk under the audit log, as the gauges report it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskGauges {
+    pub free_bytes: u64,
+    pub reusable_bytes: u64,
+    pub database_bytes: u64,
+    pub soft_floor: u64,
+    pub hard_floor: u64,
+    pub level: u64,
 }
 
 /// Serves `GET /metrics` over plain HTTP/1.1 on `listener` until the task is dropped.

@@ -319,8 +319,19 @@ pub async fn start(
                 .map_err(|source| StartError::Bind { addr, source })?;
             let kms = kms.clone();
             let metrics = metrics.clone();
+            let audit = audit.clone();
             let task = tokio::spawn(crate::metrics::serve(listener, move || {
-                metrics.render(&kms.keys_by_state())
+                let space = audit.space();
+                let report = space.report();
+                let disk = crate::metrics::DiskGauges {
+                    free_bytes: report.free_bytes,
+                    reusable_bytes: report.reusable_bytes,
+                    database_bytes: report.database_bytes,
+                    soft_floor: space.limits().soft_floor,
+                    hard_floor: space.limits().hard_floor,
+                    level: space.level() as u64,
+                };
+                metrics.render(&kms.keys_by_state(), &disk)
             }));
             tracing::info!(%bound, "serving Prometheus metrics at /metrics");
             (Some(bound), Some(task))

@@ -312,6 +312,7 @@ impl Auditor {
         if call.caller.is_err() && self.audit.space().level() >= Level::Low {
             // Refused anyway; below the soft floor its record is a line in the next summary.
             self.lock_summary().note(&call);
+            self.metrics.summarized_call();
             self.metrics.call(&call.event_name, code, started.elapsed());
             return Ok(());
         }

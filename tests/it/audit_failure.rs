@@ -164,3 +164,42 @@ async fn unwritable_audit_log_fails_closed_and_recovers() {
          refused calls are not"
     );
 }
+
+/// Finding 9: after a restart on a still-full disk, health said SERVING until the first failed write. Now it is
+/// NOT_SERVING from the start, both when a write fails and when the disk is below its hard floor.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_is_not_serving_from_the_start_when_the_log_cannot_take_a_write() {
+    let dir = TestServer::start().await.stop().await;
+    let sql = rusqlite::Connection::open(dir.path().join("kmsd.db")).unwrap();
+    sql.execute_batch(FILL_DISK).unwrap();
+    let server = TestServer::start_in(dir, kmsd::clock::ManualClock::new())
+        .await
+        .unwrap();
+    assert_eq!(kms_health(&server).await, ServingStatus::NotServing as i32);
+    sql.execute_batch(FREE_DISK).unwrap();
+    wait_for_health(&server, ServingStatus::Serving).await;
+    let dir = server.stop().await;
+
+    // A disk below the hard floor (a floor larger than any disk here).
+    let mut config = config(dir.path());
+    config.disk.hard_floor = 1 << 50;
+    config.disk.soft_floor = 1 << 50;
+    let server = TestServer {
+        server: try_start(&config, kmsd::clock::ManualClock::new())
+            .await
+            .unwrap(),
+        dir,
+        clock: kmsd::clock::ManualClock::new(),
+        tls_ca: None,
+    };
+    assert_eq!(kms_health(&server).await, ServingStatus::NotServing as i32);
+    let mut client = server.client().await;
+    assert_status(
+        client
+            .generate_random(GenerateRandomRequest { number_of_bytes: 8 })
+            .await,
+        Code::Unavailable,
+        &["hard floor"],
+    );
+    server.stop().await;
+}

@@ -21,6 +21,7 @@ mod client;
 mod concurrency;
 mod config;
 mod crypto_ops;
+mod disk_full;
 mod envelope;
 mod fuzz;
 mod hostile;

@@ -69,8 +69,21 @@ async fn the_metrics_endpoint_has_every_series() {
         "kmsd_keys{state=\"DISABLED\"} 1",
         "# TYPE kmsd_calls_total counter",
         "# TYPE kmsd_call_duration_seconds histogram",
+        "kmsd_audit_summarized_calls_total 0",
+        "kmsd_disk_level 0",
+        &format!("kmsd_disk_soft_floor_bytes {}", TEST_DISK.soft_floor),
+        &format!("kmsd_disk_hard_floor_bytes {}", TEST_DISK.hard_floor),
     ] {
         assert!(text.contains(series), "missing {series:?} in\n{text}");
+    }
+    // Measured, not made up: the database has a size and its disk some free space.
+    for gauge in ["kmsd_database_bytes ", "kmsd_disk_free_bytes "] {
+        let value: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(gauge))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {gauge} in\n{text}"));
+        assert!(value > 0, "{gauge}{value}");
     }
     assert!(!text.contains("alias/m"), "no key names or ids in metrics");
     let other = tokio::task::spawn_blocking(move || scrape(addr, "/"))
