@@ -402,7 +402,10 @@ async fn status(client: &mut AuditServiceClient<AuthChannel>, out: &Output) -> R
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
-    let mib = |n: u64| format!("{:.1} MiB", n as f64 / (1 << 20) as f64);
+    let mib = |n: u64| {
+        let (unit, scale) = if n >= 10 << 30 { ("GiB", 1u64 << 30) } else { ("MiB", 1 << 20) };
+        format!("{:.1} {unit}", n as f64 / scale as f64)
+    };
     println!(
         "{:<20} {}..={}",
         "Records held:", s.first_sequence, s.head_sequence
