@@ -109,6 +109,14 @@ struct SettingFlags {
 }
 
 impl SettingFlags {
+    /// The settings, or exit status 64 after saying what is wrong.
+    fn load_or_usage(self) -> Result<Settings, ExitCode> {
+        self.load().map_err(|e| {
+            eprintln!("kmsd: {e}");
+            ExitCode::from(EX_USAGE)
+        })
+    }
+
     fn load(self) -> Result<Settings, config::ConfigError> {
         let flags = Flags {
             config: self.config,
@@ -148,12 +156,9 @@ fn main() -> ExitCode {
             settings,
             new_root_key_file,
         } => {
-            let settings = match settings.load() {
+            let settings = match settings.load_or_usage() {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("kmsd: {e}");
-                    return ExitCode::from(EX_USAGE);
-                }
+                Err(code) => return code,
             };
             match rotate_root_key(&settings, &new_root_key_file) {
                 Ok(n) => {
@@ -175,12 +180,9 @@ fn main() -> ExitCode {
             principal,
             out,
         } => {
-            let settings = match settings.load() {
+            let settings = match settings.load_or_usage() {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("kmsd: {e}");
-                    return ExitCode::from(EX_USAGE);
-                }
+                Err(code) => return code,
             };
             init_logging(&settings);
             let recovered = tokio::runtime::Runtime::new()
@@ -212,12 +214,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Backup { settings, out } => {
-            let settings = match settings.load() {
+            let settings = match settings.load_or_usage() {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("kmsd: {e}");
-                    return ExitCode::from(EX_USAGE);
-                }
+                Err(code) => return code,
             };
             let db = settings.server.database_path();
             match kmsd::storage::backup(&db, &out) {
@@ -236,12 +235,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve(flags) => {
-            let settings = match flags.load() {
+            let settings = match flags.load_or_usage() {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("kmsd: {e}");
-                    return ExitCode::from(EX_USAGE);
-                }
+                Err(code) => return code,
             };
             init_logging(&settings);
             // Before any key material is loaded.

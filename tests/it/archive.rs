@@ -15,13 +15,7 @@ use crate::support::*;
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/verify-audit-log.py");
 
 fn kmsctl(endpoint: &str, token: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmsctl"))
-        .args(args)
-        .env("KMSD_ENDPOINT", endpoint)
-        .env("KMSD_TOKEN", token)
-        .env_remove("KMSD_TOKEN_FILE")
-        .output()
-        .unwrap()
+    kmsctl_as(endpoint, token, args)
 }
 
 #[track_caller]

@@ -219,14 +219,18 @@ async fn the_disk_filled_up_and_archiving_brought_kmsd_back() {
     let archive = elsewhere.path().join("audit-archive.jsonl");
     let before = kmsd::clock::UnixMillis(kmsd::clock::SystemClock.now().0 + 1000).rfc3339_millis();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let out = Command::new(env!("CARGO_BIN_EXE_kmsctl"))
-        .args(["audit", "archive", "--before", &before, "--out"])
-        .arg(&archive)
-        .env("KMSD_ENDPOINT", daemon.endpoint())
-        .env("KMSD_TOKEN", daemon.admin_token())
-        .env_remove("KMSD_TOKEN_FILE")
-        .output()
-        .unwrap();
+    let out = kmsctl_as(
+        &daemon.endpoint(),
+        &daemon.admin_token(),
+        &[
+            "audit",
+            "archive",
+            "--before",
+            &before,
+            "--out",
+            archive.to_str().unwrap(),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -104,13 +104,7 @@ async fn a_whole_token_passed_anywhere_never_reaches_the_database_or_the_log() {
     let daemon = Daemon::start(dir.path(), &[], &[]).unwrap();
     let admin = daemon.admin_token();
     let kmsctl = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kmsctl"))
-            .args(args)
-            .env("KMSD_ENDPOINT", daemon.endpoint())
-            .env("KMSD_TOKEN", &admin)
-            .env_remove("KMSD_TOKEN_FILE")
-            .output()
-            .unwrap();
+        let out = kmsctl_as(&daemon.endpoint(), &admin, args);
         assert!(
             out.status.success(),
             "{}",
@@ -243,14 +237,7 @@ async fn undecodable_oversized_and_unknown_calls_leave_one_bounded_record_each()
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut config = config(dir.path());
     config.transport.max_message_bytes = 64 * 1024;
-    let server = TestServer {
-        server: try_start(&config, kmsd::clock::ManualClock::new())
-            .await
-            .unwrap(),
-        dir,
-        clock: kmsd::clock::ManualClock::new(),
-        tls_ca: None,
-    };
+    let server = TestServer::start_with(dir, &config).await;
     let admin = server.admin_token();
     let before = verify_log(&server).await.head_sequence;
     let garbage = NotUtf8 {

@@ -41,6 +41,20 @@ impl TestServer {
         })
     }
 
+    /// A daemon started with `config` (limits or floors a test sets) on `dir`.
+    pub async fn start_with(dir: Arc<TempDir>, config: &Config) -> Self {
+        let clock = ManualClock::new();
+        let server = try_start(config, clock.clone())
+            .await
+            .expect("server starts");
+        TestServer {
+            dir,
+            clock,
+            server,
+            tls_ca: None,
+        }
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -483,4 +497,17 @@ impl Daemon {
         assert!(status.success(), "kmsd exited with {status:?}: {log}");
         log
     }
+}
+
+/// Runs kmsctl against `endpoint` with `token` (none if empty) and returns its output.
+pub fn kmsctl_as(endpoint: &str, token: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kmsctl"));
+    cmd.args(args)
+        .env("KMSD_ENDPOINT", endpoint)
+        .env_remove("KMSD_TOKEN")
+        .env_remove("KMSD_TOKEN_FILE");
+    if !token.is_empty() {
+        cmd.env("KMSD_TOKEN", token);
+    }
+    cmd.output().unwrap()
 }

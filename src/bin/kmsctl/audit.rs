@@ -403,7 +403,11 @@ async fn status(client: &mut AuditServiceClient<AuthChannel>, out: &Output) -> R
         return Ok(());
     }
     let mib = |n: u64| {
-        let (unit, scale) = if n >= 10 << 30 { ("GiB", 1u64 << 30) } else { ("MiB", 1 << 20) };
+        let (unit, scale) = if n >= 10 << 30 {
+            ("GiB", 1u64 << 30)
+        } else {
+            ("MiB", 1 << 20)
+        };
         format!("{:.1} {unit}", n as f64 / scale as f64)
     };
     println!(
