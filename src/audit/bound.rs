@@ -116,14 +116,22 @@ fn apply(mut r: AuditRecord, limits: Limits) -> AuditRecord {
         r.parameters = kept;
         r.parameters.insert("parameters_cut".to_owned(), summary);
     }
-    r.parameters = std::mem::take(&mut r.parameters)
-        .into_iter()
-        .map(|(mut name, mut value)| {
-            bound_text(&mut name, 64);
-            bound_text(&mut value, limits.text);
-            (name, value)
-        })
-        .collect();
+    for value in r.parameters.values_mut() {
+        bound_text(value, limits.text);
+    }
+    // Names are kmsd's own; the map is rebuilt only if one ever needs cutting.
+    if r.parameters
+        .keys()
+        .any(|name| name.len() > 64 || name.contains(token::PREFIX))
+    {
+        r.parameters = std::mem::take(&mut r.parameters)
+            .into_iter()
+            .map(|(mut name, value)| {
+                bound_text(&mut name, 64);
+                (name, value)
+            })
+            .collect();
+    }
     r
 }
 

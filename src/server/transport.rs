@@ -487,11 +487,13 @@ where
     }
 }
 
-/// A request body that fails if it has not ended within its deadline.
+/// A request body that fails if it has not ended within its deadline. The timer is armed only if the body is not
+/// all there when first read: a unary request usually arrives whole with its headers, and then costs no timer.
 struct ReadDeadline {
     inner: Body,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    started: Instant,
     limit: Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
 }
 
@@ -499,8 +501,9 @@ impl ReadDeadline {
     fn new(inner: Body, limit: Duration) -> Self {
         ReadDeadline {
             inner,
-            deadline: Box::pin(tokio::time::sleep(limit)),
+            started: Instant::now(),
             limit,
+            deadline: None,
             ended: false,
         }
     }
@@ -522,16 +525,21 @@ impl http_body::Body for ReadDeadline {
             }
             Poll::Ready(Some(frame)) => Poll::Ready(Some(frame)),
             Poll::Pending if this.ended => Poll::Pending,
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.ended = true;
-                    Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
-                        "the request did not arrive within {:?} (request_timeout)",
-                        this.limit
-                    )))))
+            Poll::Pending => {
+                let (started, limit) = (this.started, this.limit);
+                let deadline = this.deadline.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until((started + limit).into()))
+                });
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.ended = true;
+                        Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
+                            "the request did not arrive within {limit:?} (request_timeout)"
+                        )))))
+                    }
+                    Poll::Pending => Poll::Pending,
                 }
-                Poll::Pending => Poll::Pending,
-            },
+            }
         }
     }
 

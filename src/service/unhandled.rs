@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 
 use tonic::body::Body;
 use tonic::metadata::MetadataMap;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Request, Status};
 
 use super::REQUEST_ID_HEADER;
@@ -30,7 +31,7 @@ const UNAUDITED: &[&str] = &[
 ];
 
 /// The headers a record is made of; the rest of a request is not kept past the call.
-const RECORDED_HEADERS: &[&str] = &[
+const RECORDED_HEADERS: [&str; 4] = [
     "authorization",
     REQUEST_ID_HEADER,
     super::REASON_HEADER,
@@ -108,56 +109,53 @@ where
     }
 }
 
-/// What of a request its record needs, kept while the call runs.
+/// What of a request its record needs, kept while the call runs: reference-counted handles, no copies.
 struct Seen {
-    path: String,
-    headers: http::HeaderMap,
-    extensions: http::Extensions,
+    uri: http::Uri,
+    headers: [Option<http::HeaderValue>; RECORDED_HEADERS.len()],
+    tcp: Option<TcpConnectInfo>,
+    tls: Option<TlsConnectInfo<TcpConnectInfo>>,
 }
 
 impl Seen {
     fn of(request: &http::Request<Body>) -> Self {
-        let mut headers = http::HeaderMap::new();
-        for name in RECORDED_HEADERS {
-            if let Some(value) = request.headers().get(*name) {
-                headers.insert(*name, value.clone());
-            }
-        }
-        let mut extensions = http::Extensions::new();
-        let from = request.extensions();
-        if let Some(info) = from.get::<tonic::transport::server::TcpConnectInfo>() {
-            extensions.insert(info.clone());
-        }
-        type Tls =
-            tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>;
-        if let Some(info) = from.get::<Tls>() {
-            extensions.insert(info.clone());
-        }
+        let extensions = request.extensions();
         Seen {
-            path: request.uri().path().to_owned(),
-            headers,
-            extensions,
+            uri: request.uri().clone(),
+            headers: RECORDED_HEADERS.map(|name| request.headers().get(name).cloned()),
+            tcp: extensions.get::<TcpConnectInfo>().cloned(),
+            tls: extensions.get::<TlsConnectInfo<TcpConnectInfo>>().cloned(),
         }
     }
 
     /// The request as a handler would have seen it, the event to record (the method the path names, or
     /// `UnknownMethod` when no such method exists), and the path when it names none.
     fn into_request(self, code: Code) -> (Request<()>, Cow<'static, str>, Option<String>) {
-        let method = self.path.rsplit_once('/').map(|(_, m)| m).filter(|m| {
+        let path = self.uri.path();
+        let method = path.rsplit_once('/').map(|(_, m)| m).filter(|m| {
             (1..=64).contains(&m.len()) && m.bytes().all(|b| b.is_ascii_alphanumeric())
         });
         let (event_name, path) = match method {
-            Some(m) if code != Code::Unimplemented && self.path.starts_with("/kms.v1.") => {
+            Some(m) if code != Code::Unimplemented && path.starts_with("/kms.v1.") => {
                 (Cow::Owned(m.to_owned()), None)
             }
             // The path is caller input: it is bounded with the rest of the record.
-            _ => (Cow::Borrowed("UnknownMethod"), Some(self.path)),
+            _ => (Cow::Borrowed("UnknownMethod"), Some(path.to_owned())),
         };
-        let metadata = MetadataMap::from_headers(self.headers);
-        (
-            Request::from_parts(metadata, self.extensions, ()),
-            event_name,
-            path,
-        )
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in RECORDED_HEADERS.iter().zip(self.headers) {
+            if let Some(value) = value {
+                headers.insert(*name, value);
+            }
+        }
+        let mut extensions = http::Extensions::new();
+        if let Some(tcp) = self.tcp {
+            extensions.insert(tcp);
+        }
+        if let Some(tls) = self.tls {
+            extensions.insert(tls);
+        }
+        let request = Request::from_parts(MetadataMap::from_headers(headers), extensions, ());
+        (request, event_name, path)
     }
 }
