@@ -252,7 +252,7 @@ impl Admission {
     }
 }
 
-struct CallGuard {
+pub struct CallGuard {
     conn: Option<Arc<Conn>>,
     now: Instant,
     _permit: OwnedSemaphorePermit,
@@ -442,8 +442,6 @@ pub struct CallLimit<S> {
     admission: Arc<Admission>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 /// The peer of the connection a request came on.
 pub fn peer_of<B>(request: &http::Request<B>) -> Option<SocketAddr> {
     let extensions = request.extensions();
@@ -459,13 +457,11 @@ pub fn peer_of<B>(request: &http::Request<B>) -> Option<SocketAddr> {
 
 impl<S> tower_service::Service<http::Request<Body>> for CallLimit<S>
 where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>> + Send,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<http::Response<Body>, S::Error>>;
+    type Future = CallLimitFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -474,16 +470,53 @@ where
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let guard = match self.admission.call_started(peer_of(&request)) {
             Ok(guard) => guard,
-            Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
+            Err(status) => {
+                return CallLimitFuture::Refused {
+                    response: Some(status.into_http()),
+                };
+            }
         };
-        let deadline = self.admission.limits.request_timeout;
-        let request = request.map(|body| Body::new(ReadDeadline::new(body, deadline)));
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await;
-            drop(guard);
-            response
-        })
+        // A body that has already ended (a unary request usually arrives whole with its headers) needs no deadline.
+        let request = if http_body::Body::is_end_stream(request.body()) {
+            request
+        } else {
+            let limit = self.admission.limits.request_timeout;
+            request.map(|body| Body::new(ReadDeadline::new(body, limit)))
+        };
+        CallLimitFuture::Running {
+            inner: self.inner.call(request),
+            guard: Some(guard),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The call, holding its slot among the calls in flight until it is answered; or the refusal.
+    #[project = CallLimitProj]
+    pub enum CallLimitFuture<F> {
+        Refused { response: Option<http::Response<Body>> },
+        Running { #[pin] inner: F, guard: Option<CallGuard> },
+    }
+}
+
+impl<F, E> Future for CallLimitFuture<F>
+where
+    F: Future<Output = Result<http::Response<Body>, E>>,
+{
+    type Output = Result<http::Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            CallLimitProj::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+            CallLimitProj::Running { inner, guard } => {
+                let answer = std::task::ready!(inner.poll(cx));
+                drop(guard.take());
+                Poll::Ready(answer)
+            }
+        }
     }
 }
 

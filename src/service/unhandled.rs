@@ -62,13 +62,12 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S> tower_service::Service<http::Request<Body>> for RecordUnhandled<S>
 where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>> + Send,
-    S::Future: Send + 'static,
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>,
     S::Error: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<http::Response<Body>, S::Error>>;
+    type Future = RecordFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -77,40 +76,84 @@ where
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let path = request.uri().path();
         if UNAUDITED.iter().any(|prefix| path.starts_with(prefix)) {
-            return Box::pin(self.inner.call(request));
+            return RecordFuture::Unaudited {
+                inner: self.inner.call(request),
+            };
         }
         let slot = CallSlot::default();
         request.extensions_mut().insert(slot.clone());
         let seen = Seen::of(&request);
-        let response = self.inner.call(request);
-        let auditor = self.auditor.clone();
-        Box::pin(async move {
-            let mut response = response.await?;
-            if slot.handled() {
-                return Ok(response);
-            }
-            let status = Status::from_header_map(response.headers()).unwrap_or_else(|| {
-                Status::unknown("answered without a handler's record and without a gRPC status")
-            });
-            let (request, event_name, path) = seen.into_request(status.code());
-            let mut call = auditor.open(event_name, &request);
-            if let Some(path) = path {
-                call.param("path", path);
-            }
-            let request_id = call.request_id().to_owned();
-            if let Err(unavailable) = auditor.record::<()>(call, &Err(status)).await {
-                return Ok(unavailable.into_http());
-            }
-            if let Ok(value) = http::HeaderValue::try_from(request_id) {
-                response.headers_mut().insert(REQUEST_ID_HEADER, value);
-            }
-            Ok(response)
-        })
+        RecordFuture::Calling {
+            inner: self.inner.call(request),
+            unhandled: Some((slot, seen, self.auditor.clone())),
+        }
     }
 }
 
+pin_project_lite::pin_project! {
+    /// The call; then, only if no handler recorded it, its record before the answer.
+    #[project = RecordProj]
+    pub enum RecordFuture<F, E> {
+        Unaudited { #[pin] inner: F },
+        Calling { #[pin] inner: F, unhandled: Option<(CallSlot, Seen, Arc<Auditor>)> },
+        Recording { recording: BoxFuture<Result<http::Response<Body>, E>> },
+    }
+}
+
+impl<F, E> Future for RecordFuture<F, E>
+where
+    F: Future<Output = Result<http::Response<Body>, E>>,
+    E: Send + 'static,
+{
+    type Output = Result<http::Response<Body>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let recording = match self.as_mut().project() {
+            RecordProj::Unaudited { inner } => return inner.poll(cx),
+            RecordProj::Recording { recording } => return recording.as_mut().poll(cx),
+            RecordProj::Calling { inner, unhandled } => {
+                let response = std::task::ready!(inner.poll(cx))?;
+                match unhandled.take() {
+                    Some((slot, seen, auditor)) if !slot.handled() => {
+                        record(response, seen, auditor)
+                    }
+                    _ => return Poll::Ready(Ok(response)),
+                }
+            }
+        };
+        self.set(RecordFuture::Recording { recording });
+        self.poll(cx)
+    }
+}
+
+/// Records a call no handler saw, then gives its answer (UNAVAILABLE instead if the record cannot be written).
+fn record<E: Send + 'static>(
+    mut response: http::Response<Body>,
+    seen: Seen,
+    auditor: Arc<Auditor>,
+) -> BoxFuture<Result<http::Response<Body>, E>> {
+    Box::pin(async move {
+        let status = Status::from_header_map(response.headers()).unwrap_or_else(|| {
+            Status::unknown("answered without a handler's record and without a gRPC status")
+        });
+        let (request, event_name, path) = seen.into_request(status.code());
+        let mut call = auditor.open(event_name, &request);
+        if let Some(path) = path {
+            call.param("path", path);
+        }
+        let request_id = call.request_id().to_owned();
+        if let Err(unavailable) = auditor.record::<()>(call, &Err(status)).await {
+            return Ok(unavailable.into_http());
+        }
+        if let Ok(value) = http::HeaderValue::try_from(request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        Ok(response)
+    })
+}
+
 /// What of a request its record needs, kept while the call runs: reference-counted handles, no copies.
-struct Seen {
+pub struct Seen {
     uri: http::Uri,
     headers: [Option<http::HeaderValue>; RECORDED_HEADERS.len()],
     tcp: Option<TcpConnectInfo>,
