@@ -70,6 +70,25 @@ async fn a_service_principal_limited_to_one_key_and_one_tenant() {
         &kmsctl(&server, As::Nobody, &["keys", "list"]).await,
         &["Unauthenticated", "no credentials"],
     );
+    // Its details (the log and the disk under it) are an administrator's.
+    let details = succeeded(
+        &kmsctl(
+            &server,
+            As::TokenFile(&admin_file),
+            &["health", "--details"],
+        )
+        .await,
+    );
+    assert!(
+        details.starts_with("SERVING\n")
+            && details.contains("Records held:")
+            && details.contains("Disk:"),
+        "{details}"
+    );
+    failed_with(
+        &kmsctl(&server, As::Nobody, &["health", "--details"]).await,
+        &["Unauthenticated"],
+    );
     let who = succeeded(&kmsctl(&server, admin, &["whoami"]).await);
     assert!(who.starts_with("admin (administrator), by token "), "{who}");
 

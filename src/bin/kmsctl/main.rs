@@ -90,6 +90,10 @@ enum Command {
         /// A service name such as kms.v1.KeyManagementService; the whole server when absent.
         #[arg(long, default_value = "")]
         service: String,
+        /// Also show the audit log's extent and the disk under it, with the floors (an administrator's
+        /// DescribeLog, so it needs a token and is audited; leave it off in probes).
+        #[arg(long)]
+        details: bool,
     },
     /// Manage principals (administrators only).
     #[command(subcommand)]
@@ -377,15 +381,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             object::run(kms, &out, args).await
         }
         Command::Whoami => access::whoami(channel, &out).await,
-        Command::Health { service } => {
+        Command::Health { service, details } => {
             use tonic_health::pb::HealthCheckRequest;
             use tonic_health::pb::health_check_response::ServingStatus;
-            let status = tonic_health::pb::health_client::HealthClient::new(channel)
+            let status = tonic_health::pb::health_client::HealthClient::new(channel.clone())
                 .check(HealthCheckRequest { service })
                 .await?
                 .into_inner()
                 .status();
             println!("{}", status.as_str_name());
+            if details {
+                audit::run(channel, &out, audit::AuditCommand::Status).await?;
+            }
             if status == ServingStatus::Serving {
                 Ok(())
             } else {
