@@ -7,7 +7,12 @@
 //! its request id and reason headers, and how it ended, in the same bounded form as every record. The answer
 //! leaves only once that record is durable, and becomes UNAVAILABLE if it cannot be written.
 //!
-//! Invariants: every call to a kmsd service leaves exactly one record; health and reflection are not audited.
+//! It also runs every call that may change state on a task of its own (`tokio::spawn`), so a caller that goes away
+//! (a timeout, a reset stream) cannot stop it between storing a change and serving it: the change would be stored
+//! but the cache, which calls are served from, would still hold the old state until a restart.
+//!
+//! Invariants: every call to a kmsd service leaves exactly one record; health and reflection are not audited; a
+//! call that may change state runs to its end whatever its caller does.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -28,6 +33,18 @@ const UNAUDITED: &[&str] = &[
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// Calls that change nothing kmsd stores (only their records, which the audit writer finishes on its own), and carry
+/// its hot path: they run in the caller's task. Every other call may change state, and runs on a task of its own, so
+/// that a caller going away (a timeout, a reset stream) cannot stop it between storing a change and serving it.
+const CHANGE_NOTHING: &[&str] = &[
+    "/kms.v1.KeyManagementService/GenerateDataKey",
+    "/kms.v1.KeyManagementService/GenerateDataKeyWithoutPlaintext",
+    "/kms.v1.KeyManagementService/Encrypt",
+    "/kms.v1.KeyManagementService/Decrypt",
+    "/kms.v1.KeyManagementService/ReEncrypt",
+    "/kms.v1.KeyManagementService/GenerateRandom",
 ];
 
 /// The headers a record is made of; the rest of a request is not kept past the call.
@@ -63,6 +80,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 impl<S> tower_service::Service<http::Request<Body>> for RecordUnhandled<S>
 where
     S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
     type Response = http::Response<Body>;
@@ -80,12 +98,20 @@ where
                 inner: self.inner.call(request),
             };
         }
+        let changes_nothing = CHANGE_NOTHING.contains(&path);
         let slot = CallSlot::default();
         request.extensions_mut().insert(slot.clone());
         let seen = Seen::of(&request);
-        RecordFuture::Calling {
-            inner: self.inner.call(request),
-            unhandled: Some((slot, seen, self.auditor.clone())),
+        let unhandled = Some((slot, seen, self.auditor.clone()));
+        if changes_nothing {
+            return RecordFuture::Calling {
+                inner: self.inner.call(request),
+                unhandled,
+            };
+        }
+        RecordFuture::Detached {
+            task: tokio::spawn(self.inner.call(request)),
+            unhandled,
         }
     }
 }
@@ -96,6 +122,10 @@ pin_project_lite::pin_project! {
     pub enum RecordFuture<F, E> {
         Unaudited { #[pin] inner: F },
         Calling { #[pin] inner: F, unhandled: Option<(CallSlot, Seen, Arc<Auditor>)> },
+        Detached {
+            task: tokio::task::JoinHandle<Result<http::Response<Body>, E>>,
+            unhandled: Option<(CallSlot, Seen, Arc<Auditor>)>,
+        },
         Recording { recording: BoxFuture<Result<http::Response<Body>, E>> },
     }
 }
@@ -113,6 +143,19 @@ where
             RecordProj::Recording { recording } => return recording.as_mut().poll(cx),
             RecordProj::Calling { inner, unhandled } => {
                 let response = std::task::ready!(inner.poll(cx))?;
+                match unhandled.take() {
+                    Some((slot, seen, auditor)) if !slot.handled() => {
+                        record(response, seen, auditor)
+                    }
+                    _ => return Poll::Ready(Ok(response)),
+                }
+            }
+            RecordProj::Detached { task, unhandled } => {
+                let response = match std::task::ready!(Pin::new(task).poll(cx)) {
+                    Ok(answer) => answer?,
+                    // The call's task panicked: if its record is missing, it is written below.
+                    Err(_) => Status::internal("internal error; see the kmsd log").into_http(),
+                };
                 match unhandled.take() {
                     Some((slot, seen, auditor)) if !slot.handled() => {
                         record(response, seen, auditor)

@@ -402,3 +402,45 @@ async fn query_filters_have_documented_limits_and_far_times_are_open_ended() {
     }
     server.stop().await;
 }
+
+/// A client that gives up on a management call (a timeout, a reset stream) must not stop it halfway: before, a
+/// DisableKey cancelled after its change was stored but before the cache was updated left the key usable until a
+/// restart. Now every state-changing call runs to its end; what the daemon serves matches what it stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_management_call_never_leaves_the_served_state_behind_the_stored_one() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let key = create_key(&mut client, "alias/cancelled").await.key_id;
+    for i in 0..300u64 {
+        let mut c = client.clone();
+        let request = DisableKeyRequest {
+            key_id: key.clone(),
+        };
+        let enable = EnableKeyRequest {
+            key_id: key.clone(),
+        };
+        // Give up after 0-3 ms: sometimes before the record, sometimes between storing and serving.
+        let patience = std::time::Duration::from_micros((i * 7919) % 3000);
+        let _ = if i % 2 == 0 {
+            tokio::time::timeout(
+                patience,
+                async move { c.disable_key(request).await.map(drop) },
+            )
+            .await
+        } else {
+            tokio::time::timeout(
+                patience,
+                async move { c.enable_key(enable).await.map(drop) },
+            )
+            .await
+        };
+    }
+    // Let calls the clients gave up on finish.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let served = describe(&mut client, &key).await.state;
+    let server = server.restart().await;
+    let stored = describe(&mut server.client().await, &key).await.state;
+    assert_eq!(served, stored, "served {served:?}, stored {stored:?}");
+    assert!(verify_log(&server).await.ok);
+    server.stop().await;
+}
