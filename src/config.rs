@@ -468,12 +468,6 @@ pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Settings, Co
             &mut t.idle_timeout,
         ),
         (
-            "KMSD_KEEPALIVE_INTERVAL",
-            "keepalive_interval",
-            &file.keepalive_interval,
-            &mut t.keepalive_interval,
-        ),
-        (
             "KMSD_KEEPALIVE_TIMEOUT",
             "keepalive_timeout",
             &file.keepalive_timeout,
@@ -483,6 +477,14 @@ pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Settings, Co
         if let Some((value, origin)) = var(var_name).or_else(|| from_file(file_value, key)) {
             *target = parse_duration(&value).map_err(|reason| invalid(&origin, reason))?;
         }
+    }
+    if let Some((value, origin)) = var("KMSD_KEEPALIVE_INTERVAL")
+        .or_else(|| from_file(&file.keepalive_interval, "keepalive_interval"))
+    {
+        t.keepalive_interval = match value.as_str() {
+            "off" => None,
+            _ => Some(parse_duration(&value).map_err(|reason| invalid(&origin, reason))?),
+        };
     }
     let mut streams = u64::from(t.max_concurrent_streams);
     for (var_name, key, file_value, target) in [
@@ -623,7 +625,8 @@ impl fmt::Display for Settings {
         writeln!(
             f,
             "keepalive_interval = {:?}",
-            duration_text(t.keepalive_interval)
+            t.keepalive_interval
+                .map_or_else(|| "off".to_owned(), duration_text)
         )?;
         writeln!(
             f,

@@ -339,7 +339,7 @@ pub async fn start(
     };
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_interval(limits.keepalive_interval)
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         // Header blocks are small (a token, a request id, a reason): 16 KiB bounds what a stream may hold.
         .http2_max_header_list_size(16 * 1024);

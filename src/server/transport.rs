@@ -48,8 +48,10 @@ pub struct TransportLimits {
     pub request_timeout: Duration,
     /// How long a connection may carry no call before it is closed.
     pub idle_timeout: Duration,
-    /// How often to ping an HTTP/2 connection that is quiet, and how long to wait for the answer.
-    pub keepalive_interval: Duration,
+    /// How often to ping an HTTP/2 connection that is quiet (off by default: `idle_timeout` already closes
+    /// connections that carry no call, and hyper's ping bookkeeping costs a lock and a clock read on every frame
+    /// received), and how long to wait for the answer.
+    pub keepalive_interval: Option<Duration>,
     pub keepalive_timeout: Duration,
     /// The largest request message, in bytes.
     pub max_message_bytes: usize,
@@ -64,7 +66,7 @@ impl Default for TransportLimits {
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
-            keepalive_interval: Duration::from_secs(60),
+            keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
             max_message_bytes: 4 * 1024 * 1024,
         }

@@ -327,3 +327,26 @@ fn tls_settings_come_in_pairs_and_guard_non_loopback_addresses() {
     .unwrap();
     assert!(allowed.server.insecure_plaintext);
 }
+
+#[test]
+fn keepalive_is_off_unless_given_an_interval() {
+    let off = load(&Flags::default(), &env(&[])).unwrap();
+    assert_eq!(off.server.transport.keepalive_interval, None);
+    let on = load(
+        &Flags::default(),
+        &env(&[("KMSD_KEEPALIVE_INTERVAL", "30s")]),
+    )
+    .unwrap();
+    assert_eq!(
+        on.server.transport.keepalive_interval,
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert!(on.to_string().contains("keepalive_interval = \"30s\""));
+    let err = load(
+        &Flags::default(),
+        &env(&[("KMSD_KEEPALIVE_INTERVAL", "sometimes")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("KMSD_KEEPALIVE_INTERVAL"), "{err}");
+}
