@@ -205,10 +205,7 @@ impl AuditService for AuditServiceImpl {
         request: Request<DescribeLogRequest>,
     ) -> Result<Response<DescribeLogResponse>, Status> {
         let mut call = self.auditor.begin("DescribeLog", &request);
-        let admitted = call.admit_admin().map(drop);
-        if admitted.is_ok() {
-            call.use_disk_reserve();
-        }
+        let admitted = call.admit_archival();
         let result = async {
             admitted?;
             let (extent, prunes) = self.read(|r| Ok((r.extent()?, r.prunes()?))).await?;
@@ -239,10 +236,7 @@ impl AuditService for AuditServiceImpl {
     ) -> Result<Response<SealArchiveResponse>, Status> {
         let mut call = self.auditor.begin("SealArchive", &request);
         let req = request.into_inner();
-        let admitted = call.admit_admin().map(drop);
-        if admitted.is_ok() {
-            call.use_disk_reserve();
-        }
+        let admitted = call.admit_archival();
         let before = req
             .before
             .as_ref()
@@ -303,10 +297,7 @@ impl AuditService for AuditServiceImpl {
         let req = request.into_inner();
         call.param("after_sequence", req.after_sequence);
         call.param("through_sequence", req.through_sequence);
-        let admitted = call.admit_admin().map(drop);
-        if admitted.is_ok() {
-            call.use_disk_reserve();
-        }
+        let admitted = call.admit_archival();
         let result = async {
             admitted?;
             if req.after_sequence >= req.through_sequence {
@@ -370,10 +361,7 @@ impl AuditService for AuditServiceImpl {
         let req = request.into_inner();
         call.param("through_sequence", req.through_sequence);
         call.param("through_hash", &req.through_hash);
-        let admitted = call.admit_admin().map(drop);
-        if admitted.is_ok() {
-            call.use_disk_reserve();
-        }
+        let admitted = call.admit_archival();
         let gate = self.auditor.gate(&call);
         let result = async {
             admitted?;

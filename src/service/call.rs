@@ -540,11 +540,12 @@ impl Call {
         Ok(caller)
     }
 
-    /// Lets the call's record use the disk below its hard floor: for an administrator's archival calls only (the
-    /// handler calls this once [`Call::admit_admin`] has passed), which are how that space is won back.
-    pub fn use_disk_reserve(&mut self) {
-        debug_assert!(self.admit_admin().is_ok());
+    /// As [`Call::admit_admin`], for the archival calls: an administrator's record may then use the disk below its
+    /// hard floor, because archiving is how that space is won back. Nobody else's may.
+    pub fn admit_archival(&mut self) -> Result<(), Status> {
+        self.admit_admin()?;
         self.reserve = true;
+        Ok(())
     }
 
     /// Who the record names: the authenticated principal, or `anonymous`.

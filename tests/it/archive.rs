@@ -18,6 +18,20 @@ fn kmsctl(endpoint: &str, token: &str, args: &[&str]) -> Output {
     kmsctl_as(endpoint, token, args)
 }
 
+/// `kmsctl --json audit archive --before BEFORE --out PATH`, its report.
+fn archive(endpoint: &str, token: &str, before: &str, path: &Path) -> Value {
+    let args = [
+        "--json",
+        "audit",
+        "archive",
+        "--before",
+        before,
+        "--out",
+        path.to_str().unwrap(),
+    ];
+    serde_json::from_str(&ok(&kmsctl(endpoint, token, &args))).unwrap()
+}
+
 #[track_caller]
 fn ok(out: &Output) -> String {
     assert!(
@@ -89,20 +103,7 @@ async fn archive_verify_prune_verify_and_archives_chain() {
 
     // The manual clock stands still between calls: every old record carries `cut` exactly.
     let before = kmsd::clock::UnixMillis(cut.0 + 1).rfc3339_millis();
-    let report = ok(&kmsctl(
-        &endpoint,
-        &token,
-        &[
-            "--json",
-            "audit",
-            "archive",
-            "--before",
-            &before,
-            "--out",
-            first.to_str().unwrap(),
-        ],
-    ));
-    let report: Value = serde_json::from_str(&report).unwrap();
+    let report = archive(&endpoint, &token, &before, &first);
     let last = report["last_sequence"].as_u64().unwrap();
     assert_eq!(report["first_sequence"], 1);
     assert_eq!(report["records_removed"].as_u64(), Some(last));
@@ -166,20 +167,7 @@ async fn archive_verify_prune_verify_and_archives_chain() {
     let second = scratch.path().join("second.jsonl");
     let before = server.clock.now().rfc3339_millis();
     server.clock.advance(Duration::from_secs(60));
-    let report2: Value = serde_json::from_str(&ok(&kmsctl(
-        &endpoint,
-        &token,
-        &[
-            "--json",
-            "audit",
-            "archive",
-            "--before",
-            &before,
-            "--out",
-            second.to_str().unwrap(),
-        ],
-    )))
-    .unwrap();
+    let report2 = archive(&endpoint, &token, &before, &second);
     assert_eq!(report2["first_sequence"].as_u64(), Some(last + 1));
     let header: Value = serde_json::from_str(
         std::fs::read_to_string(&second)
