@@ -8,29 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Every RPC kmsd serves, as the `method` label.
-const METHODS: &[&str] = &[
-    "CreateKey",
-    "DescribeKey",
-    "ListKeys",
-    "CreateAlias",
-    "DeleteAlias",
-    "ListAliases",
-    "EnableKey",
-    "DisableKey",
-    "RotateKey",
-    "ListKeyVersions",
-    "ScheduleKeyDeletion",
-    "CancelKeyDeletion",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "Encrypt",
-    "Decrypt",
-    "ReEncrypt",
-    "GenerateRandom",
-    "QueryEvents",
-    "VerifyLog",
-];
+use crate::rpc::{Event, Rpc};
 
 /// gRPC codes 0-16, as the `code` label.
 const CODES: &[&str] = &[
@@ -118,15 +96,16 @@ pub struct Metrics {
     audit_commit: Histogram,
     audit_failures: AtomicU64,
     summarized_calls: AtomicU64,
+    unknown_method_calls: AtomicU64,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            calls: (0..METHODS.len() * CODES.len())
+            calls: (0..Rpc::ALL.len() * CODES.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
-            latency: METHODS
+            latency: Rpc::ALL
                 .iter()
                 .map(|_| Histogram::new(LATENCY_BUCKETS))
                 .collect(),
@@ -134,15 +113,21 @@ impl Default for Metrics {
             audit_commit: Histogram::new(LATENCY_BUCKETS),
             audit_failures: AtomicU64::new(0),
             summarized_calls: AtomicU64::new(0),
+            unknown_method_calls: AtomicU64::new(0),
         }
     }
 }
 
 impl Metrics {
     /// One finished call: its RPC, its gRPC code and how long it took.
-    pub fn call(&self, method: &str, code: tonic::Code, took: Duration) {
-        let Some(m) = METHODS.iter().position(|x| *x == method) else {
-            return;
+    pub fn call(&self, event: Event, code: tonic::Code, took: Duration) {
+        let m = match event {
+            Event::Call(rpc) => rpc.index(),
+            Event::UnknownMethod => {
+                self.unknown_method_calls.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Event::Daemon(_) => return,
         };
         let c = (code as usize).min(CODES.len() - 1);
         self.calls[m * CODES.len() + c].fetch_add(1, Ordering::Relaxed);
@@ -176,7 +161,7 @@ impl Metrics {
             env!("CARGO_PKG_VERSION")
         );
         out.push_str("# HELP kmsd_calls_total Calls by RPC and gRPC status code.\n# TYPE kmsd_calls_total counter\n");
-        for (m, method) in METHODS.iter().enumerate() {
+        for (m, method) in Rpc::ALL.iter().enumerate() {
             for (c, code) in CODES.iter().enumerate() {
                 let n = self.calls[m * CODES.len() + c].load(Ordering::Relaxed);
                 if n > 0 {
@@ -191,7 +176,7 @@ impl Metrics {
             "# HELP kmsd_call_duration_seconds Call latency, audit record included.\n\
              # TYPE kmsd_call_duration_seconds histogram\n",
         );
-        for (m, method) in METHODS.iter().enumerate() {
+        for (m, method) in Rpc::ALL.iter().enumerate() {
             if self.latency[m].count.load(Ordering::Relaxed) > 0 {
                 self.latency[m].render(
                     &mut out,
@@ -228,6 +213,15 @@ impl Metrics {
             out,
             "kmsd_audit_summarized_calls_total {}",
             self.summarized_calls.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP kmsd_unknown_method_calls_total Calls naming a method kmsd does not serve.\n\
+             # TYPE kmsd_unknown_method_calls_total counter\n",
+        );
+        let _ = writeln!(
+            out,
+            "kmsd_unknown_method_calls_total {}",
+            self.unknown_method_calls.load(Ordering::Relaxed)
         );
         for (name, help, value) in [
             (

@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod bound;
 mod checkpoint;
+pub mod gate;
 pub(crate) mod record;
 pub mod space;
 pub mod verify;
@@ -20,6 +21,7 @@ mod writer;
 pub use checkpoint::{
     Checkpoint, CheckpointSigner, PruneMark, SIGNING_KEY_LABEL, parse_public_key,
 };
+pub use gate::{Change, Gate, Unrecorded};
 
 /// The `meta` row holding the audit signing key, wrapped under the root key.
 pub const SIGNING_KEY_META: &str = "audit_signing_key";

@@ -69,7 +69,7 @@ impl AuditRecord {
     /// `internal`, with a successful outcome unless changed.
     pub fn internal(
         now: crate::clock::UnixMillis,
-        event: &str,
+        event: crate::rpc::Event,
         principal: &str,
         reason: &str,
         parameters: &[(&str, &str)],
@@ -77,7 +77,7 @@ impl AuditRecord {
         AuditRecord {
             event_id: time_ordered_id(now),
             event_time: now.rfc3339_millis(),
-            event_name: event.to_owned(),
+            event_name: event.name().to_owned(),
             principal: principal.to_owned(),
             source_address: "internal".to_owned(),
             user_agent: concat!("kmsd/", env!("CARGO_PKG_VERSION")).to_owned(),

@@ -22,8 +22,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use zeroize::Zeroizing;
 
+use crate::audit::{Change, Gate};
 use crate::clock::{Clock, UnixMillis};
 use crate::keys::InvalidInput;
+use crate::rpc::Rpc;
 use crate::storage::{PrincipalRow, Storage, StorageError, TokenRow};
 
 /// The principal the daemon creates on first start, whose token it writes to `<data-dir>/admin.token`.
@@ -310,11 +312,11 @@ impl Authenticator {
         all
     }
 
-    /// Creates a principal once `approve` (the audit record) succeeds.
+    /// Creates a principal once `gate` has made its record durable.
     pub async fn create_principal(
         &self,
         new: NewPrincipal,
-        approve: impl Future<Output = Result<(), AccessError>>,
+        gate: &dyn Gate,
     ) -> Result<Principal, AccessError> {
         validate_name(&new.name)?;
         if new.description.chars().count() > MAX_DESCRIPTION_CHARS {
@@ -358,7 +360,12 @@ impl Authenticator {
             disabled_at: None,
             certificate_subjects: new.certificate_subjects,
         };
-        approve.await?;
+        let admin = row.admin.to_string();
+        gate.approve(Change::of(
+            Rpc::CreatePrincipal,
+            &[("name", &row.name), ("admin", &admin)],
+        ))
+        .await?;
         self.storage.insert_principal(row.clone()).await?;
         let mut state = self.write();
         for s in &row.certificate_subjects {
@@ -372,7 +379,7 @@ impl Authenticator {
     pub async fn disable_principal(
         &self,
         name: &str,
-        approve: impl Future<Output = Result<(), AccessError>>,
+        gate: &dyn Gate,
     ) -> Result<Principal, AccessError> {
         let _guard = self.write_lock.lock().await;
         let mut row = self.principal(name)?;
@@ -393,25 +400,23 @@ impl Authenticator {
             }
         }
         let now = self.clock.now();
-        approve.await?;
+        gate.approve(Change::of(Rpc::DisablePrincipal, &[("name", name)]))
+            .await?;
         self.storage.disable_principal(name.to_owned(), now).await?;
         row.disabled_at = Some(now);
         self.write().principals.insert(name.to_owned(), row.clone());
         Ok(row)
     }
 
-    /// Issues a token for `principal`, valid for `ttl` if given, once `approve` (given the new token's public id)
-    /// succeeds. The token is returned here and nowhere else.
-    pub async fn create_token<F>(
+    /// Issues a token for `principal`, valid for `ttl` if given, once `gate` has made its record (naming the new
+    /// token's public id) durable. The token is returned here and nowhere else.
+    pub async fn create_token(
         &self,
         principal: &str,
         description: String,
         ttl: Option<std::time::Duration>,
-        approve: impl FnOnce(String) -> F,
-    ) -> Result<IssuedToken, AccessError>
-    where
-        F: Future<Output = Result<(), AccessError>>,
-    {
+        gate: &dyn Gate,
+    ) -> Result<IssuedToken, AccessError> {
         if description.chars().count() > MAX_DESCRIPTION_CHARS {
             return Err(invalid(format!(
                 "description is longer than {MAX_DESCRIPTION_CHARS} characters"
@@ -442,7 +447,11 @@ impl Authenticator {
             expires_at,
             revoked_at: None,
         };
-        approve(row.id.clone()).await?;
+        gate.approve(Change::of(
+            Rpc::CreateToken,
+            &[("principal", principal), ("issued_token_id", &row.id)],
+        ))
+        .await?;
         self.storage.insert_token(row.clone()).await?;
         let info = TokenInfo::from(&row);
         self.write().tokens.insert(row.id.clone(), row);
@@ -452,11 +461,7 @@ impl Authenticator {
         })
     }
 
-    pub async fn revoke_token(
-        &self,
-        id: &str,
-        approve: impl Future<Output = Result<(), AccessError>>,
-    ) -> Result<TokenInfo, AccessError> {
+    pub async fn revoke_token(&self, id: &str, gate: &dyn Gate) -> Result<TokenInfo, AccessError> {
         if !token::is_id(id) {
             return Err(invalid(format!(
                 "token_id {id:?} is not a token id (16 lowercase hex digits, as ListTokens shows)"
@@ -473,7 +478,8 @@ impl Authenticator {
             return Ok(TokenInfo::from(&row));
         }
         let now = self.clock.now();
-        approve.await?;
+        gate.approve(Change::of(Rpc::RevokeToken, &[("revoked_token_id", id)]))
+            .await?;
         self.storage.revoke_token(id.to_owned(), now).await?;
         row.revoked_at = Some(now);
         let info = TokenInfo::from(&row);
@@ -522,4 +528,10 @@ pub fn validate_name(name: &str) -> Result<(), InvalidInput> {
         return Err(InvalidInput(format!("principal name {name:?} is reserved")));
     }
     Ok(())
+}
+
+impl From<crate::audit::Unrecorded> for AccessError {
+    fn from(_: crate::audit::Unrecorded) -> Self {
+        AccessError::AuditUnavailable
+    }
 }

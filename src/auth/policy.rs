@@ -13,6 +13,7 @@ use std::fmt;
 pub use crate::policy::{KeyPolicy, Statement};
 
 use crate::keys::{EncryptionContext, InvalidInput, Operation};
+use crate::rpc::Rpc;
 
 /// The most statements one policy may hold, and the most principals, operations or conditions one statement may.
 pub const MAX_STATEMENTS: usize = 64;
@@ -21,81 +22,33 @@ pub const MAX_ITEMS: usize = 64;
 /// Anyone authenticated, in a statement's `principals`; every operation, in its `operations`.
 pub const WILDCARD: &str = "*";
 
-/// What a key policy can grant, one per key-scoped RPC.
+/// What a key policy can grant: an RPC whose admission [`Requires::KeyPolicy`](crate::rpc::Requires::KeyPolicy), named as the RPC is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Permission {
-    Encrypt,
-    Decrypt,
-    GenerateDataKey,
-    GenerateDataKeyWithoutPlaintext,
-    ReEncrypt,
-    DescribeKey,
-    ListKeyVersions,
-    GetKeyPolicy,
-    RotateKey,
-    EnableKey,
-    DisableKey,
-    ScheduleKeyDeletion,
-    CancelKeyDeletion,
-}
+pub struct Permission(Rpc);
 
 impl Permission {
-    pub const ALL: [Permission; 13] = [
-        Permission::Encrypt,
-        Permission::Decrypt,
-        Permission::GenerateDataKey,
-        Permission::GenerateDataKeyWithoutPlaintext,
-        Permission::ReEncrypt,
-        Permission::DescribeKey,
-        Permission::ListKeyVersions,
-        Permission::GetKeyPolicy,
-        Permission::RotateKey,
-        Permission::EnableKey,
-        Permission::DisableKey,
-        Permission::ScheduleKeyDeletion,
-        Permission::CancelKeyDeletion,
-    ];
+    /// The permission `rpc` needs from a key's policy, unless no policy grants it.
+    pub fn of(rpc: Rpc) -> Option<Permission> {
+        rpc.granted_by_policy().then_some(Permission(rpc))
+    }
+
+    /// Every permission, in the order of [`Rpc::ALL`].
+    pub fn all() -> impl Iterator<Item = Permission> {
+        Rpc::ALL.iter().copied().filter_map(Permission::of)
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Permission::Encrypt => "Encrypt",
-            Permission::Decrypt => "Decrypt",
-            Permission::GenerateDataKey => "GenerateDataKey",
-            Permission::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
-            Permission::ReEncrypt => "ReEncrypt",
-            Permission::DescribeKey => "DescribeKey",
-            Permission::ListKeyVersions => "ListKeyVersions",
-            Permission::GetKeyPolicy => "GetKeyPolicy",
-            Permission::RotateKey => "RotateKey",
-            Permission::EnableKey => "EnableKey",
-            Permission::DisableKey => "DisableKey",
-            Permission::ScheduleKeyDeletion => "ScheduleKeyDeletion",
-            Permission::CancelKeyDeletion => "CancelKeyDeletion",
-        }
+        self.0.name()
     }
 
-    /// The permission a key operation needs from the key's policy; `None` for operations no policy grants
-    /// (CreateAlias: administrators only).
-    pub fn for_operation(operation: Operation) -> Option<Permission> {
-        Some(match operation {
-            Operation::Encrypt => Permission::Encrypt,
-            Operation::Decrypt => Permission::Decrypt,
-            Operation::GenerateDataKey => Permission::GenerateDataKey,
-            Operation::GenerateDataKeyWithoutPlaintext => {
-                Permission::GenerateDataKeyWithoutPlaintext
-            }
-            Operation::ReEncrypt => Permission::ReEncrypt,
-            Operation::EnableKey => Permission::EnableKey,
-            Operation::DisableKey => Permission::DisableKey,
-            Operation::RotateKey => Permission::RotateKey,
-            Operation::ScheduleKeyDeletion => Permission::ScheduleKeyDeletion,
-            Operation::CancelKeyDeletion => Permission::CancelKeyDeletion,
-            Operation::CreateAlias => return None,
-        })
-    }
-
+    /// The permission a statement's operation names, if a policy may grant it.
     pub fn parse(name: &str) -> Option<Permission> {
-        Permission::ALL.into_iter().find(|p| p.name() == name)
+        Rpc::from_policy_name(name).map(Permission)
+    }
+
+    /// The permission a key operation needs; `None` for operations no policy grants (CreateAlias).
+    pub fn for_operation(operation: Operation) -> Option<Permission> {
+        Permission::of(operation.rpc())
     }
 }
 
@@ -159,7 +112,7 @@ impl KeyPolicy {
             }
             for op in &s.operations {
                 if op != WILDCARD && Permission::parse(op).is_none() {
-                    let names: Vec<_> = Permission::ALL.iter().map(|p| p.name()).collect();
+                    let names: Vec<_> = Permission::all().map(Permission::name).collect();
                     return bad(format!(
                         "{at} names operation {op:?}; the operations are {} or *",
                         names.join(", ")
@@ -262,7 +215,8 @@ mod tests {
         }
     }
 
-    fn access<'a>(p: &'a str, perm: Permission, c: Option<&'a EncryptionContext>) -> Access<'a> {
+    fn access<'a>(p: &'a str, rpc: Rpc, c: Option<&'a EncryptionContext>) -> Access<'a> {
+        let perm = Permission::of(rpc).unwrap();
         Access {
             principal: p,
             permission: perm,
@@ -277,24 +231,24 @@ mod tests {
         let acme = ctx(&[("tenant", "acme"), ("object", "x")]);
         let other = ctx(&[("tenant", "globex")]);
         assert!(
-            p.evaluate(&access("billing", Permission::Decrypt, Some(&acme)), &"k")
+            p.evaluate(&access("billing", Rpc::Decrypt, Some(&acme)), &"k")
                 .is_ok()
         );
         let e = p
-            .evaluate(&access("billing", Permission::Decrypt, Some(&other)), &"k")
+            .evaluate(&access("billing", Rpc::Decrypt, Some(&other)), &"k")
             .unwrap_err();
         assert!(e.0.contains("\"tenant\" is \"acme\""), "{e}");
         let e = p
-            .evaluate(&access("billing", Permission::Encrypt, Some(&acme)), &"k")
+            .evaluate(&access("billing", Rpc::Encrypt, Some(&acme)), &"k")
             .unwrap_err();
         assert!(e.0.contains("lacks permission kms:Encrypt"), "{e}");
         let e = p
-            .evaluate(&access("intruder", Permission::Decrypt, Some(&acme)), &"k")
+            .evaluate(&access("intruder", Rpc::Decrypt, Some(&acme)), &"k")
             .unwrap_err();
         assert!(e.0.contains("\"intruder\" lacks"), "{e}");
         // A condition on the context is never met by a call without one.
         assert!(
-            p.evaluate(&access("billing", Permission::Decrypt, None), &"k")
+            p.evaluate(&access("billing", Rpc::Decrypt, None), &"k")
                 .is_err()
         );
     }
@@ -311,7 +265,7 @@ mod tests {
             }],
         };
         let with_case = ctx(&[("case", "42")]);
-        let mut a = access("anyone", Permission::RotateKey, Some(&with_case));
+        let mut a = access("anyone", Rpc::RotateKey, Some(&with_case));
         let e = p.evaluate(&a, &"k").unwrap_err();
         assert!(e.0.contains("stated reason"), "{e}");
         a.has_reason = true;

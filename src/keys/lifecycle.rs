@@ -3,6 +3,7 @@ use std::fmt;
 
 use super::KeyId;
 use crate::clock::UnixMillis;
+use crate::rpc::Rpc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyState {
@@ -57,20 +58,25 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub fn name(self) -> &'static str {
+    /// The RPC that asks for it, whose name messages use.
+    pub const fn rpc(self) -> Rpc {
         match self {
-            Operation::Encrypt => "Encrypt",
-            Operation::Decrypt => "Decrypt",
-            Operation::GenerateDataKey => "GenerateDataKey",
-            Operation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
-            Operation::ReEncrypt => "ReEncrypt",
-            Operation::EnableKey => "EnableKey",
-            Operation::DisableKey => "DisableKey",
-            Operation::RotateKey => "RotateKey",
-            Operation::ScheduleKeyDeletion => "ScheduleKeyDeletion",
-            Operation::CancelKeyDeletion => "CancelKeyDeletion",
-            Operation::CreateAlias => "CreateAlias",
+            Operation::Encrypt => Rpc::Encrypt,
+            Operation::Decrypt => Rpc::Decrypt,
+            Operation::GenerateDataKey => Rpc::GenerateDataKey,
+            Operation::GenerateDataKeyWithoutPlaintext => Rpc::GenerateDataKeyWithoutPlaintext,
+            Operation::ReEncrypt => Rpc::ReEncrypt,
+            Operation::EnableKey => Rpc::EnableKey,
+            Operation::DisableKey => Rpc::DisableKey,
+            Operation::RotateKey => Rpc::RotateKey,
+            Operation::ScheduleKeyDeletion => Rpc::ScheduleKeyDeletion,
+            Operation::CancelKeyDeletion => Rpc::CancelKeyDeletion,
+            Operation::CreateAlias => Rpc::CreateAlias,
         }
+    }
+
+    pub const fn name(self) -> &'static str {
+        self.rpc().name()
     }
 
     /// Whether a key in `state` allows this operation.

@@ -33,3 +33,9 @@ pub enum KmsError {
     #[error("internal failure: {0}")]
     Internal(String),
 }
+
+impl From<crate::audit::Unrecorded> for KmsError {
+    fn from(_: crate::audit::Unrecorded) -> Self {
+        KmsError::AuditUnavailable
+    }
+}

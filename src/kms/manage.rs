@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::cache::{CachedKey, CachedVersion};
-use super::{Change, Gate, Kms, KmsError, generate_material};
+use super::{Kms, KmsError, generate_material};
+use crate::audit::{Change, Gate};
 use crate::auth::policy::KeyPolicy;
 use crate::clock::UnixMillis;
 use crate::keys::{
     self, AliasName, KeyId, KeyRecord, KeyRef, KeyState, NewKeySpec, Operation, page_token,
 };
+use crate::rpc::{DaemonEvent, Event, Rpc};
 use crate::storage::{AliasRow, VersionRow, is_constraint_violation};
 
 /// A key as callers see it: its record and aliases.
@@ -84,12 +86,8 @@ impl Kms {
             key_id: id,
             created_at: now,
         });
-        gate.approve(Change {
-            key_id: id,
-            key_version: Some(1),
-            event: "CreateKey",
-        })
-        .await?;
+        gate.approve(Change::key(Rpc::CreateKey, id, Some(1)))
+            .await?;
         self.storage
             .insert_key(
                 record.clone(),
@@ -133,12 +131,8 @@ impl Kms {
         let _guard = self.write_lock.lock().await;
         let cached = self.cache.resolve(key)?;
         let id = cached.record.id;
-        gate.approve(Change {
-            key_id: id,
-            key_version: None,
-            event: "PutKeyPolicy",
-        })
-        .await?;
+        gate.approve(Change::key(Rpc::PutKeyPolicy, id, None))
+            .await?;
         self.storage
             .set_key_policy(id, policy.to_json(), self.clock.now())
             .await?;
@@ -221,12 +215,8 @@ impl Kms {
             key_id: key.record.id,
             created_at: self.clock.now(),
         };
-        gate.approve(Change {
-            key_id: row.key_id,
-            key_version: None,
-            event: "CreateAlias",
-        })
-        .await?;
+        gate.approve(Change::key(Rpc::CreateAlias, row.key_id, None))
+            .await?;
         self.storage.insert_alias(row.clone()).await.map_err(|e| {
             if is_constraint_violation(&e) {
                 KmsError::AliasExists(name)
@@ -243,12 +233,8 @@ impl Kms {
         let Some(row) = self.cache.alias(&name) else {
             return Err(KmsError::NotFound(KeyRef::Alias(name)));
         };
-        gate.approve(Change {
-            key_id: row.key_id,
-            key_version: None,
-            event: "DeleteAlias",
-        })
-        .await?;
+        gate.approve(Change::key(Rpc::DeleteAlias, row.key_id, None))
+            .await?;
         if !self.storage.delete_alias(name.as_str().to_owned()).await? {
             return Err(KmsError::NotFound(KeyRef::Alias(name)));
         }
@@ -299,12 +285,8 @@ impl Kms {
         let record = cached
             .record
             .transition(operation, self.clock.now(), arg_days)?;
-        gate.approve(Change {
-            key_id: record.id,
-            key_version: None,
-            event: operation.name(),
-        })
-        .await?;
+        gate.approve(Change::key(operation.rpc(), record.id, None))
+            .await?;
         self.storage.update_key(record.clone()).await?;
         self.cache.put(CachedKey {
             record,
@@ -318,7 +300,8 @@ impl Kms {
     pub async fn rotate(&self, key: &KeyRef, gate: &dyn Gate) -> Result<KeyView, KmsError> {
         let _guard = self.write_lock.lock().await;
         let cached = self.cache.resolve(key)?;
-        self.rotate_locked(&cached, gate, "RotateKey").await?;
+        self.rotate_locked(&cached, gate, Rpc::RotateKey.into())
+            .await?;
         self.describe_id(cached.record.id)
     }
 
@@ -326,17 +309,13 @@ impl Kms {
         &self,
         cached: &CachedKey,
         gate: &dyn Gate,
-        event: &'static str,
+        event: Event,
     ) -> Result<(), KmsError> {
         let now = self.clock.now();
         let record = cached.record.transition(Operation::RotateKey, now, 0)?;
         let version = record.primary_version;
-        gate.approve(Change {
-            key_id: record.id,
-            key_version: Some(version),
-            event,
-        })
-        .await?;
+        gate.approve(Change::key(event, record.id, Some(version)))
+            .await?;
         let material = generate_material()?;
         let row = VersionRow {
             version,
@@ -380,7 +359,7 @@ impl Kms {
         let _guard = self.write_lock.lock().await;
         match self.cache.get(id) {
             Some(cached) if cached.record.rotation_due(self.clock.now()) => {
-                self.rotate_locked(&cached, gate, "AutomaticRotation")
+                self.rotate_locked(&cached, gate, DaemonEvent::AutomaticRotation.into())
                     .await?;
                 Ok(true)
             }
@@ -401,12 +380,8 @@ impl Kms {
         let Some(record) = cached.record.destroyed_if_due(self.clock.now()) else {
             return Ok(false);
         };
-        gate.approve(Change {
-            key_id: id,
-            key_version: None,
-            event: "KeyDestroyed",
-        })
-        .await?;
+        gate.approve(Change::key(DaemonEvent::KeyDestroyed, id, None))
+            .await?;
         self.storage.destroy_key(record.clone()).await?;
         for alias in &cached.aliases {
             self.cache.remove_alias(alias);

@@ -18,8 +18,6 @@ pub use crypto_ops::{DataKey, Decrypted, ReEncrypted, Sealed};
 
 pub use error::KmsError;
 pub use manage::{KeyView, Page, VersionView};
-use std::future::Future;
-use std::pin::Pin;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,29 +27,9 @@ use cache::{CachedKey, CachedVersion, KeyCache};
 use crate::auth::policy::KeyPolicy;
 use crate::clock::Clock;
 use crate::crypto::{KeyMaterial, RootKey};
-use crate::keys::KeyId;
 use crate::storage::{Storage, StoredKey};
 
 const ROOT_CHECK: &str = "root_key_check";
-
-/// A management change about to be stored: which key, and which version it made (CreateKey, RotateKey).
-#[derive(Debug, Clone, Copy)]
-pub struct Change {
-    pub key_id: KeyId,
-    pub key_version: Option<u32>,
-    /// What the change is, for records made outside a call: `AutomaticRotation`, `KeyDestroyed`, or the RPC.
-    pub event: &'static str,
-}
-
-/// Asked, with the write lock held, after a management change has been validated and before it is stored; an
-/// error aborts the change. The service layer makes the call's audit record durable here, so that no change is ever
-/// stored without its record.
-pub trait Gate: Send + Sync {
-    fn approve(
-        &self,
-        change: Change,
-    ) -> Pin<Box<dyn Future<Output = Result<(), KmsError>> + Send + '_>>;
-}
 
 /// Why the KMS could not start.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +101,10 @@ impl Kms {
     /// Destroys keys whose deletion window has ended and rotates keys whose rotation is due, each change passing
     /// `gate` (where the daemon makes its audit record durable) before it is stored.
     /// Returns how many keys were destroyed and rotated.
-    pub async fn run_maintenance(&self, gate: &dyn Gate) -> Result<(usize, usize), KmsError> {
+    pub async fn run_maintenance(
+        &self,
+        gate: &dyn crate::audit::Gate,
+    ) -> Result<(usize, usize), KmsError> {
         let now = self.clock.now();
         let (mut destroyed, mut rotated) = (0, 0);
         for key in self.cache.all_keys() {

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Config, DataDirLock, StartError, system_record};
-use crate::audit::{AuditLog, CheckpointSigner, SIGNING_KEY_META};
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::audit::{AuditLog, Change, CheckpointSigner, Gate, SIGNING_KEY_META, Unrecorded};
 use crate::auth::{AccessError, Authenticator, BOOTSTRAP_ADMIN, NewPrincipal, TokenInfo};
 use crate::clock::Clock;
 use crate::kms::{Kms, OpenError};
@@ -46,25 +49,30 @@ struct Steward<'a> {
     reserve: bool,
 }
 
-impl Steward<'_> {
-    /// A gate for one change: its record, as principal `kmsd`, durable before the change is stored.
-    async fn record(
-        &self,
-        event: &'static str,
-        parameters: Vec<(&'static str, String)>,
-    ) -> Result<(), AccessError> {
-        let params: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let record = system_record(self.clock.now(), event, self.reason, &params);
-        let appended = if self.reserve {
-            self.audit.append_in_reserve(record).await
-        } else {
-            self.audit.append(record).await
-        };
-        appended
-            .map(drop)
-            .map_err(|_| AccessError::AuditUnavailable)
+/// Each change's record, as principal `kmsd`, durable before the change is stored.
+impl Gate for Steward<'_> {
+    fn approve<'a>(
+        &'a self,
+        change: Change<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Unrecorded>> + Send + 'a>> {
+        Box::pin(async move {
+            let record = system_record(
+                self.clock.now(),
+                change.event,
+                self.reason,
+                change.parameters,
+            );
+            let appended = if self.reserve {
+                self.audit.append_in_reserve(record).await
+            } else {
+                self.audit.append(record).await
+            };
+            appended.map(drop).map_err(|_| Unrecorded)
+        })
     }
+}
 
+impl Steward<'_> {
     /// Makes `name` an administrator principal unless it already is one.
     async fn ensure_admin(&self, name: &str, description: &str) -> Result<(), StartError> {
         if let Some(existing) = self.auth.principals().into_iter().find(|p| p.name == name) {
@@ -85,10 +93,7 @@ impl Steward<'_> {
                     create_keys: true,
                     certificate_subjects: Vec::new(),
                 },
-                self.record(
-                    "CreatePrincipal",
-                    vec![("name", name.to_owned()), ("admin", "true".to_owned())],
-                ),
+                self,
             )
             .await
             .map(drop)
@@ -102,10 +107,7 @@ impl Steward<'_> {
                 continue;
             }
             self.auth
-                .revoke_token(
-                    &token.id,
-                    self.record("RevokeToken", vec![("revoked_token_id", token.id.clone())]),
-                )
+                .revoke_token(&token.id, self)
                 .await
                 .map_err(failed)?;
         }
@@ -131,12 +133,7 @@ impl Steward<'_> {
         })?;
         let issued = self
             .auth
-            .create_token(principal, description.to_owned(), None, |id| {
-                self.record(
-                    "CreateToken",
-                    vec![("principal", principal.to_owned()), ("issued_token_id", id)],
-                )
-            })
+            .create_token(principal, description.to_owned(), None, self)
             .await
             .map_err(failed)?;
         crash_point("token");

@@ -39,11 +39,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::audit::{AuditLog, AuditRecord, CheckpointSigner, SIGNING_KEY_META};
+use crate::audit::{Change, Gate, Unrecorded};
 use crate::auth::{Authenticator, SYSTEM_PRINCIPAL};
 use crate::clock::Clock;
-use crate::kms::{Change, Gate, Kms, KmsError, OpenError};
+use crate::kms::{Kms, OpenError};
 use crate::metrics::Metrics;
 use crate::proto;
+use crate::rpc::{DaemonEvent, Event};
 use crate::service::{
     ADMIN_SERVICE_NAME, AUDIT_SERVICE_NAME, AdminServiceImpl, AdminServiceServer, AuditServiceImpl,
     AuditServiceServer, Auditor, KeyManagementServiceServer, KmsService, RecordUnhandledLayer,
@@ -520,27 +522,29 @@ struct MaintenanceGate {
 }
 
 impl Gate for MaintenanceGate {
-    fn approve(
-        &self,
-        change: Change,
-    ) -> Pin<Box<dyn Future<Output = Result<(), KmsError>> + Send + '_>> {
+    fn approve<'a>(
+        &'a self,
+        change: Change<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Unrecorded>> + Send + 'a>> {
         Box::pin(async move {
-            let now = self.clock.now();
             let reason = match change.event {
-                "AutomaticRotation" => "automatic: the key's rotation period elapsed",
-                "KeyDestroyed" => {
+                Event::Daemon(DaemonEvent::AutomaticRotation) => {
+                    "automatic: the key's rotation period elapsed"
+                }
+                Event::Daemon(DaemonEvent::KeyDestroyed) => {
                     "automatic: the key's deletion window ended; its material is destroyed"
                 }
                 _ => "automatic",
             };
-            let mut record = system_record(now, change.event, reason, &[]);
-            record.key_id = Some(change.key_id.to_string());
+            let mut record =
+                system_record(self.clock.now(), change.event, reason, change.parameters);
+            record.key_id = change.key_id.map(|id| id.to_string());
             record.key_version = change.key_version;
             self.audit
                 .append(record)
                 .await
                 .map(drop)
-                .map_err(|_| KmsError::AuditUnavailable)
+                .map_err(|_| Unrecorded)
         })
     }
 }
@@ -548,7 +552,7 @@ impl Gate for MaintenanceGate {
 /// The record of a change the daemon makes on its own, as principal `kmsd`.
 fn system_record(
     now: crate::clock::UnixMillis,
-    event: &str,
+    event: Event,
     reason: &str,
     parameters: &[(&str, &str)],
 ) -> AuditRecord {

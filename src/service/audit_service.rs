@@ -8,11 +8,13 @@ use super::call::Auditor;
 use super::status::failed_precondition;
 use crate::audit::verify::{self, Trusted};
 use crate::audit::{AuditLog, ChainedRecord, Checkpoint, Outcome};
+use crate::audit::{Change, Gate};
 use crate::clock::UnixMillis;
 use crate::keys::{self, InvalidInput, KeyRef};
 use crate::kms::{Kms, KmsError};
 use crate::proto::audit_service_server::AuditService;
-use crate::proto::{self, *};
+use crate::proto::{self as pb, *};
+use crate::rpc::Rpc;
 use crate::storage::{AuditQuery, AuditReader, StorageError};
 
 pub struct AuditServiceImpl {
@@ -127,11 +129,11 @@ fn timestamp(rfc3339: &str) -> Option<prost_types::Timestamp> {
     })
 }
 
-fn outcome(o: Outcome) -> proto::Outcome {
+fn outcome(o: Outcome) -> pb::Outcome {
     match o {
-        Outcome::Success => proto::Outcome::Success,
-        Outcome::Error => proto::Outcome::Error,
-        Outcome::Denied => proto::Outcome::Denied,
+        Outcome::Success => pb::Outcome::Success,
+        Outcome::Error => pb::Outcome::Error,
+        Outcome::Denied => pb::Outcome::Denied,
     }
 }
 
@@ -160,8 +162,8 @@ pub fn event(c: ChainedRecord) -> AuditEvent {
     }
 }
 
-fn checkpoint(cp: Checkpoint) -> proto::Checkpoint {
-    proto::Checkpoint {
+fn checkpoint(cp: Checkpoint) -> pb::Checkpoint {
+    pb::Checkpoint {
         head_sequence: cp.head_seq,
         time: timestamp(&cp.time),
         head_hash: cp.head_hash,
@@ -198,357 +200,380 @@ fn record_at(reader: &AuditReader, seq: u64) -> Result<Option<ChainedRecord>, St
 const EXPORT_PAGE_RECORDS: usize = 1000;
 const EXPORT_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
+/// The time SealArchive archives up to, as records spell times.
+fn before(req: &pb::SealArchiveRequest) -> Option<String> {
+    req.before
+        .as_ref()
+        .map(|t| UnixMillis::from_timestamp(t).rfc3339_millis())
+}
+
 #[tonic::async_trait]
 impl AuditService for AuditServiceImpl {
     async fn describe_log(
         &self,
-        request: Request<DescribeLogRequest>,
-    ) -> Result<Response<DescribeLogResponse>, Status> {
-        let mut call = self.auditor.begin("DescribeLog", &request);
-        let admitted = call.admit_archival();
-        let result = async {
-            admitted?;
-            let (extent, prunes) = self.read(|r| Ok((r.extent()?, r.prunes()?))).await?;
-            let space = self.audit.space();
-            let report = space.sample();
-            let limits = space.limits();
-            let (first_sequence, head_sequence) = extent.unwrap_or((0, 0));
-            Ok(DescribeLogResponse {
-                first_sequence,
-                head_sequence,
-                archived_through: prunes.iter().map(|(_, m)| m.through_seq).max().unwrap_or(0),
-                database_bytes: report.database_bytes,
-                reusable_bytes: report.reusable_bytes,
-                free_bytes: report.free_bytes,
-                total_bytes: report.total_bytes,
-                soft_floor_bytes: limits.soft_floor,
-                hard_floor_bytes: limits.hard_floor,
-                disk_level: space.level().as_str().to_owned(),
-            })
-        }
-        .await;
-        self.auditor.finish(call, result).await
+        request: Request<pb::DescribeLogRequest>,
+    ) -> Result<Response<pb::DescribeLogResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::DescribeLog,
+                request,
+                |_, _| {},
+                async |_, _admitted| {
+                    let (extent, prunes) = self.read(|r| Ok((r.extent()?, r.prunes()?))).await?;
+                    let space = self.audit.space();
+                    let report = space.sample();
+                    let limits = space.limits();
+                    let (first_sequence, head_sequence) = extent.unwrap_or((0, 0));
+                    Ok(DescribeLogResponse {
+                        first_sequence,
+                        head_sequence,
+                        archived_through: prunes
+                            .iter()
+                            .map(|(_, m)| m.through_seq)
+                            .max()
+                            .unwrap_or(0),
+                        database_bytes: report.database_bytes,
+                        reusable_bytes: report.reusable_bytes,
+                        free_bytes: report.free_bytes,
+                        total_bytes: report.total_bytes,
+                        soft_floor_bytes: limits.soft_floor,
+                        hard_floor_bytes: limits.hard_floor,
+                        disk_level: space.level().as_str().to_owned(),
+                    })
+                },
+            )
+            .await
     }
 
     async fn seal_archive(
         &self,
-        request: Request<SealArchiveRequest>,
-    ) -> Result<Response<SealArchiveResponse>, Status> {
-        let mut call = self.auditor.begin("SealArchive", &request);
-        let req = request.into_inner();
-        let admitted = call.admit_archival();
-        let before = req
-            .before
-            .as_ref()
-            .map(|t| UnixMillis::from_timestamp(t).rfc3339_millis());
-        if let Some(before) = &before {
-            call.param("before", before);
-        }
-        let result = async {
-            admitted?;
-            let before = before
-                .ok_or_else(|| InvalidInput("give before: the time to archive up to".into()))?;
-            let range = self
-                .read(move |r| {
-                    let (Some((first, _)), Some(last)) = (r.extent()?, r.last_before(&before)?)
-                    else {
-                        return Ok(None);
-                    };
-                    if last < first {
-                        return Ok(None);
+        request: Request<pb::SealArchiveRequest>,
+    ) -> Result<Response<pb::SealArchiveResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::SealArchive,
+                request,
+                |req, call| {
+                    if let Some(before) = before(req) {
+                        call.param("before", before);
                     }
-                    Ok(record_at(r, first)?.zip(record_at(r, last)?))
-                })
-                .await?;
-            let Some((first, last)) = range else {
-                return Err(failed_precondition(
-                    "no record before that time is held: nothing to archive".into(),
-                ));
-            };
-            let cp = self
-                .audit
-                .seal(last.seq, last.hash.clone())
-                .await
-                .map_err(|_| KmsError::AuditUnavailable)?;
-            Ok(SealArchiveResponse {
-                log_id: self.audit.log_id().to_owned(),
-                public_key: hex::encode(self.audit.public_key().as_bytes()),
-                first_sequence: first.seq,
-                prev_hash: first.prev_hash,
-                last_sequence: last.seq,
-                last_hash: last.hash,
-                checkpoint: Some(checkpoint(cp)),
-            })
-        }
-        .await;
-        if let Ok(sealed) = &result {
-            call.param("first_sequence", sealed.first_sequence);
-            call.param("last_sequence", sealed.last_sequence);
-            call.param("last_hash", &sealed.last_hash);
-        }
-        self.auditor.finish(call, result).await
+                },
+                async |req, _admitted| {
+                    let before = before(&req).ok_or_else(|| {
+                        InvalidInput("give before: the time to archive up to".into())
+                    })?;
+                    let range = self
+                        .read(move |r| {
+                            let (Some((first, _)), Some(last)) =
+                                (r.extent()?, r.last_before(&before)?)
+                            else {
+                                return Ok(None);
+                            };
+                            if last < first {
+                                return Ok(None);
+                            }
+                            Ok(record_at(r, first)?.zip(record_at(r, last)?))
+                        })
+                        .await?;
+                    let Some((first, last)) = range else {
+                        return Err(failed_precondition(
+                            "no record before that time is held: nothing to archive".into(),
+                        ));
+                    };
+                    let cp = self
+                        .audit
+                        .seal(last.seq, last.hash.clone())
+                        .await
+                        .map_err(|_| KmsError::AuditUnavailable)?;
+                    Ok(SealArchiveResponse {
+                        log_id: self.audit.log_id().to_owned(),
+                        public_key: hex::encode(self.audit.public_key().as_bytes()),
+                        first_sequence: first.seq,
+                        prev_hash: first.prev_hash,
+                        last_sequence: last.seq,
+                        last_hash: last.hash,
+                        checkpoint: Some(checkpoint(cp)),
+                    })
+                },
+            )
+            .await
     }
 
     async fn export_archive(
         &self,
-        request: Request<ExportArchiveRequest>,
-    ) -> Result<Response<ExportArchiveResponse>, Status> {
-        let mut call = self.auditor.begin("ExportArchive", &request);
-        let req = request.into_inner();
-        call.param("after_sequence", req.after_sequence);
-        call.param("through_sequence", req.through_sequence);
-        let admitted = call.admit_archival();
-        let result = async {
-            admitted?;
-            if req.after_sequence >= req.through_sequence {
-                return Err(
-                    InvalidInput("after_sequence must be below through_sequence".into()).into(),
-                );
-            }
-            let rows = self
-                .read(move |r| {
-                    r.range(
-                        req.after_sequence,
-                        req.through_sequence,
-                        EXPORT_PAGE_RECORDS,
-                    )
-                })
-                .await?;
-            let mut records = Vec::with_capacity(rows.len());
-            let mut bytes = 0;
-            let mut last_sequence = req.after_sequence;
-            for row in rows {
-                let record = row.map_err(|bad| {
-                    KmsError::Corrupt(format!(
-                        "audit record {} is unreadable: {}; run VerifyLog",
-                        bad.seq, bad.reason
-                    ))
-                })?;
-                if record.seq != last_sequence + 1 {
-                    return Err(failed_precondition(format!(
-                        "record {} is not held (archived already, or missing: run VerifyLog)",
-                        last_sequence + 1
-                    )));
-                }
-                let line = crate::audit::archive::line(&record);
-                bytes += line.len();
-                records.push(line);
-                last_sequence = record.seq;
-                if bytes >= EXPORT_PAGE_BYTES {
-                    break;
-                }
-            }
-            if records.is_empty() {
-                return Err(failed_precondition(format!(
-                    "record {} is not held",
-                    req.after_sequence + 1
-                )));
-            }
-            Ok(ExportArchiveResponse {
-                records,
-                last_sequence,
-            })
-        }
-        .await;
-        self.auditor.finish(call, result).await
+        request: Request<pb::ExportArchiveRequest>,
+    ) -> Result<Response<pb::ExportArchiveResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::ExportArchive,
+                request,
+                |req, call| {
+                    call.param("after_sequence", req.after_sequence);
+                    call.param("through_sequence", req.through_sequence);
+                },
+                async |req, _admitted| {
+                        if req.after_sequence >= req.through_sequence {
+                            return Err(
+                                InvalidInput("after_sequence must be below through_sequence".into()).into(),
+                            );
+                        }
+                        let rows = self
+                            .read(move |r| {
+                                r.range(
+                                    req.after_sequence,
+                                    req.through_sequence,
+                                    EXPORT_PAGE_RECORDS,
+                                )
+                            })
+                            .await?;
+                        let mut records = Vec::with_capacity(rows.len());
+                        let mut bytes = 0;
+                        let mut last_sequence = req.after_sequence;
+                        for row in rows {
+                            let record = row.map_err(|bad| {
+                                KmsError::Corrupt(format!(
+                                    "audit record {} is unreadable: {}; run VerifyLog",
+                                    bad.seq, bad.reason
+                                ))
+                            })?;
+                            if record.seq != last_sequence + 1 {
+                                return Err(failed_precondition(format!(
+                                    "record {} is not held (archived already, or missing: run VerifyLog)",
+                                    last_sequence + 1
+                                )));
+                            }
+                            let line = crate::audit::archive::line(&record);
+                            bytes += line.len();
+                            records.push(line);
+                            last_sequence = record.seq;
+                            if bytes >= EXPORT_PAGE_BYTES {
+                                break;
+                            }
+                        }
+                        if records.is_empty() {
+                            return Err(failed_precondition(format!(
+                                "record {} is not held",
+                                req.after_sequence + 1
+                            )));
+                        }
+                        Ok(ExportArchiveResponse {
+                            records,
+                            last_sequence,
+                        })
+                },
+            )
+            .await
     }
 
     async fn prune_events(
         &self,
-        request: Request<PruneEventsRequest>,
-    ) -> Result<Response<PruneEventsResponse>, Status> {
-        let mut call = self.auditor.begin("PruneEvents", &request);
-        let req = request.into_inner();
-        call.param("through_sequence", req.through_sequence);
-        call.param("through_hash", &req.through_hash);
-        let admitted = call.admit_archival();
-        let gate = self.auditor.gate(&call);
-        let result = async {
-            admitted?;
-            let (through, hash) = (req.through_sequence, req.through_hash.clone());
-            let key = *self.audit.public_key();
-            let (extent, sealed, record) = self
-                .read(move |r| {
-                    let sealed = r
-                        .checkpoints()?
-                        .into_iter()
-                        .any(|(_, cp)| cp.head_seq == through && cp.head_hash == hash && cp.verify(&key));
-                    Ok((r.extent()?, sealed, record_at(r, through)?))
-                })
-                .await?;
-            let Some((first, _)) = extent else {
-                return Err(failed_precondition("the log holds no record".into()));
-            };
-            match record {
-                Some(r) if r.hash == req.through_hash => {}
-                Some(_) => return Err(InvalidInput(format!("record {through} does not have hash {}", req.through_hash)).into()),
-                None => return Err(failed_precondition(format!("record {through} is not held (archived already?)"))),
-            }
-            if !sealed {
-                return Err(failed_precondition(format!(
-                    "records up to {through} were not sealed: run SealArchive and keep its archive first (kmsctl audit \
-                     archive does both)"
-                )));
-            }
-            let removed = through - first + 1;
-            // The record of the pruning is durable before anything is removed.
-            gate.record_success(None, None, &[("archived_from", &first.to_string()), ("records_removed", &removed.to_string())])
-                .await
-                .map_err(|_| KmsError::AuditUnavailable)?;
-            let removed = self
-                .audit
-                .prune(through, req.through_hash.clone())
-                .await
-                .map_err(|_| KmsError::AuditUnavailable)?;
-            Ok(PruneEventsResponse {
-                records_removed: removed,
-                first_sequence: through + 1,
-            })
-        }
-        .await;
-        let recorded = gate.recorded();
-        self.auditor.finish_gated(call, recorded, result).await
+        request: Request<pb::PruneEventsRequest>,
+    ) -> Result<Response<pb::PruneEventsResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::PruneEvents,
+                request,
+                |req, call| {
+                    call.param("through_sequence", req.through_sequence);
+                    call.param("through_hash", &req.through_hash);
+                },
+                async |req, admitted| {
+                        let (through, hash) = (req.through_sequence, req.through_hash.clone());
+                        let key = *self.audit.public_key();
+                        let (extent, sealed, record) = self
+                            .read(move |r| {
+                                let sealed = r
+                                    .checkpoints()?
+                                    .into_iter()
+                                    .any(|(_, cp)| cp.head_seq == through && cp.head_hash == hash && cp.verify(&key));
+                                Ok((r.extent()?, sealed, record_at(r, through)?))
+                            })
+                            .await?;
+                        let Some((first, _)) = extent else {
+                            return Err(failed_precondition("the log holds no record".into()));
+                        };
+                        match record {
+                            Some(r) if r.hash == req.through_hash => {}
+                            Some(_) => return Err(InvalidInput(format!("record {through} does not have hash {}", req.through_hash)).into()),
+                            None => return Err(failed_precondition(format!("record {through} is not held (archived already?)"))),
+                        }
+                        if !sealed {
+                            return Err(failed_precondition(format!(
+                                "records up to {through} were not sealed: run SealArchive and keep its archive first (kmsctl audit \
+                                 archive does both)"
+                            )));
+                        }
+                        let removed = through - first + 1;
+                        // The record of the pruning is durable before anything is removed.
+                        let (first, removed) = (first.to_string(), removed.to_string());
+                        admitted
+                            .approve(Change::of(
+                                Rpc::PruneEvents,
+                                &[("archived_from", &first), ("records_removed", &removed)],
+                            ))
+                            .await
+                            .map_err(KmsError::from)?;
+                        let removed = self
+                            .audit
+                            .prune(through, req.through_hash.clone())
+                            .await
+                            .map_err(|_| KmsError::AuditUnavailable)?;
+                        Ok(PruneEventsResponse {
+                            records_removed: removed,
+                            first_sequence: through + 1,
+                        })
+                },
+            )
+            .await
     }
 
     async fn query_events(
         &self,
-        request: Request<QueryEventsRequest>,
-    ) -> Result<Response<QueryEventsResponse>, Status> {
-        let mut call = self.auditor.begin("QueryEvents", &request);
-        let req = request.into_inner();
-        call.key(&req.key_id, &self.kms);
-        for (name, value) in [
-            ("principal", &req.principal),
-            ("event_name", &req.event_name),
-            ("request_id", &req.request_id),
-        ] {
-            if !value.is_empty() {
-                call.param(name, value);
-            }
-        }
-        call.map_param("encryption_context", &req.encryption_context);
-        let result = async {
-            call.admit_admin()?;
-            check_filters(&req)?;
-            let limit = keys::page_size(req.page_size).map_err(Status::from)? as usize;
-            let (key_id, key_alias) = match KeyRef::parse_optional(&req.key_id, "key_id")? {
-                None => (None, None),
-                Some(KeyRef::Id(id)) => (Some(id.to_string()), None),
-                Some(alias @ KeyRef::Alias(_)) => {
-                    let resolved = self.kms.resolve_id(&alias).map(|id| id.to_string());
-                    (resolved, Some(alias.to_string()))
-                }
-            };
-            let outcome = match proto::Outcome::try_from(req.outcome) {
-                Ok(proto::Outcome::Unspecified) => None,
-                Ok(proto::Outcome::Success) => Some(Outcome::Success),
-                Ok(proto::Outcome::Error) => Some(Outcome::Error),
-                Ok(proto::Outcome::Denied) => Some(Outcome::Denied),
-                Err(_) => {
-                    return Err(InvalidInput(format!(
-                        "outcome {} is not known (SUCCESS, ERROR or DENIED)",
-                        req.outcome
-                    ))
-                    .into());
-                }
-            };
-            let non_empty = |s: String| (!s.is_empty()).then_some(s);
-            let query = AuditQuery {
-                start_time: time_bound(req.start_time.as_ref(), End::Start, "start_time")?,
-                end_time: time_bound(req.end_time.as_ref(), End::End, "end_time")?,
-                key_id,
-                key_alias,
-                principal: non_empty(req.principal),
-                event_name: non_empty(req.event_name),
-                outcome,
-                encryption_context: req.encryption_context.into_iter().collect(),
-                request_id: non_empty(req.request_id),
-                oldest_first: req.oldest_first,
-                after_seq: parse_token(&req.page_token)?,
-                limit: limit + 1,
-            };
-            let audit = self.audit.clone();
-            let rows = tokio::task::spawn_blocking(move || audit.reader()?.query(&query))
-                .await
-                .map_err(|e| KmsError::Internal(format!("query task failed: {e}")))?
-                .map_err(storage_failure)?;
-            let mut events = Vec::with_capacity(rows.len());
-            for row in rows {
-                match row {
-                    Ok(record) => events.push(event(record)),
-                    Err(bad) => {
-                        return Err(KmsError::Corrupt(format!(
-                            "audit record {} is unreadable: {}; run VerifyLog",
-                            bad.seq, bad.reason
-                        ))
-                        .into());
+        request: Request<pb::QueryEventsRequest>,
+    ) -> Result<Response<pb::QueryEventsResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::QueryEvents,
+                request,
+                |req, call| {
+                    call.key(&req.key_id, &self.kms);
+                    for (name, value) in [
+                        ("principal", &req.principal),
+                        ("event_name", &req.event_name),
+                        ("request_id", &req.request_id),
+                    ] {
+                        if !value.is_empty() {
+                            call.param(name, value);
+                        }
                     }
-                }
-            }
-            let next_page_token = if events.len() > limit {
-                events.truncate(limit);
-                events
-                    .last()
-                    .map(|e| keys::page_token::encode(TOKEN_PREFIX, &e.sequence.to_string()))
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            Ok(QueryEventsResponse {
-                events,
-                next_page_token,
-            })
-        }
-        .await;
-        self.auditor.finish(call, result).await
+                    call.map_param("encryption_context", &req.encryption_context);
+                },
+                async |req, _admitted| {
+                    check_filters(&req)?;
+                    let limit = keys::page_size(req.page_size).map_err(Status::from)? as usize;
+                    let (key_id, key_alias) = match KeyRef::parse_optional(&req.key_id, "key_id")? {
+                        None => (None, None),
+                        Some(KeyRef::Id(id)) => (Some(id.to_string()), None),
+                        Some(alias @ KeyRef::Alias(_)) => {
+                            let resolved = self.kms.resolve_id(&alias).map(|id| id.to_string());
+                            (resolved, Some(alias.to_string()))
+                        }
+                    };
+                    let outcome = match pb::Outcome::try_from(req.outcome) {
+                        Ok(pb::Outcome::Unspecified) => None,
+                        Ok(pb::Outcome::Success) => Some(Outcome::Success),
+                        Ok(pb::Outcome::Error) => Some(Outcome::Error),
+                        Ok(pb::Outcome::Denied) => Some(Outcome::Denied),
+                        Err(_) => {
+                            return Err(InvalidInput(format!(
+                                "outcome {} is not known (SUCCESS, ERROR or DENIED)",
+                                req.outcome
+                            ))
+                            .into());
+                        }
+                    };
+                    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+                    let query = AuditQuery {
+                        start_time: time_bound(req.start_time.as_ref(), End::Start, "start_time")?,
+                        end_time: time_bound(req.end_time.as_ref(), End::End, "end_time")?,
+                        key_id,
+                        key_alias,
+                        principal: non_empty(req.principal),
+                        event_name: non_empty(req.event_name),
+                        outcome,
+                        encryption_context: req.encryption_context.into_iter().collect(),
+                        request_id: non_empty(req.request_id),
+                        oldest_first: req.oldest_first,
+                        after_seq: parse_token(&req.page_token)?,
+                        limit: limit + 1,
+                    };
+                    let audit = self.audit.clone();
+                    let rows = tokio::task::spawn_blocking(move || audit.reader()?.query(&query))
+                        .await
+                        .map_err(|e| KmsError::Internal(format!("query task failed: {e}")))?
+                        .map_err(storage_failure)?;
+                    let mut events = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        match row {
+                            Ok(record) => events.push(event(record)),
+                            Err(bad) => {
+                                return Err(KmsError::Corrupt(format!(
+                                    "audit record {} is unreadable: {}; run VerifyLog",
+                                    bad.seq, bad.reason
+                                ))
+                                .into());
+                            }
+                        }
+                    }
+                    let next_page_token = if events.len() > limit {
+                        events.truncate(limit);
+                        events
+                            .last()
+                            .map(|e| {
+                                keys::page_token::encode(TOKEN_PREFIX, &e.sequence.to_string())
+                            })
+                            .unwrap_or_default()
+                    } else {
+                        String::new()
+                    };
+                    Ok(QueryEventsResponse {
+                        events,
+                        next_page_token,
+                    })
+                },
+            )
+            .await
     }
 
     async fn verify_log(
         &self,
-        request: Request<VerifyLogRequest>,
-    ) -> Result<Response<VerifyLogResponse>, Status> {
-        let mut call = self.auditor.begin("VerifyLog", &request);
-        let req = request.into_inner();
-        if req.trusted_sequence != 0 {
-            call.param("trusted_sequence", req.trusted_sequence);
-        }
-        let result = async {
-            call.admit_admin()?;
-            let trusted = match (req.trusted_sequence, req.trusted_hash.as_str()) {
-                (0, "") => None,
-                (0, _) | (_, "") => {
-                    return Err(InvalidInput(
-                        "give both trusted_sequence and trusted_hash, or neither".into(),
-                    )
-                    .into());
-                }
-                (seq, hash) => Some(Trusted {
-                    seq,
-                    hash: hash.to_owned(),
-                }),
-            };
-            let audit = self.audit.clone();
-            let report = tokio::task::spawn_blocking(move || {
-                let reader = audit.reader()?;
-                verify::verify(&reader, audit.public_key(), trusted.as_ref())
-            })
+        request: Request<pb::VerifyLogRequest>,
+    ) -> Result<Response<pb::VerifyLogResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::VerifyLog,
+                request,
+                |req, call| {
+                    if req.trusted_sequence != 0 {
+                        call.param("trusted_sequence", req.trusted_sequence);
+                    }
+                },
+                async |req, _admitted| {
+                    let trusted = match (req.trusted_sequence, req.trusted_hash.as_str()) {
+                        (0, "") => None,
+                        (0, _) | (_, "") => {
+                            return Err(InvalidInput(
+                                "give both trusted_sequence and trusted_hash, or neither".into(),
+                            )
+                            .into());
+                        }
+                        (seq, hash) => Some(Trusted {
+                            seq,
+                            hash: hash.to_owned(),
+                        }),
+                    };
+                    let audit = self.audit.clone();
+                    let report = tokio::task::spawn_blocking(move || {
+                        let reader = audit.reader()?;
+                        verify::verify(&reader, audit.public_key(), trusted.as_ref())
+                    })
+                    .await
+                    .map_err(|e| KmsError::Internal(format!("verification task failed: {e}")))?
+                    .map_err(storage_failure)?;
+                    Ok(VerifyLogResponse {
+                        ok: report.ok(),
+                        records_checked: report.records_checked,
+                        checkpoints_checked: report.checkpoints_checked,
+                        head_sequence: report.head_seq,
+                        head_hash: report.head_hash,
+                        first_bad_sequence: report.problem.as_ref().map(|p| p.seq).unwrap_or(0),
+                        problem: report.problem.map(|p| p.message).unwrap_or_default(),
+                        public_key: hex::encode(self.audit.public_key().as_bytes()),
+                        last_checkpoint: report.last_checkpoint.map(checkpoint),
+                        archived_through: report.archived_through,
+                    })
+                },
+            )
             .await
-            .map_err(|e| KmsError::Internal(format!("verification task failed: {e}")))?
-            .map_err(storage_failure)?;
-            Ok(VerifyLogResponse {
-                ok: report.ok(),
-                records_checked: report.records_checked,
-                checkpoints_checked: report.checkpoints_checked,
-                head_sequence: report.head_seq,
-                head_hash: report.head_hash,
-                first_bad_sequence: report.problem.as_ref().map(|p| p.seq).unwrap_or(0),
-                problem: report.problem.map(|p| p.message).unwrap_or_default(),
-                public_key: hex::encode(self.audit.public_key().as_bytes()),
-                last_checkpoint: report.last_checkpoint.map(checkpoint),
-                archived_through: report.archived_through,
-            })
-        }
-        .await;
-        self.auditor.finish(call, result).await
     }
 }

@@ -80,7 +80,16 @@ impl Audited for GenerateRandomResponse {}
 impl Audited for QueryEventsResponse {}
 impl Audited for VerifyLogResponse {}
 impl Audited for DescribeLogResponse {}
-impl Audited for SealArchiveResponse {}
+impl Audited for SealArchiveResponse {
+    /// The range sealed, to find the archive by.
+    fn parameters(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("first_sequence", self.first_sequence.to_string()),
+            ("last_sequence", self.last_sequence.to_string()),
+            ("last_hash", self.last_hash.clone()),
+        ]
+    }
+}
 impl Audited for ExportArchiveResponse {}
 impl Audited for PruneEventsResponse {}
 impl Audited for GetKeyPolicyResponse {

@@ -1,32 +1,62 @@
-//! Auditing of every call: who, from where, which key, why, and how it ended, made durable before the answer.
+//! The one path every call takes, whatever front end it arrived by: authenticated, admitted, authorized, run,
+//! gated, and recorded exactly once, its answer released only once its record is durable.
 //!
-//! A handler opens a [`Call`] with [`Auditor::begin`], records what the request names as it parses it, runs the
-//! operation, and hands the result to [`Auditor::finish`], which appends the record and only then releases the
-//! response. If the record cannot be written, the caller gets UNAVAILABLE and never the result.
+//! A front end turns what it received into a [`CallContext`] (the credentials presented, the source address, user
+//! agent, request id and reason) and opens a [`Call`] with [`Auditor::open`], which authenticates the caller. It
+//! describes the request on the call (the key, parameters and encryption context it names: what a record must say
+//! was asked, even of a caller that is refused), then hands it to [`Auditor::run`] with the handler's body.
+//! `run` refuses an unauthenticated caller, or one the [`Rpc`] does not admit ([`Requires`]), before the body
+//! exists: the body receives an [`Admitted`] caller, the only way to reach one. The body authorizes each key it
+//! uses against that key's policy with [`Admitted::authorize`] (the permission is the RPC's own), and passes the
+//! `Admitted` as the [`Gate`] of any change it makes, so the change's success record is durable before the change
+//! is stored. `run` then records the call, unless its gate already did: exactly one record per call, built in one
+//! place ([`Call::into_record`]).
+//!
+//! Invariants: no handler body runs for a caller [`Auditor::run`] did not admit; every call yields exactly one
+//! record; a result leaves only after its record is durable, and becomes UNAVAILABLE if it cannot be written (the
+//! result, with any key material in it, is then dropped and zeroized unsent).
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
-use tonic::metadata::MetadataValue;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Status};
 
 use crate::audit::space::Level;
-use crate::audit::{AuditLog, AuditRecord, Outcome, map_json, time_ordered_id};
+use crate::audit::{
+    AuditLog, AuditRecord, Change, Gate, Outcome, Unrecorded, map_json, time_ordered_id,
+};
+use crate::auth::policy::{Access, Permission};
 use crate::auth::{ANONYMOUS, AuthFailure, Authenticator, Caller};
 use crate::clock::Clock;
 use crate::crypto::blob;
-use crate::keys::KeyRef;
-use crate::kms::{Change, Gate, Kms, KmsError};
+use crate::keys::{EncryptionContext, KeyRef};
+use crate::kms::Kms;
+use crate::rpc::{DaemonEvent, Event, Requires, Rpc};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const REASON_HEADER: &str = "x-kms-reason";
 const MAX_REQUEST_ID_LEN: usize = 128;
 const MAX_REASON_LEN: usize = 1024;
+
+/// What a front end knows of a call before any handler runs, borrowed from its request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallContext<'a> {
+    /// The `authorization` header's value, as presented (`Bearer kmsd_...`).
+    pub authorization: Option<&'a str>,
+    /// The client certificate (DER) the TLS layer verified, if any.
+    pub client_certificate: Option<&'a [u8]>,
+    pub source: Option<SocketAddr>,
+    pub user_agent: Option<&'a str>,
+    /// The caller's request id, if it sent one (else one is made).
+    pub request_id: Option<&'a str>,
+    /// Why the caller says it makes the call (`x-kms-reason`).
+    pub reason: Option<&'a str>,
+}
 
 /// Records calls in the audit log.
 pub struct Auditor {
@@ -69,7 +99,7 @@ impl Summary {
                 false
             }
         };
-        bump(&mut self.events, &call.event_name);
+        bump(&mut self.events, call.event.name());
         let host = call
             .source_address
             .parse::<std::net::SocketAddr>()
@@ -96,11 +126,12 @@ impl Summary {
     }
 }
 
-/// One call being audited.
+/// One call being audited: who (authenticated when it is opened), from where, and what the request names.
+#[derive(Clone)]
 pub struct Call {
     started: std::time::Instant,
     event_id: String,
-    event_name: Cow<'static, str>,
+    event: Event,
     event_time: String,
     caller: Result<Caller, AuthFailure>,
     source_address: String,
@@ -113,19 +144,8 @@ pub struct Call {
     key_version: Option<u32>,
     parameters: BTreeMap<String, String>,
     encryption_context: BTreeMap<String, String>,
-    /// Whether its record may use the disk below the hard floor (see [`Call::use_disk_reserve`]).
+    /// Whether its record may use the disk below the hard floor (archival calls by an administrator).
     reserve: bool,
-}
-
-/// Put in a request's extensions by the layer that records calls no handler saw ([`super::unhandled`]); set when
-/// a handler opens the call's record, so that layer knows the call is recorded.
-#[derive(Clone, Default)]
-pub struct CallSlot(Arc<AtomicBool>);
-
-impl CallSlot {
-    pub fn handled(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 /// Whose key a ciphertext blob names, for the record.
@@ -166,30 +186,12 @@ impl Auditor {
         }
     }
 
-    pub fn begin<T>(&self, event_name: &'static str, request: &Request<T>) -> Call {
-        if let Some(slot) = request.extensions().get::<CallSlot>() {
-            slot.0.store(true, Ordering::Release);
-        }
-        self.open(Cow::Borrowed(event_name), request)
-    }
-
-    /// Opens the record of a call: who (authenticated here, refused later by [`Call::admit`]), from where, and the
-    /// headers that describe it.
-    pub(super) fn open<T>(&self, event_name: Cow<'static, str>, request: &Request<T>) -> Call {
-        let metadata = request.metadata();
-        let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
-        let peer = request.remote_addr();
-        let source_address = peer
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
-        let certificate = request.peer_certs();
-        let caller = self.auth.authenticate(
-            header("authorization"),
-            certificate
-                .as_ref()
-                .and_then(|c| c.first())
-                .map(|c| c.as_ref()),
-        );
+    /// Opens the record of a call: who (authenticated here, refused or admitted by [`Auditor::run`]), from where,
+    /// and the headers that describe it.
+    pub fn open(&self, event: Event, context: CallContext<'_>) -> Call {
+        let caller = self
+            .auth
+            .authenticate(context.authorization, context.client_certificate);
         let mut parameters = BTreeMap::new();
         match &caller {
             Ok(c) => {
@@ -204,7 +206,7 @@ impl Auditor {
         }
         let now = self.clock.now();
         let mut header_error = None;
-        let request_id = match header(REQUEST_ID_HEADER) {
+        let request_id = match context.request_id {
             Some(id) if !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN => id.to_owned(),
             Some(_) => {
                 header_error = Some(format!(
@@ -214,7 +216,7 @@ impl Auditor {
             }
             None => time_ordered_id(now),
         };
-        let reason = match header(REASON_HEADER) {
+        let reason = match context.reason {
             Some(r) if r.chars().count() > MAX_REASON_LEN => {
                 header_error = Some(format!(
                     "{REASON_HEADER} is longer than {MAX_REASON_LEN} characters"
@@ -226,12 +228,14 @@ impl Auditor {
         };
         Call {
             started: std::time::Instant::now(),
-            event_name,
+            event,
             event_time: now.rfc3339_millis(),
             event_id: time_ordered_id(now),
             caller,
-            source_address,
-            user_agent: header("user-agent").unwrap_or_default().to_owned(),
+            source_address: context
+                .source
+                .map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
+            user_agent: context.user_agent.unwrap_or_default().to_owned(),
             request_id,
             reason,
             header_error,
@@ -244,43 +248,43 @@ impl Auditor {
         }
     }
 
-    /// A gate for a management call: its success record is made durable before the change is stored.
-    pub fn gate<'a>(&'a self, call: &'a Call) -> AuditGate<'a> {
-        AuditGate {
-            auditor: self,
-            call,
-            recorded: AtomicBool::new(false),
-        }
-    }
-
-    /// Finishes a management call whose gate may already have recorded it.
-    pub async fn finish_gated<R: Audited>(
+    /// Runs a described call of `rpc`: admits its caller (or refuses it, and `body` never runs), runs `body` with
+    /// the admitted caller, and records the call exactly once: at its gate if `body` made a change, else here once
+    /// the result is known. The result, with the call's request id, is what the front end answers; UNAVAILABLE
+    /// instead if the record could not be made durable.
+    pub async fn run<R: Audited>(
         &self,
-        call: Call,
-        recorded: bool,
-        result: Result<R, Status>,
-    ) -> Result<Response<R>, Status> {
-        if recorded {
-            // The record (success) is durable. If storing the change failed after it, the record over-reports:
-            // better a recorded change that did not happen than a change without a record.
-            let code = result.as_ref().err().map_or(tonic::Code::Ok, |s| s.code());
-            self.metrics
-                .call(&call.event_name, code, call.started.elapsed());
-            return respond(&call.request_id, result);
-        }
-        self.finish(call, result).await
-    }
-
-    /// Appends the call's record, then releases the result; UNAVAILABLE instead if the record is not durable.
-    pub async fn finish<R: Audited>(
-        &self,
-        call: Call,
-        result: Result<R, Status>,
-    ) -> Result<Response<R>, Status> {
+        rpc: Rpc,
+        mut call: Call,
+        body: impl AsyncFnOnce(&Admitted<'_>) -> Result<R, Status>,
+    ) -> (Result<R, Status>, String) {
+        debug_assert_eq!(call.event, Event::Call(rpc));
         let request_id = call.request_id.clone();
+        let (result, recorded) = match call.admit(rpc) {
+            Err(refused) => (Err(refused), false),
+            Ok(()) => {
+                let admitted = Admitted {
+                    auditor: self,
+                    call: &call,
+                    rpc,
+                    recorded: AtomicBool::new(false),
+                };
+                let result = body(&admitted).await;
+                (result, admitted.recorded())
+            }
+        };
+        if recorded {
+            // The record (success) is durable. If the change failed after it, the record over-reports: better a
+            // recorded change that did not happen than a change without a record.
+            let code = result.as_ref().err().map_or(Code::Ok, |s| s.code());
+            self.metrics.call(call.event, code, call.started.elapsed());
+            return (result, request_id);
+        }
         // On failure `result` is dropped: whatever key material it held is zeroized and never sent.
-        self.record(call, &result).await?;
-        respond(&request_id, result)
+        match self.record(call, &result).await {
+            Ok(()) => (result, request_id),
+            Err(unavailable) => (Err(unavailable), request_id),
+        }
     }
 
     /// Appends the record of `call` ending with `result`, and counts it; the UNAVAILABLE answer to give instead if
@@ -290,7 +294,17 @@ impl Auditor {
         mut call: Call,
         result: &Result<R, Status>,
     ) -> Result<(), Status> {
-        let (outcome, error_code, error_message) = match result {
+        let code = result.as_ref().err().map_or(Code::Ok, |s| s.code());
+        let started = call.started;
+        let event = call.event;
+        if call.caller.is_err() && self.audit.space().level() >= Level::Low {
+            // Refused anyway; below the soft floor its record is a line in the next summary.
+            self.lock_summary().note(&call);
+            self.metrics.summarized_call();
+            self.metrics.call(event, code, started.elapsed());
+            return Ok(());
+        }
+        let ending = match result {
             Ok(response) => {
                 if let Some((key_id, version)) = response.key_used() {
                     call.key_id = Some(key_id.to_owned());
@@ -299,76 +313,51 @@ impl Auditor {
                 for (name, value) in response.parameters() {
                     call.parameters.insert(name.to_owned(), value);
                 }
-                (Outcome::Success, None, None)
+                Ending::Success
             }
-            Err(status) => (
-                outcome_of(status.code()),
-                Some(code_name(status.code()).to_owned()),
-                Some(status.message().to_owned()),
-            ),
+            Err(status) => Ending::Failure(status),
         };
-        let started = call.started;
-        let code = result.as_ref().err().map_or(Code::Ok, |s| s.code());
-        if call.caller.is_err() && self.audit.space().level() >= Level::Low {
-            // Refused anyway; below the soft floor its record is a line in the next summary.
-            self.lock_summary().note(&call);
-            self.metrics.summarized_call();
-            self.metrics.call(&call.event_name, code, started.elapsed());
-            return Ok(());
-        }
+        let reserve = call.reserve;
+        let record = call.into_record(ending);
         // One line per call, carrying the request id its audit record has; never a secret.
         tracing::debug!(
-            request_id = %crate::auth::token::redact(&call.request_id),
-            event = &*call.event_name,
-            principal = call.principal(),
-            key_id = call.key_id.as_deref().unwrap_or(""),
-            outcome = outcome.as_str(),
-            code = error_code.as_deref().unwrap_or("OK"),
+            request_id = %crate::auth::token::redact(&record.request_id),
+            event = event.name(),
+            principal = record.principal,
+            key_id = record.key_id.as_deref().unwrap_or(""),
+            outcome = record.outcome.as_str(),
+            code = record.error_code.as_deref().unwrap_or("OK"),
             "call"
         );
-        let principal = call.principal().to_owned();
-        let reserve = call.reserve;
-        let event_name = call.event_name;
-        let request_id = call.request_id;
-        let record = AuditRecord {
-            event_id: call.event_id,
-            event_time: call.event_time,
-            event_name: event_name.clone().into_owned(),
-            principal,
-            source_address: call.source_address,
-            user_agent: call.user_agent,
-            request_id: request_id.clone(),
-            key_id: call.key_id,
-            key_version: call.key_version,
-            key_alias: call.key_alias,
-            parameters: call.parameters,
-            encryption_context: call.encryption_context,
-            reason: call.reason,
-            outcome,
-            error_code,
-            error_message,
-        };
-        let appended = if reserve {
-            self.audit.append_in_reserve(record).await
-        } else {
-            self.audit.append(record).await
-        };
-        if let Err(e) = appended {
+        let request_id = record.request_id.clone();
+        if let Err(e) = self.append(record, reserve).await {
             let mut status = super::status::with_kind(
                 Status::unavailable(format!(
                     "{e}; the call was refused so that no key use goes unrecorded (fail closed); retry later"
                 )),
                 "AuditUnavailable",
             );
-            if let Ok(v) = MetadataValue::try_from(request_id.as_str()) {
+            if let Ok(v) = tonic::metadata::MetadataValue::try_from(request_id.as_str()) {
                 status.metadata_mut().insert(REQUEST_ID_HEADER, v);
             }
             self.metrics
-                .call(&event_name, Code::Unavailable, started.elapsed());
+                .call(event, Code::Unavailable, started.elapsed());
             return Err(status);
         }
-        self.metrics.call(&event_name, code, started.elapsed());
+        self.metrics.call(event, code, started.elapsed());
         Ok(())
+    }
+
+    async fn append(
+        &self,
+        record: AuditRecord,
+        reserve: bool,
+    ) -> Result<(), crate::audit::AuditError> {
+        if reserve {
+            self.audit.append_in_reserve(record).await.map(drop)
+        } else {
+            self.audit.append(record).await.map(drop)
+        }
     }
 
     fn lock_summary(&self) -> std::sync::MutexGuard<'_, Summary> {
@@ -394,7 +383,7 @@ impl Auditor {
         );
         let mut record = AuditRecord::internal(
             self.clock.now(),
-            "UnauthenticatedCallsSummary",
+            DaemonEvent::UnauthenticatedCallsSummary.into(),
             ANONYMOUS,
             "the disk is below its soft floor: unauthenticated calls were refused and are recorded as this summary",
             &[
@@ -414,96 +403,97 @@ impl Auditor {
     }
 }
 
-/// The response, or the error, with the call's request id attached.
-fn respond<R>(request_id: &str, result: Result<R, Status>) -> Result<Response<R>, Status> {
-    let value = MetadataValue::try_from(request_id).ok();
-    match result {
-        Ok(body) => {
-            let mut response = Response::new(body);
-            if let Some(v) = value {
-                response.metadata_mut().insert(REQUEST_ID_HEADER, v);
-            }
-            Ok(response)
-        }
-        Err(status) => {
-            let mut status = super::status::bounded(status);
-            if let Some(v) = value {
-                status.metadata_mut().insert(REQUEST_ID_HEADER, v);
-            }
-            Err(status)
-        }
-    }
+/// How a call ended, for its record.
+enum Ending<'a> {
+    Success,
+    Failure(&'a Status),
 }
 
-/// Records a management call's success before its change is stored (see [`crate::kms::Gate`]).
-pub struct AuditGate<'a> {
+/// A caller [`Auditor::run`] admitted to one call: what a handler body receives, and the only way it reaches the
+/// caller. It is also the call's [`Gate`]: a change approved through it has the call's success record durable first.
+pub struct Admitted<'a> {
     auditor: &'a Auditor,
     call: &'a Call,
+    rpc: Rpc,
     recorded: AtomicBool,
 }
 
-impl AuditGate<'_> {
-    /// Whether the call's record was made durable here.
-    pub fn recorded(&self) -> bool {
+impl Admitted<'_> {
+    pub fn caller(&self) -> &Caller {
+        // Admission checked it (see `Call::admit`); this is only reached through `Auditor::run`.
+        match &self.call.caller {
+            Ok(caller) => caller,
+            Err(_) => unreachable!("an Admitted call has an authenticated caller"),
+        }
+    }
+
+    /// Whether the call states a reason (policies may require one).
+    pub fn has_reason(&self) -> bool {
+        self.call.reason.is_some()
+    }
+
+    /// Whether the caller may use this call's RPC on `key` under `context`: administrators always, others as the
+    /// key's policy says. Returns the key to act on: for everyone but administrators, the id authorization resolved,
+    /// so that an alias moved in between cannot redirect the call.
+    pub fn authorize(
+        &self,
+        kms: &Kms,
+        key: KeyRef,
+        context: Option<&EncryptionContext>,
+    ) -> Result<KeyRef, Status> {
+        let caller = self.caller();
+        if caller.admin {
+            return Ok(key);
+        }
+        let Some(permission) = Permission::of(self.rpc) else {
+            // Only key-policy RPCs authorize per key; the others were admitted by role.
+            return Err(Status::internal(format!(
+                "{} has no key permission to authorize",
+                self.rpc
+            )));
+        };
+        let (id, policy) = kms.policy_of(&key)?;
+        policy.evaluate(
+            &Access {
+                principal: &caller.principal,
+                permission,
+                context,
+                has_reason: self.has_reason(),
+            },
+            &id,
+        )?;
+        Ok(KeyRef::Id(id))
+    }
+
+    /// Whether the call's record was made durable at its gate.
+    fn recorded(&self) -> bool {
         self.recorded.load(Ordering::SeqCst)
     }
 }
 
-impl Gate for AuditGate<'_> {
-    fn approve(
-        &self,
-        change: Change,
-    ) -> Pin<Box<dyn Future<Output = Result<(), KmsError>> + Send + '_>> {
+impl Gate for Admitted<'_> {
+    fn approve<'a>(
+        &'a self,
+        change: Change<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Unrecorded>> + Send + 'a>> {
         Box::pin(async move {
-            self.record_success(Some(change.key_id.to_string()), change.key_version, &[])
-                .await
-                .map_err(|_| KmsError::AuditUnavailable)
-        })
-    }
-}
-
-impl AuditGate<'_> {
-    /// Makes the call's success record durable now, before the change it describes is stored.
-    pub async fn record_success(
-        &self,
-        key_id: Option<String>,
-        key_version: Option<u32>,
-        extra_parameters: &[(&str, &str)],
-    ) -> Result<(), crate::audit::AuditError> {
-        {
-            let c = self.call;
-            let record = AuditRecord {
-                event_id: c.event_id.clone(),
-                event_time: c.event_time.clone(),
-                event_name: c.event_name.clone().into_owned(),
-                principal: c.principal().to_owned(),
-                source_address: c.source_address.clone(),
-                user_agent: c.user_agent.clone(),
-                request_id: c.request_id.clone(),
-                key_id: key_id.or_else(|| c.key_id.clone()),
-                key_version: key_version.or(c.key_version),
-                key_alias: c.key_alias.clone(),
-                parameters: {
-                    let mut p = c.parameters.clone();
-                    for (name, value) in extra_parameters {
-                        p.insert((*name).to_owned(), (*value).to_owned());
-                    }
-                    p
-                },
-                encryption_context: c.encryption_context.clone(),
-                reason: c.reason.clone(),
-                outcome: Outcome::Success,
-                error_code: None,
-                error_message: None,
-            };
-            if c.reserve {
-                self.auditor.audit.append_in_reserve(record).await?;
-            } else {
-                self.auditor.audit.append(record).await?;
+            let mut call = self.call.clone();
+            if let Some(id) = change.key_id {
+                call.key_id = Some(id.to_string());
             }
+            call.key_version = change.key_version.or(call.key_version);
+            for (name, value) in change.parameters {
+                call.parameters
+                    .insert((*name).to_owned(), (*value).to_owned());
+            }
+            let reserve = call.reserve;
+            self.auditor
+                .append(call.into_record(Ending::Success), reserve)
+                .await
+                .map_err(|_| Unrecorded)?;
             self.recorded.store(true, Ordering::SeqCst);
             Ok(())
-        }
+        })
     }
 }
 
@@ -513,39 +503,71 @@ impl Call {
         &self.request_id
     }
 
-    /// The authenticated caller, or UNAUTHENTICATED; then INVALID_ARGUMENT if the call's headers were malformed.
-    /// Handlers call this before doing anything.
-    pub fn admit(&self) -> Result<&Caller, Status> {
+    /// Admits the call's caller for `rpc`, or says why not: UNAUTHENTICATED, then INVALID_ARGUMENT if the call's
+    /// headers were malformed, then PERMISSION_DENIED if the RPC needs a role the caller lacks.
+    fn admit(&mut self, rpc: Rpc) -> Result<(), Status> {
         let caller = self.caller.as_ref().map_err(|failure| {
             super::status::with_kind(
                 Status::unauthenticated(failure.message.clone()),
                 "Unauthenticated",
             )
         })?;
-        match &self.header_error {
-            Some(msg) => Err(crate::keys::InvalidInput(msg.clone()).into()),
-            None => Ok(caller),
+        if let Some(msg) = &self.header_error {
+            return Err(crate::keys::InvalidInput(msg.clone()).into());
+        }
+        match rpc.requires() {
+            Requires::Authenticated | Requires::KeyPolicy => Ok(()),
+            Requires::CreateKeys if caller.create_keys => Ok(()),
+            Requires::CreateKeys => Err(super::status::permission_denied(format!(
+                "principal {:?} lacks permission kms:CreateKey: only administrators and principals created with \
+                 create_keys may create keys",
+                &*caller.principal
+            ))),
+            Requires::Admin | Requires::Archival if !caller.admin => {
+                Err(super::status::permission_denied(format!(
+                    "{rpc} requires an administrator; principal {:?} is not one",
+                    &*caller.principal
+                )))
+            }
+            Requires::Admin => Ok(()),
+            Requires::Archival => {
+                // An administrator's archival record may use the disk below its hard floor, because archiving is
+                // how that space is won back. Nobody else's may.
+                self.reserve = true;
+                Ok(())
+            }
         }
     }
 
-    /// As [`Call::admit`], and PERMISSION_DENIED unless the caller is an administrator.
-    pub fn admit_admin(&self) -> Result<&Caller, Status> {
-        let caller = self.admit()?;
-        if !caller.admin {
-            return Err(super::status::permission_denied(format!(
-                "{} requires an administrator; principal {:?} is not one",
-                self.event_name, &*caller.principal
-            )));
+    /// The one place a record is built from a call.
+    fn into_record(self, ending: Ending<'_>) -> AuditRecord {
+        let principal = self.principal().to_owned();
+        let (outcome, error_code, error_message) = match ending {
+            Ending::Success => (Outcome::Success, None, None),
+            Ending::Failure(status) => (
+                outcome_of(status.code()),
+                Some(code_name(status.code()).to_owned()),
+                Some(status.message().to_owned()),
+            ),
+        };
+        AuditRecord {
+            event_id: self.event_id,
+            event_time: self.event_time,
+            event_name: self.event.name().to_owned(),
+            principal,
+            source_address: self.source_address,
+            user_agent: self.user_agent,
+            request_id: self.request_id,
+            key_id: self.key_id,
+            key_version: self.key_version,
+            key_alias: self.key_alias,
+            parameters: self.parameters,
+            encryption_context: self.encryption_context,
+            reason: self.reason,
+            outcome,
+            error_code,
+            error_message,
         }
-        Ok(caller)
-    }
-
-    /// As [`Call::admit_admin`], for the archival calls: an administrator's record may then use the disk below its
-    /// hard floor, because archiving is how that space is won back. Nobody else's may.
-    pub fn admit_archival(&mut self) -> Result<(), Status> {
-        self.admit_admin()?;
-        self.reserve = true;
-        Ok(())
     }
 
     /// Who the record names: the authenticated principal, or `anonymous`.
@@ -553,11 +575,6 @@ impl Call {
         self.caller
             .as_ref()
             .map_or(ANONYMOUS, |caller| &caller.principal)
-    }
-
-    /// Whether the call states a reason (policies may require one).
-    pub fn has_reason(&self) -> bool {
-        self.reason.is_some()
     }
 
     /// Records the key a request names: an id as is, an alias with the key it currently points to.

@@ -14,19 +14,19 @@
 //! Invariants: every call to a kmsd service leaves exactly one record; health and reflection are not audited; a
 //! call that may change state runs to its end whatever its caller does.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tonic::body::Body;
-use tonic::metadata::MetadataMap;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
-use super::REQUEST_ID_HEADER;
-use super::call::{Auditor, CallSlot};
+use super::call::{Auditor, CallContext};
+use super::grpc::CallSlot;
+use super::{REASON_HEADER, REQUEST_ID_HEADER};
+use crate::rpc::{Effect, Event, Rpc};
 
 /// Services whose calls are not audited: they carry no key and no credential.
 const UNAUDITED: &[&str] = &[
@@ -35,23 +35,11 @@ const UNAUDITED: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
-/// Calls that change nothing kmsd stores (only their records, which the audit writer finishes on its own), and carry
-/// its hot path: they run in the caller's task. Every other call may change state, and runs on a task of its own, so
-/// that a caller going away (a timeout, a reset stream) cannot stop it between storing a change and serving it.
-const CHANGE_NOTHING: &[&str] = &[
-    "/kms.v1.KeyManagementService/GenerateDataKey",
-    "/kms.v1.KeyManagementService/GenerateDataKeyWithoutPlaintext",
-    "/kms.v1.KeyManagementService/Encrypt",
-    "/kms.v1.KeyManagementService/Decrypt",
-    "/kms.v1.KeyManagementService/ReEncrypt",
-    "/kms.v1.KeyManagementService/GenerateRandom",
-];
-
 /// The headers a record is made of; the rest of a request is not kept past the call.
 const RECORDED_HEADERS: [&str; 4] = [
     "authorization",
     REQUEST_ID_HEADER,
-    super::REASON_HEADER,
+    REASON_HEADER,
     "user-agent",
 ];
 
@@ -98,7 +86,10 @@ where
                 inner: self.inner.call(request),
             };
         }
-        let changes_nothing = CHANGE_NOTHING.contains(&path);
+        // Calls that change nothing kmsd stores (only their records, which the audit writer finishes on its own)
+        // carry its hot path: they run in the caller's task. Every other call runs on a task of its own, so that
+        // a caller going away (a timeout, a reset stream) cannot stop it between storing a change and serving it.
+        let changes_nothing = Rpc::from_path(path).is_some_and(|rpc| rpc.effect() == Effect::Reads);
         let slot = CallSlot::default();
         request.extensions_mut().insert(slot.clone());
         let seen = Seen::of(&request);
@@ -179,8 +170,8 @@ fn record<E: Send + 'static>(
         let status = Status::from_header_map(response.headers()).unwrap_or_else(|| {
             Status::unknown("answered without a handler's record and without a gRPC status")
         });
-        let (request, event_name, path) = seen.into_request(status.code());
-        let mut call = auditor.open(event_name, &request);
+        let (event, path) = seen.event(status.code());
+        let mut call = auditor.open(event, seen.context());
         if let Some(path) = path {
             call.param("path", path);
         }
@@ -199,8 +190,8 @@ fn record<E: Send + 'static>(
 pub struct Seen {
     uri: http::Uri,
     headers: [Option<http::HeaderValue>; RECORDED_HEADERS.len()],
-    tcp: Option<TcpConnectInfo>,
-    tls: Option<TlsConnectInfo<TcpConnectInfo>>,
+    source: Option<std::net::SocketAddr>,
+    certificates: Option<Arc<Vec<tonic::transport::CertificateDer<'static>>>>,
 }
 
 impl Seen {
@@ -209,39 +200,48 @@ impl Seen {
         Seen {
             uri: request.uri().clone(),
             headers: RECORDED_HEADERS.map(|name| request.headers().get(name).cloned()),
-            tcp: extensions.get::<TcpConnectInfo>().cloned(),
-            tls: extensions.get::<TlsConnectInfo<TcpConnectInfo>>().cloned(),
+            source: extensions
+                .get::<TcpConnectInfo>()
+                .and_then(|tcp| tcp.remote_addr())
+                .or_else(|| {
+                    extensions
+                        .get::<TlsConnectInfo<TcpConnectInfo>>()
+                        .and_then(|tls| tls.get_ref().remote_addr())
+                }),
+            certificates: extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|tls| tls.peer_certs()),
         }
     }
 
-    /// The request as a handler would have seen it, the event to record (the method the path names, or
-    /// `UnknownMethod` when no such method exists), and the path when it names none.
-    fn into_request(self, code: Code) -> (Request<()>, Cow<'static, str>, Option<String>) {
+    /// The event to record (the RPC the path names, or `UnknownMethod` when it names none), and the path when it
+    /// names none.
+    fn event(&self, code: Code) -> (Event, Option<String>) {
         let path = self.uri.path();
-        let method = path.rsplit_once('/').map(|(_, m)| m).filter(|m| {
-            (1..=64).contains(&m.len()) && m.bytes().all(|b| b.is_ascii_alphanumeric())
-        });
-        let (event_name, path) = match method {
-            Some(m) if code != Code::Unimplemented && path.starts_with("/kms.v1.") => {
-                (Cow::Owned(m.to_owned()), None)
-            }
+        match Rpc::from_path(path) {
+            Some(rpc) if code != Code::Unimplemented => (Event::Call(rpc), None),
             // The path is caller input: it is bounded with the rest of the record.
-            _ => (Cow::Borrowed("UnknownMethod"), Some(path.to_owned())),
-        };
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in RECORDED_HEADERS.iter().zip(self.headers) {
-            if let Some(value) = value {
-                headers.insert(*name, value);
-            }
+            _ => (Event::UnknownMethod, Some(path.to_owned())),
         }
-        let mut extensions = http::Extensions::new();
-        if let Some(tcp) = self.tcp {
-            extensions.insert(tcp);
+    }
+
+    /// The call's context, as a handler would have seen it.
+    fn context(&self) -> CallContext<'_> {
+        let [authorization, request_id, reason, user_agent] = self
+            .headers
+            .each_ref()
+            .map(|h| h.as_ref().and_then(|v| v.to_str().ok()));
+        CallContext {
+            authorization,
+            client_certificate: self
+                .certificates
+                .as_ref()
+                .and_then(|certs| certs.first())
+                .map(|c| c.as_ref()),
+            source: self.source,
+            user_agent,
+            request_id,
+            reason,
         }
-        if let Some(tls) = self.tls {
-            extensions.insert(tls);
-        }
-        let request = Request::from_parts(MetadataMap::from_headers(headers), extensions, ());
-        (request, event_name, path)
     }
 }

@@ -16,6 +16,7 @@ mod backup;
 mod bench;
 mod bootstrap;
 mod cache;
+mod call_path;
 mod cli;
 mod client;
 mod concurrency;
