@@ -42,7 +42,7 @@ fn blobs(c: &mut Criterion) {
 
 /// The envelope client's bulk throughput for a 1 GiB object, in memory, one stream.
 fn envelopes(c: &mut Criterion) {
-    use kmsd::envelope::{decrypt_stream, encrypt_stream};
+    use kmsd_client::envelope::{decrypt_stream, encrypt_stream};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use kmsd::client::{ClientBuilder, Error};
-use kmsd::proto::CreateKeyRequest;
+use kmsd_client::pb::CreateKeyRequest;
+use kmsd_client::{ClientBuilder, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

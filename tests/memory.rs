@@ -91,20 +91,21 @@ async fn a_256_mib_object_streams_through_put_and_get_in_bounded_memory() {
     .await
     .unwrap();
     let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
-    let kms = kmsd::client::ClientBuilder::new(format!("http://{}", server.local_addr()))
+    let kms = kmsd_client::ClientBuilder::new(format!("http://{}", server.local_addr()))
         .token(token.trim())
         .connect()
         .await
         .unwrap();
-    let store = kmsd::objects::open_store(dir.path().join("store").to_str().unwrap()).unwrap();
-    let objects = kmsd::objects::ObjectClient::new(store, kms);
+    let store =
+        kmsd_client::objects::open_store(dir.path().join("store").to_str().unwrap()).unwrap();
+    let objects = kmsd_client::objects::ObjectClient::new(store, kms);
     // Warm up every path once (connections, the store key, thread pools), then measure from here.
     objects
         .put(
             "big",
             "warm",
             &b"x"[..],
-            kmsd::objects::Encryption::ServiceManaged,
+            kmsd_client::objects::Encryption::ServiceManaged,
             &BTreeMap::new(),
         )
         .await
@@ -122,7 +123,7 @@ async fn a_256_mib_object_streams_through_put_and_get_in_bounded_memory() {
             "big",
             "object",
             &mut source,
-            kmsd::objects::Encryption::ServiceManaged,
+            kmsd_client::objects::Encryption::ServiceManaged,
             &BTreeMap::new(),
         )
         .await

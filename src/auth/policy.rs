@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use crate::policy::{KeyPolicy, Statement};
+pub use kmsd_proto::policy::{KeyPolicy, Statement};
 
 use crate::keys::{EncryptionContext, InvalidInput, Operation};
 use crate::rpc::Rpc;
@@ -73,121 +73,122 @@ pub struct Access<'a> {
 #[error("{0}")]
 pub struct Denied(pub String);
 
-impl KeyPolicy {
-    /// Checks a policy's shape: known operations, sane sizes, principal names that `known` accepts.
-    pub fn validate(&self, known: impl Fn(&str) -> bool) -> Result<(), InvalidInput> {
-        let bad = |msg: String| Err(InvalidInput(format!("policy: {msg}")));
-        if self.statements.len() > MAX_STATEMENTS {
-            return bad(format!("at most {MAX_STATEMENTS} statements"));
+/// Checks a policy's shape: known operations, sane sizes, principal names that `known` accepts.
+pub fn validate(policy: &KeyPolicy, known: impl Fn(&str) -> bool) -> Result<(), InvalidInput> {
+    let bad = |msg: String| Err(InvalidInput(format!("policy: {msg}")));
+    if policy.statements.len() > MAX_STATEMENTS {
+        return bad(format!("at most {MAX_STATEMENTS} statements"));
+    }
+    for (i, s) in policy.statements.iter().enumerate() {
+        let at = if s.sid.is_empty() {
+            format!("statement {i}")
+        } else {
+            format!("statement {i} ({:?})", s.sid)
+        };
+        if s.sid.len() > 128 {
+            return bad(format!("{at}: sid is longer than 128 bytes"));
         }
-        for (i, s) in self.statements.iter().enumerate() {
-            let at = if s.sid.is_empty() {
-                format!("statement {i}")
-            } else {
-                format!("statement {i} ({:?})", s.sid)
-            };
-            if s.sid.len() > 128 {
-                return bad(format!("{at}: sid is longer than 128 bytes"));
-            }
-            if s.principals.is_empty() || s.operations.is_empty() {
+        if s.principals.is_empty() || s.operations.is_empty() {
+            return bad(format!(
+                "{at} must name at least one principal and one operation"
+            ));
+        }
+        let lists = [
+            ("principals", s.principals.len()),
+            ("operations", s.operations.len()),
+            ("context_keys_present", s.context_keys_present.len()),
+            ("context_equals", s.context_equals.len()),
+        ];
+        if let Some((name, _)) = lists.iter().find(|(_, n)| *n > MAX_ITEMS) {
+            return bad(format!("{at}: at most {MAX_ITEMS} entries in {name}"));
+        }
+        for p in &s.principals {
+            if p != WILDCARD && !known(p) {
                 return bad(format!(
-                    "{at} must name at least one principal and one operation"
+                    "{at} names principal {p:?}, which does not exist; create it first (CreatePrincipal)"
                 ));
             }
-            let lists = [
-                ("principals", s.principals.len()),
-                ("operations", s.operations.len()),
-                ("context_keys_present", s.context_keys_present.len()),
-                ("context_equals", s.context_equals.len()),
-            ];
-            if let Some((name, _)) = lists.iter().find(|(_, n)| *n > MAX_ITEMS) {
-                return bad(format!("{at}: at most {MAX_ITEMS} entries in {name}"));
-            }
-            for p in &s.principals {
-                if p != WILDCARD && !known(p) {
-                    return bad(format!(
-                        "{at} names principal {p:?}, which does not exist; create it first (CreatePrincipal)"
-                    ));
-                }
-            }
-            for op in &s.operations {
-                if op != WILDCARD && Permission::parse(op).is_none() {
-                    let names: Vec<_> = Permission::all().map(Permission::name).collect();
-                    return bad(format!(
-                        "{at} names operation {op:?}; the operations are {} or *",
-                        names.join(", ")
-                    ));
-                }
-            }
-            for k in s.context_keys_present.iter().chain(s.context_equals.keys()) {
-                if k.is_empty() || k.len() > 1024 {
-                    return bad(format!(
-                        "{at}: a context key in a condition must be 1-1024 bytes"
-                    ));
-                }
+        }
+        for op in &s.operations {
+            if op != WILDCARD && Permission::parse(op).is_none() {
+                let names: Vec<_> = Permission::all().map(Permission::name).collect();
+                return bad(format!(
+                    "{at} names operation {op:?}; the operations are {} or *",
+                    names.join(", ")
+                ));
             }
         }
-        Ok(())
-    }
-
-    /// Allows the access if a statement grants it; otherwise says what is missing.
-    pub fn evaluate(&self, access: &Access<'_>, key: &dyn fmt::Display) -> Result<(), Denied> {
-        let op = access.permission.name();
-        let mut unmet: Option<String> = None;
-        for s in &self.statements {
-            let names_principal = s
-                .principals
-                .iter()
-                .any(|p| p == WILDCARD || p == access.principal);
-            let names_operation = s.operations.iter().any(|o| o == WILDCARD || o == op);
-            if !(names_principal && names_operation) {
-                continue;
-            }
-            match s.unmet_condition(access) {
-                None => return Ok(()),
-                Some(why) => {
-                    unmet.get_or_insert(why);
-                }
+        for k in s.context_keys_present.iter().chain(s.context_equals.keys()) {
+            if k.is_empty() || k.len() > 1024 {
+                return bad(format!(
+                    "{at}: a context key in a condition must be 1-1024 bytes"
+                ));
             }
         }
-        Err(Denied(match unmet {
-            Some(why) => format!(
-                "principal {:?} may call {op} on key {key} only {why}",
-                access.principal
-            ),
-            None => format!(
-                "principal {:?} lacks permission {} on key {key}: no statement of the key's policy grants it \
-                 (an administrator can add one with PutKeyPolicy)",
-                access.principal, access.permission
-            ),
-        }))
     }
+    Ok(())
 }
 
-impl Statement {
-    /// The first condition the access does not meet, phrased to complete "may call X on key K only ...".
-    fn unmet_condition(&self, access: &Access<'_>) -> Option<String> {
-        let empty = BTreeMap::new();
-        let pairs = access.context.map_or(&empty, |c| c.pairs());
-        for key in &self.context_keys_present {
-            if !pairs.contains_key(key) {
-                return Some(format!(
-                    "with an encryption context that has the key {key:?}"
-                ));
+/// Allows the access if a statement of `policy` grants it; otherwise says what is missing.
+pub fn evaluate(
+    policy: &KeyPolicy,
+    access: &Access<'_>,
+    key: &dyn fmt::Display,
+) -> Result<(), Denied> {
+    let op = access.permission.name();
+    let mut unmet: Option<String> = None;
+    for s in &policy.statements {
+        let names_principal = s
+            .principals
+            .iter()
+            .any(|p| p == WILDCARD || p == access.principal);
+        let names_operation = s.operations.iter().any(|o| o == WILDCARD || o == op);
+        if !(names_principal && names_operation) {
+            continue;
+        }
+        match unmet_condition(s, access) {
+            None => return Ok(()),
+            Some(why) => {
+                unmet.get_or_insert(why);
             }
         }
-        for (key, want) in &self.context_equals {
-            if pairs.get(key) != Some(want) {
-                return Some(format!(
-                    "with an encryption context where {key:?} is {want:?}"
-                ));
-            }
-        }
-        if self.require_reason && !access.has_reason {
-            return Some("with a stated reason (the x-kms-reason header)".to_owned());
-        }
-        None
     }
+    Err(Denied(match unmet {
+        Some(why) => format!(
+            "principal {:?} may call {op} on key {key} only {why}",
+            access.principal
+        ),
+        None => format!(
+            "principal {:?} lacks permission {} on key {key}: no statement of the key's policy grants it \
+                 (an administrator can add one with PutKeyPolicy)",
+            access.principal, access.permission
+        ),
+    }))
+}
+
+/// The first condition of statement `s` the access does not meet, phrased to complete "may call X on key K only
+/// ...".
+fn unmet_condition(s: &Statement, access: &Access<'_>) -> Option<String> {
+    let empty = BTreeMap::new();
+    let pairs = access.context.map_or(&empty, |c| c.pairs());
+    for key in &s.context_keys_present {
+        if !pairs.contains_key(key) {
+            return Some(format!(
+                "with an encryption context that has the key {key:?}"
+            ));
+        }
+    }
+    for (key, want) in &s.context_equals {
+        if pairs.get(key) != Some(want) {
+            return Some(format!(
+                "with an encryption context where {key:?} is {want:?}"
+            ));
+        }
+    }
+    if s.require_reason && !access.has_reason {
+        return Some("with a stated reason (the x-kms-reason header)".to_owned());
+    }
+    None
 }
 
 #[cfg(test)]
@@ -230,27 +231,15 @@ mod tests {
         let p = policy();
         let acme = ctx(&[("tenant", "acme"), ("object", "x")]);
         let other = ctx(&[("tenant", "globex")]);
-        assert!(
-            p.evaluate(&access("billing", Rpc::Decrypt, Some(&acme)), &"k")
-                .is_ok()
-        );
-        let e = p
-            .evaluate(&access("billing", Rpc::Decrypt, Some(&other)), &"k")
-            .unwrap_err();
+        assert!(evaluate(&p, &access("billing", Rpc::Decrypt, Some(&acme)), &"k").is_ok());
+        let e = evaluate(&p, &access("billing", Rpc::Decrypt, Some(&other)), &"k").unwrap_err();
         assert!(e.0.contains("\"tenant\" is \"acme\""), "{e}");
-        let e = p
-            .evaluate(&access("billing", Rpc::Encrypt, Some(&acme)), &"k")
-            .unwrap_err();
+        let e = evaluate(&p, &access("billing", Rpc::Encrypt, Some(&acme)), &"k").unwrap_err();
         assert!(e.0.contains("lacks permission kms:Encrypt"), "{e}");
-        let e = p
-            .evaluate(&access("intruder", Rpc::Decrypt, Some(&acme)), &"k")
-            .unwrap_err();
+        let e = evaluate(&p, &access("intruder", Rpc::Decrypt, Some(&acme)), &"k").unwrap_err();
         assert!(e.0.contains("\"intruder\" lacks"), "{e}");
         // A condition on the context is never met by a call without one.
-        assert!(
-            p.evaluate(&access("billing", Rpc::Decrypt, None), &"k")
-                .is_err()
-        );
+        assert!(evaluate(&p, &access("billing", Rpc::Decrypt, None), &"k").is_err());
     }
 
     #[test]
@@ -266,29 +255,34 @@ mod tests {
         };
         let with_case = ctx(&[("case", "42")]);
         let mut a = access("anyone", Rpc::RotateKey, Some(&with_case));
-        let e = p.evaluate(&a, &"k").unwrap_err();
+        let e = evaluate(&p, &a, &"k").unwrap_err();
         assert!(e.0.contains("stated reason"), "{e}");
         a.has_reason = true;
-        assert!(p.evaluate(&a, &"k").is_ok());
+        assert!(evaluate(&p, &a, &"k").is_ok());
         a.context = None;
-        assert!(p.evaluate(&a, &"k").unwrap_err().0.contains("\"case\""));
+        assert!(evaluate(&p, &a, &"k").unwrap_err().0.contains("\"case\""));
     }
 
     #[test]
     fn validation_names_the_problem_and_json_round_trips() {
         let p = policy();
-        assert!(p.validate(|n| n == "billing").is_ok());
-        let e = p.validate(|_| false).unwrap_err();
+        assert!(validate(&p, |n| n == "billing").is_ok());
+        let e = validate(&p, |_| false).unwrap_err();
         assert!(
             e.0.contains("principal \"billing\", which does not exist"),
             "{e}"
         );
         let mut bad = policy();
         bad.statements[0].operations.push("Frobnicate".into());
-        assert!(bad.validate(|_| true).unwrap_err().0.contains("Frobnicate"));
+        assert!(
+            validate(&bad, |_| true)
+                .unwrap_err()
+                .0
+                .contains("Frobnicate")
+        );
         let mut long = policy();
         long.statements[0].operations = vec!["Decrypt".into(); MAX_ITEMS + 1];
-        let e = long.validate(|_| true).unwrap_err();
+        let e = validate(&long, |_| true).unwrap_err();
         assert!(e.0.contains("at most 64 entries in operations"), "{e}");
         assert_eq!(KeyPolicy::from_json(&p.to_json()).unwrap(), p);
         assert!(KeyPolicy::from_json(r#"{"statements":[],"extra":1}"#).is_err());

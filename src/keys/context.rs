@@ -15,7 +15,7 @@ impl EncryptionContext {
     pub const MAX_ENCODED_LEN: usize = 8192;
 
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        crate::canonical::context_bytes(&self.0)
+        kmsd_proto::canonical::context_bytes(&self.0)
     }
 
     pub fn pairs(&self) -> &BTreeMap<String, String> {

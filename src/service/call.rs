@@ -38,8 +38,7 @@ use crate::keys::{EncryptionContext, KeyRef};
 use crate::kms::Kms;
 use crate::rpc::{DaemonEvent, Event, Requires, Rpc};
 
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-pub const REASON_HEADER: &str = "x-kms-reason";
+pub use kmsd_proto::headers::{REASON as REASON_HEADER, REQUEST_ID as REQUEST_ID_HEADER};
 const MAX_REQUEST_ID_LEN: usize = 128;
 const MAX_REASON_LEN: usize = 1024;
 
@@ -335,7 +334,7 @@ impl Auditor {
                 Status::unavailable(format!(
                     "{e}; the call was refused so that no key use goes unrecorded (fail closed); retry later"
                 )),
-                "AuditUnavailable",
+                kmsd_proto::ErrorKind::AuditUnavailable,
             );
             if let Ok(v) = tonic::metadata::MetadataValue::try_from(request_id.as_str()) {
                 status.metadata_mut().insert(REQUEST_ID_HEADER, v);
@@ -453,7 +452,8 @@ impl Admitted<'_> {
             )));
         };
         let (id, policy) = kms.policy_of(&key)?;
-        policy.evaluate(
+        crate::auth::policy::evaluate(
+            &policy,
             &Access {
                 principal: &caller.principal,
                 permission,
@@ -509,7 +509,7 @@ impl Call {
         let caller = self.caller.as_ref().map_err(|failure| {
             super::status::with_kind(
                 Status::unauthenticated(failure.message.clone()),
-                "Unauthenticated",
+                kmsd_proto::ErrorKind::Unauthenticated,
             )
         })?;
         if let Some(msg) = &self.header_error {

@@ -32,7 +32,7 @@ pub(super) fn context_of<'a>(
 ) -> CallContext<'a> {
     let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
     CallContext {
-        authorization: header("authorization"),
+        authorization: header(kmsd_proto::headers::AUTHORIZATION),
         client_certificate: certificate,
         source,
         user_agent: header("user-agent"),

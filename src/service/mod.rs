@@ -189,7 +189,9 @@ impl KeyManagementService for KmsService {
                             ..Default::default()
                         });
                     }
-                    policy.validate(|name| self.auth.principal_exists(name))?;
+                    crate::auth::policy::validate(&policy, |name| {
+                        self.auth.principal_exists(name)
+                    })?;
                     let view = self.kms.create_key(spec, policy, admitted).await?;
                     Ok(pb::CreateKeyResponse {
                         key_metadata: metadata(view),
@@ -681,7 +683,9 @@ impl KeyManagementService for KmsService {
                 async |req, admitted| {
                     let key = key_ref(&req.key_id)?;
                     let policy = KeyPolicy::from(req.policy.unwrap_or_default());
-                    policy.validate(|name| self.auth.principal_exists(name))?;
+                    crate::auth::policy::validate(&policy, |name| {
+                        self.auth.principal_exists(name)
+                    })?;
                     let stored: KeyPolicy = policy.clone();
                     let id = self.kms.put_policy(&key, policy, admitted).await?;
                     Ok(pb::PutKeyPolicyResponse {

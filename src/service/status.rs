@@ -7,23 +7,25 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
+use kmsd_proto::ErrorKind;
+
 use crate::keys::InvalidInput;
 use crate::kms::KmsError;
 
 /// The response header naming the kind of failure.
-pub const ERROR_KIND_HEADER: &str = "x-kms-error";
+pub use kmsd_proto::headers::ERROR_KIND as ERROR_KIND_HEADER;
 
 impl From<KmsError> for Status {
     fn from(err: KmsError) -> Self {
         let (code, kind) = match &err {
-            KmsError::InvalidInput(_) => (Code::InvalidArgument, "InvalidArgument"),
-            KmsError::InvalidCiphertext(_) => (Code::InvalidArgument, "InvalidCiphertext"),
-            KmsError::IncorrectKey { .. } => (Code::InvalidArgument, "IncorrectKey"),
-            KmsError::NotFound(_) => (Code::NotFound, "NotFound"),
-            KmsError::AliasExists(_) => (Code::AlreadyExists, "AlreadyExists"),
-            KmsError::State(_) => (Code::FailedPrecondition, "KeyState"),
-            KmsError::Corrupt(_) => (Code::DataLoss, "DataLoss"),
-            KmsError::AuditUnavailable => (Code::Unavailable, "AuditUnavailable"),
+            KmsError::InvalidInput(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
+            KmsError::InvalidCiphertext(_) => (Code::InvalidArgument, ErrorKind::InvalidCiphertext),
+            KmsError::IncorrectKey { .. } => (Code::InvalidArgument, ErrorKind::IncorrectKey),
+            KmsError::NotFound(_) => (Code::NotFound, ErrorKind::NotFound),
+            KmsError::AliasExists(_) => (Code::AlreadyExists, ErrorKind::AlreadyExists),
+            KmsError::State(_) => (Code::FailedPrecondition, ErrorKind::KeyState),
+            KmsError::Corrupt(_) => (Code::DataLoss, ErrorKind::DataLoss),
+            KmsError::AuditUnavailable => (Code::Unavailable, ErrorKind::AuditUnavailable),
             KmsError::Storage(_) | KmsError::Internal(_) => return internal(&err),
         };
         with_kind(Status::new(code, err.to_string()), kind)
@@ -62,24 +64,30 @@ fn internal(err: &dyn std::fmt::Display) -> Status {
     tracing::error!(error = %crate::auth::token::redact(&err.to_string()), "internal error");
     with_kind(
         Status::internal("internal error; the operation did not take effect (see the kmsd log)"),
-        "Internal",
+        ErrorKind::Internal,
     )
 }
 
-pub fn with_kind(mut status: Status, kind: &'static str) -> Status {
+pub fn with_kind(mut status: Status, kind: ErrorKind) -> Status {
     status
         .metadata_mut()
-        .insert(ERROR_KIND_HEADER, MetadataValue::from_static(kind));
+        .insert(ERROR_KIND_HEADER, MetadataValue::from_static(kind.as_str()));
     status
 }
 
 /// A call that cannot proceed in the log's present state (nothing to archive, a range not sealed).
 pub fn failed_precondition(message: String) -> Status {
-    with_kind(Status::failed_precondition(message), "FailedPrecondition")
+    with_kind(
+        Status::failed_precondition(message),
+        ErrorKind::FailedPrecondition,
+    )
 }
 
 pub fn permission_denied(message: String) -> Status {
-    with_kind(Status::permission_denied(message), "PermissionDenied")
+    with_kind(
+        Status::permission_denied(message),
+        ErrorKind::PermissionDenied,
+    )
 }
 
 impl From<crate::auth::policy::Denied> for Status {
@@ -92,11 +100,11 @@ impl From<crate::auth::AccessError> for Status {
     fn from(err: crate::auth::AccessError) -> Self {
         use crate::auth::AccessError as E;
         let (code, kind) = match &err {
-            E::InvalidInput(_) => (Code::InvalidArgument, "InvalidArgument"),
-            E::NotFound(_) => (Code::NotFound, "NotFound"),
-            E::AlreadyExists(_) => (Code::AlreadyExists, "AlreadyExists"),
-            E::FailedPrecondition(_) => (Code::FailedPrecondition, "FailedPrecondition"),
-            E::AuditUnavailable => (Code::Unavailable, "AuditUnavailable"),
+            E::InvalidInput(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
+            E::NotFound(_) => (Code::NotFound, ErrorKind::NotFound),
+            E::AlreadyExists(_) => (Code::AlreadyExists, ErrorKind::AlreadyExists),
+            E::FailedPrecondition(_) => (Code::FailedPrecondition, ErrorKind::FailedPrecondition),
+            E::AuditUnavailable => (Code::Unavailable, ErrorKind::AuditUnavailable),
             E::Storage(_) | E::Internal(_) => return internal(&err),
         };
         with_kind(Status::new(code, err.to_string()), kind)

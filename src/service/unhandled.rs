@@ -37,7 +37,7 @@ const UNAUDITED: &[&str] = &[
 
 /// The headers a record is made of; the rest of a request is not kept past the call.
 const RECORDED_HEADERS: [&str; 4] = [
-    "authorization",
+    kmsd_proto::headers::AUTHORIZATION,
     REQUEST_ID_HEADER,
     REASON_HEADER,
     "user-agent",

@@ -504,14 +504,14 @@ async fn the_daemon_log_never_shows_a_token() {
         .unwrap()
         .trim()
         .to_owned();
-    let client = kmsd::client::ClientBuilder::new(format!("http://127.0.0.1:{port}"))
+    let client = kmsd_client::ClientBuilder::new(format!("http://127.0.0.1:{port}"))
         .token(admin_token.clone())
         .connect()
         .await
         .unwrap();
     client.describe_key("alias/none").await.unwrap_err();
     let wrong = format!("{}x", &admin_token[..admin_token.len() - 1]);
-    let stranger = kmsd::client::ClientBuilder::new(format!("http://127.0.0.1:{port}"))
+    let stranger = kmsd_client::ClientBuilder::new(format!("http://127.0.0.1:{port}"))
         .token(wrong.clone())
         .connect()
         .await

@@ -602,7 +602,7 @@ async fn checkpoints_are_signed_at_the_interval_and_at_shutdown() {
         .unwrap();
     let mut c = Client::new(AuthChannel::new(
         channel,
-        kmsd::client::BearerAuth::new(Some(&token)).unwrap(),
+        kmsd_client::BearerAuth::new(Some(&token)).unwrap(),
     ));
     c.generate_random(GenerateRandomRequest { number_of_bytes: 1 })
         .await

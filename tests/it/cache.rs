@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kmsd::client::{CacheLimits, DataKeyCache};
 use kmsd::proto::*;
+use kmsd_client::{CacheLimits, DataKeyCache};
 
 use crate::support::*;
 

@@ -1,9 +1,9 @@
-//! The client library (`kmsd::client`) against a real daemon.
+//! The client library (`kmsd_client`) against a real daemon.
 
 use std::time::Duration;
 
-use kmsd::client::{ClientBuilder, Error};
 use kmsd::proto::*;
+use kmsd_client::{ClientBuilder, Error};
 
 use crate::support::*;
 

@@ -107,7 +107,7 @@ async fn wait_for_level(
 }
 
 async fn health(daemon: &Daemon) -> i32 {
-    let channel = kmsd::client::ClientBuilder::new(daemon.endpoint())
+    let channel = kmsd_client::ClientBuilder::new(daemon.endpoint())
         .channel()
         .await
         .unwrap();

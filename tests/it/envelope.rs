@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use kmsd::envelope::{EnvelopeError, decrypt_stream, encrypt_stream, encrypt_stream_with_id};
 use kmsd::proto::CreateKeyRequest;
+use kmsd_client::envelope::{
+    EnvelopeError, decrypt_stream, encrypt_stream, encrypt_stream_with_id,
+};
 use zeroize::Zeroizing;
 
 use crate::support::*;
@@ -150,7 +152,10 @@ async fn tampering_is_detected_with_frames_of(frame_size: u32) {
     let plaintext = pattern(3 * f + 100);
     let envelope = seal_framed(&key, &plaintext, &ctx, [1; 16], frame_size).await;
     assert_eq!(open(&key, &envelope, &ctx).await.unwrap(), plaintext);
-    let header_len = kmsd::envelope::Header::parse(&envelope).unwrap().unwrap().1;
+    let header_len = kmsd_client::envelope::Header::parse(&envelope)
+        .unwrap()
+        .unwrap()
+        .1;
     let frame = 1 + f + 16;
 
     // Any flipped bit, anywhere (every 97th byte of small envelopes, some 60 places in large ones).

@@ -129,12 +129,12 @@ async fn a_whole_token_passed_anywhere_never_reaches_the_database_or_the_log() {
     );
 
     let mut client = daemon.client_as(Some(&admin)).await;
-    let mut admin_client = AdminServiceClient::new(kmsd::client::AuthChannel::new(
-        kmsd::client::ClientBuilder::new(daemon.endpoint())
+    let mut admin_client = AdminServiceClient::new(kmsd_client::AuthChannel::new(
+        kmsd_client::ClientBuilder::new(daemon.endpoint())
             .channel()
             .await
             .unwrap(),
-        kmsd::client::BearerAuth::new(Some(&admin)).unwrap(),
+        kmsd_client::BearerAuth::new(Some(&admin)).unwrap(),
     ));
     let cut = &live[..live.len() - 3];
     admin_client

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use kmsd::client::{CacheLimits, Error as KmsError};
-use kmsd::envelope::EnvelopeError;
-use kmsd::objects::{CustomerKey, Encryption, Mode, ObjectClient, ObjectError, open_store};
 use kmsd::proto::*;
+use kmsd_client::envelope::EnvelopeError;
+use kmsd_client::objects::{CustomerKey, Encryption, Mode, ObjectClient, ObjectError, open_store};
+use kmsd_client::{CacheLimits, Error as KmsError};
 
 use crate::support::*;
 
@@ -43,7 +43,7 @@ impl Fixture {
         key: &str,
         data: &[u8],
         encryption: Encryption,
-    ) -> kmsd::objects::ObjectInfo {
+    ) -> kmsd_client::objects::ObjectInfo {
         self.objects
             .put("photos", key, data, encryption, &BTreeMap::new())
             .await

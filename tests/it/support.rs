@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// A connection that authenticates as the bootstrap administrator.
-pub type AuthChannel = kmsd::client::AuthChannel;
+pub type AuthChannel = kmsd_client::AuthChannel;
 pub type Client = KeyManagementServiceClient<AuthChannel>;
 
 /// A daemon on an ephemeral loopback port with its own data directory and a clock the test moves.
@@ -86,13 +86,13 @@ impl TestServer {
 
     /// A connection whose calls carry `token`, or no credentials at all.
     pub async fn channel_as(&self, token: Option<&str>) -> AuthChannel {
-        let auth = kmsd::client::BearerAuth::new(token).expect("token");
+        let auth = kmsd_client::BearerAuth::new(token).expect("token");
         AuthChannel::new(self.raw_channel().await, auth)
     }
 
     /// A connection without credentials.
     pub async fn raw_channel(&self) -> Channel {
-        let mut builder = kmsd::client::ClientBuilder::new(self.endpoint());
+        let mut builder = kmsd_client::ClientBuilder::new(self.endpoint());
         if let Some(ca) = &self.tls_ca {
             builder = builder.ca_certificate(ca.as_bytes());
         }
@@ -100,9 +100,9 @@ impl TestServer {
     }
 
     /// The client library, authenticated as the administrator.
-    pub async fn kms_client(&self) -> kmsd::client::Client {
+    pub async fn kms_client(&self) -> kmsd_client::Client {
         let mut builder =
-            kmsd::client::ClientBuilder::new(self.endpoint()).token(self.admin_token());
+            kmsd_client::ClientBuilder::new(self.endpoint()).token(self.admin_token());
         if let Some(ca) = &self.tls_ca {
             builder = builder.ca_certificate(ca.as_bytes());
         }
@@ -444,14 +444,11 @@ impl Daemon {
 
     /// A connection whose calls carry `token`, or nothing.
     pub async fn channel_as(&self, token: Option<&str>) -> AuthChannel {
-        let channel = kmsd::client::ClientBuilder::new(self.endpoint())
+        let channel = kmsd_client::ClientBuilder::new(self.endpoint())
             .channel()
             .await
             .expect("connect");
-        AuthChannel::new(
-            channel,
-            kmsd::client::BearerAuth::new(token).expect("token"),
-        )
+        AuthChannel::new(channel, kmsd_client::BearerAuth::new(token).expect("token"))
     }
 
     /// A generated client whose calls carry `token`, or nothing.

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use kmsd::client::ClientBuilder;
 use kmsd::proto::admin_service_client::AdminServiceClient;
 use kmsd::proto::*;
 use kmsd::server::{StartError, TlsFiles};
+use kmsd_client::ClientBuilder;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, SanType,
@@ -155,7 +155,7 @@ async fn mutual_tls_identifies_the_caller_by_its_certificate() {
         .await
         .unwrap_err();
     assert!(
-        matches!(denied, kmsd::client::Error::PermissionDenied(_)),
+        matches!(denied, kmsd_client::Error::PermissionDenied(_)),
         "{denied:?}"
     );
     let e = one_event(&server, "mtls-encrypt").await;
@@ -175,7 +175,7 @@ async fn mutual_tls_identifies_the_caller_by_its_certificate() {
         .with_request_id("mtls-unknown");
     let err = unknown.who_am_i().await.unwrap_err();
     assert!(
-        matches!(err, kmsd::client::Error::Unauthenticated(_)),
+        matches!(err, kmsd_client::Error::Unauthenticated(_)),
         "{err:?}"
     );
     assert!(err.to_string().contains("intruder"), "{err}");

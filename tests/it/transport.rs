@@ -50,7 +50,7 @@ mod frames {
 
 async fn healthy(endpoint: String) -> bool {
     let check = async {
-        let channel = kmsd::client::ClientBuilder::new(endpoint)
+        let channel = kmsd_client::ClientBuilder::new(endpoint)
             .channel()
             .await
             .ok()?;

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use kmsd::client::AuthChannel;
 use kmsd::proto::audit_service_client::AuditServiceClient;
 use kmsd::proto::{AuditEvent, Outcome, QueryEventsRequest, VerifyLogRequest};
+use kmsd_client::AuthChannel;
 use serde_json::{Value, json};
 
 use super::output::{Output, table, time, time_millis};
@@ -449,7 +449,6 @@ async fn status(client: &mut AuditServiceClient<AuthChannel>, out: &Output) -> R
     Ok(())
 }
 
-#[cfg(feature = "server")]
 async fn archive(
     client: &mut AuditServiceClient<AuthChannel>,
     out: &Output,
@@ -582,22 +581,6 @@ async fn archive(
     Ok(())
 }
 
-#[cfg(not(feature = "server"))]
-async fn archive(
-    _: &mut AuditServiceClient<AuthChannel>,
-    _: &Output,
-    _: &str,
-    _: &std::path::Path,
-    _: bool,
-) -> Result<(), Failure> {
-    Err(Failure(
-        "archiving verifies the archive before removing anything, which needs the server feature; this kmsctl \
-         was built with only the client feature"
-            .into(),
-    ))
-}
-
-#[cfg(feature = "server")]
 fn verify_archive(path: &std::path::Path, args: &VerifyArgs) -> Result<Verdict, Failure> {
     let key = match &args.public_key {
         Some(hex_key) => Some(kmsd::audit::parse_public_key(hex_key).ok_or_else(|| {
@@ -639,13 +622,6 @@ fn verify_archive(path: &std::path::Path, args: &VerifyArgs) -> Result<Verdict, 
             },
         },
     )
-}
-
-#[cfg(not(feature = "server"))]
-fn verify_archive(_: &std::path::Path, _: &VerifyArgs) -> Result<Verdict, Failure> {
-    Err(Failure(
-        "offline verification needs the server feature; this kmsctl was built with only the client feature".into(),
-    ))
 }
 
 async fn verify(
@@ -735,7 +711,6 @@ fn report(out: &Output, v: &Verdict) {
     }
 }
 
-#[cfg(feature = "server")]
 fn offline(db: &std::path::Path, args: &VerifyArgs) -> Result<Verdict, Failure> {
     use kmsd::audit::verify::{Trusted, verify};
     use kmsd::audit::{parse_public_key, public_key_of};
@@ -792,12 +767,4 @@ fn offline(db: &std::path::Path, args: &VerifyArgs) -> Result<Verdict, Failure> 
         problem: r.problem.map(|p| p.message).unwrap_or_default(),
         public_key: hex::encode(key.as_bytes()),
     })
-}
-
-#[cfg(not(feature = "server"))]
-fn offline(_: &std::path::Path, _: &VerifyArgs) -> Result<Verdict, Failure> {
-    Err(Failure(
-        "offline verification needs SQLite: this kmsctl was built with only the client feature"
-            .into(),
-    ))
 }

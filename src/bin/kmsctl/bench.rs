@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use kmsd::client::{AuthChannel, ClientBuilder};
 use kmsd::proto::key_management_service_client::KeyManagementServiceClient;
 use kmsd::proto::*;
+use kmsd_client::{AuthChannel, ClientBuilder};
 use serde_json::json;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;

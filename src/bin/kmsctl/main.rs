@@ -6,7 +6,6 @@
 mod access;
 mod audit;
 mod bench;
-#[cfg(feature = "objects")]
 mod object;
 mod output;
 
@@ -18,9 +17,9 @@ use std::process::ExitCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kmsd::client::{AuthChannel, ClientBuilder};
 use kmsd::proto::key_management_service_client::KeyManagementServiceClient;
 use kmsd::proto::*;
+use kmsd_client::{AuthChannel, ClientBuilder};
 use tonic::transport::Channel;
 use zeroize::Zeroizing;
 
@@ -81,7 +80,6 @@ enum Command {
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Store objects encrypted (SSE-KMS, SSE-S3, SSE-C) in a directory or an S3 bucket.
-    #[cfg(feature = "objects")]
     Object(object::ObjectArgs),
     /// Who the daemon knows you as.
     Whoami,
@@ -373,7 +371,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Bench(_) => unreachable!("handled above"),
         Command::Audit(cmd) => audit::run(channel, &out, cmd).await,
-        #[cfg(feature = "objects")]
         Command::Object(args) => {
             let kms = builder
                 .connect_lazy()

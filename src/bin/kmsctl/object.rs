@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use kmsd::client::Client;
-use kmsd::objects::{CustomerKey, Encryption, ObjectClient, ObjectInfo, open_store};
+use kmsd_client::Client;
+use kmsd_client::objects::{CustomerKey, Encryption, ObjectClient, ObjectInfo, open_store};
 use serde_json::{Value, json};
 
 use super::output::{Output, table};
@@ -160,7 +160,7 @@ fn print_info(out: &Output, info: &ObjectInfo) {
 pub async fn run(kms: Client, out: &Output, args: ObjectArgs) -> Result<(), Failure> {
     let store = open_store(&args.store).map_err(|e| Failure(e.to_string()))?;
     let objects = ObjectClient::new(store, kms);
-    let failed = |e: kmsd::objects::ObjectError| Failure(e.to_string());
+    let failed = |e: kmsd_client::objects::ObjectError| Failure(e.to_string());
     match args.command {
         ObjectCommand::Put {
             bucket,

@@ -137,7 +137,10 @@ impl DataKeyCache {
         context: &BTreeMap<String, String>,
         bytes: u64,
     ) -> Result<Arc<CachedDataKey>> {
-        let id = (key_id.to_owned(), crate::canonical::context_bytes(context));
+        let id = (
+            key_id.to_owned(),
+            kmsd_proto::canonical::context_bytes(context),
+        );
         let pairs: Vec<(&str, &str)> = context
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -162,7 +165,7 @@ impl DataKeyCache {
         key_id: Option<&str>,
         bytes: u64,
     ) -> Result<Arc<CachedDataKey>> {
-        let id = (blob.to_vec(), crate::canonical::context_bytes(context));
+        let id = (blob.to_vec(), kmsd_proto::canonical::context_bytes(context));
         let pairs: Vec<(&str, &str)> = context
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))

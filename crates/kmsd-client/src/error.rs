@@ -1,8 +1,10 @@
+use kmsd_proto::ErrorKind;
 use tonic::{Code, Status};
 
 /// Why a call failed, as a caller acts on it. Decided from the gRPC code and kmsd's `x-kms-error` header, never
 /// from message text. Every variant keeps the server's message and the call's request id, when there is one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The key or alias does not exist.
     #[error("not found: {0}")]
@@ -72,16 +74,18 @@ impl From<Status> for Error {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let kind = header("x-kms-error");
+        let kind = header(kmsd_proto::headers::ERROR_KIND).and_then(|k| ErrorKind::parse(&k));
         let details = Details {
             message: status.message().to_owned(),
-            request_id: header("x-request-id"),
+            request_id: header(kmsd_proto::headers::REQUEST_ID),
         };
-        match (status.code(), kind.as_deref()) {
+        match (status.code(), kind) {
             (Code::NotFound, _) => Error::NotFound(details),
             (Code::FailedPrecondition, _) => Error::KeyState(details),
-            (Code::InvalidArgument, Some("InvalidCiphertext")) => Error::InvalidCiphertext(details),
-            (Code::InvalidArgument, Some("IncorrectKey")) => Error::IncorrectKey(details),
+            (Code::InvalidArgument, Some(ErrorKind::InvalidCiphertext)) => {
+                Error::InvalidCiphertext(details)
+            }
+            (Code::InvalidArgument, Some(ErrorKind::IncorrectKey)) => Error::IncorrectKey(details),
             (Code::InvalidArgument, _) => Error::InvalidArgument(details),
             (Code::AlreadyExists, _) => Error::AlreadyExists(details),
             (Code::Unauthenticated, _) => Error::Unauthenticated(details),

@@ -39,9 +39,9 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use zeroize::Zeroizing;
 
-use crate::client::{CacheLimits, Client, DataKeyCache};
 use crate::envelope::{self, EnvelopeError};
-use crate::proto::ReEncryptRequest;
+use crate::{CacheLimits, Client, DataKeyCache};
+use kmsd_proto::pb::ReEncryptRequest;
 
 /// The alias of the store-managed key (SSE-S3).
 pub const SERVICE_KEY_ALIAS: &str = "alias/kmsd/storage";
@@ -232,7 +232,7 @@ pub enum ObjectError {
     #[error("object {0} is stored with SSE-C: there is no KMS key to rewrap it under")]
     NotRewrappable(String),
     #[error("kmsd: {0}")]
-    Kms(#[from] crate::client::Error),
+    Kms(#[from] crate::Error),
     #[error("object {object}: {source}")]
     Envelope {
         object: String,
@@ -338,12 +338,8 @@ fn check_bucket(bucket: &str) -> Result<(), ObjectError> {
 
 /// A time as RFC 3339 UTC, to the second.
 fn rfc3339(unix_seconds: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+    chrono::DateTime::from_timestamp(unix_seconds, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
 }
 
@@ -429,7 +425,7 @@ impl ObjectClient {
             customer_key_salt: None,
             customer_key_hmac: None,
             size: 0,
-            created: rfc3339(time::OffsetDateTime::now_utc().unix_timestamp()),
+            created: rfc3339(chrono::Utc::now().timestamp()),
         };
         // The data key: held for the length of the upload, zeroized after.
         let data_key: Zeroizing<Vec<u8>> = match &encryption {
@@ -706,12 +702,12 @@ impl ObjectClient {
     async fn service_key(&self) -> Result<String, ObjectError> {
         match self.kms.describe_key(SERVICE_KEY_ALIAS).await {
             Ok(meta) => return Ok(meta.key_id),
-            Err(crate::client::Error::NotFound(_)) => {}
+            Err(crate::Error::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
         let created = self
             .kms
-            .create_key(crate::proto::CreateKeyRequest {
+            .create_key(kmsd_proto::pb::CreateKeyRequest {
                 description: "kmsd storage client: the store-managed key (SSE-S3)".into(),
                 alias: SERVICE_KEY_ALIAS.into(),
                 ..Default::default()
@@ -720,7 +716,7 @@ impl ObjectClient {
         match created {
             Ok(meta) => Ok(meta.key_id),
             // Another client created it meanwhile.
-            Err(crate::client::Error::AlreadyExists(_)) => {
+            Err(crate::Error::AlreadyExists(_)) => {
                 Ok(self.kms.describe_key(SERVICE_KEY_ALIAS).await?.key_id)
             }
             Err(e) => Err(e.into()),

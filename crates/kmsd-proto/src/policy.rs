@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::proto;
+use crate::pb;
 
 /// A key's policy: allow statements, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,8 +51,8 @@ impl KeyPolicy {
     }
 }
 
-impl From<proto::KeyPolicy> for KeyPolicy {
-    fn from(p: proto::KeyPolicy) -> Self {
+impl From<pb::KeyPolicy> for KeyPolicy {
+    fn from(p: pb::KeyPolicy) -> Self {
         KeyPolicy {
             statements: p
                 .statements
@@ -70,13 +70,13 @@ impl From<proto::KeyPolicy> for KeyPolicy {
     }
 }
 
-impl From<&KeyPolicy> for proto::KeyPolicy {
+impl From<&KeyPolicy> for pb::KeyPolicy {
     fn from(p: &KeyPolicy) -> Self {
-        proto::KeyPolicy {
+        pb::KeyPolicy {
             statements: p
                 .statements
                 .iter()
-                .map(|s| proto::PolicyStatement {
+                .map(|s| pb::PolicyStatement {
                     sid: s.sid.clone(),
                     principals: s.principals.clone(),
                     operations: s.operations.clone(),

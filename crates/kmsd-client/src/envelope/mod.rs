@@ -190,7 +190,7 @@ impl Header {
             return Err(EnvelopeError::FrameSize(frame_size));
         }
         let keys = EnvelopeKeys::derive(data_key, &message_id);
-        let context_bytes = crate::canonical::context_bytes(context);
+        let context_bytes = kmsd_proto::canonical::context_bytes(context);
         let key_id_len = u16::try_from(kms_key_id.len())
             .map_err(|_| EnvelopeError::Malformed("key id too long"))?;
         let edk_len = u16::try_from(encrypted_data_key.len())

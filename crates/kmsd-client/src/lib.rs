@@ -1,6 +1,7 @@
 //! The client library: typed async calls to a kmsd daemon, for other services.
 //!
-//! Build it without the server (`default-features = false, features = ["client"]`): no SQLite, no server code.
+//! It depends on `kmsd-proto` and not on the daemon: no SQLite, no server code, no CLI. The storage client
+//! ([`objects`]) is behind the `objects` feature.
 //! A [`Client`] is cheap to clone and safe to share; [`Client::with_reason`], [`Client::with_request_id`] and
 //! [`Client::with_timeout`] return a copy that sends `x-kms-reason` / `x-request-id` or uses another deadline on
 //! every call it makes. Calls that change nothing on the server (reads, data keys, Encrypt, Decrypt, ReEncrypt,
@@ -11,7 +12,13 @@
 //! output; errors are an enum decided from status codes and kmsd's `x-kms-error` header, never message text.
 
 mod cache;
+pub mod envelope;
 mod error;
+#[cfg(feature = "objects")]
+pub mod objects;
+
+/// The wire contract this client speaks, re-exported so a service needs only this crate.
+pub use kmsd_proto::{ErrorKind, headers, pb, policy};
 
 pub use cache::{CacheLimits, CachedDataKey, DataKeyCache};
 pub use error::{Details, Error};
@@ -25,10 +32,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 use zeroize::Zeroizing;
 
-use crate::proto::admin_service_client::AdminServiceClient;
-use crate::proto::audit_service_client::AuditServiceClient;
-use crate::proto::key_management_service_client::KeyManagementServiceClient;
-use crate::proto::*;
+use kmsd_proto::pb::admin_service_client::AdminServiceClient;
+use kmsd_proto::pb::audit_service_client::AuditServiceClient;
+use kmsd_proto::pb::key_management_service_client::KeyManagementServiceClient;
+use kmsd_proto::pb::*;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -117,7 +124,9 @@ impl BearerAuth {
 impl tonic::service::Interceptor for BearerAuth {
     fn call(&mut self, mut request: Request<()>) -> std::result::Result<Request<()>, Status> {
         if let Some(v) = &self.0 {
-            request.metadata_mut().insert("authorization", v.clone());
+            request
+                .metadata_mut()
+                .insert(kmsd_proto::headers::AUTHORIZATION, v.clone());
         }
         Ok(request)
     }
@@ -362,17 +371,17 @@ impl Client {
         {
             // Keeps the header out of HTTP/2's compression tables.
             v.set_sensitive(true);
-            md.insert("authorization", v);
+            md.insert(kmsd_proto::headers::AUTHORIZATION, v);
         }
         if let Some(reason) = &self.options.reason
             && let Ok(v) = MetadataValue::try_from(reason.as_str())
         {
-            md.insert("x-kms-reason", v);
+            md.insert(kmsd_proto::headers::REASON, v);
         }
         if let Some(id) = &self.options.request_id
             && let Ok(v) = MetadataValue::try_from(id.as_str())
         {
-            md.insert("x-request-id", v);
+            md.insert(kmsd_proto::headers::REQUEST_ID, v);
         }
         request
     }
