@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 /// The gRPC API (generated, in the `kmsd-proto` crate); the daemon's code names its types `pb::X`.
-pub use kmsd_proto::pb as proto;
+pub(crate) use kmsd_proto::pb as proto;
 
 pub mod audit;
 pub mod auth;

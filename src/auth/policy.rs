@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use kmsd_proto::policy::{KeyPolicy, Statement};
+use kmsd_proto::key_policy::{PolicyDocument, Statement};
 
 use crate::keys::{EncryptionContext, InvalidInput, Operation};
 use crate::rpc::Rpc;
@@ -74,7 +74,7 @@ pub struct Access<'a> {
 pub struct Denied(pub String);
 
 /// Checks a policy's shape: known operations, sane sizes, principal names that `known` accepts.
-pub fn validate(policy: &KeyPolicy, known: impl Fn(&str) -> bool) -> Result<(), InvalidInput> {
+pub fn validate(policy: &PolicyDocument, known: impl Fn(&str) -> bool) -> Result<(), InvalidInput> {
     let bad = |msg: String| Err(InvalidInput(format!("policy: {msg}")));
     if policy.statements.len() > MAX_STATEMENTS {
         return bad(format!("at most {MAX_STATEMENTS} statements"));
@@ -131,7 +131,7 @@ pub fn validate(policy: &KeyPolicy, known: impl Fn(&str) -> bool) -> Result<(), 
 
 /// Allows the access if a statement of `policy` grants it; otherwise says what is missing.
 pub fn evaluate(
-    policy: &KeyPolicy,
+    policy: &PolicyDocument,
     access: &Access<'_>,
     key: &dyn fmt::Display,
 ) -> Result<(), Denied> {
@@ -204,8 +204,8 @@ mod tests {
         EncryptionContext::parse(map, "encryption_context").unwrap()
     }
 
-    fn policy() -> KeyPolicy {
-        KeyPolicy {
+    fn policy() -> PolicyDocument {
+        PolicyDocument {
             statements: vec![Statement {
                 sid: "billing".into(),
                 principals: vec!["billing".into()],
@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn wildcards_present_keys_and_reasons() {
-        let p = KeyPolicy {
+        let p = PolicyDocument {
             statements: vec![Statement {
                 principals: vec![WILDCARD.into()],
                 operations: vec![WILDCARD.into()],
@@ -284,7 +284,7 @@ mod tests {
         long.statements[0].operations = vec!["Decrypt".into(); MAX_ITEMS + 1];
         let e = validate(&long, |_| true).unwrap_err();
         assert!(e.0.contains("at most 64 entries in operations"), "{e}");
-        assert_eq!(KeyPolicy::from_json(&p.to_json()).unwrap(), p);
-        assert!(KeyPolicy::from_json(r#"{"statements":[],"extra":1}"#).is_err());
+        assert_eq!(PolicyDocument::from_json(&p.to_json()).unwrap(), p);
+        assert!(PolicyDocument::from_json(r#"{"statements":[],"extra":1}"#).is_err());
     }
 }

@@ -6,7 +6,7 @@ use crate::clock::UnixMillis;
 use crate::rpc::Rpc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyState {
+pub enum State {
     Enabled,
     Disabled,
     PendingDeletion,
@@ -14,28 +14,28 @@ pub enum KeyState {
     Destroyed,
 }
 
-impl KeyState {
+impl State {
     pub fn as_str(self) -> &'static str {
         match self {
-            KeyState::Enabled => "ENABLED",
-            KeyState::Disabled => "DISABLED",
-            KeyState::PendingDeletion => "PENDING_DELETION",
-            KeyState::Destroyed => "DESTROYED",
+            State::Enabled => "ENABLED",
+            State::Disabled => "DISABLED",
+            State::PendingDeletion => "PENDING_DELETION",
+            State::Destroyed => "DESTROYED",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
-            "ENABLED" => KeyState::Enabled,
-            "DISABLED" => KeyState::Disabled,
-            "PENDING_DELETION" => KeyState::PendingDeletion,
-            "DESTROYED" => KeyState::Destroyed,
+            "ENABLED" => State::Enabled,
+            "DISABLED" => State::Disabled,
+            "PENDING_DELETION" => State::PendingDeletion,
+            "DESTROYED" => State::Destroyed,
             _ => return None,
         })
     }
 }
 
-impl fmt::Display for KeyState {
+impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -80,8 +80,8 @@ impl Operation {
     }
 
     /// Whether a key in `state` allows this operation.
-    pub fn allowed_in(self, state: KeyState) -> bool {
-        use KeyState::*;
+    pub fn allowed_in(self, state: State) -> bool {
+        use State::*;
         match self {
             Operation::Encrypt
             | Operation::Decrypt
@@ -100,17 +100,17 @@ impl Operation {
     }
 
     /// What the key would need for this operation to be allowed, for the caller to act on.
-    fn remedy(self, state: KeyState) -> &'static str {
+    fn remedy(self, state: State) -> &'static str {
         match (self, state) {
-            (_, KeyState::Destroyed) => "its material has been destroyed and cannot be recovered",
+            (_, State::Destroyed) => "its material has been destroyed and cannot be recovered",
             (Operation::CancelKeyDeletion, _) => {
                 "only a key pending deletion can have its deletion cancelled"
             }
-            (_, KeyState::PendingDeletion) => {
+            (_, State::PendingDeletion) => {
                 "cancel the deletion with CancelKeyDeletion, then enable it with EnableKey"
             }
-            (_, KeyState::Disabled) => "enable it with EnableKey first",
-            (_, KeyState::Enabled) => "the operation does not apply to an enabled key",
+            (_, State::Disabled) => "enable it with EnableKey first",
+            (_, State::Enabled) => "the operation does not apply to an enabled key",
         }
     }
 }
@@ -120,16 +120,16 @@ impl Operation {
 #[error("key {key_id} is {state}: {op} is not allowed ({remedy})", op = .operation.name(), remedy = .operation.remedy(*.state))]
 pub struct StateError {
     pub key_id: KeyId,
-    pub state: KeyState,
+    pub state: State,
     pub operation: Operation,
 }
 
 /// A key's metadata: everything but its material and aliases.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRecord {
+pub struct KmsKey {
     pub id: KeyId,
     pub description: String,
-    pub state: KeyState,
+    pub state: State,
     pub created_at: UnixMillis,
     pub primary_version: u32,
     pub rotation_period_days: Option<u32>,
@@ -140,7 +140,7 @@ pub struct KeyRecord {
     pub tags: BTreeMap<String, String>,
 }
 
-impl KeyRecord {
+impl KmsKey {
     pub fn check(&self, operation: Operation) -> Result<(), StateError> {
         if operation.allowed_in(self.state) {
             Ok(())
@@ -160,25 +160,25 @@ impl KeyRecord {
         operation: Operation,
         now: UnixMillis,
         arg_days: u32,
-    ) -> Result<KeyRecord, StateError> {
+    ) -> Result<KmsKey, StateError> {
         self.check(operation)?;
         let mut next = self.clone();
         match operation {
             Operation::EnableKey => {
-                next.state = KeyState::Enabled;
+                next.state = State::Enabled;
                 // A key keeps its rotation schedule while disabled; if a rotation fell due meanwhile, the next
                 // maintenance pass makes it.
                 if let Some(days) = self.rotation_period_days {
                     next.next_rotation_at = self.next_rotation_at.or(Some(now.plus_days(days)));
                 }
             }
-            Operation::DisableKey => next.state = KeyState::Disabled,
+            Operation::DisableKey => next.state = State::Disabled,
             Operation::ScheduleKeyDeletion => {
-                next.state = KeyState::PendingDeletion;
+                next.state = State::PendingDeletion;
                 next.deletion_at = Some(now.plus_days(arg_days));
             }
             Operation::CancelKeyDeletion => {
-                next.state = KeyState::Disabled;
+                next.state = State::Disabled;
                 next.deletion_at = None;
             }
             Operation::RotateKey => {
@@ -191,10 +191,10 @@ impl KeyRecord {
     }
 
     /// The record after its material is destroyed, if its deletion window ended by `now`.
-    pub fn destroyed_if_due(&self, now: UnixMillis) -> Option<KeyRecord> {
+    pub fn destroyed_if_due(&self, now: UnixMillis) -> Option<KmsKey> {
         match (self.state, self.deletion_at) {
-            (KeyState::PendingDeletion, Some(at)) if at <= now => Some(KeyRecord {
-                state: KeyState::Destroyed,
+            (State::PendingDeletion, Some(at)) if at <= now => Some(KmsKey {
+                state: State::Destroyed,
                 next_rotation_at: None,
                 ..self.clone()
             }),
@@ -204,7 +204,7 @@ impl KeyRecord {
 
     /// Whether automatic rotation is due at `now`.
     pub fn rotation_due(&self, now: UnixMillis) -> bool {
-        self.state == KeyState::Enabled && self.next_rotation_at.is_some_and(|at| at <= now)
+        self.state == State::Enabled && self.next_rotation_at.is_some_and(|at| at <= now)
     }
 }
 
@@ -212,8 +212,8 @@ impl KeyRecord {
 mod tests {
     use super::*;
 
-    fn record(state: KeyState) -> KeyRecord {
-        KeyRecord {
+    fn record(state: State) -> KmsKey {
+        KmsKey {
             id: KeyId::new_random(),
             description: String::new(),
             state,
@@ -228,34 +228,30 @@ mod tests {
 
     #[test]
     fn only_enabled_keys_do_crypto() {
-        for state in [
-            KeyState::Disabled,
-            KeyState::PendingDeletion,
-            KeyState::Destroyed,
-        ] {
+        for state in [State::Disabled, State::PendingDeletion, State::Destroyed] {
             let err = record(state).check(Operation::Decrypt).unwrap_err();
             assert!(err.to_string().contains(state.as_str()), "{err}");
         }
-        assert!(record(KeyState::Enabled).check(Operation::Encrypt).is_ok());
+        assert!(record(State::Enabled).check(Operation::Encrypt).is_ok());
     }
 
     #[test]
     fn deletion_round_trip() {
         let now = UnixMillis(1_000);
-        let pending = record(KeyState::Enabled)
+        let pending = record(State::Enabled)
             .transition(Operation::ScheduleKeyDeletion, now, 7)
             .unwrap();
-        assert_eq!(pending.state, KeyState::PendingDeletion);
+        assert_eq!(pending.state, State::PendingDeletion);
         assert_eq!(pending.deletion_at, Some(now.plus_days(7)));
         assert!(pending.destroyed_if_due(now.plus_days(6)).is_none());
         assert_eq!(
             pending.destroyed_if_due(now.plus_days(7)).unwrap().state,
-            KeyState::Destroyed
+            State::Destroyed
         );
         let cancelled = pending
             .transition(Operation::CancelKeyDeletion, now, 0)
             .unwrap();
-        assert_eq!(cancelled.state, KeyState::Disabled);
+        assert_eq!(cancelled.state, State::Disabled);
         assert_eq!(cancelled.deletion_at, None);
         assert!(pending.transition(Operation::EnableKey, now, 0).is_err());
     }
@@ -263,13 +259,13 @@ mod tests {
     #[test]
     fn rotation_moves_primary_and_schedule() {
         let now = UnixMillis(0).plus_days(10);
-        let key = record(KeyState::Enabled);
+        let key = record(State::Enabled);
         assert!(key.rotation_due(now));
         let rotated = key.transition(Operation::RotateKey, now, 0).unwrap();
         assert_eq!(rotated.primary_version, 2);
         assert!(!rotated.rotation_due(now));
         assert!(
-            record(KeyState::Disabled)
+            record(State::Disabled)
                 .transition(Operation::RotateKey, now, 0)
                 .is_err()
         );

@@ -11,7 +11,7 @@ mod lifecycle;
 
 pub use context::EncryptionContext;
 pub use ids::{AliasName, KeyId, KeyRef};
-pub use lifecycle::{KeyRecord, KeyState, Operation, StateError};
+pub use lifecycle::{KmsKey, Operation, State, StateError};
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -113,22 +113,22 @@ impl NewKeySpec {
 
 /// How many bytes a data key has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DataKeySpec(u32);
+pub struct DataKeySize(u32);
 
-impl DataKeySpec {
-    pub const AES_256: DataKeySpec = DataKeySpec(32);
-    pub const AES_128: DataKeySpec = DataKeySpec(16);
+impl DataKeySize {
+    pub const AES_256: DataKeySize = DataKeySize(32);
+    pub const AES_128: DataKeySize = DataKeySize(16);
 
     /// `named` is the key spec if the caller gave one; `number_of_bytes` the explicit length if given.
     pub fn parse(
-        named: Option<DataKeySpec>,
+        named: Option<DataKeySize>,
         number_of_bytes: Option<u32>,
     ) -> Result<Self, InvalidInput> {
         match (named, number_of_bytes) {
             (Some(_), Some(_)) => Err(invalid("give key_spec or number_of_bytes, not both")),
             (Some(spec), None) => Ok(spec),
             (None, None) => Ok(Self::AES_256),
-            (None, Some(n)) if (1..=limits::MAX_DATA_KEY_BYTES).contains(&n) => Ok(DataKeySpec(n)),
+            (None, Some(n)) if (1..=limits::MAX_DATA_KEY_BYTES).contains(&n) => Ok(DataKeySize(n)),
             (None, Some(n)) => Err(invalid(format!(
                 "number_of_bytes must be 1-{}, got {n}",
                 limits::MAX_DATA_KEY_BYTES

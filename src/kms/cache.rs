@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::auth::policy::KeyPolicy;
 use crate::clock::UnixMillis;
 use crate::crypto::KeyMaterial;
-use crate::keys::{AliasName, KeyId, KeyRecord, KeyRef};
+use crate::keys::{AliasName, KeyId, KeyRef, KmsKey};
 use crate::storage::AliasRow;
+use kmsd_proto::key_policy::PolicyDocument;
 
 use super::KmsError;
 
@@ -22,11 +22,11 @@ pub struct CachedVersion {
 }
 
 pub struct CachedKey {
-    pub record: KeyRecord,
+    pub record: KmsKey,
     pub versions: BTreeMap<u32, CachedVersion>,
     pub aliases: BTreeSet<AliasName>,
     /// Who may use the key besides administrators (see [`crate::auth::policy`]).
-    pub policy: Arc<KeyPolicy>,
+    pub policy: Arc<PolicyDocument>,
 }
 
 impl CachedKey {

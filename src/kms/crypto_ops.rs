@@ -5,16 +5,16 @@ use std::sync::Arc;
 use super::cache::CachedKey;
 use super::{Kms, KmsError};
 use crate::crypto::{self, InvalidCiphertext, Plaintext, blob, rng};
-use crate::keys::{DataKeySpec, EncryptionContext, KeyId, KeyRef, Operation};
+use crate::keys::{DataKeySize, EncryptionContext, KeyId, KeyRef, Operation};
 
-pub struct DataKey {
+pub struct NewDataKey {
     pub key_id: KeyId,
     pub key_version: u32,
     pub plaintext: Plaintext,
     pub ciphertext_blob: Vec<u8>,
 }
 
-pub struct Decrypted {
+pub struct Opened {
     pub key_id: KeyId,
     pub key_version: u32,
     pub plaintext: Plaintext,
@@ -40,15 +40,15 @@ impl Kms {
     pub fn generate_data_key(
         &self,
         key: &KeyRef,
-        spec: DataKeySpec,
+        spec: DataKeySize,
         context: &EncryptionContext,
         operation: Operation,
-    ) -> Result<DataKey, KmsError> {
+    ) -> Result<NewDataKey, KmsError> {
         let mut bytes = vec![0u8; spec.byte_len()];
         rng::fill(&mut bytes);
         let plaintext = Plaintext::new(bytes);
         let sealed = self.seal_with_primary(key, context, plaintext.expose(), operation)?;
-        Ok(DataKey {
+        Ok(NewDataKey {
             key_id: sealed.key_id,
             key_version: sealed.key_version,
             plaintext,
@@ -71,7 +71,7 @@ impl Kms {
         blob_bytes: &[u8],
         expected_key: Option<&KeyRef>,
         context: &EncryptionContext,
-    ) -> Result<Decrypted, KmsError> {
+    ) -> Result<Opened, KmsError> {
         self.open_blob(blob_bytes, expected_key, context, Operation::Decrypt)
     }
 
@@ -133,7 +133,7 @@ impl Kms {
         expected_key: Option<&KeyRef>,
         context: &EncryptionContext,
         operation: Operation,
-    ) -> Result<Decrypted, KmsError> {
+    ) -> Result<Opened, KmsError> {
         let parsed = blob::parse(blob_bytes)?;
         let key_id = parsed.header.key_id;
         if let Some(expected) = expected_key {
@@ -153,7 +153,7 @@ impl Kms {
             .material(parsed.header.key_version)
             .ok_or(InvalidCiphertext)?;
         let plaintext = crypto::open(material, &parsed, context)?;
-        Ok(Decrypted {
+        Ok(Opened {
             key_id,
             key_version: parsed.header.key_version,
             plaintext,

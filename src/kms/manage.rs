@@ -6,18 +6,18 @@ use std::sync::Arc;
 use super::cache::{CachedKey, CachedVersion};
 use super::{Kms, KmsError, generate_material};
 use crate::audit::{Change, Gate};
-use crate::auth::policy::KeyPolicy;
 use crate::clock::UnixMillis;
 use crate::keys::{
-    self, AliasName, KeyId, KeyRecord, KeyRef, KeyState, NewKeySpec, Operation, page_token,
+    self, AliasName, KeyId, KeyRef, KmsKey, NewKeySpec, Operation, State, page_token,
 };
 use crate::rpc::{DaemonEvent, Event, Rpc};
 use crate::storage::{AliasRow, VersionRow, is_constraint_violation};
+use kmsd_proto::key_policy::PolicyDocument;
 
 /// A key as callers see it: its record and aliases.
 #[derive(Debug, Clone)]
 pub struct KeyView {
-    pub record: KeyRecord,
+    pub record: KmsKey,
     pub aliases: Vec<AliasName>,
 }
 
@@ -53,7 +53,7 @@ impl Kms {
     pub async fn create_key(
         &self,
         spec: NewKeySpec,
-        policy: KeyPolicy,
+        policy: PolicyDocument,
         gate: &dyn Gate,
     ) -> Result<KeyView, KmsError> {
         let _guard = self.write_lock.lock().await;
@@ -65,10 +65,10 @@ impl Kms {
         let now = self.clock.now();
         let id = KeyId::new_random();
         let material = generate_material()?;
-        let record = KeyRecord {
+        let record = KmsKey {
             id,
             description: spec.description,
-            state: KeyState::Enabled,
+            state: State::Enabled,
             created_at: now,
             primary_version: 1,
             rotation_period_days: spec.rotation_period_days,
@@ -116,7 +116,7 @@ impl Kms {
 
     /// The key a reference names now, and its policy: what authorization decides on. Callers then act on the id,
     /// so an alias moved in between cannot redirect an authorized call to another key.
-    pub fn policy_of(&self, key: &KeyRef) -> Result<(KeyId, Arc<KeyPolicy>), KmsError> {
+    pub fn policy_of(&self, key: &KeyRef) -> Result<(KeyId, Arc<PolicyDocument>), KmsError> {
         let cached = self.cache.resolve(key)?;
         Ok((cached.record.id, cached.policy.clone()))
     }
@@ -125,7 +125,7 @@ impl Kms {
     pub async fn put_policy(
         &self,
         key: &KeyRef,
-        policy: KeyPolicy,
+        policy: PolicyDocument,
         gate: &dyn Gate,
     ) -> Result<KeyId, KmsError> {
         let _guard = self.write_lock.lock().await;
@@ -149,10 +149,10 @@ impl Kms {
     pub fn keys_by_state(&self) -> Vec<(&'static str, usize)> {
         let all = self.cache.all_keys();
         [
-            KeyState::Enabled,
-            KeyState::Disabled,
-            KeyState::PendingDeletion,
-            KeyState::Destroyed,
+            State::Enabled,
+            State::Disabled,
+            State::PendingDeletion,
+            State::Destroyed,
         ]
         .into_iter()
         .map(|state| {

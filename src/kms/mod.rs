@@ -14,7 +14,7 @@ mod crypto_ops;
 mod error;
 mod manage;
 
-pub use crypto_ops::{DataKey, Decrypted, ReEncrypted, Sealed};
+pub use crypto_ops::{NewDataKey, Opened, ReEncrypted, Sealed};
 
 pub use error::KmsError;
 pub use manage::{KeyView, Page, VersionView};
@@ -24,10 +24,10 @@ use std::sync::Arc;
 
 use cache::{CachedKey, CachedVersion, KeyCache};
 
-use crate::auth::policy::KeyPolicy;
 use crate::clock::Clock;
 use crate::crypto::{KeyMaterial, RootKey};
 use crate::storage::{Storage, StoredKey};
+use kmsd_proto::key_policy::PolicyDocument;
 
 const ROOT_CHECK: &str = "root_key_check";
 
@@ -149,8 +149,8 @@ fn unwrap_stored(
         );
     }
     let policy = match &key.policy {
-        None => KeyPolicy::default(),
-        Some(json) => KeyPolicy::from_json(json).map_err(|e| {
+        None => PolicyDocument::default(),
+        Some(json) => PolicyDocument::from_json(json).map_err(|e| {
             crate::storage::StorageError::Corrupt(format!("the policy of key {id}: {e}"))
         })?,
     };

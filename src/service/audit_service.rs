@@ -12,8 +12,8 @@ use crate::audit::{Change, Gate};
 use crate::clock::UnixMillis;
 use crate::keys::{self, InvalidInput, KeyRef};
 use crate::kms::{Kms, KmsError};
+use crate::proto as pb;
 use crate::proto::audit_service_server::AuditService;
-use crate::proto::{self as pb, *};
 use crate::rpc::Rpc;
 use crate::storage::{AuditQuery, AuditReader, StorageError};
 
@@ -78,7 +78,7 @@ fn time_bound(
 }
 
 /// Refuses filters past QueryEvents' documented limits.
-fn check_filters(req: &QueryEventsRequest) -> Result<(), InvalidInput> {
+fn check_filters(req: &pb::QueryEventsRequest) -> Result<(), InvalidInput> {
     if req.encryption_context.len() > MAX_CONTEXT_FILTERS {
         return Err(InvalidInput(format!(
             "encryption_context filters on {} pairs; at most {MAX_CONTEXT_FILTERS}",
@@ -137,9 +137,9 @@ fn outcome(o: Outcome) -> pb::Outcome {
     }
 }
 
-pub fn event(c: ChainedRecord) -> AuditEvent {
+pub fn event(c: ChainedRecord) -> pb::AuditEvent {
     let r = c.record;
-    AuditEvent {
+    pb::AuditEvent {
         sequence: c.seq,
         event_id: r.event_id,
         event_time: timestamp(&r.event_time),
@@ -224,7 +224,7 @@ impl AuditService for AuditServiceImpl {
                     let report = space.sample();
                     let limits = space.limits();
                     let (first_sequence, head_sequence) = extent.unwrap_or((0, 0));
-                    Ok(DescribeLogResponse {
+                    Ok(pb::DescribeLogResponse {
                         first_sequence,
                         head_sequence,
                         archived_through: prunes
@@ -285,7 +285,7 @@ impl AuditService for AuditServiceImpl {
                         .seal(last.seq, last.hash.clone())
                         .await
                         .map_err(|_| KmsError::AuditUnavailable)?;
-                    Ok(SealArchiveResponse {
+                    Ok(pb::SealArchiveResponse {
                         log_id: self.audit.log_id().to_owned(),
                         public_key: hex::encode(self.audit.public_key().as_bytes()),
                         first_sequence: first.seq,
@@ -356,7 +356,7 @@ impl AuditService for AuditServiceImpl {
                                 req.after_sequence + 1
                             )));
                         }
-                        Ok(ExportArchiveResponse {
+                        Ok(pb::ExportArchiveResponse {
                             records,
                             last_sequence,
                         })
@@ -418,7 +418,7 @@ impl AuditService for AuditServiceImpl {
                             .prune(through, req.through_hash.clone())
                             .await
                             .map_err(|_| KmsError::AuditUnavailable)?;
-                        Ok(PruneEventsResponse {
+                        Ok(pb::PruneEventsResponse {
                             records_removed: removed,
                             first_sequence: through + 1,
                         })
@@ -516,7 +516,7 @@ impl AuditService for AuditServiceImpl {
                     } else {
                         String::new()
                     };
-                    Ok(QueryEventsResponse {
+                    Ok(pb::QueryEventsResponse {
                         events,
                         next_page_token,
                     })
@@ -560,7 +560,7 @@ impl AuditService for AuditServiceImpl {
                     .await
                     .map_err(|e| KmsError::Internal(format!("verification task failed: {e}")))?
                     .map_err(storage_failure)?;
-                    Ok(VerifyLogResponse {
+                    Ok(pb::VerifyLogResponse {
                         ok: report.ok(),
                         records_checked: report.records_checked,
                         checkpoints_checked: report.checkpoints_checked,

@@ -1,7 +1,7 @@
 //! What each response tells the audit record about the key it used.
 
 use super::call::Audited;
-use crate::proto::*;
+use crate::proto as pb;
 
 macro_rules! key_metadata_response {
     ($($t:ty),*) => {$(
@@ -14,11 +14,11 @@ macro_rules! key_metadata_response {
 }
 
 key_metadata_response!(
-    DescribeKeyResponse,
-    EnableKeyResponse,
-    DisableKeyResponse,
-    ScheduleKeyDeletionResponse,
-    CancelKeyDeletionResponse
+    pb::DescribeKeyResponse,
+    pb::EnableKeyResponse,
+    pb::DisableKeyResponse,
+    pb::ScheduleKeyDeletionResponse,
+    pb::CancelKeyDeletionResponse
 );
 
 /// Calls that make a version record the version they made.
@@ -34,7 +34,7 @@ macro_rules! new_version_response {
     )*};
 }
 
-new_version_response!(CreateKeyResponse, RotateKeyResponse);
+new_version_response!(pb::CreateKeyResponse, pb::RotateKeyResponse);
 
 macro_rules! versioned_response {
     ($($t:ty),*) => {$(
@@ -47,13 +47,13 @@ macro_rules! versioned_response {
 }
 
 versioned_response!(
-    GenerateDataKeyResponse,
-    GenerateDataKeyWithoutPlaintextResponse,
-    EncryptResponse,
-    DecryptResponse
+    pb::GenerateDataKeyResponse,
+    pb::GenerateDataKeyWithoutPlaintextResponse,
+    pb::EncryptResponse,
+    pb::DecryptResponse
 );
 
-impl Audited for ReEncryptResponse {
+impl Audited for pb::ReEncryptResponse {
     fn key_used(&self) -> Option<(&str, Option<u32>)> {
         Some((self.key_id.as_str(), Some(self.key_version)))
     }
@@ -66,21 +66,21 @@ impl Audited for ReEncryptResponse {
     }
 }
 
-impl Audited for CreateAliasResponse {
+impl Audited for pb::CreateAliasResponse {
     fn key_used(&self) -> Option<(&str, Option<u32>)> {
         self.alias.as_ref().map(|a| (a.key_id.as_str(), None))
     }
 }
 
-impl Audited for ListKeysResponse {}
-impl Audited for ListAliasesResponse {}
-impl Audited for DeleteAliasResponse {}
-impl Audited for ListKeyVersionsResponse {}
-impl Audited for GenerateRandomResponse {}
-impl Audited for QueryEventsResponse {}
-impl Audited for VerifyLogResponse {}
-impl Audited for DescribeLogResponse {}
-impl Audited for SealArchiveResponse {
+impl Audited for pb::ListKeysResponse {}
+impl Audited for pb::ListAliasesResponse {}
+impl Audited for pb::DeleteAliasResponse {}
+impl Audited for pb::ListKeyVersionsResponse {}
+impl Audited for pb::GenerateRandomResponse {}
+impl Audited for pb::QueryEventsResponse {}
+impl Audited for pb::VerifyLogResponse {}
+impl Audited for pb::DescribeLogResponse {}
+impl Audited for pb::SealArchiveResponse {
     /// The range sealed, to find the archive by.
     fn parameters(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -90,14 +90,14 @@ impl Audited for SealArchiveResponse {
         ]
     }
 }
-impl Audited for ExportArchiveResponse {}
-impl Audited for PruneEventsResponse {}
-impl Audited for GetKeyPolicyResponse {
+impl Audited for pb::ExportArchiveResponse {}
+impl Audited for pb::PruneEventsResponse {}
+impl Audited for pb::GetKeyPolicyResponse {
     fn key_used(&self) -> Option<(&str, Option<u32>)> {
         Some((self.key_id.as_str(), None))
     }
 }
-impl Audited for PutKeyPolicyResponse {
+impl Audited for pb::PutKeyPolicyResponse {
     fn key_used(&self) -> Option<(&str, Option<u32>)> {
         Some((self.key_id.as_str(), None))
     }
@@ -105,13 +105,13 @@ impl Audited for PutKeyPolicyResponse {
 
 // The admin service's responses name no key. CreateToken's record names the new token's id (at its gate),
 // never the token.
-impl Audited for WhoAmIResponse {}
-impl Audited for CreatePrincipalResponse {}
-impl Audited for ListPrincipalsResponse {}
-impl Audited for DisablePrincipalResponse {}
-impl Audited for CreateTokenResponse {}
-impl Audited for ListTokensResponse {}
-impl Audited for RevokeTokenResponse {}
+impl Audited for pb::WhoAmIResponse {}
+impl Audited for pb::CreatePrincipalResponse {}
+impl Audited for pb::ListPrincipalsResponse {}
+impl Audited for pb::DisablePrincipalResponse {}
+impl Audited for pb::CreateTokenResponse {}
+impl Audited for pb::ListTokensResponse {}
+impl Audited for pb::RevokeTokenResponse {}
 
 /// A call no handler saw (see `unhandled.rs`) has no response to describe.
 impl Audited for () {}

@@ -1,22 +1,22 @@
 //! Domain values to protobuf messages.
 
-use crate::keys::KeyState;
+use crate::keys::State;
 use crate::kms::{KeyView, VersionView};
-use crate::proto;
+use crate::proto as pb;
 use crate::storage::AliasRow;
 
-pub fn state(s: KeyState) -> proto::KeyState {
+pub fn state(s: State) -> pb::KeyState {
     match s {
-        KeyState::Enabled => proto::KeyState::Enabled,
-        KeyState::Disabled => proto::KeyState::Disabled,
-        KeyState::PendingDeletion => proto::KeyState::PendingDeletion,
-        KeyState::Destroyed => proto::KeyState::Destroyed,
+        State::Enabled => pb::KeyState::Enabled,
+        State::Disabled => pb::KeyState::Disabled,
+        State::PendingDeletion => pb::KeyState::PendingDeletion,
+        State::Destroyed => pb::KeyState::Destroyed,
     }
 }
 
-pub fn metadata(view: &KeyView) -> proto::KeyMetadata {
+pub fn metadata(view: &KeyView) -> pb::KeyMetadata {
     let r = &view.record;
-    proto::KeyMetadata {
+    pb::KeyMetadata {
         key_id: r.id.to_string(),
         description: r.description.clone(),
         state: state(r.state) as i32,
@@ -24,7 +24,7 @@ pub fn metadata(view: &KeyView) -> proto::KeyMetadata {
         primary_version: r.primary_version,
         rotation_period_days: r.rotation_period_days.unwrap_or(0),
         next_rotation_time: match r.state {
-            KeyState::Enabled => r.next_rotation_at.map(|t| t.to_timestamp()),
+            State::Enabled => r.next_rotation_at.map(|t| t.to_timestamp()),
             _ => None,
         },
         deletion_time: r.deletion_at.map(|t| t.to_timestamp()),
@@ -33,8 +33,8 @@ pub fn metadata(view: &KeyView) -> proto::KeyMetadata {
     }
 }
 
-pub fn version(v: &VersionView) -> proto::KeyVersion {
-    proto::KeyVersion {
+pub fn version(v: &VersionView) -> pb::KeyVersion {
+    pb::KeyVersion {
         version: v.version,
         creation_time: Some(v.created_at.to_timestamp()),
         primary: v.primary,
@@ -42,16 +42,16 @@ pub fn version(v: &VersionView) -> proto::KeyVersion {
     }
 }
 
-pub fn alias(a: &AliasRow) -> proto::Alias {
-    proto::Alias {
+pub fn alias(a: &AliasRow) -> pb::Alias {
+    pb::Alias {
         alias_name: a.name.to_string(),
         key_id: a.key_id.to_string(),
         creation_time: Some(a.created_at.to_timestamp()),
     }
 }
 
-pub fn principal(p: &crate::auth::Principal) -> proto::Principal {
-    proto::Principal {
+pub fn principal(p: &crate::auth::Principal) -> pb::Principal {
+    pb::Principal {
         name: p.name.clone(),
         description: p.description.clone(),
         admin: p.admin,
@@ -62,8 +62,8 @@ pub fn principal(p: &crate::auth::Principal) -> proto::Principal {
     }
 }
 
-pub fn token(t: &crate::auth::TokenInfo) -> proto::Token {
-    proto::Token {
+pub fn token(t: &crate::auth::TokenInfo) -> pb::Token {
+    pb::Token {
         token_id: t.id.clone(),
         principal: t.principal.clone(),
         description: t.description.clone(),

@@ -34,14 +34,14 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
 use crate::auth::Authenticator;
-use crate::auth::policy::KeyPolicy;
 use crate::keys::{
-    self, AliasName, DataKeySpec, EncryptionContext, InvalidInput, KeyRef, NewKeySpec, Operation,
+    self, AliasName, DataKeySize, EncryptionContext, InvalidInput, KeyRef, NewKeySpec, Operation,
 };
 use crate::kms::Kms;
 use crate::proto as pb;
 use crate::proto::key_management_service_server::KeyManagementService;
 use crate::rpc::{Rpc, Service};
+use kmsd_proto::key_policy::PolicyDocument;
 
 pub use crate::proto::admin_service_server::AdminServiceServer;
 pub use crate::proto::audit_service_server::AuditServiceServer;
@@ -114,18 +114,18 @@ fn key_ref(s: &str) -> Result<KeyRef, Status> {
     Ok(KeyRef::parse(s, "key_id")?)
 }
 
-fn data_key_spec(spec: i32, number_of_bytes: Option<u32>) -> Result<DataKeySpec, InvalidInput> {
+fn data_key_spec(spec: i32, number_of_bytes: Option<u32>) -> Result<DataKeySize, InvalidInput> {
     let named = match pb::DataKeySpec::try_from(spec) {
         Ok(pb::DataKeySpec::Unspecified) => None,
-        Ok(pb::DataKeySpec::Aes256) => Some(DataKeySpec::AES_256),
-        Ok(pb::DataKeySpec::Aes128) => Some(DataKeySpec::AES_128),
+        Ok(pb::DataKeySpec::Aes256) => Some(DataKeySize::AES_256),
+        Ok(pb::DataKeySpec::Aes128) => Some(DataKeySize::AES_128),
         Err(_) => {
             return Err(InvalidInput(format!(
                 "key_spec {spec} is not a known DataKeySpec (AES_256 or AES_128)"
             )));
         }
     };
-    DataKeySpec::parse(named, number_of_bytes)
+    DataKeySize::parse(named, number_of_bytes)
 }
 
 fn spec_name(spec: i32) -> String {
@@ -180,9 +180,9 @@ impl KeyManagementService for KmsService {
                         &req.alias,
                         req.rotation_period_days,
                     )?;
-                    let mut policy = KeyPolicy::from(req.policy.unwrap_or_default());
+                    let mut policy = PolicyDocument::from(req.policy.unwrap_or_default());
                     if !req.grant_creator.is_empty() {
-                        policy.statements.push(crate::auth::policy::Statement {
+                        policy.statements.push(kmsd_proto::key_policy::Statement {
                             sid: "creator".to_owned(),
                             principals: vec![admitted.caller().principal.to_string()],
                             operations: req.grant_creator,
@@ -677,16 +677,16 @@ impl KeyManagementService for KmsService {
                 |req, call| {
                     call.key(&req.key_id, &self.kms);
                     // The whole policy is part of what was asked: it decides who may use the key from now on.
-                    let policy = KeyPolicy::from(req.policy.clone().unwrap_or_default());
+                    let policy = PolicyDocument::from(req.policy.clone().unwrap_or_default());
                     call.param("policy", policy.to_json());
                 },
                 async |req, admitted| {
                     let key = key_ref(&req.key_id)?;
-                    let policy = KeyPolicy::from(req.policy.unwrap_or_default());
+                    let policy = PolicyDocument::from(req.policy.unwrap_or_default());
                     crate::auth::policy::validate(&policy, |name| {
                         self.auth.principal_exists(name)
                     })?;
-                    let stored: KeyPolicy = policy.clone();
+                    let stored: PolicyDocument = policy.clone();
                     let id = self.kms.put_policy(&key, policy, admitted).await?;
                     Ok(pb::PutKeyPolicyResponse {
                         key_id: id.to_string(),

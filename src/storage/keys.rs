@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::StorageError;
 use crate::clock::UnixMillis;
-use crate::keys::{AliasName, KeyId, KeyRecord, KeyState};
+use crate::keys::{AliasName, KeyId, KmsKey, State};
 
 /// A key version as stored: its material wrapped by the root key, or `None` once destroyed.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct AliasRow {
 /// Everything stored about one key.
 #[derive(Debug, Clone)]
 pub struct StoredKey {
-    pub record: KeyRecord,
+    pub record: KmsKey,
     pub versions: Vec<VersionRow>,
     pub aliases: Vec<AliasRow>,
     /// The key's policy as stored (JSON), if one was ever set.
@@ -66,10 +66,10 @@ pub(super) fn load_all(c: &mut Connection) -> Result<Vec<StoredKey>, StorageErro
         while let Some(r) = rows.next()? {
             let id = parse_key_id(&r.get::<_, String>(0)?)?;
             let state: String = r.get(2)?;
-            let record = KeyRecord {
+            let record = KmsKey {
                 id,
                 description: r.get(1)?,
-                state: KeyState::parse(&state)
+                state: State::parse(&state)
                     .ok_or_else(|| StorageError::Corrupt(format!("key state {state:?}")))?,
                 created_at: UnixMillis(r.get(3)?),
                 primary_version: r.get(4)?,
@@ -147,7 +147,7 @@ pub(super) fn load_all(c: &mut Connection) -> Result<Vec<StoredKey>, StorageErro
 
 pub(super) fn insert_key(
     c: &mut Connection,
-    record: &KeyRecord,
+    record: &KmsKey,
     version: &VersionRow,
     alias: Option<&AliasRow>,
     policy: Option<&str>,
@@ -185,7 +185,7 @@ pub(super) fn insert_key(
     Ok(())
 }
 
-pub(super) fn update_key(tx: &Transaction<'_>, record: &KeyRecord) -> Result<(), StorageError> {
+pub(super) fn update_key(tx: &Transaction<'_>, record: &KmsKey) -> Result<(), StorageError> {
     let changed = tx.execute(
         "UPDATE keys SET state = ?2, primary_version = ?3, next_rotation_at_ms = ?4, deletion_at_ms = ?5
          WHERE key_id = ?1",
@@ -225,7 +225,7 @@ fn insert_version(
 
 pub(super) fn add_version(
     c: &mut Connection,
-    record: &KeyRecord,
+    record: &KmsKey,
     version: &VersionRow,
 ) -> Result<(), StorageError> {
     let tx = c.transaction()?;
@@ -235,7 +235,7 @@ pub(super) fn add_version(
     Ok(())
 }
 
-pub(super) fn destroy_key(c: &mut Connection, record: &KeyRecord) -> Result<(), StorageError> {
+pub(super) fn destroy_key(c: &mut Connection, record: &KmsKey) -> Result<(), StorageError> {
     let tx = c.transaction()?;
     update_key(&tx, record)?;
     let id = record.id.to_string();

@@ -25,7 +25,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::clock::UnixMillis;
-use crate::keys::{KeyId, KeyRecord};
+use crate::keys::{KeyId, KmsKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -104,7 +104,7 @@ impl Storage {
 
     pub async fn insert_key(
         &self,
-        record: KeyRecord,
+        record: KmsKey,
         version: VersionRow,
         alias: Option<AliasRow>,
         policy: Option<String>,
@@ -125,7 +125,7 @@ impl Storage {
             .await
     }
 
-    pub async fn update_key(&self, record: KeyRecord) -> Result<(), StorageError> {
+    pub async fn update_key(&self, record: KmsKey) -> Result<(), StorageError> {
         self.call(move |c| {
             let tx = c.transaction()?;
             keys::update_key(&tx, &record)?;
@@ -137,7 +137,7 @@ impl Storage {
 
     pub async fn add_version(
         &self,
-        record: KeyRecord,
+        record: KmsKey,
         version: VersionRow,
     ) -> Result<(), StorageError> {
         self.call(move |c| keys::add_version(c, &record, &version))
@@ -145,7 +145,7 @@ impl Storage {
     }
 
     /// Records the key as destroyed, erases every version's wrapped material and removes its aliases.
-    pub async fn destroy_key(&self, record: KeyRecord) -> Result<(), StorageError> {
+    pub async fn destroy_key(&self, record: KmsKey) -> Result<(), StorageError> {
         self.call(move |c| keys::destroy_key(c, &record)).await
     }
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use kmsd::proto::admin_service_client::AdminServiceClient;
-use kmsd::proto::*;
+use kmsd_proto::pb::admin_service_client::AdminServiceClient;
+use kmsd_proto::pb::*;
 use tonic::Code;
 
 use crate::support::*;

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use kmsd::clock::Clock;
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 use serde_json::Value;
 
 use crate::support::*;

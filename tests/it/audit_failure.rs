@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;

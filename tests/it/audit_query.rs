@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 use tonic::Code;
 
 use crate::support::*;

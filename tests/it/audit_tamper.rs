@@ -5,8 +5,8 @@ use std::process::Command;
 
 use kmsd::audit::verify::{Trusted, VerifyReport, verify};
 use kmsd::audit::{parse_public_key, public_key_of};
-use kmsd::proto::*;
 use kmsd::storage::AuditReader;
+use kmsd_proto::pb::*;
 use tempfile::TempDir;
 
 use crate::support::*;

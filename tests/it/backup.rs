@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kmsd::clock::ManualClock;
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 
 use crate::support::*;
 

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 use serde_json::Value;
 
 use crate::support::*;

@@ -1,8 +1,8 @@
 //! First start killed at every step, and the offline recovery of a lost administrator token: each ends with one
 //! usable administrator token and an audit log that verifies.
 
-use kmsd::proto::admin_service_client::AdminServiceClient;
-use kmsd::proto::*;
+use kmsd_proto::pb::admin_service_client::AdminServiceClient;
+use kmsd_proto::pb::*;
 use tonic::Code;
 
 use crate::support::*;

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kmsd::proto::*;
 use kmsd_client::{CacheLimits, DataKeyCache};
+use kmsd_proto::pb::*;
 
 use crate::support::*;
 

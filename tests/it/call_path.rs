@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 
 use kmsd::clock::ManualClock;
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 use prost::Message;
 use tonic::Code;
 
@@ -13,7 +13,7 @@ use crate::support::*;
 
 /// Every method of every service in the API's descriptor set, as its gRPC path.
 fn described_methods() -> Vec<(String, String)> {
-    let set = prost_types::FileDescriptorSet::decode(kmsd::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let set = prost_types::FileDescriptorSet::decode(kmsd_proto::pb::FILE_DESCRIPTOR_SET).unwrap();
     let mut methods = Vec::new();
     for file in &set.file {
         for service in &file.service {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use kmsd::proto::*;
 use kmsd_client::{ClientBuilder, Error};
+use kmsd_proto::pb::*;
 
 use crate::support::*;
 

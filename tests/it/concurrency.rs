@@ -1,6 +1,6 @@
 //! Hundreds of parallel GenerateDataKey calls while the key rotates: every blob decrypts afterwards.
 
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 
 use crate::support::*;
 

@@ -1,6 +1,6 @@
 //! Data keys, Encrypt, Decrypt, ReEncrypt and GenerateRandom, with their error paths.
 
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 use tonic::Code;
 
 use crate::support::*;

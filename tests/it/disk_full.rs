@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use kmsd::clock::Clock;
-use kmsd::proto::audit_service_client::AuditServiceClient;
-use kmsd::proto::*;
+use kmsd_proto::pb::audit_service_client::AuditServiceClient;
+use kmsd_proto::pb::*;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use kmsd::proto::CreateKeyRequest;
 use kmsd_client::envelope::{
     EnvelopeError, decrypt_stream, encrypt_stream, encrypt_stream_with_id,
 };
+use kmsd_proto::pb::CreateKeyRequest;
 use zeroize::Zeroizing;
 
 use crate::support::*;

@@ -1,9 +1,9 @@
 //! What anyone who can reach the port may send: each finding of the hostile-client review, reproduced against a
 //! real daemon and shown to be bounded.
 
-use kmsd::proto::admin_service_client::AdminServiceClient;
-use kmsd::proto::key_management_service_client::KeyManagementServiceClient;
-use kmsd::proto::*;
+use kmsd_proto::pb::admin_service_client::AdminServiceClient;
+use kmsd_proto::pb::key_management_service_client::KeyManagementServiceClient;
+use kmsd_proto::pb::*;
 use tonic::Code;
 
 use crate::support::*;

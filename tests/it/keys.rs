@@ -1,6 +1,6 @@
 //! Key management RPCs: create, describe, list, aliases, enable/disable and their errors.
 
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 use tonic::Code;
 
 use crate::support::*;

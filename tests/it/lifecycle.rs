@@ -1,6 +1,6 @@
 //! Rotation (manual and automatic) and scheduled deletion, with an injected clock instead of sleeps.
 
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 use tonic::Code;
 
 use crate::support::*;

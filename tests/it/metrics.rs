@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 
 use kmsd::clock::ManualClock;
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 
 use crate::support::*;
 

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use kmsd::proto::*;
 use kmsd_client::envelope::EnvelopeError;
 use kmsd_client::objects::{CustomerKey, Encryption, Mode, ObjectClient, ObjectError, open_store};
 use kmsd_client::{CacheLimits, Error as KmsError};
+use kmsd_proto::pb::*;
 
 use crate::support::*;
 

@@ -1,8 +1,8 @@
 //! What survives a restart, and what start-up refuses: a wrong or missing root key, a newer database.
 
 use kmsd::clock::ManualClock;
-use kmsd::proto::*;
 use kmsd::server::StartError;
+use kmsd_proto::pb::*;
 
 use crate::support::*;
 

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use kmsd::clock::ManualClock;
-use kmsd::proto::*;
+use kmsd_proto::pb::*;
 
 use crate::support::*;
 

@@ -97,8 +97,10 @@ async fn shutdown_stops_serving_and_releases_the_database() {
     let endpoint = server.endpoint();
     let dir = server.stop().await;
     let refused =
-        kmsd::proto::key_management_service_client::KeyManagementServiceClient::connect(endpoint)
-            .await;
+        kmsd_proto::pb::key_management_service_client::KeyManagementServiceClient::connect(
+            endpoint,
+        )
+        .await;
     assert!(refused.is_err(), "the port no longer accepts connections");
     // The same directory opens again at once: nothing holds it.
     TestServer::start_in(dir, kmsd::clock::ManualClock::new())

@@ -3,9 +3,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kmsd::clock::ManualClock;
-use kmsd::proto::key_management_service_client::KeyManagementServiceClient;
-use kmsd::proto::*;
 use kmsd::server::{self, Config, RunningServer, StartError};
+use kmsd_proto::pb::key_management_service_client::KeyManagementServiceClient;
+use kmsd_proto::pb::*;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -255,7 +255,7 @@ pub fn state(meta: &KeyMetadata) -> KeyState {
     KeyState::try_from(meta.state).expect("known state")
 }
 
-pub type AuditClient = kmsd::proto::audit_service_client::AuditServiceClient<AuthChannel>;
+pub type AuditClient = kmsd_proto::pb::audit_service_client::AuditServiceClient<AuthChannel>;
 
 impl TestServer {
     pub async fn audit_client(&self) -> AuditClient {

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use kmsd::proto::admin_service_client::AdminServiceClient;
-use kmsd::proto::*;
 use kmsd::server::{StartError, TlsFiles};
 use kmsd_client::ClientBuilder;
+use kmsd_proto::pb::admin_service_client::AdminServiceClient;
+use kmsd_proto::pb::*;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, SanType,

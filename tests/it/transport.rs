@@ -220,7 +220,7 @@ async fn calls_beyond_the_in_flight_limit_are_refused_at_once() {
     conn.write_all(&out).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut client = daemon.client_as(Some(&daemon.admin_token())).await;
-    let random = kmsd::proto::GenerateRandomRequest { number_of_bytes: 8 };
+    let random = kmsd_proto::pb::GenerateRandomRequest { number_of_bytes: 8 };
     assert_status(
         client
             .generate_random(tagged(random, "over-the-limit"))
@@ -236,7 +236,7 @@ async fn calls_beyond_the_in_flight_limit_are_refused_at_once() {
     // Each was recorded: the refused call under its caller, the overdue ones as anonymous.
     let mut audit = daemon.audit_client().await;
     let refused = audit
-        .query_events(kmsd::proto::QueryEventsRequest {
+        .query_events(kmsd_proto::pb::QueryEventsRequest {
             request_id: "over-the-limit".into(),
             ..Default::default()
         })
@@ -248,7 +248,7 @@ async fn calls_beyond_the_in_flight_limit_are_refused_at_once() {
     assert_eq!(refused[0].principal, "admin");
     assert_eq!(refused[0].error_code, "RESOURCE_EXHAUSTED");
     let overdue = audit
-        .query_events(kmsd::proto::QueryEventsRequest {
+        .query_events(kmsd_proto::pb::QueryEventsRequest {
             event_name: "GenerateRandom".into(),
             principal: "anonymous".into(),
             ..Default::default()

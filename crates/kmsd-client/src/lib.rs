@@ -11,16 +11,16 @@
 //! Invariants: plaintext from the daemon is handed over in [`Zeroizing`] buffers and never appears in `Debug`
 //! output; errors are an enum decided from status codes and kmsd's `x-kms-error` header, never message text.
 
-mod cache;
+mod data_key_cache;
 pub mod envelope;
 mod error;
 #[cfg(feature = "objects")]
 pub mod objects;
 
 /// The wire contract this client speaks, re-exported so a service needs only this crate.
-pub use kmsd_proto::{ErrorKind, headers, pb, policy};
+pub use kmsd_proto::{ErrorKind, headers, key_policy, pb};
 
-pub use cache::{CacheLimits, CachedDataKey, DataKeyCache};
+pub use data_key_cache::{CacheLimits, CachedDataKey, DataKeyCache};
 pub use error::{Details, Error};
 
 use std::collections::HashMap;

@@ -1,14 +1,14 @@
 //! kmsd's wire contract, shared by the daemon and every client: the gRPC types and stubs generated from
 //! `proto/kms/v1/kms.proto` ([`pb`]), the headers a call carries ([`headers`]), the kinds of failure the daemon
 //! names in `x-kms-error` ([`ErrorKind`]), the canonical encoding of an encryption context ([`canonical`]) and the
-//! key-policy document ([`policy`]).
+//! key-policy document ([`key_policy`]).
 //!
 //! Invariants: the generated code in `src/gen/` is exactly what `proto/` compiles to (a test regenerates it and
 //! fails on any difference); nothing here does I/O.
 #![forbid(unsafe_code)]
 
 pub mod canonical;
-pub mod policy;
+pub mod key_policy;
 
 /// The gRPC API, generated from `proto/kms/v1/kms.proto` and checked in (`tests/generated.rs` keeps it fresh).
 pub mod pb {

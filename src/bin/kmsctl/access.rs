@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use kmsd::proto::admin_service_client::AdminServiceClient;
-use kmsd::proto::*;
 use kmsd_client::AuthChannel;
+use kmsd_client::pb::admin_service_client::AdminServiceClient;
+use kmsd_client::pb::*;
 use serde_json::{Value, json};
 
 use super::Failure;
@@ -93,7 +93,7 @@ pub fn read_policy(path: &PathBuf) -> Result<KeyPolicy, Failure> {
     let bytes = super::read_input(Some(path))?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Failure(format!("{}: not UTF-8 text", path.display())))?;
-    let policy = kmsd_proto::policy::KeyPolicy::from_json(text).map_err(|e| {
+    let policy = kmsd_proto::key_policy::PolicyDocument::from_json(text).map_err(|e| {
         Failure(format!(
             "{}: not a key policy ({e}); expected {{\"statements\": [{{\"principals\": [...], \"operations\": [...], \
              ...}}]}}",
@@ -108,7 +108,7 @@ pub fn print_policy(key_id: &str, policy: KeyPolicy) {
     eprintln!("# policy of key {key_id}");
     println!(
         "{}",
-        kmsd_proto::policy::KeyPolicy::from(policy).to_json_pretty()
+        kmsd_proto::key_policy::PolicyDocument::from(policy).to_json_pretty()
     );
 }
 

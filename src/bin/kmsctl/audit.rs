@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use kmsd::proto::audit_service_client::AuditServiceClient;
-use kmsd::proto::{AuditEvent, Outcome, QueryEventsRequest, VerifyLogRequest};
 use kmsd_client::AuthChannel;
+use kmsd_client::pb::audit_service_client::AuditServiceClient;
+use kmsd_client::pb::{AuditEvent, Outcome, QueryEventsRequest, VerifyLogRequest};
 use serde_json::{Value, json};
 
 use super::output::{Output, table, time, time_millis};
@@ -383,7 +383,7 @@ struct Verdict {
 
 async fn status(client: &mut AuditServiceClient<AuthChannel>, out: &Output) -> Result<(), Failure> {
     let s = client
-        .describe_log(kmsd::proto::DescribeLogRequest {})
+        .describe_log(kmsd_client::pb::DescribeLogRequest {})
         .await?
         .into_inner();
     if out.json {
@@ -457,7 +457,7 @@ async fn archive(
     keep: bool,
 ) -> Result<(), Failure> {
     use kmsd::audit::archive::{self, FORMAT, Header};
-    use kmsd::proto::{ExportArchiveRequest, PruneEventsRequest, SealArchiveRequest};
+    use kmsd_client::pb::{ExportArchiveRequest, PruneEventsRequest, SealArchiveRequest};
     use std::io::Write;
 
     let sealed = client

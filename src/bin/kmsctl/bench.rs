@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use kmsd::proto::key_management_service_client::KeyManagementServiceClient;
-use kmsd::proto::*;
+use kmsd_client::pb::key_management_service_client::KeyManagementServiceClient;
+use kmsd_client::pb::*;
 use kmsd_client::{AuthChannel, ClientBuilder};
 use serde_json::json;
 use tonic_health::pb::HealthCheckRequest;

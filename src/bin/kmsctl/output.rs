@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use kmsd::proto::{Alias, KeyMetadata, KeyState, KeyVersion};
+use kmsd_client::pb::{Alias, KeyMetadata, KeyState, KeyVersion};
 use serde_json::{Value, json};
 
 use super::{Failure, write_output};

@@ -10,7 +10,7 @@ use crate::pb;
 /// A key's policy: allow statements, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeyPolicy {
+pub struct PolicyDocument {
     pub statements: Vec<Statement>,
 }
 
@@ -34,7 +34,7 @@ pub struct Statement {
     pub require_reason: bool,
 }
 
-impl KeyPolicy {
+impl PolicyDocument {
     /// Compact JSON, statements in the order given: how kmsd stores a policy.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| r#"{"statements":[]}"#.to_owned())
@@ -51,9 +51,9 @@ impl KeyPolicy {
     }
 }
 
-impl From<pb::KeyPolicy> for KeyPolicy {
+impl From<pb::KeyPolicy> for PolicyDocument {
     fn from(p: pb::KeyPolicy) -> Self {
-        KeyPolicy {
+        PolicyDocument {
             statements: p
                 .statements
                 .into_iter()
@@ -70,8 +70,8 @@ impl From<pb::KeyPolicy> for KeyPolicy {
     }
 }
 
-impl From<&KeyPolicy> for pb::KeyPolicy {
-    fn from(p: &KeyPolicy) -> Self {
+impl From<&PolicyDocument> for pb::KeyPolicy {
+    fn from(p: &PolicyDocument) -> Self {
         pb::KeyPolicy {
             statements: p
                 .statements
