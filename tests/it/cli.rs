@@ -141,6 +141,16 @@ async fn encrypt_decrypt_and_data_keys_from_the_command_line() {
         stderr.contains("InvalidArgument") && stderr.contains("ciphertext is invalid"),
         "{stderr}"
     );
+    // The finer kind the daemon named, and the request id that finds the call's audit record.
+    assert!(stderr.contains("(InvalidCiphertext)"), "{stderr}");
+    let request_id = stderr
+        .split("[request id ")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no request id in {stderr}"));
+    let event = one_event(&server, request_id).await;
+    assert_eq!(event.event_name, "Decrypt");
+    assert_eq!(event.error_code, "INVALID_ARGUMENT");
 
     let not_base64 = kmsctl(&server, &["decrypt"], b"%%%").await;
     assert!(String::from_utf8_lossy(&not_base64.stderr).contains("must be base64"));

@@ -200,3 +200,54 @@ async fn a_deadline_bounds_a_call_to_a_daemon_that_does_not_answer() {
     );
     hold.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagination_health_and_error_details_through_the_client() {
+    let server = TestServer::start().await;
+    let kms = server.kms_client().await;
+    for i in 0..3 {
+        kms.create_key(CreateKeyRequest {
+            alias: format!("alias/page-{i}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(kms.list_all_keys().await.unwrap().len(), 3);
+    assert_eq!(kms.list_all_aliases(None).await.unwrap().len(), 3);
+
+    // One record a page: the helper follows next-page tokens and stops at its limit.
+    let one_a_page = QueryEventsRequest {
+        event_name: "CreateKey".into(),
+        oldest_first: true,
+        page_size: 1,
+        ..Default::default()
+    };
+    let events = kms.query_all_events(one_a_page.clone(), 100).await.unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(events.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    assert_eq!(kms.query_all_events(one_a_page, 2).await.unwrap().len(), 2);
+
+    assert_eq!(kms.health("").await.unwrap(), kmsd_client::Serving::Serving);
+    assert_eq!(
+        kms.health("kms.v1.KeyManagementService").await.unwrap(),
+        kmsd_client::Serving::Serving
+    );
+
+    let refused = kms
+        .with_request_id("details-1")
+        .decrypt(b"not a blob", &[], None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, Error::InvalidCiphertext(_)),
+        "{refused:?}"
+    );
+    let details = refused.details().unwrap();
+    assert_eq!(
+        details.kind,
+        Some(kmsd_client::ErrorKind::InvalidCiphertext)
+    );
+    assert_eq!(details.request_id.as_deref(), Some("details-1"));
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+}

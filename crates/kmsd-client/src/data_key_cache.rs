@@ -216,6 +216,7 @@ impl DataKeyCache {
             if bytes > self.limits.max_bytes {
                 return Err(Error::InvalidArgument(super::Details {
                     message: format!("a message of {bytes} bytes exceeds the cache's max_bytes"),
+                    kind: None,
                     request_id: None,
                 }));
             }

@@ -41,10 +41,13 @@ pub enum Error {
     Other { code: Code, details: Details },
 }
 
-/// The server's message and the call's request id.
+/// The server's message, the kind of failure it named, and the call's request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Details {
     pub message: String,
+    /// The `x-kms-error` header's kind, when the daemon named one this version knows.
+    pub kind: Option<ErrorKind>,
     pub request_id: Option<String>,
 }
 
@@ -59,6 +62,41 @@ impl std::fmt::Display for Details {
 }
 
 impl Error {
+    /// The gRPC code the call ended with (UNAVAILABLE when the daemon could not be reached).
+    pub fn code(&self) -> Code {
+        match self {
+            Error::NotFound(_) => Code::NotFound,
+            Error::KeyState(_) => Code::FailedPrecondition,
+            Error::InvalidCiphertext(_) | Error::IncorrectKey(_) | Error::InvalidArgument(_) => {
+                Code::InvalidArgument
+            }
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::Unavailable(_) | Error::Transport(_) => Code::Unavailable,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::Other { code, .. } => *code,
+        }
+    }
+
+    /// What the daemon said, when it answered.
+    pub fn details(&self) -> Option<&Details> {
+        match self {
+            Error::NotFound(d)
+            | Error::KeyState(d)
+            | Error::InvalidCiphertext(d)
+            | Error::IncorrectKey(d)
+            | Error::InvalidArgument(d)
+            | Error::AlreadyExists(d)
+            | Error::Unauthenticated(d)
+            | Error::PermissionDenied(d)
+            | Error::Unavailable(d)
+            | Error::DeadlineExceeded(d)
+            | Error::Other { details: d, .. } => Some(d),
+            Error::Transport(_) => None,
+        }
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Unavailable(_) | Error::Transport(_))
@@ -77,6 +115,7 @@ impl From<Status> for Error {
         let kind = header(kmsd_proto::headers::ERROR_KIND).and_then(|k| ErrorKind::parse(&k));
         let details = Details {
             message: status.message().to_owned(),
+            kind,
             request_id: header(kmsd_proto::headers::REQUEST_ID),
         };
         match (status.code(), kind) {

@@ -238,7 +238,8 @@ impl ClientBuilder {
         Client {
             kms: KeyManagementServiceClient::new(channel.clone()),
             admin: AdminServiceClient::new(channel.clone()),
-            audit: AuditServiceClient::new(channel),
+            audit: AuditServiceClient::new(channel.clone()),
+            health: tonic::client::Grpc::new(channel),
             options: CallOptions {
                 token: self.token,
                 timeout: self.timeout,
@@ -266,6 +267,7 @@ pub struct Client {
     kms: KeyManagementServiceClient<Channel>,
     admin: AdminServiceClient<Channel>,
     audit: AuditServiceClient<Channel>,
+    health: tonic::client::Grpc<Channel>,
     options: CallOptions,
     max_retries: u32,
     backoff: Duration,
@@ -320,6 +322,93 @@ impl std::fmt::Debug for Decrypted {
             .finish()
     }
 }
+
+/// A ciphertext blob and the key version that sealed it (Encrypt, GenerateDataKeyWithoutPlaintext).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encrypted {
+    pub key_id: String,
+    pub key_version: u32,
+    pub ciphertext_blob: Vec<u8>,
+}
+
+/// A key's policy, and the id of the key it belongs to (a call may name the key by an alias).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyOf {
+    pub key_id: String,
+    pub policy: KeyPolicy,
+}
+
+/// ReEncrypt's result: the new blob, and the key version that opened the old one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReEncrypted {
+    pub source_key_id: String,
+    pub source_key_version: u32,
+    pub encrypted: Encrypted,
+}
+
+/// What a health check reports for a service (`""`: the daemon as a whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Serving {
+    Serving,
+    NotServing,
+    /// The daemon knows no such service.
+    ServiceUnknown,
+    Unknown,
+}
+
+impl Serving {
+    /// The name the gRPC health protocol gives the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Serving::Serving => "SERVING",
+            Serving::NotServing => "NOT_SERVING",
+            Serving::ServiceUnknown => "SERVICE_UNKNOWN",
+            Serving::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The standard gRPC health protocol's two messages (`grpc.health.v1`), written out so the client needs no
+/// health crate.
+mod health {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct HealthCheckRequest {
+        #[prost(string, tag = "1")]
+        pub service: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct HealthCheckResponse {
+        #[prost(int32, tag = "1")]
+        pub status: i32,
+    }
+
+    pub const CHECK: &str = "/grpc.health.v1.Health/Check";
+}
+
+/// Every item of a paginated listing, gathered by calling `page` with each next-page token (empty first) until the
+/// daemon returns none or `limit` items are in hand.
+async fn all_pages<T, F, Fut>(limit: usize, mut page: F) -> Result<Vec<T>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String)>>,
+{
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = page(token).await?;
+        all.extend(items);
+        if next.is_empty() || all.len() >= limit {
+            all.truncate(limit);
+            return Ok(all);
+        }
+        token = next;
+    }
+}
+
+/// The page size the helpers that gather every page ask for.
+const GATHER_PAGE_SIZE: u32 = 1000;
 
 /// Whether a call may be sent again after UNAVAILABLE without changing its effect.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -461,6 +550,14 @@ impl Client {
         Ok((r.keys, r.next_page_token))
     }
 
+    /// Every key, following pages (an administrator's call).
+    pub async fn list_all_keys(&self) -> Result<Vec<KeyMetadata>> {
+        all_pages(usize::MAX, |token| async move {
+            self.list_keys(GATHER_PAGE_SIZE, &token).await
+        })
+        .await
+    }
+
     pub async fn create_alias(&self, alias_name: &str, key_id: &str) -> Result<Alias> {
         let request = CreateAliasRequest {
             alias_name: alias_name.into(),
@@ -503,6 +600,14 @@ impl Client {
             })
             .await?;
         Ok((r.aliases, r.next_page_token))
+    }
+
+    /// Every alias (of `key_id`, if given), following pages (an administrator's call).
+    pub async fn list_all_aliases(&self, key_id: Option<&str>) -> Result<Vec<Alias>> {
+        all_pages(usize::MAX, |token| async move {
+            self.list_aliases(key_id, GATHER_PAGE_SIZE, &token).await
+        })
+        .await
     }
 
     pub async fn enable_key(&self, key_id: &str) -> Result<KeyMetadata> {
@@ -617,12 +722,32 @@ impl Client {
     /// A data key's blob only: for a service that stores keys for others to use later.
     pub async fn generate_data_key_without_plaintext(
         &self,
-        request: GenerateDataKeyWithoutPlaintextRequest,
-    ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
-        self.call(Retry::Idempotent, request, |mut c, r| async move {
-            c.kms.generate_data_key_without_plaintext(r).await
+        key_id: &str,
+        context: &[(&str, &str)],
+    ) -> Result<Encrypted> {
+        self.generate_data_key_without_plaintext_with(GenerateDataKeyWithoutPlaintextRequest {
+            key_id: key_id.into(),
+            encryption_context: metadata(context),
+            ..Default::default()
         })
         .await
+    }
+
+    /// As [`Client::generate_data_key_without_plaintext`], with every field of the request to choose.
+    pub async fn generate_data_key_without_plaintext_with(
+        &self,
+        request: GenerateDataKeyWithoutPlaintextRequest,
+    ) -> Result<Encrypted> {
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.generate_data_key_without_plaintext(r).await
+            })
+            .await?;
+        Ok(Encrypted {
+            key_id: r.key_id,
+            key_version: r.key_version,
+            ciphertext_blob: r.ciphertext_blob,
+        })
     }
 
     /// Encrypts up to 4096 bytes.
@@ -631,17 +756,23 @@ impl Client {
         key_id: &str,
         plaintext: &[u8],
         context: &[(&str, &str)],
-    ) -> Result<EncryptResponse> {
+    ) -> Result<Encrypted> {
         // The copy kept for retries is zeroized when the call is done; the one tonic encodes is its to drop.
         let request = ZeroizingRequest(EncryptRequest {
             key_id: key_id.into(),
             plaintext: plaintext.to_vec(),
             encryption_context: metadata(context),
         });
-        self.call(Retry::Idempotent, request, |mut c, r| async move {
-            c.kms.encrypt(r.map(|z| z.take())).await
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.encrypt(r.map(|z| z.take())).await
+            })
+            .await?;
+        Ok(Encrypted {
+            key_id: r.key_id,
+            key_version: r.key_version,
+            ciphertext_blob: r.ciphertext_blob,
         })
-        .await
     }
 
     /// Decrypts a blob with the context it was made with; `key_id`, if given, must be the blob's key.
@@ -668,11 +799,23 @@ impl Client {
         })
     }
 
-    pub async fn re_encrypt(&self, request: ReEncryptRequest) -> Result<ReEncryptResponse> {
-        self.call(Retry::Idempotent, request, |mut c, r| async move {
-            c.kms.re_encrypt(r).await
+    /// Opens a blob under its key and seals the plaintext under another (or the same key's primary version),
+    /// without the plaintext leaving the daemon.
+    pub async fn re_encrypt(&self, request: ReEncryptRequest) -> Result<ReEncrypted> {
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.re_encrypt(r).await
+            })
+            .await?;
+        Ok(ReEncrypted {
+            source_key_id: r.source_key_id,
+            source_key_version: r.source_key_version,
+            encrypted: Encrypted {
+                key_id: r.key_id,
+                key_version: r.key_version,
+                ciphertext_blob: r.ciphertext_blob,
+            },
         })
-        .await
     }
 
     pub async fn generate_random(&self, number_of_bytes: u32) -> Result<Zeroizing<Vec<u8>>> {
@@ -694,11 +837,114 @@ impl Client {
         .await
     }
 
+    /// Every record `request` matches, oldest or newest first as it asks, following pages up to `limit` records.
+    pub async fn query_all_events(
+        &self,
+        request: QueryEventsRequest,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        all_pages(limit, |page_token| {
+            let request = QueryEventsRequest {
+                page_token,
+                page_size: request.page_size.clamp(1, GATHER_PAGE_SIZE),
+                ..request.clone()
+            };
+            async move {
+                let r = self.query_events(request).await?;
+                Ok((r.events, r.next_page_token))
+            }
+        })
+        .await
+    }
+
     pub async fn verify_log(&self, request: VerifyLogRequest) -> Result<VerifyLogResponse> {
         self.call(Retry::Idempotent, request, |mut c, r| async move {
             c.audit.verify_log(r).await
         })
         .await
+    }
+
+    /// The log's extent and the disk under it (an administrator's call).
+    pub async fn describe_log(&self) -> Result<DescribeLogResponse> {
+        self.call(
+            Retry::Idempotent,
+            DescribeLogRequest {},
+            |mut c, r| async move { c.audit.describe_log(r).await },
+        )
+        .await
+    }
+
+    /// Signs a checkpoint at the last record before `before`: the range an archive will hold.
+    pub async fn seal_archive(
+        &self,
+        before: prost_types::Timestamp,
+    ) -> Result<SealArchiveResponse> {
+        let request = SealArchiveRequest {
+            before: Some(before),
+        };
+        self.call(Retry::Once, request, |mut c, r| async move {
+            c.audit.seal_archive(r).await
+        })
+        .await
+    }
+
+    /// One page of the records after `after_sequence` through `through_sequence`, as archive lines.
+    pub async fn export_archive(
+        &self,
+        after_sequence: u64,
+        through_sequence: u64,
+    ) -> Result<ExportArchiveResponse> {
+        let request = ExportArchiveRequest {
+            after_sequence,
+            through_sequence,
+        };
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.audit.export_archive(r).await
+        })
+        .await
+    }
+
+    /// Removes the sealed records through `through_sequence` (whose hash must be `through_hash`) from the database.
+    pub async fn prune_events(
+        &self,
+        through_sequence: u64,
+        through_hash: &str,
+    ) -> Result<PruneEventsResponse> {
+        let request = PruneEventsRequest {
+            through_sequence,
+            through_hash: through_hash.into(),
+        };
+        self.call(Retry::Once, request, |mut c, r| async move {
+            c.audit.prune_events(r).await
+        })
+        .await
+    }
+
+    // Health.
+
+    /// The standard gRPC health check of `service` (`""`: the daemon as a whole). Needs no credentials.
+    pub async fn health(&self, service: &str) -> Result<Serving> {
+        let request = health::HealthCheckRequest {
+            service: service.into(),
+        };
+        let r: health::HealthCheckResponse = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.health
+                    .ready()
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(health::CHECK);
+                c.health
+                    .unary(r, path, tonic_prost::ProstCodec::default())
+                    .await
+            })
+            .await?;
+        Ok(match r.status {
+            1 => Serving::Serving,
+            2 => Serving::NotServing,
+            3 => Serving::ServiceUnknown,
+            _ => Serving::Unknown,
+        })
     }
 
     // Access control.
@@ -711,7 +957,7 @@ impl Client {
         .await
     }
 
-    pub async fn get_key_policy(&self, key_id: &str) -> Result<KeyPolicy> {
+    pub async fn get_key_policy(&self, key_id: &str) -> Result<PolicyOf> {
         let request = GetKeyPolicyRequest {
             key_id: key_id.into(),
         };
@@ -720,10 +966,13 @@ impl Client {
                 c.kms.get_key_policy(r).await
             })
             .await?;
-        Ok(r.policy.unwrap_or_default())
+        Ok(PolicyOf {
+            key_id: r.key_id,
+            policy: r.policy.unwrap_or_default(),
+        })
     }
 
-    pub async fn put_key_policy(&self, key_id: &str, policy: KeyPolicy) -> Result<KeyPolicy> {
+    pub async fn put_key_policy(&self, key_id: &str, policy: KeyPolicy) -> Result<PolicyOf> {
         let request = PutKeyPolicyRequest {
             key_id: key_id.into(),
             policy: Some(policy),
@@ -733,7 +982,10 @@ impl Client {
                 c.kms.put_key_policy(r).await
             })
             .await?;
-        Ok(r.policy.unwrap_or_default())
+        Ok(PolicyOf {
+            key_id: r.key_id,
+            policy: r.policy.unwrap_or_default(),
+        })
     }
 
     pub async fn create_principal(&self, request: CreatePrincipalRequest) -> Result<Principal> {

@@ -1,10 +1,10 @@
 //! `kmsctl whoami | principals | tokens | keys policy`: identity and access control.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Subcommand;
-use kmsd_client::AuthChannel;
-use kmsd_client::pb::admin_service_client::AdminServiceClient;
+use kmsd_client::Client;
 use kmsd_client::pb::*;
 use serde_json::{Value, json};
 
@@ -208,11 +208,8 @@ fn print_tokens(out: &Output, list: &[Token]) {
     );
 }
 
-pub async fn whoami(channel: AuthChannel, out: &Output) -> Result<(), Failure> {
-    let r = AdminServiceClient::new(channel)
-        .who_am_i(WhoAmIRequest {})
-        .await?
-        .into_inner();
+pub async fn whoami(kms: &Client, out: &Output) -> Result<(), Failure> {
+    let r = kms.who_am_i().await?;
     if out.json {
         println!(
             "{}",
@@ -226,12 +223,7 @@ pub async fn whoami(channel: AuthChannel, out: &Output) -> Result<(), Failure> {
     Ok(())
 }
 
-pub async fn principals(
-    channel: AuthChannel,
-    out: &Output,
-    cmd: PrincipalsCommand,
-) -> Result<(), Failure> {
-    let mut client = AdminServiceClient::new(channel);
+pub async fn principals(kms: &Client, out: &Output, cmd: PrincipalsCommand) -> Result<(), Failure> {
     let list = match cmd {
         PrincipalsCommand::Create {
             name,
@@ -239,56 +231,32 @@ pub async fn principals(
             admin,
             create_keys,
             certificate_subjects,
-        } => client
-            .create_principal(CreatePrincipalRequest {
+        } => vec![
+            kms.create_principal(CreatePrincipalRequest {
                 name,
                 description,
                 admin,
                 create_keys,
                 certificate_subjects,
             })
-            .await?
-            .into_inner()
-            .principal
-            .into_iter()
-            .collect(),
-        PrincipalsCommand::List => {
-            client
-                .list_principals(ListPrincipalsRequest {})
-                .await?
-                .into_inner()
-                .principals
-        }
-        PrincipalsCommand::Disable { name } => client
-            .disable_principal(DisablePrincipalRequest { name })
-            .await?
-            .into_inner()
-            .principal
-            .into_iter()
-            .collect(),
+            .await?,
+        ],
+        PrincipalsCommand::List => kms.list_principals().await?,
+        PrincipalsCommand::Disable { name } => vec![kms.disable_principal(&name).await?],
     };
     print_principals(out, &list);
     Ok(())
 }
 
-pub async fn tokens(channel: AuthChannel, out: &Output, cmd: TokensCommand) -> Result<(), Failure> {
-    let mut client = AdminServiceClient::new(channel);
+pub async fn tokens(kms: &Client, out: &Output, cmd: TokensCommand) -> Result<(), Failure> {
     match cmd {
         TokensCommand::Create {
             principal,
             description,
             ttl,
         } => {
-            let r = client
-                .create_token(CreateTokenRequest {
-                    principal,
-                    description,
-                    ttl_seconds: ttl.unwrap_or(0),
-                })
-                .await?
-                .into_inner();
-            let token = zeroize::Zeroizing::new(r.token);
-            let info = r.info.unwrap_or_default();
+            let ttl = ttl.filter(|&seconds| seconds > 0).map(Duration::from_secs);
+            let (token, info) = kms.create_token(&principal, &description, ttl).await?;
             if out.json {
                 let mut doc = token_json(&info);
                 doc["token"] = Value::String(token.to_string());
@@ -303,22 +271,11 @@ pub async fn tokens(channel: AuthChannel, out: &Output, cmd: TokensCommand) -> R
             }
         }
         TokensCommand::List { principal } => {
-            let list = client
-                .list_tokens(ListTokensRequest {
-                    principal: principal.unwrap_or_default(),
-                })
-                .await?
-                .into_inner()
-                .tokens;
+            let list = kms.list_tokens(principal.as_deref()).await?;
             print_tokens(out, &list);
         }
         TokensCommand::Revoke { token_id } => {
-            let info = client
-                .revoke_token(RevokeTokenRequest { token_id })
-                .await?
-                .into_inner()
-                .info
-                .unwrap_or_default();
+            let info = kms.revoke_token(&token_id).await?;
             print_tokens(out, &[info]);
         }
     }

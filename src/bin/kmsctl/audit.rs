@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use kmsd_client::AuthChannel;
-use kmsd_client::pb::audit_service_client::AuditServiceClient;
+use kmsd_client::Client;
 use kmsd_client::pb::{AuditEvent, Outcome, QueryEventsRequest, VerifyLogRequest};
 use serde_json::{Value, json};
 
@@ -176,37 +175,24 @@ impl Filter {
 }
 
 async fn fetch(
-    client: &mut AuditServiceClient<AuthChannel>,
+    kms: &Client,
     filter: &Filter,
     oldest_first: bool,
     limit: usize,
 ) -> Result<Vec<AuditEvent>, Failure> {
-    let mut events = Vec::new();
-    let mut token = String::new();
-    while events.len() < limit {
-        let page_size = (limit - events.len()).min(1000) as u32;
-        let page = client
-            .query_events(filter.request(oldest_first, page_size, token)?)
-            .await?
-            .into_inner();
-        events.extend(page.events);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    Ok(events)
+    let page_size = limit.min(1000) as u32;
+    let request = filter.request(oldest_first, page_size, String::new())?;
+    Ok(kms.query_all_events(request, limit).await?)
 }
 
-pub async fn run(channel: AuthChannel, out: &Output, cmd: AuditCommand) -> Result<(), Failure> {
-    let mut client = AuditServiceClient::new(channel);
+pub async fn run(kms: &Client, out: &Output, cmd: AuditCommand) -> Result<(), Failure> {
     match cmd {
         AuditCommand::Query {
             filter,
             limit,
             oldest_first,
         } => {
-            let events = fetch(&mut client, &filter, oldest_first, limit).await?;
+            let events = fetch(kms, &filter, oldest_first, limit).await?;
             if out.json {
                 let list: Vec<Value> = events.iter().map(native_json).collect();
                 println!(
@@ -254,7 +240,7 @@ pub async fn run(channel: AuthChannel, out: &Output, cmd: AuditCommand) -> Resul
             format,
             output,
         } => {
-            let events = fetch(&mut client, &filter, true, usize::MAX).await?;
+            let events = fetch(kms, &filter, true, usize::MAX).await?;
             let doc = match format {
                 ExportFormat::Cloudtrail => {
                     json!({ "Records": events.iter().map(cloudtrail_json).collect::<Vec<_>>() })
@@ -266,13 +252,13 @@ pub async fn run(channel: AuthChannel, out: &Output, cmd: AuditCommand) -> Resul
             let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
             write_output(output.as_ref(), text.as_bytes())
         }
-        AuditCommand::Verify(args) => verify(&mut client, out, args).await,
+        AuditCommand::Verify(args) => verify(kms, out, args).await,
         AuditCommand::Archive {
             before,
             out: path,
             keep,
-        } => archive(&mut client, out, &before, &path, keep).await,
-        AuditCommand::Status => status(&mut client, out).await,
+        } => archive(kms, out, &before, &path, keep).await,
+        AuditCommand::Status => status(kms, out).await,
     }
 }
 
@@ -381,11 +367,8 @@ struct Verdict {
     public_key: String,
 }
 
-async fn status(client: &mut AuditServiceClient<AuthChannel>, out: &Output) -> Result<(), Failure> {
-    let s = client
-        .describe_log(kmsd_client::pb::DescribeLogRequest {})
-        .await?
-        .into_inner();
+async fn status(kms: &Client, out: &Output) -> Result<(), Failure> {
+    let s = kms.describe_log().await?;
     if out.json {
         let doc = json!({
             "first_sequence": s.first_sequence,
@@ -450,22 +433,16 @@ async fn status(client: &mut AuditServiceClient<AuthChannel>, out: &Output) -> R
 }
 
 async fn archive(
-    client: &mut AuditServiceClient<AuthChannel>,
+    kms: &Client,
     out: &Output,
     before: &str,
     path: &std::path::Path,
     keep: bool,
 ) -> Result<(), Failure> {
     use kmsd::audit::archive::{self, FORMAT, Header};
-    use kmsd_client::pb::{ExportArchiveRequest, PruneEventsRequest, SealArchiveRequest};
     use std::io::Write;
 
-    let sealed = client
-        .seal_archive(SealArchiveRequest {
-            before: Some(parse_time(before)?),
-        })
-        .await?
-        .into_inner();
+    let sealed = kms.seal_archive(parse_time(before)?).await?;
     let cp = sealed
         .checkpoint
         .clone()
@@ -490,13 +467,7 @@ async fn archive(
     writeln!(w, "{}", serde_json::to_string(&header).unwrap_or_default()).map_err(cannot)?;
     let mut after = sealed.first_sequence - 1;
     while after < sealed.last_sequence {
-        let page = client
-            .export_archive(ExportArchiveRequest {
-                after_sequence: after,
-                through_sequence: sealed.last_sequence,
-            })
-            .await?
-            .into_inner();
+        let page = kms.export_archive(after, sealed.last_sequence).await?;
         for line in &page.records {
             writeln!(w, "{line}").map_err(cannot)?;
         }
@@ -538,13 +509,8 @@ async fn archive(
         None
     } else {
         Some(
-            client
-                .prune_events(PruneEventsRequest {
-                    through_sequence: sealed.last_sequence,
-                    through_hash: sealed.last_hash.clone(),
-                })
-                .await?
-                .into_inner(),
+            kms.prune_events(sealed.last_sequence, &sealed.last_hash)
+                .await?,
         )
     };
     if out.json {
@@ -624,14 +590,8 @@ fn verify_archive(path: &std::path::Path, args: &VerifyArgs) -> Result<Verdict, 
     )
 }
 
-async fn verify(
-    client: &mut AuditServiceClient<AuthChannel>,
-    out: &Output,
-    args: VerifyArgs,
-) -> Result<(), Failure> {
-    if args.public_key.is_some() && args.db.is_none() && args.archive.is_none() {
-        return Err(Failure("--public-key goes with --db or --archive".into()));
-    }
+/// Verifies a database file or an archive: no daemon is involved.
+pub fn verify_offline(out: &Output, args: VerifyArgs) -> Result<(), Failure> {
     if let Some(path) = &args.archive {
         let verdict = verify_archive(path, &args)?;
         report(out, &verdict);
@@ -644,29 +604,42 @@ async fn verify(
             )))
         };
     }
-    let verdict = match &args.db {
-        Some(db) => offline(db, &args)?,
-        None => {
-            let r = client
-                .verify_log(VerifyLogRequest {
-                    trusted_sequence: args.trusted_seq.unwrap_or(0),
-                    trusted_hash: args.trusted_hash.clone().unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            Verdict {
-                ok: r.ok,
-                records: r.records_checked,
-                checkpoints: r.checkpoints_checked,
-                head_seq: r.head_sequence,
-                head_hash: r.head_hash,
-                first_bad: r.first_bad_sequence,
-                problem: r.problem,
-                public_key: r.public_key,
-            }
-        }
+    let Some(db) = &args.db else {
+        return Err(Failure("give --db or --archive to verify offline".into()));
     };
-    report(out, &verdict);
+    let verdict = offline(db, &args)?;
+    conclude(out, &verdict)
+}
+
+async fn verify(kms: &Client, out: &Output, args: VerifyArgs) -> Result<(), Failure> {
+    if args.public_key.is_some() && args.db.is_none() && args.archive.is_none() {
+        return Err(Failure("--public-key goes with --db or --archive".into()));
+    }
+    if args.db.is_some() || args.archive.is_some() {
+        return verify_offline(out, args);
+    }
+    let r = kms
+        .verify_log(VerifyLogRequest {
+            trusted_sequence: args.trusted_seq.unwrap_or(0),
+            trusted_hash: args.trusted_hash.clone().unwrap_or_default(),
+        })
+        .await?;
+    let verdict = Verdict {
+        ok: r.ok,
+        records: r.records_checked,
+        checkpoints: r.checkpoints_checked,
+        head_seq: r.head_sequence,
+        head_hash: r.head_hash,
+        first_bad: r.first_bad_sequence,
+        problem: r.problem,
+        public_key: r.public_key,
+    };
+    conclude(out, &verdict)
+}
+
+/// Reports a log's verdict; a failure if it is not intact.
+fn conclude(out: &Output, verdict: &Verdict) -> Result<(), Failure> {
+    report(out, verdict);
     if verdict.ok {
         Ok(())
     } else {

@@ -12,12 +12,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use kmsd_client::pb::key_management_service_client::KeyManagementServiceClient;
 use kmsd_client::pb::*;
-use kmsd_client::{AuthChannel, ClientBuilder};
+use kmsd_client::{Client, ClientBuilder};
 use serde_json::json;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 
 use super::Failure;
 
@@ -143,57 +140,29 @@ const WARMUP: u8 = 0;
 const MEASURE: u8 = 1;
 const STOP: u8 = 2;
 
-enum Work {
-    Health(HealthClient<AuthChannel>),
-    Kms {
-        client: KeyManagementServiceClient<AuthChannel>,
-        key: String,
-        blobs: Arc<Vec<Vec<u8>>>,
-    },
+/// What one worker calls, over its connection's client.
+struct Work {
+    kms: Client,
+    key: String,
+    blobs: Arc<Vec<Vec<u8>>>,
 }
 
-async fn call(work: &mut Work, op: BenchOp, i: usize) -> Result<(), tonic::Code> {
-    let result = match work {
-        Work::Health(client) => client
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
+async fn call(work: &Work, op: BenchOp, i: usize) -> Result<(), tonic::Code> {
+    let op = match op {
+        BenchOp::Mix => [BenchOp::GenerateDataKey, BenchOp::Decrypt, BenchOp::Encrypt][i % 3],
+        other => other,
+    };
+    let kms = &work.kms;
+    let result = match op {
+        BenchOp::Health => kms.health("").await.map(drop),
+        BenchOp::GenerateDataKey => kms.generate_data_key(&work.key, &[]).await.map(drop),
+        BenchOp::Decrypt => kms
+            .decrypt(&work.blobs[i % work.blobs.len()], &[], None)
             .await
             .map(drop),
-        Work::Kms { client, key, blobs } => {
-            let op = match op {
-                BenchOp::Mix => {
-                    [BenchOp::GenerateDataKey, BenchOp::Decrypt, BenchOp::Encrypt][i % 3]
-                }
-                other => other,
-            };
-            match op {
-                BenchOp::GenerateDataKey => client
-                    .generate_data_key(GenerateDataKeyRequest {
-                        key_id: key.clone(),
-                        ..Default::default()
-                    })
-                    .await
-                    .map(drop),
-                BenchOp::Decrypt => client
-                    .decrypt(DecryptRequest {
-                        ciphertext_blob: blobs[i % blobs.len()].clone(),
-                        ..Default::default()
-                    })
-                    .await
-                    .map(drop),
-                _ => client
-                    .encrypt(EncryptRequest {
-                        key_id: key.clone(),
-                        plaintext: vec![7u8; 32],
-                        ..Default::default()
-                    })
-                    .await
-                    .map(drop),
-            }
-        }
+        _ => kms.encrypt(&work.key, &[7u8; 32], &[]).await.map(drop),
     };
-    result.map_err(|s| s.code())
+    result.map_err(|e| e.code())
 }
 
 /// The server's user+system CPU time, from /proc/PID/stat (in USER_HZ = 100 ticks per second on Linux).
@@ -217,19 +186,18 @@ pub async fn run(
             "--connections and --concurrency must be at least 1".into(),
         ));
     }
-    // It authenticates like any client: every call carries the token (or the connection a client certificate).
-    let auth = builder
-        .bearer_auth()
-        .map_err(|e| Failure(format!("--token / KMSD_TOKEN: {e}")))?;
-    let mut channels = Vec::with_capacity(args.connections);
+    // It calls like any client, through the client library: every call carries the token (or the connection a
+    // client certificate). A failed call is counted, never retried.
+    let builder = builder.clone().retries(0, Duration::ZERO);
+    let mut clients = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        // Each `channel` opens its own HTTP/2 connection.
-        let channel = builder.channel().await.map_err(|e| {
+        // Each client opens its own HTTP/2 connection.
+        let kms = builder.clone().connect().await.map_err(|e| {
             Failure(format!(
                 "cannot connect to {endpoint} ({e}); is kmsd running?"
             ))
         })?;
-        channels.push(AuthChannel::new(channel, auth.clone()));
+        clients.push(kms);
     }
 
     let key = args
@@ -238,31 +206,24 @@ pub async fn run(
         .unwrap_or_else(|| "alias/kmsctl-bench".to_owned());
     let mut blobs = Vec::new();
     if args.op != BenchOp::Health {
-        let mut client = KeyManagementServiceClient::new(channels[0].clone());
-        let exists = client
-            .describe_key(DescribeKeyRequest {
-                key_id: key.clone(),
+        let kms = &clients[0];
+        let exists = kms.describe_key(&key).await;
+        if matches!(&exists, Err(kmsd_client::Error::NotFound(_))) && args.key.is_none() {
+            kms.create_key(CreateKeyRequest {
+                description: "kmsctl bench".into(),
+                alias: key.clone(),
+                ..Default::default()
             })
-            .await;
-        if matches!(&exists, Err(s) if s.code() == tonic::Code::NotFound) && args.key.is_none() {
-            client
-                .create_key(CreateKeyRequest {
-                    description: "kmsctl bench".into(),
-                    alias: key.clone(),
-                    ..Default::default()
-                })
-                .await?;
+            .await?;
         }
         if matches!(args.op, BenchOp::Decrypt | BenchOp::Mix) {
             for _ in 0..args.blobs.max(1) {
-                let dk = client
-                    .generate_data_key(GenerateDataKeyRequest {
-                        key_id: key.clone(),
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                blobs.push(dk.ciphertext_blob);
+                blobs.push(
+                    kms.generate_data_key(&key, &[])
+                        .await?
+                        .ciphertext_blob
+                        .clone(),
+                );
             }
         }
     }
@@ -271,15 +232,10 @@ pub async fn run(
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let mut workers = Vec::with_capacity(args.concurrency);
     for w in 0..args.concurrency {
-        let channel = channels[w % channels.len()].clone();
-        let mut work = if args.op == BenchOp::Health {
-            Work::Health(HealthClient::new(channel))
-        } else {
-            Work::Kms {
-                client: KeyManagementServiceClient::new(channel),
-                key: key.clone(),
-                blobs: blobs.clone(),
-            }
+        let work = Work {
+            kms: clients[w % clients.len()].clone(),
+            key: key.clone(),
+            blobs: blobs.clone(),
         };
         let phase = phase.clone();
         let op = args.op;
@@ -288,7 +244,7 @@ pub async fn run(
             let mut i = w;
             loop {
                 let started = Instant::now();
-                let result = call(&mut work, op, i).await;
+                let result = call(&work, op, i).await;
                 let latency = started.elapsed();
                 match phase.load(Ordering::Relaxed) {
                     MEASURE => stats.record(result, latency),

@@ -17,10 +17,8 @@ use std::process::ExitCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kmsd_client::pb::key_management_service_client::KeyManagementServiceClient;
 use kmsd_client::pb::*;
-use kmsd_client::{AuthChannel, ClientBuilder};
-use tonic::transport::Channel;
+use kmsd_client::{Client, ClientBuilder};
 use zeroize::Zeroizing;
 
 use output::Output;
@@ -277,9 +275,22 @@ pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
 /// A failure to report: what went wrong, in words a person can act on.
 pub(crate) struct Failure(pub(crate) String);
 
-impl From<tonic::Status> for Failure {
-    fn from(s: tonic::Status) -> Self {
-        Failure(format!("{:?}: {}", s.code(), s.message()))
+/// What the daemon said, as a person acts on it: the gRPC code, the finer kind of failure when it differs, the
+/// message, and the request id the call's audit record carries.
+impl From<kmsd_client::Error> for Failure {
+    fn from(e: kmsd_client::Error) -> Self {
+        let Some(details) = e.details() else {
+            return Failure(e.to_string());
+        };
+        let code = format!("{:?}", e.code());
+        let mut text = match details.kind.map(|k| k.as_str()) {
+            Some(kind) if kind != code => format!("{code} ({kind}): {}", details.message),
+            _ => format!("{code}: {}", details.message),
+        };
+        if let Some(id) = &details.request_id {
+            text.push_str(&format!(" [request id {id}]"));
+        }
+        Failure(text)
     }
 }
 
@@ -288,8 +299,6 @@ impl From<std::io::Error> for Failure {
         Failure(e.to_string())
     }
 }
-
-type Client = KeyManagementServiceClient<AuthChannel>;
 
 impl Cli {
     /// The connection settings every command shares: endpoint, TLS files and token.
@@ -341,78 +350,50 @@ fn main() -> ExitCode {
     }
 }
 
-async fn connect(builder: &ClientBuilder, endpoint: &str) -> Result<Channel, Failure> {
-    builder.channel().await.map_err(|e| {
-        Failure(format!(
-            "cannot connect to {endpoint} ({e}); is kmsd running? (set --endpoint or KMSD_ENDPOINT)"
-        ))
-    })
-}
-
 async fn run(cli: Cli) -> Result<(), Failure> {
     let out = Output { json: cli.json };
-    // Offline verification reads a database file; there is no daemon to reach.
-    let offline = matches!(&cli.command, Command::Audit(audit::AuditCommand::Verify(args))
-        if args.db.is_some() || args.archive.is_some());
     let builder = cli.builder()?;
-    if let Command::Bench(args) = cli.command {
-        return bench::run(&builder, &cli.endpoint, cli.json, args).await;
-    }
-    let channel = if offline {
-        Channel::from_static("http://offline.invalid").connect_lazy()
-    } else {
-        connect(&builder, &cli.endpoint).await?
-    };
-    let auth = builder
-        .bearer_auth()
-        .map_err(|e| Failure(format!("--token / KMSD_TOKEN: {e}")))?;
-    let channel = AuthChannel::new(channel, auth);
-    let mut client = KeyManagementServiceClient::new(channel.clone());
-    match cli.command {
-        Command::Bench(_) => unreachable!("handled above"),
-        Command::Audit(cmd) => audit::run(channel, &out, cmd).await,
-        Command::Object(args) => {
-            let kms = builder
-                .connect_lazy()
-                .map_err(|e| Failure(format!("cannot reach {}: {e}", cli.endpoint)))?;
-            object::run(kms, &out, args).await
+    let command = match cli.command {
+        Command::Bench(args) => return bench::run(&builder, &cli.endpoint, cli.json, args).await,
+        // Offline verification reads a file; there is no daemon to reach.
+        Command::Audit(audit::AuditCommand::Verify(args))
+            if args.db.is_some() || args.archive.is_some() =>
+        {
+            return audit::verify_offline(&out, args);
         }
-        Command::Whoami => access::whoami(channel, &out).await,
+        command => command,
+    };
+    let kms = builder.connect().await.map_err(|e| {
+        Failure(format!(
+            "cannot connect to {} ({e}); is kmsd running? (set --endpoint or KMSD_ENDPOINT)",
+            cli.endpoint
+        ))
+    })?;
+    match command {
+        Command::Bench(_) => unreachable!("handled above"),
+        Command::Audit(cmd) => audit::run(&kms, &out, cmd).await,
+        Command::Object(args) => object::run(kms, &out, args).await,
+        Command::Whoami => access::whoami(&kms, &out).await,
         Command::Health { service, details } => {
-            use tonic_health::pb::HealthCheckRequest;
-            use tonic_health::pb::health_check_response::ServingStatus;
-            let status = tonic_health::pb::health_client::HealthClient::new(channel.clone())
-                .check(HealthCheckRequest { service })
-                .await?
-                .into_inner()
-                .status();
-            println!("{}", status.as_str_name());
+            let status = kms.health(&service).await?;
+            println!("{}", status.as_str());
             if details {
-                audit::run(channel, &out, audit::AuditCommand::Status).await?;
+                audit::run(&kms, &out, audit::AuditCommand::Status).await?;
             }
-            if status == ServingStatus::Serving {
+            if status == kmsd_client::Serving::Serving {
                 Ok(())
             } else {
-                Err(Failure(format!(
-                    "the daemon reports {}",
-                    status.as_str_name()
-                )))
+                Err(Failure(format!("the daemon reports {}", status.as_str())))
             }
         }
-        Command::Principals(cmd) => access::principals(channel, &out, cmd).await,
-        Command::Tokens(cmd) => access::tokens(channel, &out, cmd).await,
-        Command::Keys(cmd) => keys(&mut client, &out, cmd).await,
-        Command::Aliases(cmd) => aliases(&mut client, &out, cmd).await,
+        Command::Principals(cmd) => access::principals(&kms, &out, cmd).await,
+        Command::Tokens(cmd) => access::tokens(&kms, &out, cmd).await,
+        Command::Keys(cmd) => keys(&kms, &out, cmd).await,
+        Command::Aliases(cmd) => aliases(&kms, &out, cmd).await,
         Command::Encrypt(args) => {
             let plaintext = read_input(args.input.as_ref())?;
-            let r = client
-                .encrypt(EncryptRequest {
-                    key_id: args.key,
-                    plaintext: plaintext.to_vec(),
-                    encryption_context: args.context.map(),
-                })
-                .await?
-                .into_inner();
+            let context = args.context.map();
+            let r = kms.encrypt(&args.key, &plaintext, &pairs(&context)).await?;
             out.blob(
                 &r.key_id,
                 r.key_version,
@@ -422,20 +403,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Decrypt(args) => {
             let blob = read_blob(args.input.as_ref())?;
-            let r = client
-                .decrypt(DecryptRequest {
-                    ciphertext_blob: blob,
-                    key_id: args.key.unwrap_or_default(),
-                    encryption_context: args.context.map(),
-                })
-                .await?
-                .into_inner();
-            let plaintext = Zeroizing::new(r.plaintext);
-            out.plaintext(&r.key_id, r.key_version, &plaintext, args.output.as_ref())
+            let context = args.context.map();
+            let r = kms
+                .decrypt(&blob, &pairs(&context), args.key.as_deref())
+                .await?;
+            out.plaintext(&r.key_id, r.key_version, &r.plaintext, args.output.as_ref())
         }
         Command::Reencrypt(args) => {
             let blob = read_blob(args.input.as_ref())?;
-            let r = client
+            let r = kms
                 .re_encrypt(ReEncryptRequest {
                     ciphertext_blob: blob,
                     source_key_id: args.from.unwrap_or_default(),
@@ -444,7 +420,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     destination_encryption_context: args.context.into_iter().collect(),
                 })
                 .await?
-                .into_inner();
+                .encrypted;
             out.blob(
                 &r.key_id,
                 r.key_version,
@@ -459,50 +435,49 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Some(Spec::Aes128) => DataKeySpec::Aes128,
             } as i32;
             if args.no_plaintext {
-                let r = client
-                    .generate_data_key_without_plaintext(GenerateDataKeyWithoutPlaintextRequest {
-                        key_id: args.key,
-                        key_spec,
-                        number_of_bytes: args.bytes,
-                        encryption_context: args.context.map(),
-                    })
-                    .await?
-                    .into_inner();
+                let r = kms
+                    .generate_data_key_without_plaintext_with(
+                        GenerateDataKeyWithoutPlaintextRequest {
+                            key_id: args.key,
+                            key_spec,
+                            number_of_bytes: args.bytes,
+                            encryption_context: args.context.map(),
+                        },
+                    )
+                    .await?;
                 out.data_key(&r.key_id, r.key_version, None, &r.ciphertext_blob);
             } else {
-                let r = client
-                    .generate_data_key(GenerateDataKeyRequest {
+                let r = kms
+                    .generate_data_key_with(GenerateDataKeyRequest {
                         key_id: args.key,
                         key_spec,
                         number_of_bytes: args.bytes,
                         encryption_context: args.context.map(),
                     })
-                    .await?
-                    .into_inner();
-                let plaintext = Zeroizing::new(r.plaintext);
+                    .await?;
                 out.data_key(
                     &r.key_id,
                     r.key_version,
-                    Some(&plaintext),
+                    Some(&r.plaintext),
                     &r.ciphertext_blob,
                 );
             }
             Ok(())
         }
         Command::Random { bytes } => {
-            let r = client
-                .generate_random(GenerateRandomRequest {
-                    number_of_bytes: bytes,
-                })
-                .await?
-                .into_inner();
-            out.random(&r.plaintext);
+            let plaintext = kms.generate_random(bytes).await?;
+            out.random(&plaintext);
             Ok(())
         }
     }
 }
 
-async fn keys(client: &mut Client, out: &Output, cmd: KeysCommand) -> Result<(), Failure> {
+/// A context map as the client's `(key, value)` pairs.
+fn pairs(map: &HashMap<String, String>) -> Vec<(&str, &str)> {
+    map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+async fn keys(kms: &Client, out: &Output, cmd: KeysCommand) -> Result<(), Failure> {
     let meta = match cmd {
         KeysCommand::Create {
             description,
@@ -513,159 +488,60 @@ async fn keys(client: &mut Client, out: &Output, cmd: KeysCommand) -> Result<(),
             grant_creator,
         } => {
             let policy = policy.as_ref().map(access::read_policy).transpose()?;
-            client
-                .create_key(CreateKeyRequest {
-                    description,
-                    tags: tags.into_iter().collect(),
-                    alias: alias.unwrap_or_default(),
-                    rotation_period_days: rotation_days.unwrap_or(0),
-                    policy,
-                    grant_creator,
-                })
-                .await?
-                .into_inner()
-                .key_metadata
+            kms.create_key(CreateKeyRequest {
+                description,
+                tags: tags.into_iter().collect(),
+                alias: alias.unwrap_or_default(),
+                rotation_period_days: rotation_days.unwrap_or(0),
+                policy,
+                grant_creator,
+            })
+            .await?
         }
         KeysCommand::List => {
-            let mut keys = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = client
-                    .list_keys(ListKeysRequest {
-                        page_size: 1000,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                keys.extend(page.keys);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
-            out.key_list(&keys);
+            out.key_list(&kms.list_all_keys().await?);
             return Ok(());
         }
-        KeysCommand::Describe { key } => {
-            client
-                .describe_key(DescribeKeyRequest { key_id: key })
-                .await?
-                .into_inner()
-                .key_metadata
-        }
-        KeysCommand::Enable { key } => {
-            client
-                .enable_key(EnableKeyRequest { key_id: key })
-                .await?
-                .into_inner()
-                .key_metadata
-        }
-        KeysCommand::Disable { key } => {
-            client
-                .disable_key(DisableKeyRequest { key_id: key })
-                .await?
-                .into_inner()
-                .key_metadata
-        }
-        KeysCommand::Rotate { key } => {
-            client
-                .rotate_key(RotateKeyRequest { key_id: key })
-                .await?
-                .into_inner()
-                .key_metadata
-        }
+        KeysCommand::Describe { key } => kms.describe_key(&key).await?,
+        KeysCommand::Enable { key } => kms.enable_key(&key).await?,
+        KeysCommand::Disable { key } => kms.disable_key(&key).await?,
+        KeysCommand::Rotate { key } => kms.rotate_key(&key).await?,
         KeysCommand::Versions { key } => {
-            let versions = client
-                .list_key_versions(ListKeyVersionsRequest { key_id: key })
-                .await?
-                .into_inner()
-                .versions;
-            out.versions(&versions);
+            out.versions(&kms.list_key_versions(&key).await?);
             return Ok(());
         }
         KeysCommand::ScheduleDeletion { key, days } => {
-            client
-                .schedule_key_deletion(ScheduleKeyDeletionRequest {
-                    key_id: key,
-                    pending_window_days: days,
-                })
-                .await?
-                .into_inner()
-                .key_metadata
+            kms.schedule_key_deletion(&key, days).await?
         }
         KeysCommand::Policy(access::PolicyCommand::Get { key }) => {
-            let r = client
-                .get_key_policy(GetKeyPolicyRequest { key_id: key })
-                .await?
-                .into_inner();
-            access::print_policy(&r.key_id, r.policy.unwrap_or_default());
+            let of = kms.get_key_policy(&key).await?;
+            access::print_policy(&of.key_id, of.policy);
             return Ok(());
         }
         KeysCommand::Policy(access::PolicyCommand::Put { key, file }) => {
-            let policy = access::read_policy(&file)?;
-            let r = client
-                .put_key_policy(PutKeyPolicyRequest {
-                    key_id: key,
-                    policy: Some(policy),
-                })
-                .await?
-                .into_inner();
-            access::print_policy(&r.key_id, r.policy.unwrap_or_default());
+            let of = kms
+                .put_key_policy(&key, access::read_policy(&file)?)
+                .await?;
+            access::print_policy(&of.key_id, of.policy);
             return Ok(());
         }
-        KeysCommand::CancelDeletion { key } => {
-            client
-                .cancel_key_deletion(CancelKeyDeletionRequest { key_id: key })
-                .await?
-                .into_inner()
-                .key_metadata
-        }
+        KeysCommand::CancelDeletion { key } => kms.cancel_key_deletion(&key).await?,
     };
-    out.key(&meta.unwrap_or_default());
+    out.key(&meta);
     Ok(())
 }
 
-async fn aliases(client: &mut Client, out: &Output, cmd: AliasesCommand) -> Result<(), Failure> {
+async fn aliases(kms: &Client, out: &Output, cmd: AliasesCommand) -> Result<(), Failure> {
     match cmd {
         AliasesCommand::Create { alias, key } => {
-            let created = client
-                .create_alias(CreateAliasRequest {
-                    alias_name: alias,
-                    key_id: key,
-                })
-                .await?
-                .into_inner()
-                .alias
-                .unwrap_or_default();
-            out.aliases(&[created]);
+            out.aliases(&[kms.create_alias(&alias, &key).await?]);
         }
         AliasesCommand::Delete { alias } => {
-            client
-                .delete_alias(DeleteAliasRequest {
-                    alias_name: alias.clone(),
-                })
-                .await?;
+            kms.delete_alias(&alias).await?;
             out.done(&format!("deleted {alias}"));
         }
         AliasesCommand::List { key } => {
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = client
-                    .list_aliases(ListAliasesRequest {
-                        key_id: key.clone().unwrap_or_default(),
-                        page_size: 1000,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(page.aliases);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
-            out.aliases(&all);
+            out.aliases(&kms.list_all_aliases(key.as_deref()).await?);
         }
     }
     Ok(())

@@ -687,9 +687,9 @@ impl ObjectClient {
         if destination.is_some() {
             record.mode = Mode::Kms;
         }
-        record.kms_key_id = Some(out.key_id);
-        record.key_version = Some(out.key_version);
-        record.encrypted_data_key = Some(BASE64.encode(out.ciphertext_blob));
+        record.kms_key_id = Some(out.encrypted.key_id);
+        record.key_version = Some(out.encrypted.key_version);
+        record.encrypted_data_key = Some(BASE64.encode(out.encrypted.ciphertext_blob));
         self.write_record(&record_path, &record).await?;
         Ok(ObjectInfo {
             bucket: bucket.to_owned(),
