@@ -1,10 +1,15 @@
-//! Configuration: one typed [`Settings`] from defaults, a TOML file, `KMSD_*` environment variables and flags, in
-//! rising precedence, validated as a whole before any port is bound or file opened.
+//! Configuration: one typed [`Config`], composed of sub-configs, from defaults, a TOML file, `KMSD_*` environment
+//! variables and flags, in rising precedence, validated as a whole before any port is bound or file opened.
+//!
+//! Every setting is one entry of [`SETTINGS`]: its file key, its variable (`KMSD_` and the key in capitals, unless
+//! it names another), its flag (`--` and the key with dashes), its TOML type, how a value is parsed into the config
+//! and how the effective value is shown. The file's keys, the variables and flags kmsd accepts, the validation and
+//! `kmsd config check`'s output all come from that table, so a new setting is one entry (and a line in
+//! `deploy/kmsd.toml.example`, which a test holds to the table).
 //!
 //! The file is `--config FILE` (or `KMSD_CONFIG`), else `<data-dir>/kmsd.toml` when it exists. Unknown keys in the
-//! file and unknown `KMSD_*` variables are refused, as are bad values; every error names where the value came from
-//! (the file and key, the variable, or the flag) and why it is wrong. `deploy/kmsd.toml.example` documents every
-//! setting.
+//! file, unknown `KMSD_*` variables and bad values are refused; every error names where the value came from (the
+//! file, line and key, the variable, or the flag) and why it is wrong.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,55 +17,69 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use crate::audit::space::SpaceLimits;
+use crate::server::transport::TransportLimits;
 
-use crate::server::Config;
-
-/// Settings given as command-line flags; `None` where a flag was not given.
-#[derive(Debug, Default, Clone)]
-pub struct Flags {
-    pub config: Option<PathBuf>,
-    pub listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub root_key_file: Option<PathBuf>,
-    pub log_format: Option<String>,
-    pub log_level: Option<String>,
-    pub metrics_listen: Option<String>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub tls_client_ca: Option<PathBuf>,
-    /// `--insecure-plaintext`: serve without TLS on a non-loopback address.
-    pub insecure_plaintext: bool,
+/// Everything the daemon runs with, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data: DataConfig,
+    pub network: NetworkConfig,
+    /// Connections, streams, calls in flight, timeouts and message size.
+    pub transport: TransportLimits,
+    pub audit: AuditConfig,
+    /// How often to look for due rotations and ended deletion windows.
+    pub maintenance_interval: Duration,
+    pub log: LogConfig,
 }
 
-/// The settings file: every key optional, no others allowed.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-    root_key_file: Option<PathBuf>,
-    log_format: Option<String>,
-    log_level: Option<String>,
-    maintenance_interval: Option<String>,
-    shutdown_grace: Option<String>,
-    audit_checkpoint_interval: Option<String>,
-    metrics_listen: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    tls_client_ca: Option<PathBuf>,
-    insecure_plaintext: Option<bool>,
-    max_connections: Option<u64>,
-    max_concurrent_streams: Option<u64>,
-    max_calls_in_flight: Option<u64>,
-    max_message_bytes: Option<u64>,
-    handshake_timeout: Option<String>,
-    request_timeout: Option<String>,
-    idle_timeout: Option<String>,
-    keepalive_interval: Option<String>,
-    keepalive_timeout: Option<String>,
-    disk_soft_floor: Option<String>,
-    disk_hard_floor: Option<String>,
+/// Where the daemon keeps its state.
+#[derive(Debug, Clone)]
+pub struct DataConfig {
+    pub dir: PathBuf,
+    /// Defaults to `<dir>/root.key`.
+    pub root_key_file: Option<PathBuf>,
+}
+
+/// What the daemon listens on, and how.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub listen: SocketAddr,
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve TLS (and, with a client CA, authenticate callers by certificate); plaintext when `None`.
+    pub tls: Option<TlsFiles>,
+    /// Serve plaintext on a non-loopback address anyway.
+    pub insecure_plaintext: bool,
+    /// How long shutdown waits for in-flight calls.
+    pub shutdown_grace: Duration,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Verify client certificates against this CA; a client without one may still use a bearer token.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// How often the audit writer signs a checkpoint of the chain head (also at shutdown).
+    pub checkpoint_interval: Duration,
+    /// Free space below which unauthenticated calls are only summarized, and below which every call fails closed.
+    pub disk: SpaceLimits,
+    /// How often the summary of unauthenticated calls refused below the soft floor is recorded (not a setting:
+    /// tests shorten it).
+    pub summary_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive such as `info` or `kmsd=debug,info`.
+    pub level: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +90,74 @@ pub enum LogFormat {
     Json,
 }
 
-/// Everything the daemon runs with.
+/// Where the first administrator's token is written on first start.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+impl Config {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:50051";
+    pub const DEFAULT_DATA_DIR: &'static str = "./kmsd-data";
+
+    /// The defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data: DataConfig {
+                dir: data_dir.into(),
+                root_key_file: None,
+            },
+            network: NetworkConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+                metrics_listen: None,
+                tls: None,
+                insecure_plaintext: false,
+                shutdown_grace: Duration::from_secs(10),
+            },
+            transport: TransportLimits::default(),
+            audit: AuditConfig {
+                checkpoint_interval: Duration::from_secs(60),
+                disk: SpaceLimits::default(),
+                summary_interval: Duration::from_secs(10),
+            },
+            maintenance_interval: Duration::from_secs(60),
+            log: LogConfig {
+                format: LogFormat::Text,
+                level: "info".to_owned(),
+            },
+        }
+    }
+
+    /// Refuses plaintext on an address other than loopback unless `insecure_plaintext` says so.
+    pub fn check_transport(&self, addr: SocketAddr) -> Result<(), String> {
+        let n = &self.network;
+        if n.tls.is_none() && !n.insecure_plaintext && !addr.ip().is_loopback() {
+            return Err(format!(
+                "{addr} is not a loopback address and TLS is off: bearer tokens and data keys would cross the \
+                 network in clear. Set tls_cert and tls_key (--tls-cert, --tls-key), or pass --insecure-plaintext \
+                 if something else (a service mesh) encrypts the traffic"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.data.dir.join(ADMIN_TOKEN_FILE)
+    }
+
+    pub fn root_key_path(&self) -> PathBuf {
+        self.data
+            .root_key_file
+            .clone()
+            .unwrap_or_else(|| self.data.dir.join("root.key"))
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data.dir.join("kmsd.db")
+    }
+}
+
+/// The settings a start-up read, and the file they came from.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub server: Config,
-    pub log_format: LogFormat,
-    /// A `tracing` filter directive such as `info` or `kmsd=debug,info`.
-    pub log_level: String,
+    pub config: Config,
     /// The settings file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -91,35 +171,357 @@ pub enum ConfigError {
     Value { origin: String, reason: String },
 }
 
-/// Variables kmsd reads; others named `KMSD_*` are refused as probable typos. The last six belong to kmsctl, which
-/// may share the daemon's environment (a probe in the same container, say).
-const KNOWN_VARIABLES: &[&str] = &[
-    "KMSD_CONFIG",
-    "KMSD_LISTEN",
-    "KMSD_DATA_DIR",
-    "KMSD_ROOT_KEY_FILE",
-    "KMSD_LOG_FORMAT",
-    "KMSD_LOG",
-    "KMSD_MAINTENANCE_INTERVAL",
-    "KMSD_SHUTDOWN_GRACE",
-    "KMSD_AUDIT_CHECKPOINT_INTERVAL",
-    "KMSD_METRICS_LISTEN",
-    "KMSD_TLS_CERT",
-    "KMSD_TLS_KEY",
-    "KMSD_TLS_CLIENT_CA",
-    "KMSD_INSECURE_PLAINTEXT",
-    "KMSD_MAX_CONNECTIONS",
-    "KMSD_MAX_CONCURRENT_STREAMS",
-    "KMSD_MAX_CALLS_IN_FLIGHT",
-    "KMSD_MAX_MESSAGE_BYTES",
-    "KMSD_HANDSHAKE_TIMEOUT",
-    "KMSD_REQUEST_TIMEOUT",
-    "KMSD_IDLE_TIMEOUT",
-    "KMSD_KEEPALIVE_INTERVAL",
-    "KMSD_KEEPALIVE_TIMEOUT",
-    "KMSD_DISK_SOFT_FLOOR",
-    "KMSD_DISK_HARD_FLOOR",
-    // Tests only: abort at a named step of first start (see server::bootstrap).
+/// How a setting is written in the file, and whether its flag takes a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A TOML string (addresses, paths, durations, sizes, names).
+    Text,
+    /// A TOML integer.
+    Count,
+    /// A TOML boolean; its flag is a switch, its variable `true`/`1` or `false`/`0`.
+    Switch,
+}
+
+/// One setting (see the module documentation).
+pub struct Setting {
+    /// The file key; the flag is `--` and this with dashes.
+    pub key: &'static str,
+    /// The environment variable.
+    pub var: &'static str,
+    pub kind: Kind,
+    /// What it does, for `--help`.
+    pub help: &'static str,
+    /// Parses a value into the draft, or says why it is wrong.
+    apply: fn(&mut Draft, &str) -> Result<(), String>,
+    /// The effective value as the file writes it; `None` when off.
+    show: fn(&Config) -> Option<String>,
+}
+
+impl Setting {
+    /// The command-line flag's name, without the dashes in front.
+    pub fn flag(&self) -> String {
+        self.key.replace('_', "-")
+    }
+}
+
+impl fmt::Debug for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Setting")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A config being built, with the parts that are only whole together (TLS) held apart until the end.
+pub struct Draft {
+    config: Config,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+}
+
+/// Every setting kmsd reads.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "listen",
+        var: "KMSD_LISTEN",
+        kind: Kind::Text,
+        help: "Address and port of the gRPC API [default: 127.0.0.1:50051]",
+        apply: |d, v| {
+            d.config.network.listen = address(v, "127.0.0.1:50051 or [::]:50051")?;
+            Ok(())
+        },
+        show: |c| Some(quoted(c.network.listen)),
+    },
+    Setting {
+        key: "data_dir",
+        var: "KMSD_DATA_DIR",
+        kind: Kind::Text,
+        help: "Directory for the database and, unless --root-key-file says otherwise, the root key [default: ./kmsd-data]",
+        apply: |d, v| {
+            d.config.data.dir = non_empty_path(v, "the data directory")?;
+            Ok(())
+        },
+        show: |c| Some(quoted(c.data.dir.display())),
+    },
+    Setting {
+        key: "root_key_file",
+        var: "KMSD_ROOT_KEY_FILE",
+        kind: Kind::Text,
+        help: "The root key file (64 hex characters, mode 0600) [default: <data-dir>/root.key]",
+        apply: |d, v| {
+            d.config.data.root_key_file = Some(non_empty_path(v, "the root key file")?);
+            Ok(())
+        },
+        show: |c| Some(quoted(c.root_key_path().display())),
+    },
+    Setting {
+        key: "log_format",
+        var: "KMSD_LOG_FORMAT",
+        kind: Kind::Text,
+        help: "Log lines as `text` or `json` [default: text]",
+        apply: |d, v| {
+            d.config.log.format = match v {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(format!("{v:?} is not a log format: text or json")),
+            };
+            Ok(())
+        },
+        show: |c| {
+            Some(quoted(match c.log.format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }))
+        },
+    },
+    Setting {
+        key: "log_level",
+        var: "KMSD_LOG",
+        kind: Kind::Text,
+        help: "Log filter such as `info` or `kmsd=debug,info` [default: info]",
+        apply: |d, v| {
+            tracing_subscriber::EnvFilter::try_new(v).map_err(|e| {
+                format!("{v:?} is not a log filter such as info or kmsd=debug,info: {e}")
+            })?;
+            d.config.log.level = v.to_owned();
+            Ok(())
+        },
+        show: |c| Some(quoted(&c.log.level)),
+    },
+    Setting {
+        key: "metrics_listen",
+        var: "KMSD_METRICS_LISTEN",
+        kind: Kind::Text,
+        help: "Serve Prometheus metrics at http://ADDR/metrics [default: off]",
+        apply: |d, v| {
+            d.config.network.metrics_listen = Some(address(v, "127.0.0.1:9464")?);
+            Ok(())
+        },
+        show: |c| c.network.metrics_listen.map(quoted),
+    },
+    Setting {
+        key: "tls_cert",
+        var: "KMSD_TLS_CERT",
+        kind: Kind::Text,
+        help: "Serve TLS with this certificate chain (PEM)",
+        apply: |d, v| {
+            d.tls_cert = Some(non_empty_path(v, "the certificate")?);
+            Ok(())
+        },
+        show: |c| c.network.tls.as_ref().map(|t| quoted(t.cert.display())),
+    },
+    Setting {
+        key: "tls_key",
+        var: "KMSD_TLS_KEY",
+        kind: Kind::Text,
+        help: "The private key (PEM) of --tls-cert",
+        apply: |d, v| {
+            d.tls_key = Some(non_empty_path(v, "the private key")?);
+            Ok(())
+        },
+        show: |c| c.network.tls.as_ref().map(|t| quoted(t.key.display())),
+    },
+    Setting {
+        key: "tls_client_ca",
+        var: "KMSD_TLS_CLIENT_CA",
+        kind: Kind::Text,
+        help: "Verify client certificates against this CA (PEM) and authenticate callers by them",
+        apply: |d, v| {
+            d.tls_client_ca = Some(non_empty_path(v, "the client CA")?);
+            Ok(())
+        },
+        show: |c| {
+            c.network
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_ca.as_ref())
+                .map(|ca| quoted(ca.display()))
+        },
+    },
+    Setting {
+        key: "insecure_plaintext",
+        var: "KMSD_INSECURE_PLAINTEXT",
+        kind: Kind::Switch,
+        help: "Allow serving without TLS on an address other than loopback (when something else, a service mesh \
+               say, encrypts the traffic)",
+        apply: |d, v| {
+            d.config.network.insecure_plaintext = switch(v)?;
+            Ok(())
+        },
+        show: |c| Some(c.network.insecure_plaintext.to_string()),
+    },
+    Setting {
+        key: "maintenance_interval",
+        var: "KMSD_MAINTENANCE_INTERVAL",
+        kind: Kind::Text,
+        help: "How often to rotate due keys and destroy keys whose deletion window ended [default: 60s]",
+        apply: |d, v| {
+            d.config.maintenance_interval = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(duration_text(c.maintenance_interval))),
+    },
+    Setting {
+        key: "shutdown_grace",
+        var: "KMSD_SHUTDOWN_GRACE",
+        kind: Kind::Text,
+        help: "How long shutdown waits for calls in flight [default: 10s]",
+        apply: |d, v| {
+            d.config.network.shutdown_grace = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(duration_text(c.network.shutdown_grace))),
+    },
+    Setting {
+        key: "audit_checkpoint_interval",
+        var: "KMSD_AUDIT_CHECKPOINT_INTERVAL",
+        kind: Kind::Text,
+        help: "How often the audit writer signs a checkpoint of the log's head [default: 60s]",
+        apply: |d, v| {
+            d.config.audit.checkpoint_interval = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(duration_text(c.audit.checkpoint_interval))),
+    },
+    Setting {
+        key: "max_connections",
+        var: "KMSD_MAX_CONNECTIONS",
+        kind: Kind::Count,
+        help: "Connections open at once; at the limit the quietest idle one makes room [default: 1024]",
+        apply: |d, v| {
+            d.config.transport.max_connections = count(v, usize::MAX as u64)? as usize;
+            Ok(())
+        },
+        show: |c| Some(c.transport.max_connections.to_string()),
+    },
+    Setting {
+        key: "max_concurrent_streams",
+        var: "KMSD_MAX_CONCURRENT_STREAMS",
+        kind: Kind::Count,
+        help: "HTTP/2 streams one connection may open [default: 256]",
+        apply: |d, v| {
+            d.config.transport.max_concurrent_streams = count(v, u64::from(u32::MAX))? as u32;
+            Ok(())
+        },
+        show: |c| Some(c.transport.max_concurrent_streams.to_string()),
+    },
+    Setting {
+        key: "max_calls_in_flight",
+        var: "KMSD_MAX_CALLS_IN_FLIGHT",
+        kind: Kind::Count,
+        help: "Calls served at once over all connections; beyond it RESOURCE_EXHAUSTED [default: 4096]",
+        apply: |d, v| {
+            d.config.transport.max_calls_in_flight = count(v, u64::from(u32::MAX))? as usize;
+            Ok(())
+        },
+        show: |c| Some(c.transport.max_calls_in_flight.to_string()),
+    },
+    Setting {
+        key: "max_message_bytes",
+        var: "KMSD_MAX_MESSAGE_BYTES",
+        kind: Kind::Count,
+        help: "The largest request message, in bytes [default: 4194304]",
+        apply: |d, v| {
+            d.config.transport.max_message_bytes = count(v, u64::from(u32::MAX))? as usize;
+            Ok(())
+        },
+        show: |c| Some(c.transport.max_message_bytes.to_string()),
+    },
+    Setting {
+        key: "handshake_timeout",
+        var: "KMSD_HANDSHAKE_TIMEOUT",
+        kind: Kind::Text,
+        help: "A new connection that sends nothing for this long is closed [default: 10s]",
+        apply: |d, v| {
+            d.config.transport.handshake_timeout = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(duration_text(c.transport.handshake_timeout))),
+    },
+    Setting {
+        key: "request_timeout",
+        var: "KMSD_REQUEST_TIMEOUT",
+        kind: Kind::Text,
+        help: "A request's headers and body must arrive within this [default: 10s]",
+        apply: |d, v| {
+            d.config.transport.request_timeout = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(duration_text(c.transport.request_timeout))),
+    },
+    Setting {
+        key: "idle_timeout",
+        var: "KMSD_IDLE_TIMEOUT",
+        kind: Kind::Text,
+        help: "A connection with no call for this long is closed [default: 300s]",
+        apply: |d, v| {
+            d.config.transport.idle_timeout = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(duration_text(c.transport.idle_timeout))),
+    },
+    Setting {
+        key: "keepalive_interval",
+        var: "KMSD_KEEPALIVE_INTERVAL",
+        kind: Kind::Text,
+        help: "HTTP/2 pings to idle connections at this interval, or `off` [default: off]",
+        apply: |d, v| {
+            d.config.transport.keepalive_interval = match v {
+                "off" => None,
+                _ => Some(parse_duration(v)?),
+            };
+            Ok(())
+        },
+        show: |c| {
+            Some(quoted(
+                c.transport
+                    .keepalive_interval
+                    .map_or_else(|| "off".to_owned(), duration_text),
+            ))
+        },
+    },
+    Setting {
+        key: "keepalive_timeout",
+        var: "KMSD_KEEPALIVE_TIMEOUT",
+        kind: Kind::Text,
+        help: "A ping unanswered for this long closes the connection [default: 20s]",
+        apply: |d, v| {
+            d.config.transport.keepalive_timeout = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(duration_text(c.transport.keepalive_timeout))),
+    },
+    Setting {
+        key: "disk_soft_floor",
+        var: "KMSD_DISK_SOFT_FLOOR",
+        kind: Kind::Text,
+        help: "Below this free space unauthenticated calls are recorded as summaries [default: 512MiB]",
+        apply: |d, v| {
+            d.config.audit.disk.soft_floor = parse_bytes(v)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(bytes_text(c.audit.disk.soft_floor))),
+    },
+    Setting {
+        key: "disk_hard_floor",
+        var: "KMSD_DISK_HARD_FLOOR",
+        kind: Kind::Text,
+        help: "Below this free space every call but archival fails closed [default: 64MiB]",
+        apply: |d, v| {
+            d.config.audit.disk.hard_floor = parse_bytes(v)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(bytes_text(c.audit.disk.hard_floor))),
+    },
+];
+
+/// The variable naming the settings file.
+pub const CONFIG_VARIABLE: &str = "KMSD_CONFIG";
+
+/// Variables kmsd does not read itself but accepts in its environment: kmsctl's (a probe in the same container,
+/// say), and the test hook that aborts first start at a named step (see `server::bootstrap`).
+const OTHER_VARIABLES: &[&str] = &[
     "KMSD_CRASH_AT",
     "KMSD_ENDPOINT",
     "KMSD_TOKEN",
@@ -129,9 +531,43 @@ const KNOWN_VARIABLES: &[&str] = &[
     "KMSD_CLIENT_KEY",
 ];
 
+fn setting(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+/// Settings given on the command line: the settings file, and values by setting key.
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    values: Vec<(String, String)>,
+}
+
+impl Flags {
+    /// A settings file to read (`--config`).
+    pub fn config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config = Some(path.into());
+        self
+    }
+
+    /// A setting's value, by its file key (`--listen 127.0.0.1:1` is `set("listen", "127.0.0.1:1")`; a switch is
+    /// `"true"`). A key no setting has is refused by [`load`].
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.values.push((key.into(), value.into()));
+        self
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Where a value came from, for messages.
 enum Origin<'a> {
-    Flag(&'a str),
+    Flag(String),
     Env(&'a str),
     File(&'a Path, &'a str),
 }
@@ -151,6 +587,256 @@ fn invalid(origin: &Origin<'_>, reason: impl Into<String>) -> ConfigError {
         origin: origin.to_string(),
         reason: reason.into(),
     }
+}
+
+/// Builds the config from `flags`, the environment `env` (all variables; only `KMSD_*` are read) and the
+/// settings file they point to.
+pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+    let known = |name: &str| {
+        name == CONFIG_VARIABLE
+            || OTHER_VARIABLES.contains(&name)
+            || SETTINGS.iter().any(|s| s.var == name)
+    };
+    if let Some(unknown) = env
+        .keys()
+        .filter(|k| k.starts_with("KMSD_") && !known(k))
+        .min()
+    {
+        let mut names: Vec<&str> = SETTINGS.iter().map(|s| s.var).collect();
+        names.push(CONFIG_VARIABLE);
+        return Err(ConfigError::Value {
+            origin: format!("environment variable {unknown}"),
+            reason: format!(
+                "kmsd reads no such variable; known ones are {}",
+                names.join(", ")
+            ),
+        });
+    }
+    if let Some((key, _)) = flags.values.iter().find(|(k, _)| setting(k).is_none()) {
+        return Err(ConfigError::Value {
+            origin: format!("flag --{}", key.replace('_', "-")),
+            reason: "kmsd has no such setting".into(),
+        });
+    }
+
+    // The data directory is needed to find the default settings file, so it is resolved first from flags and
+    // the environment; the file may then set it too.
+    let explicit_file = flags
+        .config
+        .clone()
+        .or_else(|| env.get(CONFIG_VARIABLE).map(PathBuf::from));
+    let early_data_dir = flags
+        .get("data_dir")
+        .or_else(|| env.get("KMSD_DATA_DIR").map(String::as_str))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(Config::DEFAULT_DATA_DIR));
+    let file_path = match explicit_file {
+        Some(path) => Some(path),
+        None => Some(early_data_dir.join("kmsd.toml")).filter(|p| p.is_file()),
+    };
+    let file_values = match &file_path {
+        Some(path) => read_file(path)?,
+        None => HashMap::new(),
+    };
+
+    let mut draft = Draft {
+        config: Config::new(Config::DEFAULT_DATA_DIR),
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
+    };
+    // Where each setting's value came from, for the checks of the whole below.
+    let mut origins: HashMap<&str, Origin<'_>> = HashMap::new();
+    for s in SETTINGS {
+        let given = flags
+            .get(s.key)
+            .map(|v| (v.to_owned(), Origin::Flag(s.flag())))
+            .or_else(|| env.get(s.var).map(|v| (v.clone(), Origin::Env(s.var))))
+            .or_else(|| {
+                let path = file_path.as_deref()?;
+                file_values
+                    .get(s.key)
+                    .map(|v| (v.clone(), Origin::File(path, s.key)))
+            });
+        if let Some((value, origin)) = given {
+            (s.apply)(&mut draft, &value).map_err(|reason| invalid(&origin, reason))?;
+            origins.insert(s.key, origin);
+        }
+    }
+
+    let Draft {
+        mut config,
+        tls_cert,
+        tls_key,
+        tls_client_ca,
+    } = draft;
+    let origin_of = |key: &str| {
+        origins
+            .get(key)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    };
+    config.network.tls = match (tls_cert, tls_key, tls_client_ca) {
+        (None, None, None) => None,
+        (Some(cert), Some(key), client_ca) => Some(TlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
+        (Some(_), None, _) | (None, Some(_), _) => {
+            let given = if origins.contains_key("tls_cert") {
+                "tls_cert"
+            } else {
+                "tls_key"
+            };
+            return Err(ConfigError::Value {
+                origin: origin_of(given),
+                reason: "TLS needs both a certificate (tls_cert) and its private key (tls_key)"
+                    .into(),
+            });
+        }
+        (None, None, Some(_)) => {
+            return Err(ConfigError::Value {
+                origin: origin_of("tls_client_ca"),
+                reason: "a client CA (mutual TLS) needs the server's own tls_cert and tls_key"
+                    .into(),
+            });
+        }
+    };
+    config
+        .check_transport(config.network.listen)
+        .map_err(|reason| ConfigError::Value {
+            origin: format!("listen = {}", config.network.listen),
+            reason,
+        })?;
+    config
+        .audit
+        .disk
+        .check()
+        .map_err(|reason| ConfigError::Value {
+            origin: "disk floors".into(),
+            reason,
+        })?;
+    config
+        .transport
+        .check()
+        .map_err(|reason| ConfigError::Value {
+            origin: "transport limits".into(),
+            reason,
+        })?;
+    Ok(Settings {
+        config,
+        file: file_path,
+    })
+}
+
+/// The settings file's values, as text, by key: only known keys, each of its setting's TOML type.
+fn read_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let refuse = |reason: String| ConfigError::File {
+        file: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let table = toml::de::DeTable::parse(&text).map_err(|e| {
+        refuse(match e.span() {
+            Some(span) => format!("line {}: {}", line_of(span.start), e.message()),
+            None => e.message().to_owned(),
+        })
+    })?;
+    let mut values = HashMap::new();
+    for (key, value) in table.get_ref() {
+        let line = line_of(key.span().start);
+        let Some(s) = setting(key.get_ref()) else {
+            let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+            return Err(refuse(format!(
+                "line {line}: unknown field `{}`, expected one of {}",
+                key.get_ref(),
+                keys.join(", ")
+            )));
+        };
+        let value = value.get_ref();
+        let text = match (s.kind, value) {
+            (Kind::Text, toml::de::DeValue::String(v)) => v.to_string(),
+            (Kind::Count, toml::de::DeValue::Integer(n)) => {
+                let n = n.as_str().replace('_', "");
+                if n.starts_with('-') {
+                    return Err(refuse(format!(
+                        "line {line}: key `{}` must be a positive integer",
+                        s.key
+                    )));
+                }
+                n
+            }
+            (Kind::Switch, toml::de::DeValue::Boolean(b)) => b.to_string(),
+            (kind, other) => {
+                let wanted = match kind {
+                    Kind::Text => "a string",
+                    Kind::Count => "an integer",
+                    Kind::Switch => "true or false",
+                };
+                return Err(refuse(format!(
+                    "line {line}: key `{}` must be {wanted}, not {}",
+                    s.key,
+                    other.type_str()
+                )));
+            }
+        };
+        values.insert(s.key.to_owned(), text);
+    }
+    Ok(values)
+}
+
+impl fmt::Display for Settings {
+    /// The effective settings, in the settings file's own format: one line per setting, a comment where it is off.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in SETTINGS.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match (s.show)(&self.config) {
+                Some(value) => write!(f, "{} = {value}", s.key)?,
+                None => write!(f, "# {}: off", s.key)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A value in the file's quoted form.
+fn quoted(value: impl fmt::Display) -> String {
+    format!("{:?}", value.to_string())
+}
+
+fn address(v: &str, example: &str) -> Result<SocketAddr, String> {
+    v.parse()
+        .map_err(|_| format!("{v:?} is not an address and port such as {example}"))
+}
+
+fn non_empty_path(v: &str, what: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    Ok(PathBuf::from(v))
+}
+
+fn switch(v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        _ => Err(format!("{v:?} is not true or false")),
+    }
+}
+
+/// A whole number between 1 and `max`.
+fn count(v: &str, max: u64) -> Result<u64, String> {
+    let n: u64 = v
+        .parse()
+        .map_err(|_| format!("{v:?} is not a whole number"))?;
+    if !(1..=max).contains(&n) {
+        return Err(format!("{n} is not between 1 and {max}"));
+    }
+    Ok(n)
 }
 
 /// Parses `500ms`, `60s`, `2m` or `1h`.
@@ -192,477 +878,6 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-/// Builds the settings from `flags`, the environment `env` (all variables; only `KMSD_*` are read) and the
-/// settings file they point to.
-pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Settings, ConfigError> {
-    if let Some(unknown) = env
-        .keys()
-        .filter(|k| k.starts_with("KMSD_") && !KNOWN_VARIABLES.contains(&k.as_str()))
-        .min()
-    {
-        return Err(ConfigError::Value {
-            origin: format!("environment variable {unknown}"),
-            reason: format!(
-                "kmsd reads no such variable; known ones are {}",
-                KNOWN_VARIABLES.join(", ")
-            ),
-        });
-    }
-    let var = |name: &'static str| env.get(name).map(|v| (v.clone(), Origin::Env(name)));
-
-    // The data directory is needed to find the default settings file, so it is resolved first from flags and
-    // the environment; the file may then set it too.
-    let explicit_file = flags
-        .config
-        .clone()
-        .or_else(|| env.get("KMSD_CONFIG").map(PathBuf::from));
-    let early_data_dir = flags
-        .data_dir
-        .clone()
-        .or_else(|| env.get("KMSD_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(Config::DEFAULT_DATA_DIR));
-    let file_path = match explicit_file {
-        Some(path) => Some(path),
-        None => Some(early_data_dir.join("kmsd.toml")).filter(|p| p.is_file()),
-    };
-    let file = match &file_path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                file: path.clone(),
-                reason: format!("cannot read: {e}"),
-            })?;
-            toml::from_str::<File>(&text).map_err(|e| {
-                let line = e
-                    .span()
-                    .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-                ConfigError::File {
-                    file: path.clone(),
-                    reason: match line {
-                        Some(n) => format!("line {n}: {}", e.message()),
-                        None => e.message().to_owned(),
-                    },
-                }
-            })?
-        }
-        None => File::default(),
-    };
-    let fp = file_path.as_deref().unwrap_or(Path::new("kmsd.toml"));
-    let from_file = |value: &Option<String>, key: &'static str| {
-        value.clone().map(|v| (v, Origin::File(fp, key)))
-    };
-
-    let mut server = Config::new(Config::DEFAULT_DATA_DIR);
-
-    let listen = flags
-        .listen
-        .clone()
-        .map(|v| (v, Origin::Flag("listen")))
-        .or_else(|| var("KMSD_LISTEN"))
-        .or_else(|| from_file(&file.listen, "listen"));
-    if let Some((value, origin)) = listen {
-        server.listen = value.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                &origin,
-                format!(
-                    "{value:?} is not an address and port such as 127.0.0.1:50051 or [::]:50051"
-                ),
-            )
-        })?;
-    }
-
-    if let Some((value, origin)) = flags
-        .metrics_listen
-        .clone()
-        .map(|v| (v, Origin::Flag("metrics-listen")))
-        .or_else(|| var("KMSD_METRICS_LISTEN"))
-        .or_else(|| from_file(&file.metrics_listen, "metrics_listen"))
-    {
-        server.metrics_listen = Some(value.parse::<SocketAddr>().map_err(|_| {
-            invalid(
-                &origin,
-                format!("{value:?} is not an address and port such as 127.0.0.1:9464"),
-            )
-        })?);
-    }
-
-    let path_setting = |flag: &Option<PathBuf>,
-                        name: &'static str,
-                        var_name: &'static str,
-                        file_value: &Option<PathBuf>,
-                        key: &'static str| {
-        flag.clone()
-            .map(|v| (v, Origin::Flag(name)))
-            .or_else(|| {
-                env.get(var_name)
-                    .map(|v| (PathBuf::from(v), Origin::Env(var_name)))
-            })
-            .or_else(|| file_value.clone().map(|v| (v, Origin::File(fp, key))))
-    };
-    if let Some((dir, origin)) = path_setting(
-        &flags.data_dir,
-        "data-dir",
-        "KMSD_DATA_DIR",
-        &file.data_dir,
-        "data_dir",
-    ) {
-        if dir.as_os_str().is_empty() {
-            return Err(invalid(&origin, "the data directory must not be empty"));
-        }
-        server.data_dir = dir;
-    }
-    if let Some((path, origin)) = path_setting(
-        &flags.root_key_file,
-        "root-key-file",
-        "KMSD_ROOT_KEY_FILE",
-        &file.root_key_file,
-        "root_key_file",
-    ) {
-        if path.as_os_str().is_empty() {
-            return Err(invalid(&origin, "the root key file must not be empty"));
-        }
-        server.root_key_file = Some(path);
-    }
-
-    let tls_cert = path_setting(
-        &flags.tls_cert,
-        "tls-cert",
-        "KMSD_TLS_CERT",
-        &file.tls_cert,
-        "tls_cert",
-    );
-    let tls_key = path_setting(
-        &flags.tls_key,
-        "tls-key",
-        "KMSD_TLS_KEY",
-        &file.tls_key,
-        "tls_key",
-    );
-    let tls_client_ca = path_setting(
-        &flags.tls_client_ca,
-        "tls-client-ca",
-        "KMSD_TLS_CLIENT_CA",
-        &file.tls_client_ca,
-        "tls_client_ca",
-    );
-    server.tls = match (tls_cert, tls_key, tls_client_ca) {
-        (None, None, None) => None,
-        (Some((cert, _)), Some((key, _)), ca) => Some(crate::server::TlsFiles {
-            cert,
-            key,
-            client_ca: ca.map(|(path, _)| path),
-        }),
-        (Some((_, origin)), None, _) | (None, Some((_, origin)), _) => {
-            return Err(invalid(
-                &origin,
-                "TLS needs both a certificate (tls_cert) and its private key (tls_key)",
-            ));
-        }
-        (None, None, Some((_, origin))) => {
-            return Err(invalid(
-                &origin,
-                "a client CA (mutual TLS) needs the server's own tls_cert and tls_key",
-            ));
-        }
-    };
-    server.insecure_plaintext = if flags.insecure_plaintext {
-        true
-    } else if let Some(v) = env.get("KMSD_INSECURE_PLAINTEXT") {
-        match v.as_str() {
-            "true" | "1" => true,
-            "false" | "0" | "" => false,
-            _ => {
-                return Err(invalid(
-                    &Origin::Env("KMSD_INSECURE_PLAINTEXT"),
-                    format!("{v:?} is not true or false"),
-                ));
-            }
-        }
-    } else {
-        file.insecure_plaintext.unwrap_or(false)
-    };
-    server
-        .check_transport(server.listen)
-        .map_err(|reason| ConfigError::Value {
-            origin: format!("listen = {}", server.listen),
-            reason,
-        })?;
-
-    let log_format = match flags
-        .log_format
-        .clone()
-        .map(|v| (v, Origin::Flag("log-format")))
-        .or_else(|| var("KMSD_LOG_FORMAT"))
-        .or_else(|| from_file(&file.log_format, "log_format"))
-    {
-        None => LogFormat::Text,
-        Some((v, _)) if v == "text" => LogFormat::Text,
-        Some((v, _)) if v == "json" => LogFormat::Json,
-        Some((v, origin)) => {
-            return Err(invalid(
-                &origin,
-                format!("{v:?} is not a log format: text or json"),
-            ));
-        }
-    };
-    let log_level = match flags
-        .log_level
-        .clone()
-        .map(|v| (v, Origin::Flag("log-level")))
-        .or_else(|| var("KMSD_LOG"))
-        .or_else(|| from_file(&file.log_level, "log_level"))
-    {
-        None => "info".to_owned(),
-        Some((v, origin)) => {
-            tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| {
-                invalid(
-                    &origin,
-                    format!("{v:?} is not a log filter such as info or kmsd=debug,info: {e}"),
-                )
-            })?;
-            v
-        }
-    };
-
-    for (var_name, key, file_value, target) in [
-        (
-            "KMSD_MAINTENANCE_INTERVAL",
-            "maintenance_interval",
-            &file.maintenance_interval,
-            &mut server.maintenance_interval,
-        ),
-        (
-            "KMSD_SHUTDOWN_GRACE",
-            "shutdown_grace",
-            &file.shutdown_grace,
-            &mut server.shutdown_grace,
-        ),
-        (
-            "KMSD_AUDIT_CHECKPOINT_INTERVAL",
-            "audit_checkpoint_interval",
-            &file.audit_checkpoint_interval,
-            &mut server.audit_checkpoint_interval,
-        ),
-    ] {
-        if let Some((value, origin)) = var(var_name).or_else(|| from_file(file_value, key)) {
-            *target = parse_duration(&value).map_err(|reason| invalid(&origin, reason))?;
-        }
-    }
-    let t = &mut server.transport;
-    for (var_name, key, file_value, target) in [
-        (
-            "KMSD_HANDSHAKE_TIMEOUT",
-            "handshake_timeout",
-            &file.handshake_timeout,
-            &mut t.handshake_timeout,
-        ),
-        (
-            "KMSD_REQUEST_TIMEOUT",
-            "request_timeout",
-            &file.request_timeout,
-            &mut t.request_timeout,
-        ),
-        (
-            "KMSD_IDLE_TIMEOUT",
-            "idle_timeout",
-            &file.idle_timeout,
-            &mut t.idle_timeout,
-        ),
-        (
-            "KMSD_KEEPALIVE_TIMEOUT",
-            "keepalive_timeout",
-            &file.keepalive_timeout,
-            &mut t.keepalive_timeout,
-        ),
-    ] {
-        if let Some((value, origin)) = var(var_name).or_else(|| from_file(file_value, key)) {
-            *target = parse_duration(&value).map_err(|reason| invalid(&origin, reason))?;
-        }
-    }
-    if let Some((value, origin)) = var("KMSD_KEEPALIVE_INTERVAL")
-        .or_else(|| from_file(&file.keepalive_interval, "keepalive_interval"))
-    {
-        t.keepalive_interval = match value.as_str() {
-            "off" => None,
-            _ => Some(parse_duration(&value).map_err(|reason| invalid(&origin, reason))?),
-        };
-    }
-    let mut streams = u64::from(t.max_concurrent_streams);
-    for (var_name, key, file_value, target) in [
-        (
-            "KMSD_MAX_CONNECTIONS",
-            "max_connections",
-            file.max_connections,
-            &mut t.max_connections as &mut dyn Count,
-        ),
-        (
-            "KMSD_MAX_CONCURRENT_STREAMS",
-            "max_concurrent_streams",
-            file.max_concurrent_streams,
-            &mut streams,
-        ),
-        (
-            "KMSD_MAX_CALLS_IN_FLIGHT",
-            "max_calls_in_flight",
-            file.max_calls_in_flight,
-            &mut t.max_calls_in_flight,
-        ),
-        (
-            "KMSD_MAX_MESSAGE_BYTES",
-            "max_message_bytes",
-            file.max_message_bytes,
-            &mut t.max_message_bytes,
-        ),
-    ] {
-        let given = match var(var_name) {
-            Some((value, origin)) => Some((
-                value
-                    .parse::<u64>()
-                    .map_err(|_| invalid(&origin, format!("{value:?} is not a whole number")))?,
-                origin,
-            )),
-            None => file_value.map(|n| (n, Origin::File(fp, key))),
-        };
-        if let Some((n, origin)) = given {
-            target.set(n).map_err(|reason| invalid(&origin, reason))?;
-        }
-    }
-    t.max_concurrent_streams = streams as u32;
-    for (var_name, key, file_value, target) in [
-        (
-            "KMSD_DISK_SOFT_FLOOR",
-            "disk_soft_floor",
-            &file.disk_soft_floor,
-            &mut server.disk.soft_floor,
-        ),
-        (
-            "KMSD_DISK_HARD_FLOOR",
-            "disk_hard_floor",
-            &file.disk_hard_floor,
-            &mut server.disk.hard_floor,
-        ),
-    ] {
-        if let Some((value, origin)) = var(var_name).or_else(|| from_file(file_value, key)) {
-            *target = parse_bytes(&value).map_err(|reason| invalid(&origin, reason))?;
-        }
-    }
-    server.disk.check().map_err(|reason| ConfigError::Value {
-        origin: "disk floors".into(),
-        reason,
-    })?;
-    t.check().map_err(|reason| ConfigError::Value {
-        origin: "transport limits".into(),
-        reason,
-    })?;
-
-    Ok(Settings {
-        server,
-        log_format,
-        log_level,
-        file: file_path,
-    })
-}
-
-impl fmt::Display for Settings {
-    /// The effective settings, in the settings file's own format.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.server;
-        writeln!(f, "listen = {:?}", s.listen.to_string())?;
-        writeln!(f, "data_dir = {:?}", s.data_dir.display().to_string())?;
-        writeln!(
-            f,
-            "root_key_file = {:?}",
-            s.root_key_path().display().to_string()
-        )?;
-        let format = match self.log_format {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        };
-        writeln!(f, "log_format = {format:?}")?;
-        writeln!(f, "log_level = {:?}", self.log_level)?;
-        match s.metrics_listen {
-            Some(addr) => writeln!(f, "metrics_listen = {:?}", addr.to_string())?,
-            None => writeln!(f, "# metrics_listen: off")?,
-        }
-        match &s.tls {
-            Some(tls) => {
-                writeln!(f, "tls_cert = {:?}", tls.cert.display().to_string())?;
-                writeln!(f, "tls_key = {:?}", tls.key.display().to_string())?;
-                match &tls.client_ca {
-                    Some(ca) => writeln!(f, "tls_client_ca = {:?}", ca.display().to_string())?,
-                    None => writeln!(f, "# tls_client_ca: off")?,
-                }
-            }
-            None => writeln!(f, "# tls_cert, tls_key, tls_client_ca: off (plaintext)")?,
-        }
-        writeln!(f, "insecure_plaintext = {}", s.insecure_plaintext)?;
-        writeln!(
-            f,
-            "maintenance_interval = {:?}",
-            duration_text(s.maintenance_interval)
-        )?;
-        writeln!(f, "shutdown_grace = {:?}", duration_text(s.shutdown_grace))?;
-        writeln!(
-            f,
-            "audit_checkpoint_interval = {:?}",
-            duration_text(s.audit_checkpoint_interval)
-        )?;
-        let t = &s.transport;
-        writeln!(f, "max_connections = {}", t.max_connections)?;
-        writeln!(f, "max_concurrent_streams = {}", t.max_concurrent_streams)?;
-        writeln!(f, "max_calls_in_flight = {}", t.max_calls_in_flight)?;
-        writeln!(f, "max_message_bytes = {}", t.max_message_bytes)?;
-        writeln!(
-            f,
-            "handshake_timeout = {:?}",
-            duration_text(t.handshake_timeout)
-        )?;
-        writeln!(
-            f,
-            "request_timeout = {:?}",
-            duration_text(t.request_timeout)
-        )?;
-        writeln!(f, "idle_timeout = {:?}", duration_text(t.idle_timeout))?;
-        writeln!(
-            f,
-            "keepalive_interval = {:?}",
-            t.keepalive_interval
-                .map_or_else(|| "off".to_owned(), duration_text)
-        )?;
-        writeln!(
-            f,
-            "keepalive_timeout = {:?}",
-            duration_text(t.keepalive_timeout)
-        )?;
-        writeln!(f, "disk_soft_floor = {:?}", bytes_text(s.disk.soft_floor))?;
-        write!(f, "disk_hard_floor = {:?}", bytes_text(s.disk.hard_floor))
-    }
-}
-
-/// A count setting, between 1 and what its type holds.
-trait Count {
-    fn set(&mut self, n: u64) -> Result<(), String>;
-}
-
-impl Count for usize {
-    fn set(&mut self, n: u64) -> Result<(), String> {
-        *self = usize::try_from(n)
-            .ok()
-            .filter(|&n| n >= 1)
-            .ok_or_else(|| format!("{n} is not between 1 and {}", usize::MAX))?;
-        Ok(())
-    }
-}
-
-impl Count for u64 {
-    fn set(&mut self, n: u64) -> Result<(), String> {
-        if !(1..=u64::from(u32::MAX)).contains(&n) {
-            return Err(format!("{n} is not between 1 and {}", u32::MAX));
-        }
-        *self = n;
-        Ok(())
-    }
-}
-
 /// A size as the settings file writes it.
 fn bytes_text(n: u64) -> String {
     for (unit, scale) in [
@@ -684,5 +899,38 @@ fn duration_text(d: Duration) -> String {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_has_its_own_key_variable_and_flag() {
+        for (i, a) in SETTINGS.iter().enumerate() {
+            assert!(a.var.starts_with("KMSD_"), "{}", a.key);
+            for b in &SETTINGS[i + 1..] {
+                assert_ne!(a.key, b.key);
+                assert_ne!(a.var, b.var);
+            }
+        }
+    }
+
+    #[test]
+    fn the_defaults_show_every_setting_and_load_back() {
+        let defaults = Settings {
+            config: Config::new(Config::DEFAULT_DATA_DIR),
+            file: None,
+        };
+        let text = defaults.to_string();
+        assert_eq!(text.lines().count(), SETTINGS.len());
+        let dir = std::env::temp_dir().join(format!("kmsd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("defaults.toml");
+        std::fs::write(&path, &text).expect("write");
+        let loaded = load(&Flags::default().config(&path), &HashMap::new()).expect("loads");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        assert_eq!(loaded.to_string(), text);
     }
 }

@@ -84,7 +84,7 @@ async fn a_256_mib_object_streams_through_put_and_get_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = kmsd::server::start(
-        &kmsd::server::Config::new(dir.path().join("data")),
+        &kmsd::config::Config::new(dir.path().join("data")),
         listener,
         Arc::new(kmsd::clock::SystemClock),
     )

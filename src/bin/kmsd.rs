@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgAction, Args, Parser, Subcommand};
 use kmsd::clock::SystemClock;
-use kmsd::config::{self, Flags, LogFormat, Settings};
+use kmsd::config::{self, Flags, Kind, LogFormat, Settings};
 use kmsd::server;
 
 #[global_allocator]
@@ -68,44 +68,65 @@ enum ConfigCommand {
     Check(SettingFlags),
 }
 
-/// Flags override KMSD_* environment variables, which override the settings file, which overrides the defaults.
-#[derive(Args)]
-struct SettingFlags {
-    /// The settings file (TOML; see deploy/kmsd.toml.example). Default: <data-dir>/kmsd.toml if it exists.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:50051; KMSD_LISTEN].
-    #[arg(long)]
-    listen: Option<String>,
-    /// Directory for the database and, unless --root-key-file says otherwise, the root key
-    /// [default: ./kmsd-data; KMSD_DATA_DIR].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// The root key file (64 hex characters, mode 0600) [default: <data-dir>/root.key; KMSD_ROOT_KEY_FILE].
-    #[arg(long)]
-    root_key_file: Option<PathBuf>,
-    /// Log lines as `text` or `json` [default: text; KMSD_LOG_FORMAT].
-    #[arg(long)]
-    log_format: Option<String>,
-    /// Log filter such as `info` or `kmsd=debug,info` [default: info; KMSD_LOG].
-    #[arg(long)]
-    log_level: Option<String>,
-    /// Serve Prometheus metrics at http://ADDR/metrics [default: off; KMSD_METRICS_LISTEN].
-    #[arg(long)]
-    metrics_listen: Option<String>,
-    /// Serve TLS with this certificate chain (PEM) [KMSD_TLS_CERT].
-    #[arg(long)]
-    tls_cert: Option<PathBuf>,
-    /// The private key (PEM) of --tls-cert [KMSD_TLS_KEY].
-    #[arg(long)]
-    tls_key: Option<PathBuf>,
-    /// Verify client certificates against this CA (PEM) and authenticate callers by them [KMSD_TLS_CLIENT_CA].
-    #[arg(long)]
-    tls_client_ca: Option<PathBuf>,
-    /// Allow serving without TLS on an address other than loopback (when something else, a service mesh say,
-    /// encrypts the traffic) [KMSD_INSECURE_PLAINTEXT].
-    #[arg(long)]
-    insecure_plaintext: bool,
+/// Flags override KMSD_* environment variables, which override the settings file, which overrides the defaults:
+/// `--config`, and one flag per entry of `config::SETTINGS` (`--` and its key with dashes).
+struct SettingFlags(Flags);
+
+impl clap::FromArgMatches for SettingFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Flags::default();
+        if let Some(path) = matches.get_one::<PathBuf>("config") {
+            flags = flags.config(path);
+        }
+        for s in config::SETTINGS {
+            match s.kind {
+                Kind::Switch => {
+                    if matches.get_flag(s.key) {
+                        flags = flags.set(s.key, "true");
+                    }
+                }
+                Kind::Text | Kind::Count => {
+                    if let Some(value) = matches.get_one::<String>(s.key) {
+                        flags = flags.set(s.key, value.as_str());
+                    }
+                }
+            }
+        }
+        Ok(SettingFlags(flags))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for SettingFlags {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        let command = command.arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help(
+                    "The settings file (TOML; see deploy/kmsd.toml.example) [default: <data-dir>/kmsd.toml if it \
+                     exists; KMSD_CONFIG]",
+                ),
+        );
+        config::SETTINGS.iter().fold(command, |command, s| {
+            let arg = Arg::new(s.key)
+                .long(s.flag())
+                .help(format!("{} [{}]", s.help, s.var));
+            command.arg(match s.kind {
+                Kind::Switch => arg.action(ArgAction::SetTrue),
+                Kind::Text | Kind::Count => arg.value_name("VALUE"),
+            })
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
 }
 
 impl SettingFlags {
@@ -118,20 +139,7 @@ impl SettingFlags {
     }
 
     fn load(self) -> Result<Settings, config::ConfigError> {
-        let flags = Flags {
-            config: self.config,
-            listen: self.listen,
-            data_dir: self.data_dir,
-            root_key_file: self.root_key_file,
-            log_format: self.log_format,
-            log_level: self.log_level,
-            metrics_listen: self.metrics_listen,
-            tls_cert: self.tls_cert,
-            tls_key: self.tls_key,
-            tls_client_ca: self.tls_client_ca,
-            insecure_plaintext: self.insecure_plaintext,
-        };
-        config::load(&flags, &std::env::vars().collect())
+        config::load(&self.0, &std::env::vars().collect())
     }
 }
 
@@ -190,7 +198,7 @@ fn main() -> ExitCode {
                 .and_then(|runtime| {
                     runtime
                         .block_on(server::recover_admin(
-                            &settings.server,
+                            &settings.config,
                             &principal,
                             out,
                             Arc::new(SystemClock),
@@ -218,13 +226,13 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let db = settings.server.database_path();
+            let db = settings.config.database_path();
             match kmsd::storage::backup(&db, &out) {
                 Ok(()) => {
                     println!("backed up {} to {}", db.display(), out.display());
                     println!(
                         "keep the root key ({}) safe too: the copy cannot be used without it",
-                        settings.server.root_key_path().display()
+                        settings.config.root_key_path().display()
                     );
                     ExitCode::SUCCESS
                 }
@@ -261,26 +269,26 @@ fn main() -> ExitCode {
 }
 
 fn rotate_root_key(settings: &Settings, new_path: &std::path::Path) -> Result<usize, String> {
-    let old_path = settings.server.root_key_path();
+    let old_path = settings.config.root_key_path();
     if old_path == new_path {
         return Err("the new root key file must differ from the current one".into());
     }
     // No daemon may serve (and wrap new versions under the old key) while the database changes hands.
     let _lock =
-        server::DataDirLock::acquire(&settings.server.data_dir).map_err(|e| e.to_string())?;
+        server::DataDirLock::acquire(&settings.config.data.dir).map_err(|e| e.to_string())?;
     let old = server::read_root_key(&old_path).map_err(|e| e.to_string())?;
     let (new, _) = server::read_or_create_root_key(new_path).map_err(|e| e.to_string())?;
-    kmsd::kms::rotate_root_key(&settings.server.database_path(), &old, &new)
+    kmsd::kms::rotate_root_key(&settings.config.database_path(), &old, &new)
         .map_err(|e| e.to_string())
 }
 
 fn init_logging(settings: &Settings) {
     // The filter was validated with the rest of the settings.
-    let filter = tracing_subscriber::EnvFilter::new(&settings.log_level);
+    let filter = tracing_subscriber::EnvFilter::new(&settings.config.log.level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match settings.log_format {
+    match settings.config.log.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
@@ -298,7 +306,7 @@ async fn serve(settings: Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match server::bind_and_start(&settings.server, Arc::new(SystemClock)).await {
+    let running = match server::bind_and_start(&settings.config, Arc::new(SystemClock)).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("kmsd: {e}");

@@ -16,7 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Config, DataDirLock, StartError, system_record};
+use super::{DataDirLock, StartError, system_record};
+use crate::config::Config;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -223,7 +224,7 @@ pub async fn recover_admin(
     out: Option<PathBuf>,
     clock: Arc<dyn Clock>,
 ) -> Result<Recovered, StartError> {
-    let _lock = DataDirLock::acquire(&config.data_dir)?;
+    let _lock = DataDirLock::acquire(&config.data.dir)?;
     let db_path = config.database_path();
     if !db_path.exists() {
         return Err(StartError::Bootstrap(format!(
@@ -251,8 +252,8 @@ pub async fn recover_admin(
         &db_path,
         signer,
         clock.clone(),
-        config.audit_checkpoint_interval,
-        config.disk,
+        config.audit.checkpoint_interval,
+        config.audit.disk,
         Arc::new(crate::metrics::Metrics::default()),
     )?;
     let steward = Steward {

@@ -42,6 +42,7 @@ use crate::audit::{AuditLog, AuditRecord, CheckpointSigner, SIGNING_KEY_META};
 use crate::audit::{Change, Gate, Unrecorded};
 use crate::auth::{Authenticator, SYSTEM_PRINCIPAL};
 use crate::clock::Clock;
+use crate::config::{Config, TlsFiles};
 use crate::kms::{Kms, OpenError};
 use crate::metrics::Metrics;
 use crate::proto;
@@ -52,97 +53,6 @@ use crate::service::{
     SERVICE_NAME,
 };
 use crate::storage::{Storage, StorageError};
-
-/// Everything the daemon needs to start, validated.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
-    /// Defaults to `<data_dir>/root.key`.
-    pub root_key_file: Option<PathBuf>,
-    /// How often to look for due rotations and ended deletion windows.
-    pub maintenance_interval: Duration,
-    /// How long shutdown waits for in-flight calls.
-    pub shutdown_grace: Duration,
-    /// How often the audit writer signs a checkpoint of the chain head (also at shutdown).
-    pub audit_checkpoint_interval: Duration,
-    /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Serve TLS (and, with a client CA, authenticate callers by certificate); plaintext when `None`.
-    pub tls: Option<TlsFiles>,
-    /// Serve plaintext on a non-loopback address anyway.
-    pub insecure_plaintext: bool,
-    /// Connections, streams, calls in flight, timeouts and message size.
-    pub transport: transport::TransportLimits,
-    /// Free space below which unauthenticated calls are only summarized, and below which every call fails closed.
-    pub disk: crate::audit::space::SpaceLimits,
-    /// How often the summary of unauthenticated calls refused below the soft floor is recorded (not a setting:
-    /// tests shorten it).
-    pub audit_summary_interval: Duration,
-}
-
-/// PEM files for TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// Verify client certificates against this CA; a client without one may still use a bearer token.
-    pub client_ca: Option<PathBuf>,
-}
-
-impl Config {
-    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:50051";
-    pub const DEFAULT_DATA_DIR: &'static str = "./kmsd-data";
-
-    /// The defaults for a data directory.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Config {
-            listen: Self::DEFAULT_LISTEN
-                .parse()
-                .expect("the default listen address is valid"),
-            data_dir: data_dir.into(),
-            root_key_file: None,
-            maintenance_interval: Duration::from_secs(60),
-            shutdown_grace: Duration::from_secs(10),
-            audit_checkpoint_interval: Duration::from_secs(60),
-            metrics_listen: None,
-            tls: None,
-            insecure_plaintext: false,
-            transport: transport::TransportLimits::default(),
-            disk: crate::audit::space::SpaceLimits::default(),
-            audit_summary_interval: Duration::from_secs(10),
-        }
-    }
-
-    /// Refuses plaintext on an address other than loopback unless `insecure_plaintext` says so.
-    pub fn check_transport(&self, addr: SocketAddr) -> Result<(), String> {
-        if self.tls.is_none() && !self.insecure_plaintext && !addr.ip().is_loopback() {
-            return Err(format!(
-                "{addr} is not a loopback address and TLS is off: bearer tokens and data keys would cross the \
-                 network in clear. Set tls_cert and tls_key (--tls-cert, --tls-key), or pass --insecure-plaintext \
-                 if something else (a service mesh) encrypts the traffic"
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn admin_token_path(&self) -> PathBuf {
-        self.data_dir.join(ADMIN_TOKEN_FILE)
-    }
-
-    pub fn root_key_path(&self) -> PathBuf {
-        self.root_key_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("root.key"))
-    }
-
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("kmsd.db")
-    }
-}
-
-/// Where the first administrator's token is written on first start.
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
 /// Why the daemon could not start. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -189,15 +99,15 @@ pub struct RunningServer {
     grace: Duration,
 }
 
-/// Binds `config.listen` and starts serving.
+/// Binds `config.network.listen` and starts serving.
 pub async fn bind_and_start(
     config: &Config,
     clock: Arc<dyn Clock>,
 ) -> Result<RunningServer, StartError> {
-    let listener = TcpListener::bind(config.listen)
+    let listener = TcpListener::bind(config.network.listen)
         .await
         .map_err(|source| StartError::Bind {
-            addr: config.listen,
+            addr: config.network.listen,
             source,
         })?;
     start(config, listener, clock).await
@@ -210,15 +120,15 @@ pub async fn start(
     clock: Arc<dyn Clock>,
 ) -> Result<RunningServer, StartError> {
     let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
+        addr: config.network.listen,
         source,
     })?;
     config
         .check_transport(local_addr)
         .map_err(StartError::Transport)?;
-    let tls = config.tls.as_ref().map(tls_config).transpose()?;
-    prepare_data_dir(&config.data_dir)?;
-    let lock = DataDirLock::acquire(&config.data_dir)?;
+    let tls = config.network.tls.as_ref().map(tls_config).transpose()?;
+    prepare_data_dir(&config.data.dir)?;
+    let lock = DataDirLock::acquire(&config.data.dir)?;
     let db_path = config.database_path();
     let db_existed = db_path.exists();
     let root_path = config.root_key_path();
@@ -255,8 +165,8 @@ pub async fn start(
         &db_path,
         signer,
         clock.clone(),
-        config.audit_checkpoint_interval,
-        config.disk,
+        config.audit.checkpoint_interval,
+        config.audit.disk,
         metrics.clone(),
     )?);
     tracing::info!(
@@ -310,7 +220,7 @@ pub async fn start(
         clock,
         metrics.clone(),
     ));
-    let (metrics_addr, metrics_task) = match config.metrics_listen {
+    let (metrics_addr, metrics_task) = match config.network.metrics_listen {
         None => (None, None),
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -383,7 +293,7 @@ pub async fn start(
     }));
     let summaries = tokio::spawn({
         let auditor = auditor.clone();
-        let every = config.audit_summary_interval;
+        let every = config.audit.summary_interval;
         async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -400,9 +310,9 @@ pub async fn start(
     ));
     tracing::info!(
         %local_addr,
-        data_dir = %config.data_dir.display(),
-        tls = config.tls.is_some(),
-        mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        data_dir = %config.data.dir.display(),
+        tls = config.network.tls.is_some(),
+        mutual_tls = config.network.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         "kmsd is serving"
     );
     Ok(RunningServer {
@@ -420,7 +330,7 @@ pub async fn start(
         shutdown,
         serve,
         maintenance,
-        grace: config.shutdown_grace,
+        grace: config.network.shutdown_grace,
     })
 }
 

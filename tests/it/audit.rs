@@ -590,7 +590,7 @@ async fn the_database_holds_no_plaintext_data_key_or_key_material() {
 async fn checkpoints_are_signed_at_the_interval_and_at_shutdown() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut config = config(dir.path());
-    config.audit_checkpoint_interval = std::time::Duration::from_millis(100);
+    config.audit.checkpoint_interval = std::time::Duration::from_millis(100);
     let server = try_start(&config, kmsd::clock::ManualClock::new())
         .await
         .unwrap();

@@ -182,8 +182,8 @@ async fn health_is_not_serving_from_the_start_when_the_log_cannot_take_a_write()
 
     // A disk below the hard floor (a floor larger than any disk here).
     let mut config = config(dir.path());
-    config.disk.hard_floor = 1 << 50;
-    config.disk.soft_floor = 1 << 50;
+    config.audit.disk.hard_floor = 1 << 50;
+    config.audit.disk.soft_floor = 1 << 50;
     let server = TestServer::start_with(dir, &config).await;
     assert_eq!(kms_health(&server).await, ServingStatus::NotServing as i32);
     let mut client = server.client().await;

@@ -40,7 +40,7 @@ fn scrape(addr: std::net::SocketAddr) -> String {
 async fn every_method_refuses_an_anonymous_empty_call_with_exactly_one_record() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut config = config(dir.path());
-    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.network.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let server = TestServer {
         server: try_start(&config, ManualClock::new()).await.unwrap(),
         dir,

@@ -22,20 +22,26 @@ fn flags_beat_environment_beats_file_beats_defaults() {
         "kmsd.toml",
         "listen = \"127.0.0.1:1111\"\nlog_format = \"json\"\nshutdown_grace = \"3s\"\nlog_level = \"warn\"\n",
     );
-    let with_file = Flags {
-        config: Some(file.clone()),
-        ..Default::default()
-    };
+    let with_file = Flags::default().config(file.clone());
 
     let defaults = load(&Flags::default(), &env(&[])).unwrap();
-    assert_eq!(defaults.server.listen.to_string(), "127.0.0.1:50051");
-    assert_eq!(defaults.log_format, LogFormat::Text);
+    assert_eq!(
+        defaults.config.network.listen.to_string(),
+        "127.0.0.1:50051"
+    );
+    assert_eq!(defaults.config.log.format, LogFormat::Text);
     assert!(defaults.file.is_none());
 
     let from_file = load(&with_file, &env(&[])).unwrap();
-    assert_eq!(from_file.server.listen.to_string(), "127.0.0.1:1111");
-    assert_eq!(from_file.log_format, LogFormat::Json);
-    assert_eq!(from_file.server.shutdown_grace, Duration::from_secs(3));
+    assert_eq!(
+        from_file.config.network.listen.to_string(),
+        "127.0.0.1:1111"
+    );
+    assert_eq!(from_file.config.log.format, LogFormat::Json);
+    assert_eq!(
+        from_file.config.network.shutdown_grace,
+        Duration::from_secs(3)
+    );
     assert_eq!(from_file.file.as_deref(), Some(file.as_path()));
 
     let from_env = load(
@@ -43,34 +49,33 @@ fn flags_beat_environment_beats_file_beats_defaults() {
         &env(&[("KMSD_LISTEN", "127.0.0.1:2222"), ("KMSD_LOG", "debug")]),
     )
     .unwrap();
-    assert_eq!(from_env.server.listen.to_string(), "127.0.0.1:2222");
-    assert_eq!(from_env.log_level, "debug");
+    assert_eq!(from_env.config.network.listen.to_string(), "127.0.0.1:2222");
+    assert_eq!(from_env.config.log.level, "debug");
     assert_eq!(
-        from_env.log_format,
+        from_env.config.log.format,
         LogFormat::Json,
         "what the environment does not set, the file still does"
     );
 
     let from_flag = load(
-        &Flags {
-            listen: Some("127.0.0.1:3333".into()),
-            log_format: Some("text".into()),
-            ..with_file.clone()
-        },
+        &with_file
+            .clone()
+            .set("listen", "127.0.0.1:3333")
+            .set("log_format", "text"),
         &env(&[("KMSD_LISTEN", "127.0.0.1:2222")]),
     )
     .unwrap();
-    assert_eq!(from_flag.server.listen.to_string(), "127.0.0.1:3333");
-    assert_eq!(from_flag.log_format, LogFormat::Text);
+    assert_eq!(
+        from_flag.config.network.listen.to_string(),
+        "127.0.0.1:3333"
+    );
+    assert_eq!(from_flag.config.log.format, LogFormat::Text);
 }
 
 #[test]
 fn the_data_directorys_own_file_is_read_when_present() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = Flags {
-        data_dir: Some(dir.path().to_owned()),
-        ..Default::default()
-    };
+    let flags = Flags::default().set("data_dir", dir.path().to_str().unwrap());
     assert!(load(&flags, &env(&[])).unwrap().file.is_none());
     write(
         dir.path(),
@@ -79,10 +84,10 @@ fn the_data_directorys_own_file_is_read_when_present() {
     );
     let settings = load(&flags, &env(&[])).unwrap();
     assert_eq!(
-        settings.server.audit_checkpoint_interval,
+        settings.config.audit.checkpoint_interval,
         Duration::from_millis(500)
     );
-    assert_eq!(settings.server.root_key_path(), dir.path().join("root.key"));
+    assert_eq!(settings.config.root_key_path(), dir.path().join("root.key"));
     assert!(
         settings
             .to_string()
@@ -95,66 +100,45 @@ fn every_bad_setting_is_refused_with_where_and_why() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(Flags, HashMap<String, String>, Vec<&str>)> = vec![
         (
-            Flags {
-                config: Some(write(
-                    dir.path(),
-                    "unknown.toml",
-                    "listen = \"127.0.0.1:1\"\nlisten_port = 5\n",
-                )),
-                ..Default::default()
-            },
+            Flags::default().config(write(
+                dir.path(),
+                "unknown.toml",
+                "listen = \"127.0.0.1:1\"\nlisten_port = 5\n",
+            )),
             env(&[]),
             vec!["unknown.toml", "line 2", "unknown field `listen_port`"],
         ),
         (
-            Flags {
-                config: Some(write(dir.path(), "listen.toml", "listen = \"localhost\"\n")),
-                ..Default::default()
-            },
+            Flags::default().config(write(dir.path(), "listen.toml", "listen = \"localhost\"\n")),
             env(&[]),
             vec!["listen.toml: key `listen`", "not an address and port"],
         ),
         (
-            Flags {
-                config: Some(write(
-                    dir.path(),
-                    "duration.toml",
-                    "maintenance_interval = \"60\"\n",
-                )),
-                ..Default::default()
-            },
+            Flags::default().config(write(
+                dir.path(),
+                "duration.toml",
+                "maintenance_interval = \"60\"\n",
+            )),
             env(&[]),
             vec!["key `maintenance_interval`", "needs a unit"],
         ),
         (
-            Flags {
-                config: Some(write(dir.path(), "zero.toml", "shutdown_grace = \"0s\"\n")),
-                ..Default::default()
-            },
+            Flags::default().config(write(dir.path(), "zero.toml", "shutdown_grace = \"0s\"\n")),
             env(&[]),
             vec!["key `shutdown_grace`", "more than zero"],
         ),
         (
-            Flags {
-                config: Some(write(dir.path(), "type.toml", "listen = 50051\n")),
-                ..Default::default()
-            },
+            Flags::default().config(write(dir.path(), "type.toml", "listen = 50051\n")),
             env(&[]),
             vec!["type.toml", "line 1"],
         ),
         (
-            Flags {
-                config: Some(write(dir.path(), "syntax.toml", "listen = \n")),
-                ..Default::default()
-            },
+            Flags::default().config(write(dir.path(), "syntax.toml", "listen = \n")),
             env(&[]),
             vec!["syntax.toml", "line 1"],
         ),
         (
-            Flags {
-                config: Some(dir.path().join("missing.toml")),
-                ..Default::default()
-            },
+            Flags::default().config(dir.path().join("missing.toml")),
             env(&[]),
             vec!["missing.toml", "cannot read"],
         ),
@@ -169,18 +153,12 @@ fn every_bad_setting_is_refused_with_where_and_why() {
             vec!["environment variable KMSD_LOG_FORMAT", "text or json"],
         ),
         (
-            Flags {
-                log_level: Some("info,=[".into()),
-                ..Default::default()
-            },
+            Flags::default().set("log_level", "info,=["),
             env(&[]),
             vec!["flag --log-level", "not a log filter"],
         ),
         (
-            Flags {
-                listen: Some("0.0.0.0".into()),
-                ..Default::default()
-            },
+            Flags::default().set("listen", "0.0.0.0"),
             env(&[]),
             vec!["flag --listen"],
         ),
@@ -200,10 +178,7 @@ fn every_bad_setting_is_refused_with_where_and_why() {
             vec!["KMSD_MAX_CONCURRENT_STREAMS", "not a whole number"],
         ),
         (
-            Flags {
-                config: Some(write(dir.path(), "idle.toml", "idle_timeout = \"5s\"\n")),
-                ..Default::default()
-            },
+            Flags::default().config(write(dir.path(), "idle.toml", "idle_timeout = \"5s\"\n")),
             env(&[]),
             vec!["idle_timeout", "longer than request_timeout"],
         ),
@@ -216,10 +191,7 @@ fn every_bad_setting_is_refused_with_where_and_why() {
     }
     assert!(matches!(
         load(
-            &Flags {
-                config: Some(dir.path().join("missing.toml")),
-                ..Default::default()
-            },
+            &Flags::default().config(dir.path().join("missing.toml")),
             &env(&[])
         ),
         Err(ConfigError::File { .. })
@@ -229,14 +201,7 @@ fn every_bad_setting_is_refused_with_where_and_why() {
 #[test]
 fn the_documented_example_is_valid_and_says_the_defaults() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kmsd.toml.example");
-    let settings = load(
-        &Flags {
-            config: Some(example.into()),
-            ..Default::default()
-        },
-        &env(&[]),
-    )
-    .unwrap();
+    let settings = load(&Flags::default().config(example), &env(&[])).unwrap();
     let defaults = load(&Flags::default(), &env(&[])).unwrap();
     assert_eq!(settings.to_string(), defaults.to_string());
 }
@@ -292,8 +257,11 @@ fn the_kubernetes_manifests_environment_is_accepted() {
     assert!(vars.len() >= 8, "{vars:?}");
     let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let settings = load(&Flags::default(), &env(&pairs)).unwrap();
-    assert_eq!(settings.server.listen.to_string(), "0.0.0.0:50051");
-    assert!(settings.server.tls.is_some(), "non-loopback, so TLS");
+    assert_eq!(settings.config.network.listen.to_string(), "0.0.0.0:50051");
+    assert!(
+        settings.config.network.tls.is_some(),
+        "non-loopback, so TLS"
+    );
 }
 
 #[test]
@@ -306,39 +274,30 @@ fn tls_settings_come_in_pairs_and_guard_non_loopback_addresses() {
         matches!(&refused, Err(ConfigError::Value { reason, .. }) if reason.contains("tls_key")),
         "{refused:?}"
     );
-    let refused = load(
-        &Flags {
-            listen: Some("0.0.0.0:50051".into()),
-            ..Default::default()
-        },
-        &env(&[]),
-    );
+    let refused = load(&Flags::default().set("listen", "0.0.0.0:50051"), &env(&[]));
     assert!(
         matches!(&refused, Err(ConfigError::Value { reason, .. }) if reason.contains("--insecure-plaintext")),
         "{refused:?}"
     );
     let allowed = load(
-        &Flags {
-            listen: Some("0.0.0.0:50051".into()),
-            ..Default::default()
-        },
+        &Flags::default().set("listen", "0.0.0.0:50051"),
         &env(&[("KMSD_INSECURE_PLAINTEXT", "true")]),
     )
     .unwrap();
-    assert!(allowed.server.insecure_plaintext);
+    assert!(allowed.config.network.insecure_plaintext);
 }
 
 #[test]
 fn keepalive_is_off_unless_given_an_interval() {
     let off = load(&Flags::default(), &env(&[])).unwrap();
-    assert_eq!(off.server.transport.keepalive_interval, None);
+    assert_eq!(off.config.transport.keepalive_interval, None);
     let on = load(
         &Flags::default(),
         &env(&[("KMSD_KEEPALIVE_INTERVAL", "30s")]),
     )
     .unwrap();
     assert_eq!(
-        on.server.transport.keepalive_interval,
+        on.config.transport.keepalive_interval,
         Some(std::time::Duration::from_secs(30))
     );
     assert!(on.to_string().contains("keepalive_interval = \"30s\""));
@@ -349,4 +308,55 @@ fn keepalive_is_off_unless_given_an_interval() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("KMSD_KEEPALIVE_INTERVAL"), "{err}");
+}
+
+/// One entry of the settings table is all a setting needs: the documented example, the variables and the flags
+/// follow it (`kmsd config check` prints it; see `the_documented_example_is_valid_and_says_the_defaults`).
+#[test]
+fn every_setting_is_documented_and_is_a_flag() {
+    let example = include_str!("../../deploy/kmsd.toml.example");
+    let help = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for s in kmsd::config::SETTINGS {
+        let line = format!("{} = ", s.key);
+        assert!(
+            example
+                .lines()
+                .any(|l| l.trim_start_matches("# ").starts_with(&line)),
+            "deploy/kmsd.toml.example does not show {}",
+            s.key
+        );
+        assert!(
+            example.contains(s.var),
+            "the example does not name {}",
+            s.var
+        );
+        assert!(
+            help.contains(&format!("--{} ", s.flag()))
+                || help.contains(&format!("--{}\n", s.flag())),
+            "kmsd serve --help has no --{}",
+            s.flag()
+        );
+        let flagged = load(
+            &Flags::default().set(
+                s.key,
+                match s.kind {
+                    kmsd::config::Kind::Switch => "true",
+                    _ => "info,=[ no setting takes this",
+                },
+            ),
+            &env(&[]),
+        );
+        if s.kind != kmsd::config::Kind::Switch
+            && s.key != "data_dir"
+            && !s.key.starts_with("tls_")
+            && s.key != "root_key_file"
+        {
+            let err = flagged.expect_err(s.key).to_string();
+            assert!(err.contains(&format!("flag --{}", s.flag())), "{err}");
+        }
+    }
 }

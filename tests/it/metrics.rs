@@ -23,7 +23,7 @@ fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
 async fn the_metrics_endpoint_has_every_series() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut config = config(dir.path());
-    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.network.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let server = TestServer {
         server: try_start(&config, ManualClock::new()).await.unwrap(),
         dir,

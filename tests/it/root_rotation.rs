@@ -80,7 +80,7 @@ async fn after_a_root_key_rotation_old_ciphertexts_decrypt_and_the_old_key_is_re
     // With the new key, every ciphertext made before decrypts, and the audit log (checkpoints included) verifies
     // with the same public key as before.
     let mut config = config(dir.path());
-    config.root_key_file = Some(new_key.clone());
+    config.data.root_key_file = Some(new_key.clone());
     let running = try_start(&config, ManualClock::new()).await.unwrap();
     let server = TestServer {
         dir: Arc::clone(&dir),

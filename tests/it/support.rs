@@ -3,7 +3,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kmsd::clock::ManualClock;
-use kmsd::server::{self, Config, RunningServer, StartError};
+use kmsd::config::Config;
+use kmsd::server::{self, RunningServer, StartError};
 use kmsd_proto::pb::key_management_service_client::KeyManagementServiceClient;
 use kmsd_proto::pb::*;
 use tempfile::TempDir;
@@ -135,7 +136,7 @@ pub const TEST_DISK: kmsd::audit::space::SpaceLimits = kmsd::audit::space::Space
 
 pub fn config(data_dir: &Path) -> Config {
     let mut config = Config::new(PathBuf::from(data_dir));
-    config.disk = TEST_DISK;
+    config.audit.disk = TEST_DISK;
     config
 }
 

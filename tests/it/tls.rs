@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use kmsd::server::{StartError, TlsFiles};
+use kmsd::config::TlsFiles;
+use kmsd::server::StartError;
 use kmsd_client::ClientBuilder;
 use kmsd_proto::pb::admin_service_client::AdminServiceClient;
 use kmsd_proto::pb::*;
@@ -77,7 +78,7 @@ async fn tls_server(ca: &Ca) -> TestServer {
         client_ca: Some(write(tls_dir.path(), "ca.crt", &ca.pem())),
     };
     let mut config = config(dir.path());
-    config.tls = Some(files);
+    config.network.tls = Some(files);
     let clock = kmsd::clock::ManualClock::new();
     let server = try_start(&config, clock.clone()).await.unwrap();
     TestServer {
@@ -230,7 +231,7 @@ async fn plaintext_beyond_loopback_is_refused_unless_asked_for() {
         "refused before touching the data directory"
     );
 
-    config.insecure_plaintext = true;
+    config.network.insecure_plaintext = true;
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let server = kmsd::server::start(&config, listener, Arc::new(kmsd::clock::ManualClock::new()))
         .await
