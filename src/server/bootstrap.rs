@@ -16,7 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{DataDirLock, StartError, system_record};
+use super::maintenance::system_record;
+use super::{DataDirLock, StartError};
 use crate::config::Config;
 use std::future::Future;
 use std::pin::Pin;

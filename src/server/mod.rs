@@ -1,5 +1,6 @@
-//! Start-up and shutdown: the data directory, the root key, storage, the gRPC server with health and reflection,
-//! and the maintenance loop (automatic rotation, end of deletion windows).
+//! The composition root: [`start`] opens the daemon's state (`state.rs`: files, keys, storage, the bootstrap in
+//! `bootstrap.rs`; no socket) and then serves it (the gRPC server with health and reflection behind the limits of
+//! `transport.rs`, metrics, and the loop of `maintenance.rs`); [`RunningServer::shutdown`] takes it down.
 //!
 //! Invariants: nothing is served until the root key has been checked against the database and every key version
 //! has unwrapped; on shutdown health turns NOT_SERVING first, in-flight calls drain within a bounded grace period,
@@ -8,8 +9,12 @@
 mod bootstrap;
 pub mod hardening;
 mod lock;
+mod maintenance;
 mod root_key;
+mod state;
 pub mod transport;
+
+pub use state::{State, open};
 
 pub use bootstrap::{BOOTSTRAP_MARK, CRASH_AT_VARIABLE, Recovered, recover_admin};
 pub use lock::DataDirLock;
@@ -35,24 +40,17 @@ use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use std::future::Future;
-use std::pin::Pin;
-
-use crate::audit::{AuditLog, AuditRecord, CheckpointSigner, SIGNING_KEY_META};
-use crate::audit::{Change, Gate, Unrecorded};
-use crate::auth::{Authenticator, SYSTEM_PRINCIPAL};
+use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::config::{Config, TlsFiles};
 use crate::kms::{Kms, OpenError};
-use crate::metrics::Metrics;
 use crate::proto;
-use crate::rpc::{DaemonEvent, Event};
 use crate::service::{
     ADMIN_SERVICE_NAME, AUDIT_SERVICE_NAME, AdminServiceImpl, AdminServiceServer, AuditServiceImpl,
     AuditServiceServer, Auditor, KeyManagementServiceServer, KmsService, RecordUnhandledLayer,
     SERVICE_NAME,
 };
-use crate::storage::{Storage, StorageError};
+use crate::storage::StorageError;
 
 /// Why the daemon could not start. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +82,7 @@ pub enum StartError {
 pub struct RunningServer {
     auditor: Arc<Auditor>,
     summaries: JoinHandle<()>,
-    gate: Arc<MaintenanceGate>,
+    gate: Arc<maintenance::MaintenanceGate>,
     _lock: DataDirLock,
     metrics_addr: Option<SocketAddr>,
     metrics_task: Option<JoinHandle<()>>,
@@ -113,12 +111,13 @@ pub async fn bind_and_start(
     start(config, listener, clock).await
 }
 
-/// Opens the data directory and serves on `listener` (tests pass one bound to `127.0.0.1:0`).
+/// Opens the state `config` names and serves it on `listener` (tests pass one bound to `127.0.0.1:0`).
 pub async fn start(
     config: &Config,
     listener: TcpListener,
     clock: Arc<dyn Clock>,
 ) -> Result<RunningServer, StartError> {
+    // A transport that would be refused is refused before any file is touched.
     let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.network.listen,
         source,
@@ -127,66 +126,28 @@ pub async fn start(
         .check_transport(local_addr)
         .map_err(StartError::Transport)?;
     let tls = config.network.tls.as_ref().map(tls_config).transpose()?;
-    prepare_data_dir(&config.data.dir)?;
-    let lock = DataDirLock::acquire(&config.data.dir)?;
-    let db_path = config.database_path();
-    let db_existed = db_path.exists();
-    let root_path = config.root_key_path();
-    let (root, created) = root_key::load_or_create(&root_path, !db_existed)?;
-    if created {
-        tracing::warn!(
-            path = %root_path.display(),
-            "created a new root key; back it up and keep it apart from the database: without it no key can be used"
-        );
-    }
-    if !db_existed {
-        create_private_file(&db_path)?;
-    }
-    let storage = Storage::open(&db_path)?;
-    let signer = match storage.meta(SIGNING_KEY_META).await? {
-        // A signing key that does not unwrap means the root key is not this database's (a database with keys
-        // would fail the same way in Kms::open).
-        Some(wrapped) => {
-            CheckpointSigner::unwrap(&root, &wrapped).map_err(|_| OpenError::WrongRootKey)?
-        }
-        None => {
-            let signer = CheckpointSigner::generate()
-                .map_err(|e| StartError::RootKey(format!("the OS refused randomness: {e}")))?;
-            storage
-                .set_meta(SIGNING_KEY_META, signer.wrap(&root))
-                .await?;
-            signer
-        }
-    };
-    let auth = Arc::new(Authenticator::load(storage.clone(), clock.clone()).await?);
-    let kms = Arc::new(Kms::open(storage.clone(), root, clock.clone()).await?);
-    let metrics = Arc::new(Metrics::default());
-    let audit = Arc::new(AuditLog::open(
-        &db_path,
-        signer,
-        clock.clone(),
-        config.audit.checkpoint_interval,
-        config.audit.disk,
-        metrics.clone(),
-    )?);
-    tracing::info!(
-        public_key = %hex::encode(audit.public_key().as_bytes()),
-        log_id = %audit.log_id(),
-        "audit log open; checkpoints verify with this public key"
-    );
-    if !db_existed {
-        tracing::info!(path = %db_path.display(), "created a new database");
-    }
-    bootstrap::first_start(config, &storage, &auth, &audit, &*clock).await?;
-    drop(storage);
-    // Deletion windows that ended while the daemon was down end now, before anything is served.
-    let gate = Arc::new(MaintenanceGate {
-        audit: audit.clone(),
-        clock: clock.clone(),
-    });
-    if let Err(e) = kms.run_maintenance(&*gate).await {
-        tracing::error!(error = %e, "maintenance at start-up failed; will retry");
-    }
+    let state = open(config, clock).await?;
+    serve(config, state, listener, local_addr, tls).await
+}
+
+/// Serves open state: health, reflection and the kmsd services behind the transport's limits, the metrics
+/// listener, and the periodic tasks (summaries of refused calls, maintenance).
+async fn serve(
+    config: &Config,
+    state: State,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<RunningServer, StartError> {
+    let State {
+        lock,
+        kms,
+        auth,
+        audit,
+        metrics,
+        clock,
+        gate,
+    } = state;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let writable = audit.health();
@@ -303,7 +264,7 @@ pub async fn start(
             }
         }
     });
-    let maintenance = tokio::spawn(maintenance_loop(
+    let maintenance = tokio::spawn(maintenance::maintenance_loop(
         kms.clone(),
         gate.clone(),
         config.maintenance_interval,
@@ -424,51 +385,6 @@ async fn follow_audit_health(
     }
 }
 
-/// Records the changes the daemon makes on its own (automatic rotation, the end of a deletion window) in the audit
-/// log before they are stored, as a call's changes are: no key changes without a record.
-struct MaintenanceGate {
-    audit: Arc<AuditLog>,
-    clock: Arc<dyn Clock>,
-}
-
-impl Gate for MaintenanceGate {
-    fn approve<'a>(
-        &'a self,
-        change: Change<'a>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), Unrecorded>> + Send + 'a>> {
-        Box::pin(async move {
-            let reason = match change.event {
-                Event::Daemon(DaemonEvent::AutomaticRotation) => {
-                    "automatic: the key's rotation period elapsed"
-                }
-                Event::Daemon(DaemonEvent::KeyDestroyed) => {
-                    "automatic: the key's deletion window ended; its material is destroyed"
-                }
-                _ => "automatic",
-            };
-            let mut record =
-                system_record(self.clock.now(), change.event, reason, change.parameters);
-            record.key_id = change.key_id.map(|id| id.to_string());
-            record.key_version = change.key_version;
-            self.audit
-                .append(record)
-                .await
-                .map(drop)
-                .map_err(|_| Unrecorded)
-        })
-    }
-}
-
-/// The record of a change the daemon makes on its own, as principal `kmsd`.
-fn system_record(
-    now: crate::clock::UnixMillis,
-    event: Event,
-    reason: &str,
-    parameters: &[(&str, &str)],
-) -> AuditRecord {
-    AuditRecord::internal(now, event, SYSTEM_PRINCIPAL, reason, parameters)
-}
-
 /// rustls settings from the configured PEM files.
 fn tls_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfig, StartError> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -487,54 +403,4 @@ fn tls_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfig, Sta
             .client_auth_optional(true);
     }
     Ok(config)
-}
-
-async fn maintenance_loop(kms: Arc<Kms>, gate: Arc<MaintenanceGate>, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await; // The first tick is immediate; start-up already ran a pass.
-    loop {
-        ticks.tick().await;
-        if let Err(e) = kms.run_maintenance(&*gate).await {
-            tracing::error!(error = %e, "maintenance failed; will retry");
-        }
-    }
-}
-
-/// SQLite gives the WAL and shared-memory files the database file's mode, so creating it 0600 keeps all three
-/// private.
-fn create_private_file(path: &Path) -> Result<(), StartError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
-        .map(drop)
-        .map_err(|e| StartError::DataDir {
-            path: path.to_owned(),
-            reason: format!("cannot create the database file: {e}"),
-        })
-}
-
-fn prepare_data_dir(path: &Path) -> Result<(), StartError> {
-    let err = |reason: String| StartError::DataDir {
-        path: path.to_owned(),
-        reason,
-    };
-    if path.exists() {
-        if !path.is_dir() {
-            return Err(err("exists and is not a directory".into()));
-        }
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(path)
-        .map_err(|e| err(format!("cannot create: {e}")))?;
-    tracing::info!(path = %path.display(), "created the data directory");
-    Ok(())
 }

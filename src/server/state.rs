@@ -1,0 +1,143 @@
+//! Opening the daemon's state, with no socket: the data directory (created 0700 and locked), the root key
+//! (created with a new database, checked against an existing one), the database and its migrations, the audit
+//! signing key, principals and tokens, every key version unwrapped into the cache, the audit log, the resumable
+//! bootstrap, and the maintenance pass that ends deletion windows that ended while the daemon was down.
+//!
+//! Invariant: nothing is returned, so nothing can be served, until the root key has opened the database and every
+//! key version has unwrapped; the data directory stays locked while the state lives.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::maintenance::MaintenanceGate;
+use super::{DataDirLock, StartError, bootstrap, root_key};
+use crate::audit::{AuditLog, CheckpointSigner, SIGNING_KEY_META};
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::kms::{Kms, OpenError};
+use crate::metrics::Metrics;
+use crate::storage::Storage;
+
+/// The daemon's state, open and checked, before anything listens.
+pub struct State {
+    pub(super) lock: DataDirLock,
+    pub kms: Arc<Kms>,
+    pub auth: Arc<Authenticator>,
+    pub audit: Arc<AuditLog>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub(super) gate: Arc<MaintenanceGate>,
+}
+
+/// Opens the state `config` names (see the module documentation).
+pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<State, StartError> {
+    prepare_data_dir(&config.data.dir)?;
+    let lock = DataDirLock::acquire(&config.data.dir)?;
+    let db_path = config.database_path();
+    let db_existed = db_path.exists();
+    let root_path = config.root_key_path();
+    let (root, created) = root_key::load_or_create(&root_path, !db_existed)?;
+    if created {
+        tracing::warn!(
+            path = %root_path.display(),
+            "created a new root key; back it up and keep it apart from the database: without it no key can be used"
+        );
+    }
+    if !db_existed {
+        create_private_file(&db_path)?;
+    }
+    let storage = Storage::open(&db_path)?;
+    let signer = match storage.meta(SIGNING_KEY_META).await? {
+        // A signing key that does not unwrap means the root key is not this database's (a database with keys
+        // would fail the same way in Kms::open).
+        Some(wrapped) => {
+            CheckpointSigner::unwrap(&root, &wrapped).map_err(|_| OpenError::WrongRootKey)?
+        }
+        None => {
+            let signer = CheckpointSigner::generate()
+                .map_err(|e| StartError::RootKey(format!("the OS refused randomness: {e}")))?;
+            storage
+                .set_meta(SIGNING_KEY_META, signer.wrap(&root))
+                .await?;
+            signer
+        }
+    };
+    let auth = Arc::new(Authenticator::load(storage.clone(), clock.clone()).await?);
+    let kms = Arc::new(Kms::open(storage.clone(), root, clock.clone()).await?);
+    let metrics = Arc::new(Metrics::default());
+    let audit = Arc::new(AuditLog::open(
+        &db_path,
+        signer,
+        clock.clone(),
+        config.audit.checkpoint_interval,
+        config.audit.disk,
+        metrics.clone(),
+    )?);
+    tracing::info!(
+        public_key = %hex::encode(audit.public_key().as_bytes()),
+        log_id = %audit.log_id(),
+        "audit log open; checkpoints verify with this public key"
+    );
+    if !db_existed {
+        tracing::info!(path = %db_path.display(), "created a new database");
+    }
+    bootstrap::first_start(config, &storage, &auth, &audit, &*clock).await?;
+    drop(storage);
+    // Deletion windows that ended while the daemon was down end now, before anything is served.
+    let gate = Arc::new(MaintenanceGate {
+        audit: audit.clone(),
+        clock: clock.clone(),
+    });
+    if let Err(e) = kms.run_maintenance(&*gate).await {
+        tracing::error!(error = %e, "maintenance at start-up failed; will retry");
+    }
+
+    Ok(State {
+        lock,
+        kms,
+        auth,
+        audit,
+        metrics,
+        clock,
+        gate,
+    })
+}
+
+/// SQLite gives the WAL and shared-memory files the database file's mode, so creating it 0600 keeps all three
+/// private.
+fn create_private_file(path: &Path) -> Result<(), StartError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| StartError::DataDir {
+            path: path.to_owned(),
+            reason: format!("cannot create the database file: {e}"),
+        })
+}
+
+fn prepare_data_dir(path: &Path) -> Result<(), StartError> {
+    let err = |reason: String| StartError::DataDir {
+        path: path.to_owned(),
+        reason,
+    };
+    if path.exists() {
+        if !path.is_dir() {
+            return Err(err("exists and is not a directory".into()));
+        }
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(path)
+        .map_err(|e| err(format!("cannot create: {e}")))?;
+    tracing::info!(path = %path.display(), "created the data directory");
+    Ok(())
+}
