@@ -33,13 +33,22 @@ impl UnixMillis {
     /// RFC 3339 in UTC with exactly three fractional digits, e.g. `2026-11-28T21:02:09.813Z`: fixed width, so
     /// these strings sort as the times they name (for years 0000-9999).
     pub fn rfc3339_millis(self) -> String {
-        const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        );
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
-            .ok()
-            .and_then(|t| t.format(FORMAT).ok())
+        use chrono::Datelike;
+        chrono::DateTime::from_timestamp_millis(self.0)
+            // Four-digit years only, so every string has the same width (and sorts); a time outside them is not one
+            // a clock gives.
+            .filter(|t| (-9999..=9999).contains(&t.year()))
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
             .unwrap_or_else(|| "0000-00-00T00:00:00.000Z".to_owned())
+    }
+
+    /// The time an RFC 3339 string names (any offset, any fraction), to the millisecond.
+    pub fn parse_rfc3339(text: &str) -> Option<prost_types::Timestamp> {
+        let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+        Some(prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos() as i32,
+        })
     }
 
     pub fn from_timestamp(ts: &prost_types::Timestamp) -> Self {
@@ -114,5 +123,33 @@ mod tests {
             UnixMillis(1_795_899_729_813).rfc3339_millis(),
             "2026-11-28T21:02:09.813Z"
         );
+        assert_eq!(UnixMillis(-1).rfc3339_millis(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            UnixMillis(-62_135_596_800_000).rfc3339_millis(),
+            "0001-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            UnixMillis(253_402_300_799_999).rfc3339_millis(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            UnixMillis(253_402_300_800_000).rfc3339_millis(),
+            "0000-00-00T00:00:00.000Z"
+        );
+        assert_eq!(
+            UnixMillis(i64::MIN).rfc3339_millis(),
+            "0000-00-00T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn rfc3339_parses_any_offset_and_fraction() {
+        let t = UnixMillis::parse_rfc3339("2026-11-28T22:02:09.813456+01:00").unwrap();
+        assert_eq!((t.seconds, t.nanos), (1_795_899_729, 813_456_000));
+        assert_eq!(
+            UnixMillis::from_timestamp(&t).rfc3339_millis(),
+            "2026-11-28T21:02:09.813Z"
+        );
+        assert!(UnixMillis::parse_rfc3339("2026-11-28").is_none());
     }
 }

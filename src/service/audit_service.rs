@@ -121,12 +121,7 @@ fn storage_failure(e: StorageError) -> Status {
 }
 
 fn timestamp(rfc3339: &str) -> Option<prost_types::Timestamp> {
-    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .ok()?;
-    Some(prost_types::Timestamp {
-        seconds: t.unix_timestamp(),
-        nanos: t.nanosecond() as i32,
-    })
+    UnixMillis::parse_rfc3339(rfc3339)
 }
 
 fn outcome(o: Outcome) -> pb::Outcome {

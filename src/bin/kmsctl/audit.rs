@@ -118,11 +118,8 @@ pub struct VerifyArgs {
 }
 
 fn parse_time(s: &str) -> Result<prost_types::Timestamp, Failure> {
-    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-        return Ok(prost_types::Timestamp {
-            seconds: t.unix_timestamp(),
-            nanos: t.nanosecond() as i32,
-        });
+    if let Some(t) = kmsd::clock::UnixMillis::parse_rfc3339(s) {
+        return Ok(t);
     }
     let (number, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
     let seconds_per = match unit {
@@ -134,7 +131,7 @@ fn parse_time(s: &str) -> Result<prost_types::Timestamp, Failure> {
     };
     match number.parse::<i64>() {
         Ok(n) if seconds_per > 0 && n >= 0 => {
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let now = chrono::Utc::now().timestamp();
             Ok(prost_types::Timestamp {
                 seconds: now - n * seconds_per,
                 nanos: 0,

@@ -15,32 +15,15 @@ pub struct Output {
 
 pub(crate) fn time(ts: &Option<prost_types::Timestamp>) -> String {
     ts.as_ref()
-        .and_then(|t| {
-            time::OffsetDateTime::from_unix_timestamp(t.seconds)
-                .ok()
-                .and_then(|d| {
-                    d.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-        })
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
 }
 
 /// RFC 3339 with milliseconds, as audit records carry their time.
 pub(crate) fn time_millis(ts: &Option<prost_types::Timestamp>) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
     ts.as_ref()
-        .and_then(|t| {
-            time::OffsetDateTime::from_unix_timestamp(t.seconds)
-                .ok()
-                .map(|d| {
-                    d.replace_nanosecond(t.nanos.clamp(0, 999_999_999) as u32)
-                        .unwrap_or(d)
-                })
-                .and_then(|d| d.format(FORMAT).ok())
-        })
+        .map(|t| kmsd::clock::UnixMillis::from_timestamp(t).rfc3339_millis())
         .unwrap_or_default()
 }
 
