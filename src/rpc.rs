@@ -97,6 +97,15 @@ macro_rules! rpcs {
                     $($(Rpc::$rpc => Effect::$effect,)*)*
                 }
             }
+
+            /// The RPC a gRPC path names, if any (on every call's path: a match the compiler turns into length and
+            /// byte comparisons, not a scan).
+            pub fn from_path(path: &str) -> Option<Rpc> {
+                match path {
+                    $($(concat!("/kms.v1.", stringify!($service), "/", stringify!($rpc)) => Some(Rpc::$rpc),)*)*
+                    _ => None,
+                }
+            }
         }
     };
 }
@@ -147,15 +156,6 @@ impl Rpc {
     /// A dense index, `0..Rpc::ALL.len()`, for tables.
     pub const fn index(self) -> usize {
         self as usize
-    }
-
-    /// The RPC a gRPC path names, if any.
-    pub fn from_path(path: &str) -> Option<Rpc> {
-        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-        Rpc::ALL
-            .iter()
-            .copied()
-            .find(|rpc| rpc.name() == method && rpc.service().name() == service)
     }
 
     /// The RPC a key policy statement names (`Encrypt`, `DescribeKey`, ...): only those a policy may grant.
