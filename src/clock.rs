@@ -33,12 +33,26 @@ impl UnixMillis {
     /// RFC 3339 in UTC with exactly three fractional digits, e.g. `2026-11-28T21:02:09.813Z`: fixed width, so
     /// these strings sort as the times they name (for years 0000-9999).
     pub fn rfc3339_millis(self) -> String {
-        use chrono::Datelike;
+        use chrono::{Datelike, Timelike};
+        // Written out rather than through a format string, which chrono would parse on every call: this runs for
+        // every audit record.
         chrono::DateTime::from_timestamp_millis(self.0)
             // Four-digit years only, so every string has the same width (and sorts); a time outside them is not one
             // a clock gives.
             .filter(|t| (-9999..=9999).contains(&t.year()))
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .map(|t| {
+                let sign = if t.year() < 0 { "-" } else { "" };
+                format!(
+                    "{sign}{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                    t.year().unsigned_abs(),
+                    t.month(),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second(),
+                    t.timestamp_subsec_millis()
+                )
+            })
             .unwrap_or_else(|| "0000-00-00T00:00:00.000Z".to_owned())
     }
 
@@ -139,6 +153,15 @@ mod tests {
         assert_eq!(
             UnixMillis(i64::MIN).rfc3339_millis(),
             "0000-00-00T00:00:00.000Z"
+        );
+        // Year 0 and before, as the time crate wrote them.
+        assert_eq!(
+            UnixMillis(-62_167_219_200_000).rfc3339_millis(),
+            "0000-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            UnixMillis(-62_198_755_200_000).rfc3339_millis(),
+            "-0001-01-01T00:00:00.000Z"
         );
     }
 
