@@ -44,7 +44,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct ClientBuilder {
     endpoint: String,
     token: Option<Zeroizing<String>>,
-    timeout: Duration,
+    timeout: Option<Duration>,
     connect_timeout: Duration,
     max_retries: u32,
     backoff: Duration,
@@ -152,7 +152,7 @@ impl ClientBuilder {
         ClientBuilder {
             endpoint: endpoint.into(),
             token: None,
-            timeout: Duration::from_secs(10),
+            timeout: Some(Duration::from_secs(10)),
             connect_timeout: Duration::from_secs(5),
             max_retries: 3,
             backoff: Duration::from_millis(50),
@@ -166,9 +166,16 @@ impl ClientBuilder {
         self
     }
 
-    /// The default deadline of each call (10 s unless set).
+    /// The default deadline of each call (10 s unless set); the daemon is told it (`grpc-timeout`) and gives up
+    /// on the call when it passes.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// No deadline: calls wait as long as the daemon takes (a load generator measuring the daemon alone, say).
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
         self
     }
 
@@ -256,7 +263,7 @@ impl ClientBuilder {
 #[derive(Clone)]
 struct CallOptions {
     token: Option<Zeroizing<String>>,
-    timeout: Duration,
+    timeout: Option<Duration>,
     reason: Option<String>,
     request_id: Option<String>,
 }
@@ -447,13 +454,15 @@ impl Client {
     /// A copy whose calls have this deadline.
     pub fn with_timeout(&self, timeout: Duration) -> Self {
         let mut c = self.clone();
-        c.options.timeout = timeout;
+        c.options.timeout = Some(timeout);
         c
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
-        request.set_timeout(self.options.timeout);
+        if let Some(timeout) = self.options.timeout {
+            request.set_timeout(timeout);
+        }
         let md = request.metadata_mut();
         if let Some(token) = &self.options.token
             && let Ok(mut v) = MetadataValue::try_from(format!("Bearer {}", token.as_str()))
@@ -482,6 +491,13 @@ impl Client {
         F: Fn(Self, Request<M>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<R>, Status>>,
     {
+        if retry == Retry::Once || self.max_retries == 0 {
+            // Sent once: the message needs no copy kept for a retry.
+            return send(self.clone(), self.request(message))
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(Error::from);
+        }
         let mut attempt = 0u32;
         loop {
             match send(self.clone(), self.request(message.clone())).await {
