@@ -3,12 +3,17 @@
 # for health, generate-data-key and decrypt at 1, 16, 64 and 256 calls in flight, ROUNDS rounds each (the ops
 # alternate within a round so all three see the same machine), and prints medians as a Markdown table.
 # Usage: benches/load.sh [ROUNDS] [SECONDS]   (LEVELS="256" to measure only some in-flight levels)
+# To compare builds with the same load generator: BIN=DIR takes kmsd from DIR instead of building this checkout,
+# KMSCTL=PATH takes kmsctl from PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}; seconds=${2:-4}
-cargo build --release --quiet --bin kmsd --bin kmsctl
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --bin kmsd --bin kmsctl
+fi
+bin=${BIN:-target/release}; kmsctl=${KMSCTL:-target/release/kmsctl}
 dir=$(mktemp -d); port=$((20000 + RANDOM % 20000))
-KMSD_LOG=warn target/release/kmsd serve --listen 127.0.0.1:$port --data-dir "$dir/data" >"$dir/kmsd.log" 2>&1 &
+KMSD_LOG=warn "$bin/kmsd" serve --listen 127.0.0.1:$port --data-dir "$dir/data" >"$dir/kmsd.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 sleep 1
@@ -22,7 +27,7 @@ for n in $levels; do
   c=$(( n > 128 ? 2 : 1 ))
   for r in $(seq "$rounds"); do
     for op in health generate-data-key decrypt; do
-      target/release/kmsctl --json bench --op "$op" -c "$c" -n "$n" --duration "${seconds}s" --warmup 1s \
+      "$kmsctl" --json bench --op "$op" -c "$c" -n "$n" --duration "${seconds}s" --warmup 1s \
         --blobs 1000 --server-pid "$pid" | python3 -c "import json,sys; d=json.load(sys.stdin); d['round']=$r; print(json.dumps(d))" >>"$results"
     done
   done
