@@ -12,7 +12,8 @@ use std::fmt;
 
 use kmsd_proto::key_policy::{PolicyDocument, Statement};
 
-use crate::keys::{EncryptionContext, InvalidInput, Operation};
+use super::Caller;
+use crate::keys::{EncryptionContext, InvalidInput, KeyId, KeyRef, Operation};
 use crate::rpc::Rpc;
 
 /// The most statements one policy may hold, and the most principals, operations or conditions one statement may.
@@ -56,6 +57,63 @@ impl fmt::Display for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "kms:{}", self.name())
     }
+}
+
+/// Proof that a call may use one key: what `kms`'s per-key operations take, so a handler cannot use a key its caller
+/// was not authorized for. Made only in this module: by [`authorize`] once the key's policy allowed the access (then
+/// it names the key by the id the policy was found under, so an alias moved meanwhile cannot redirect the call), and
+/// by [`administrator`] for an administrator, who needs no statement.
+#[derive(Debug, Clone)]
+pub struct Authorized(KeyRef);
+
+impl Authorized {
+    /// The key the call may use.
+    pub fn key(&self) -> &KeyRef {
+        &self.0
+    }
+}
+
+/// Which keys a call that opens a ciphertext may use: the one it was authorized for, or, for an administrator who
+/// named none, whichever key the ciphertext names.
+#[derive(Debug, Clone)]
+pub enum KeyAccess {
+    Key(Authorized),
+    AnyKey(AnyKey),
+}
+
+impl KeyAccess {
+    /// The key the ciphertext must be under, if one is required.
+    pub fn key(&self) -> Option<&KeyRef> {
+        match self {
+            KeyAccess::Key(a) => Some(a.key()),
+            KeyAccess::AnyKey(_) => None,
+        }
+    }
+}
+
+/// Proof that the caller is an administrator, who may use any key.
+#[derive(Debug, Clone)]
+pub struct AnyKey(());
+
+/// An administrator's authority over `key` (or over any key), or `None` for anyone else.
+pub fn administrator(caller: &Caller, key: Option<KeyRef>) -> Option<KeyAccess> {
+    if !caller.admin {
+        return None;
+    }
+    Some(match key {
+        Some(key) => KeyAccess::Key(Authorized(key)),
+        None => KeyAccess::AnyKey(AnyKey(())),
+    })
+}
+
+/// Allows `access` to key `id` if `policy` (the key's) grants it, naming the key by that id.
+pub fn authorize(
+    policy: &PolicyDocument,
+    access: &Access<'_>,
+    id: KeyId,
+) -> Result<Authorized, Denied> {
+    evaluate(policy, access, &id)?;
+    Ok(Authorized(KeyRef::Id(id)))
 }
 
 /// What a call asks of a key's policy.

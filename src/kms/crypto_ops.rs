@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::cache::CachedKey;
 use super::{Kms, KmsError};
+use crate::auth::policy::{Authorized, KeyAccess};
 use crate::crypto::{self, InvalidCiphertext, Plaintext, blob, rng};
 use crate::keys::{DataKeySize, EncryptionContext, KeyId, KeyRef, Operation};
 
@@ -39,7 +40,7 @@ impl Kms {
     /// A fresh data key of `spec`'s length and its blob under the key's primary version.
     pub fn generate_data_key(
         &self,
-        key: &KeyRef,
+        key: &Authorized,
         spec: DataKeySize,
         context: &EncryptionContext,
         operation: Operation,
@@ -47,7 +48,7 @@ impl Kms {
         let mut bytes = vec![0u8; spec.byte_len()];
         rng::fill(&mut bytes);
         let plaintext = Plaintext::new(bytes);
-        let sealed = self.seal_with_primary(key, context, plaintext.expose(), operation)?;
+        let sealed = self.seal_with_primary(key.key(), context, plaintext.expose(), operation)?;
         Ok(NewDataKey {
             key_id: sealed.key_id,
             key_version: sealed.key_version,
@@ -58,36 +59,44 @@ impl Kms {
 
     pub fn encrypt(
         &self,
-        key: &KeyRef,
+        key: &Authorized,
         context: &EncryptionContext,
         plaintext: &[u8],
     ) -> Result<Sealed, KmsError> {
         crate::keys::check_encrypt_plaintext(plaintext)?;
-        self.seal_with_primary(key, context, plaintext, Operation::Encrypt)
+        self.seal_with_primary(key.key(), context, plaintext, Operation::Encrypt)
     }
 
+    /// Opens a blob, which must be under the key `access` names (any key, for an administrator who named none).
     pub fn decrypt(
         &self,
         blob_bytes: &[u8],
-        expected_key: Option<&KeyRef>,
+        access: &KeyAccess,
         context: &EncryptionContext,
     ) -> Result<Opened, KmsError> {
-        self.open_blob(blob_bytes, expected_key, context, Operation::Decrypt)
+        self.open_blob(blob_bytes, access.key(), context, Operation::Decrypt)
     }
 
-    /// Opens the blob and seals its plaintext under `destination` (default: the source key's primary version),
-    /// all in memory; the plaintext is zeroized when this returns.
+    /// Opens the blob and seals its plaintext under `destination` (for an administrator who named none, the source
+    /// key's primary version), all in memory; the plaintext is zeroized when this returns.
     pub fn re_encrypt(
         &self,
         blob_bytes: &[u8],
-        source_key: Option<&KeyRef>,
+        source: &KeyAccess,
         source_context: &EncryptionContext,
-        destination: Option<&KeyRef>,
+        destination: &KeyAccess,
         destination_context: &EncryptionContext,
     ) -> Result<ReEncrypted, KmsError> {
-        let opened =
-            self.open_blob(blob_bytes, source_key, source_context, Operation::ReEncrypt)?;
-        let destination = destination.cloned().unwrap_or(KeyRef::Id(opened.key_id));
+        let opened = self.open_blob(
+            blob_bytes,
+            source.key(),
+            source_context,
+            Operation::ReEncrypt,
+        )?;
+        let destination = destination
+            .key()
+            .cloned()
+            .unwrap_or(KeyRef::Id(opened.key_id));
         let sealed = self.seal_with_primary(
             &destination,
             destination_context,

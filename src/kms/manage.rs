@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::cache::{CachedKey, CachedVersion};
 use super::{Kms, KmsError, generate_material};
 use crate::audit::{Change, Gate};
+use crate::auth::policy::Authorized;
 use crate::clock::UnixMillis;
 use crate::keys::{
     self, AliasName, KeyId, KeyRef, KmsKey, NewKeySpec, Operation, State, page_token,
@@ -121,15 +122,20 @@ impl Kms {
         Ok((cached.record.id, cached.policy.clone()))
     }
 
+    /// A key's policy, for GetKeyPolicy.
+    pub fn policy(&self, key: &Authorized) -> Result<(KeyId, Arc<PolicyDocument>), KmsError> {
+        self.policy_of(key.key())
+    }
+
     /// Replaces a key's policy (validated by the caller), once `gate` has approved.
     pub async fn put_policy(
         &self,
-        key: &KeyRef,
+        key: &Authorized,
         policy: PolicyDocument,
         gate: &dyn Gate,
     ) -> Result<KeyId, KmsError> {
         let _guard = self.write_lock.lock().await;
-        let cached = self.cache.resolve(key)?;
+        let cached = self.cache.resolve(key.key())?;
         let id = cached.record.id;
         gate.approve(Change::key(Rpc::PutKeyPolicy, id, None))
             .await?;
@@ -169,12 +175,12 @@ impl Kms {
         self.cache.resolve(key).ok().map(|k| k.record.id)
     }
 
-    pub fn describe(&self, key: &KeyRef) -> Result<KeyView, KmsError> {
-        Ok(KeyView::from(&*self.cache.resolve(key)?))
+    pub fn describe(&self, key: &Authorized) -> Result<KeyView, KmsError> {
+        Ok(KeyView::from(&*self.cache.resolve(key.key())?))
     }
 
     fn describe_id(&self, id: KeyId) -> Result<KeyView, KmsError> {
-        self.describe(&KeyRef::Id(id))
+        Ok(KeyView::from(&*self.cache.resolve(&KeyRef::Id(id))?))
     }
 
     pub fn list_keys(&self, page_size: u32, page_token: &str) -> Result<Page<KeyView>, KmsError> {
@@ -201,11 +207,11 @@ impl Kms {
     pub async fn create_alias(
         &self,
         name: AliasName,
-        target: &KeyRef,
+        target: &Authorized,
         gate: &dyn Gate,
     ) -> Result<AliasRow, KmsError> {
         let _guard = self.write_lock.lock().await;
-        let key = self.cache.resolve(target)?;
+        let key = self.cache.resolve(target.key())?;
         key.record.check(Operation::CreateAlias)?;
         if self.cache.alias(&name).is_some() {
             return Err(KmsError::AliasExists(name));
@@ -275,13 +281,13 @@ impl Kms {
     /// `arg_days` is the deletion window for `ScheduleKeyDeletion`.
     pub async fn change_state(
         &self,
-        key: &KeyRef,
+        key: &Authorized,
         operation: Operation,
         arg_days: u32,
         gate: &dyn Gate,
     ) -> Result<KeyView, KmsError> {
         let _guard = self.write_lock.lock().await;
-        let cached = self.cache.resolve(key)?;
+        let cached = self.cache.resolve(key.key())?;
         let record = cached
             .record
             .transition(operation, self.clock.now(), arg_days)?;
@@ -297,9 +303,9 @@ impl Kms {
         self.describe_id(cached.record.id)
     }
 
-    pub async fn rotate(&self, key: &KeyRef, gate: &dyn Gate) -> Result<KeyView, KmsError> {
+    pub async fn rotate(&self, key: &Authorized, gate: &dyn Gate) -> Result<KeyView, KmsError> {
         let _guard = self.write_lock.lock().await;
-        let cached = self.cache.resolve(key)?;
+        let cached = self.cache.resolve(key.key())?;
         self.rotate_locked(&cached, gate, Rpc::RotateKey.into())
             .await?;
         self.describe_id(cached.record.id)
@@ -340,8 +346,8 @@ impl Kms {
         Ok(())
     }
 
-    pub fn list_versions(&self, key: &KeyRef) -> Result<Vec<VersionView>, KmsError> {
-        let cached = self.cache.resolve(key)?;
+    pub fn list_versions(&self, key: &Authorized) -> Result<Vec<VersionView>, KmsError> {
+        let cached = self.cache.resolve(key.key())?;
         Ok(cached
             .versions
             .iter()

@@ -30,7 +30,7 @@ use crate::audit::space::Level;
 use crate::audit::{
     AuditLog, AuditRecord, Change, Gate, Outcome, Unrecorded, map_json, time_ordered_id,
 };
-use crate::auth::policy::{Access, Permission};
+use crate::auth::policy::{self, Access, Authorized, KeyAccess, Permission};
 use crate::auth::{ANONYMOUS, AuthFailure, Authenticator, Caller};
 use crate::clock::Clock;
 use crate::crypto::blob;
@@ -431,38 +431,67 @@ impl Admitted<'_> {
         self.call.reason.is_some()
     }
 
-    /// Whether the caller may use this call's RPC on `key` under `context`: administrators always, others as the
-    /// key's policy says. Returns the key to act on: for everyone but administrators, the id authorization resolved,
-    /// so that an alias moved in between cannot redirect the call.
+    /// Authorizes this call's RPC on `key` under `context`: administrators always, others as the key's policy says.
+    /// The proof names the key to act on: for everyone but administrators, the id authorization resolved, so that
+    /// an alias moved in between cannot redirect the call.
     pub fn authorize(
         &self,
         kms: &Kms,
         key: KeyRef,
         context: Option<&EncryptionContext>,
-    ) -> Result<KeyRef, Status> {
+    ) -> Result<Authorized, Status> {
         let caller = self.caller();
-        if caller.admin {
-            return Ok(key);
+        if let Some(KeyAccess::Key(authorized)) = policy::administrator(caller, Some(key.clone())) {
+            return Ok(authorized);
         }
         let Some(permission) = Permission::of(self.rpc) else {
-            // Only key-policy RPCs authorize per key; the others were admitted by role.
+            // Only key-policy RPCs authorize per key; the others were admitted by role, and use `administrator`.
             return Err(Status::internal(format!(
                 "{} has no key permission to authorize",
                 self.rpc
             )));
         };
-        let (id, policy) = kms.policy_of(&key)?;
-        crate::auth::policy::evaluate(
-            &policy,
-            &Access {
-                principal: &caller.principal,
-                permission,
-                context,
-                has_reason: self.has_reason(),
-            },
-            &id,
-        )?;
-        Ok(KeyRef::Id(id))
+        let (id, key_policy) = kms.policy_of(&key)?;
+        let access = Access {
+            principal: &caller.principal,
+            permission,
+            context,
+            has_reason: self.has_reason(),
+        };
+        Ok(policy::authorize(&key_policy, &access, id)?)
+    }
+
+    /// Authorizes opening a ciphertext: under the key the caller named, or else under the one the ciphertext names
+    /// (`blob_key`); an administrator who named none may open it under whichever key it names.
+    pub fn authorize_opening(
+        &self,
+        kms: &Kms,
+        named: Option<KeyRef>,
+        blob_key: impl FnOnce() -> Result<KeyRef, Status>,
+        context: &EncryptionContext,
+    ) -> Result<KeyAccess, Status> {
+        if let Some(access) = policy::administrator(self.caller(), named.clone()) {
+            return Ok(access);
+        }
+        let key = match named {
+            Some(key) => key,
+            None => blob_key()?,
+        };
+        Ok(KeyAccess::Key(self.authorize(kms, key, Some(context))?))
+    }
+
+    /// An administrator's authority over `key`, for the RPCs only administrators are admitted to (CreateAlias,
+    /// PutKeyPolicy).
+    pub fn administer(&self, key: KeyRef) -> Result<Authorized, Status> {
+        match policy::administrator(self.caller(), Some(key)) {
+            Some(KeyAccess::Key(authorized)) if self.rpc.requires() == Requires::Admin => {
+                Ok(authorized)
+            }
+            _ => Err(Status::internal(format!(
+                "{} does not admit administrators only",
+                self.rpc
+            ))),
+        }
     }
 
     /// Whether the call's record was made durable at its gate.

@@ -254,7 +254,7 @@ impl KeyManagementService for KmsService {
                 },
                 async |req, admitted| {
                     let name = AliasName::parse(&req.alias_name)?;
-                    let target = key_ref(&req.key_id)?;
+                    let target = admitted.administer(key_ref(&req.key_id)?)?;
                     let alias = self.kms.create_alias(name, &target, admitted).await?;
                     Ok(pb::CreateAliasResponse {
                         alias: Some(convert::alias(&alias)),
@@ -528,22 +528,17 @@ impl KeyManagementService for KmsService {
                     call.context(&req.encryption_context);
                 },
                 async |req, admitted| {
-                    let expected = KeyRef::parse_optional(&req.key_id, "key_id")?;
+                    let named = KeyRef::parse_optional(&req.key_id, "key_id")?;
                     let ctx = context(req.encryption_context, "encryption_context")?;
-                    let expected = if admitted.caller().admin {
-                        expected
-                    } else {
-                        // Authorized on the key the caller names, or else on the one the blob names; either way the
-                        // blob must then be that key's.
-                        let key = match expected {
-                            Some(key) => key,
-                            None => Self::blob_key(&req.ciphertext_blob)?,
-                        };
-                        Some(admitted.authorize(&self.kms, key, Some(&ctx))?)
-                    };
-                    let opened = self
-                        .kms
-                        .decrypt(&req.ciphertext_blob, expected.as_ref(), &ctx)?;
+                    // Authorized on the key the caller names, or else on the one the blob names; either way the
+                    // blob must then be that key's.
+                    let access = admitted.authorize_opening(
+                        &self.kms,
+                        named,
+                        || Self::blob_key(&req.ciphertext_blob),
+                        &ctx,
+                    )?;
+                    let opened = self.kms.decrypt(&req.ciphertext_blob, &access, &ctx)?;
                     Ok(pb::DecryptResponse {
                         key_id: opened.key_id.to_string(),
                         key_version: opened.key_version,
@@ -588,29 +583,34 @@ impl KeyManagementService for KmsService {
                         "destination_encryption_context",
                     )?;
                     // ReEncrypt is a decryption under the source key and an encryption under the destination key:
-                    // the caller needs the permission on both, each under its own context.
-                    let (source, destination) = if admitted.caller().admin {
-                        (source, destination)
-                    } else {
-                        let source_key = match source {
-                            Some(key) => key,
-                            None => Self::blob_key(&req.ciphertext_blob)?,
-                        };
-                        let source_key =
-                            admitted.authorize(&self.kms, source_key, Some(&source_ctx))?;
-                        let destination_key = destination.unwrap_or_else(|| source_key.clone());
-                        let destination_key = admitted.authorize(
-                            &self.kms,
-                            destination_key,
-                            Some(&destination_ctx),
-                        )?;
-                        (Some(source_key), Some(destination_key))
+                    // the caller needs the permission on both, each under its own context. The destination is the
+                    // source key unless named.
+                    let source = admitted.authorize_opening(
+                        &self.kms,
+                        source,
+                        || Self::blob_key(&req.ciphertext_blob),
+                        &source_ctx,
+                    )?;
+                    let destination = match (destination, source.key()) {
+                        (Some(key), _) => Some(key),
+                        (None, Some(source_key)) => Some(source_key.clone()),
+                        (None, None) => None,
                     };
+                    let destination = admitted.authorize_opening(
+                        &self.kms,
+                        destination,
+                        || {
+                            Err(Status::internal(
+                                "ReEncrypt's destination is named or the source's",
+                            ))
+                        },
+                        &destination_ctx,
+                    )?;
                     let out = self.kms.re_encrypt(
                         &req.ciphertext_blob,
-                        source.as_ref(),
+                        &source,
                         &source_ctx,
-                        destination.as_ref(),
+                        &destination,
                         &destination_ctx,
                     )?;
                     Ok(pb::ReEncryptResponse {
@@ -656,7 +656,7 @@ impl KeyManagementService for KmsService {
                 |req, call| call.key(&req.key_id, &self.kms),
                 async |req, admitted| {
                     let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
-                    let (id, policy) = self.kms.policy_of(&key)?;
+                    let (id, policy) = self.kms.policy(&key)?;
                     Ok(pb::GetKeyPolicyResponse {
                         key_id: id.to_string(),
                         policy: Some(pb::KeyPolicy::from(&*policy)),
@@ -681,7 +681,7 @@ impl KeyManagementService for KmsService {
                     call.param("policy", policy.to_json());
                 },
                 async |req, admitted| {
-                    let key = key_ref(&req.key_id)?;
+                    let key = admitted.administer(key_ref(&req.key_id)?)?;
                     let policy = PolicyDocument::from(req.policy.unwrap_or_default());
                     crate::auth::policy::validate(&policy, |name| {
                         self.auth.principal_exists(name)
