@@ -441,8 +441,13 @@ impl Admitted<'_> {
         context: Option<&EncryptionContext>,
     ) -> Result<Authorized, Status> {
         let caller = self.caller();
-        if let Some(KeyAccess::Key(authorized)) = policy::administrator(caller, Some(key.clone())) {
-            return Ok(authorized);
+        if caller.admin {
+            return match policy::administrator(caller, Some(key)) {
+                Some(KeyAccess::Key(authorized)) => Ok(authorized),
+                _ => Err(Status::internal(
+                    "an administrator's authority names the key it was given",
+                )),
+            };
         }
         let Some(permission) = Permission::of(self.rpc) else {
             // Only key-policy RPCs authorize per key; the others were admitted by role, and use `administrator`.
@@ -470,8 +475,10 @@ impl Admitted<'_> {
         blob_key: impl FnOnce() -> Result<KeyRef, Status>,
         context: &EncryptionContext,
     ) -> Result<KeyAccess, Status> {
-        if let Some(access) = policy::administrator(self.caller(), named.clone()) {
-            return Ok(access);
+        if self.caller().admin {
+            return policy::administrator(self.caller(), named).ok_or_else(|| {
+                Status::internal("an administrator has an administrator's authority")
+            });
         }
         let key = match named {
             Some(key) => key,
