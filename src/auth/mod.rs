@@ -38,13 +38,35 @@ const MAX_NAME_LEN: usize = 64;
 const MAX_SUBJECT_LEN: usize = 1024;
 const MAX_DESCRIPTION_CHARS: usize = 256;
 
-/// An authenticated caller.
+/// An authenticated caller. Only [`Authenticator::authenticate`] makes one (its fields are private), so no code can
+/// fabricate an administrator: the proofs of the call path (`service::Admitted`, `policy::Authorized`) rest on it.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub principal: Arc<str>,
-    pub admin: bool,
-    pub create_keys: bool,
-    pub method: Method,
+    principal: Arc<str>,
+    admin: bool,
+    create_keys: bool,
+    method: Method,
+}
+
+impl Caller {
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// Whether it is an administrator: allowed everything, no policy statement needed.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// Whether it may create keys (administrators may).
+    pub fn can_create_keys(&self) -> bool {
+        self.create_keys
+    }
+
+    /// How it proved who it is.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -97,7 +97,7 @@ pub struct AnyKey(());
 
 /// An administrator's authority over `key` (or over any key), or `None` for anyone else.
 pub fn administrator(caller: &Caller, key: Option<KeyRef>) -> Option<KeyAccess> {
-    if !caller.admin {
+    if !caller.is_admin() {
         return None;
     }
     Some(match key {

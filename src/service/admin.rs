@@ -40,14 +40,14 @@ impl AdminService for AdminServiceImpl {
                 |_, _| {},
                 async |_, admitted| {
                     let caller = admitted.caller();
-                    let (method, credential) = match &caller.method {
+                    let (method, credential) = match &caller.method() {
                         Method::Token(id) => ("token", id.clone()),
                         Method::Certificate(subject) => ("certificate", subject.clone()),
                     };
                     Ok(pb::WhoAmIResponse {
-                        principal: caller.principal.to_string(),
-                        admin: caller.admin,
-                        create_keys: caller.create_keys,
+                        principal: caller.principal().to_string(),
+                        admin: caller.is_admin(),
+                        create_keys: caller.can_create_keys(),
                         method: method.to_owned(),
                         credential,
                     })

@@ -194,7 +194,7 @@ impl Auditor {
         let mut parameters = BTreeMap::new();
         match &caller {
             Ok(c) => {
-                let (name, value) = c.method.describe();
+                let (name, value) = c.method().describe();
                 parameters.insert(name.to_owned(), value.to_owned());
             }
             Err(failure) => {
@@ -441,7 +441,7 @@ impl Admitted<'_> {
         context: Option<&EncryptionContext>,
     ) -> Result<Authorized, Status> {
         let caller = self.caller();
-        if caller.admin {
+        if caller.is_admin() {
             return match policy::administrator(caller, Some(key)) {
                 Some(KeyAccess::Key(authorized)) => Ok(authorized),
                 _ => Err(Status::internal(
@@ -458,7 +458,7 @@ impl Admitted<'_> {
         };
         let (id, key_policy) = kms.policy_of(&key)?;
         let access = Access {
-            principal: &caller.principal,
+            principal: caller.principal(),
             permission,
             context,
             has_reason: self.has_reason(),
@@ -475,7 +475,7 @@ impl Admitted<'_> {
         blob_key: impl FnOnce() -> Result<KeyRef, Status>,
         context: &EncryptionContext,
     ) -> Result<KeyAccess, Status> {
-        if self.caller().admin {
+        if self.caller().is_admin() {
             return policy::administrator(self.caller(), named).ok_or_else(|| {
                 Status::internal("an administrator has an administrator's authority")
             });
@@ -553,16 +553,16 @@ impl Call {
         }
         match rpc.requires() {
             Requires::Authenticated | Requires::KeyPolicy => Ok(()),
-            Requires::CreateKeys if caller.create_keys => Ok(()),
+            Requires::CreateKeys if caller.can_create_keys() => Ok(()),
             Requires::CreateKeys => Err(super::status::permission_denied(format!(
                 "principal {:?} lacks permission kms:CreateKey: only administrators and principals created with \
                  create_keys may create keys",
-                &*caller.principal
+                caller.principal()
             ))),
-            Requires::Admin | Requires::Archival if !caller.admin => {
+            Requires::Admin | Requires::Archival if !caller.is_admin() => {
                 Err(super::status::permission_denied(format!(
                     "{rpc} requires an administrator; principal {:?} is not one",
-                    &*caller.principal
+                    caller.principal()
                 )))
             }
             Requires::Admin => Ok(()),
@@ -610,7 +610,7 @@ impl Call {
     fn principal(&self) -> &str {
         self.caller
             .as_ref()
-            .map_or(ANONYMOUS, |caller| &caller.principal)
+            .map_or(ANONYMOUS, |caller| caller.principal())
     }
 
     /// Records the key a request names: an id as is, an alias with the key it currently points to.

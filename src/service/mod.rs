@@ -184,7 +184,7 @@ impl KeyManagementService for KmsService {
                     if !req.grant_creator.is_empty() {
                         policy.statements.push(kmsd_proto::key_policy::Statement {
                             sid: "creator".to_owned(),
-                            principals: vec![admitted.caller().principal.to_string()],
+                            principals: vec![admitted.caller().principal().to_string()],
                             operations: req.grant_creator,
                             ..Default::default()
                         });
