@@ -31,6 +31,7 @@ mod lifecycle;
 mod metrics;
 mod objects;
 mod persistence;
+mod postgres;
 mod root_rotation;
 mod server;
 mod support;

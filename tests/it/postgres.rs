@@ -1,0 +1,246 @@
+//! A real PostgreSQL server for the tests that need one (issue 14's backend): one instance per test binary,
+//! started on first use from the server package's own binaries, listening only on a Unix socket in a temporary
+//! directory, and a fresh database for each test.
+//!
+//! The binaries are found in `KMSD_PG_BIN`, else in Debian's `/usr/lib/postgresql/<version>/bin`. Where there are
+//! none, [`database`] says so on stderr and returns `None`, and the test returns early, unless
+//! `KMSD_REQUIRE_POSTGRES` is set (as `.ci/run` sets it), which makes a missing server a failure: CI never skips
+//! these tests. `initdb` refuses to run as root, so as root the cluster is made and run as the `postgres` user.
+//! The server stops when the test binary exits (a watcher process follows the binary's pid).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The variable that makes a missing PostgreSQL a failure instead of a skip.
+const REQUIRE: &str = "KMSD_REQUIRE_POSTGRES";
+
+/// A running server: its Unix socket directory (its superuser is `kmsd`).
+pub struct Server {
+    socket_dir: PathBuf,
+    _dir: tempfile::TempDir,
+    /// Outlives this process by design: it stops the server once the process is gone.
+    _watcher: std::process::Child,
+}
+
+/// A database made for one test.
+pub struct Database {
+    pub name: String,
+    socket_dir: PathBuf,
+}
+
+impl Database {
+    /// A `tokio-postgres` configuration string for this database.
+    pub fn config(&self) -> String {
+        format!(
+            "host={} user=kmsd dbname={}",
+            self.socket_dir.display(),
+            self.name
+        )
+    }
+
+    /// A connection, its driver spawned on the current runtime.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        connect(&self.config()).await
+    }
+}
+
+async fn connect(config: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test PostgreSQL ({config}): {e}"));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// The server package's binaries, if this machine has them.
+fn binaries() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("KMSD_PG_BIN") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Runs a server binary, as the `postgres` user when this process is root.
+fn run(bin: &Path, program: &str, args: &[&str]) {
+    let program = bin.join(program);
+    let mut command = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&program);
+        c
+    } else {
+        Command::new(&program)
+    };
+    let out = command
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn start() -> Option<Server> {
+    let Some(bin) = binaries() else {
+        assert!(
+            std::env::var_os(REQUIRE).is_none(),
+            "{REQUIRE} is set but no PostgreSQL server binaries were found (install Debian's postgresql package, \
+             or set KMSD_PG_BIN)"
+        );
+        eprintln!(
+            "SKIPPED: no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql or KMSD_PG_BIN; the \
+             PostgreSQL tests did not run"
+        );
+        return None;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("kmsd-pg-")
+        .tempdir()
+        .expect("temp dir");
+    let data = dir.path().join("data");
+    let socket_dir = dir.path().join("socket");
+    std::fs::create_dir(&socket_dir).expect("socket dir");
+    if is_root() {
+        // The cluster belongs to `postgres`, which must be able to write both directories.
+        let postgres = Command::new("id")
+            .args(["-u", "postgres"])
+            .output()
+            .expect("id -u postgres");
+        let uid: u32 = String::from_utf8_lossy(&postgres.stdout)
+            .trim()
+            .parse()
+            .expect("the postgres user exists");
+        for path in [dir.path(), socket_dir.as_path()] {
+            std::os::unix::fs::chown(path, Some(uid), None).expect("chown to postgres");
+        }
+    }
+    let data_arg = data.to_str().expect("utf-8 temp path");
+    run(
+        &bin,
+        "initdb",
+        &[
+            "-D",
+            data_arg,
+            "-U",
+            "kmsd",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+    );
+    let options = format!(
+        "-c listen_addresses='' -k {} -c fsync=off -c max_connections=200",
+        socket_dir.display()
+    );
+    let log = dir.path().join("postgres.log");
+    run(
+        &bin,
+        "pg_ctl",
+        &[
+            "-D",
+            data_arg,
+            "-o",
+            &options,
+            "-l",
+            log.to_str().expect("utf-8 temp path"),
+            "-w",
+            "start",
+        ],
+    );
+    // Stops the server when this test binary exits, however it exits, and removes its files. The watcher runs as
+    // this process's user, so that it may signal this process; only `pg_ctl` runs as `postgres`.
+    let as_postgres = if is_root() {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         {as_postgres}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        pg_ctl = bin.join("pg_ctl").display(),
+        data = data.display(),
+        dir = dir.path().display(),
+    );
+    let watcher = Command::new("sh")
+        .args(["-c", &stop])
+        .spawn()
+        .expect("start the server's watcher");
+    Some(Server {
+        socket_dir,
+        _dir: dir,
+        _watcher: watcher,
+    })
+}
+
+static SERVER: OnceLock<Option<Server>> = OnceLock::new();
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty database on the test binary's server, or `None` (after saying so) where PostgreSQL is missing.
+pub async fn database() -> Option<Database> {
+    let server = SERVER.get_or_init(start).as_ref()?;
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = connect(&format!(
+        "host={} user=kmsd dbname=postgres",
+        server.socket_dir.display()
+    ))
+    .await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create the test database");
+    Some(Database {
+        name,
+        socket_dir: server.socket_dir.clone(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_test_gets_a_fresh_database_on_a_real_server() {
+    let (Some(a), Some(b)) = (database().await, database().await) else {
+        return;
+    };
+    assert_ne!(a.name, b.name);
+    let a = a.connect().await;
+    let b = b.connect().await;
+    a.batch_execute("CREATE TABLE t (n int); INSERT INTO t VALUES (1), (2)")
+        .await
+        .unwrap();
+    let row = a.query_one("SELECT count(*) FROM t", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2);
+    // The other test's database does not have the table.
+    let missing = b
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.as_db_error().map(|e| e.code().code()),
+        Some("42P01"),
+        "{missing}"
+    );
+    let version = a.query_one("SHOW server_version_num", &[]).await.unwrap();
+    let version: String = version.get(0);
+    assert!(version.parse::<u32>().unwrap() >= 150000, "{version}");
+}
