@@ -2,9 +2,9 @@
 //! started on first use from the server package's own binaries, listening only on a Unix socket in a temporary
 //! directory, and a fresh database for each test.
 //!
-//! The binaries are found in `KMSD_PG_BIN`, else in Debian's `/usr/lib/postgresql/<version>/bin`. Where there are
-//! none, [`database`] says so on stderr and returns `None`, and the test returns early, unless
-//! `KMSD_REQUIRE_POSTGRES` is set (as `.ci/run` sets it), which makes a missing server a failure: CI never skips
+//! The binaries are found in `TEST_POSTGRES_BIN`, else in Debian's `/usr/lib/postgresql/<version>/bin`. Where
+//! there are none, [`database`] says so on stderr and returns `None`, and the test returns early, unless
+//! `TEST_POSTGRES_REQUIRED` is set (as `.ci/run` sets it), which makes a missing server a failure: CI never skips
 //! these tests. `initdb` refuses to run as root, so as root the cluster is made and run as the `postgres` user.
 //! The server stops when the test binary exits (a watcher process follows the binary's pid).
 
@@ -13,8 +13,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The variable that makes a missing PostgreSQL a failure instead of a skip.
-const REQUIRE: &str = "KMSD_REQUIRE_POSTGRES";
+/// The variable that makes a missing PostgreSQL a failure instead of a skip. (Not `KMSD_*`: the daemons the tests
+/// start refuse variables they do not read.)
+const REQUIRE: &str = "TEST_POSTGRES_REQUIRED";
 
 /// A running server: its Unix socket directory (its superuser is `kmsd`).
 pub struct Server {
@@ -58,7 +59,7 @@ async fn connect(config: &str) -> tokio_postgres::Client {
 
 /// The server package's binaries, if this machine has them.
 fn binaries() -> Option<PathBuf> {
-    if let Ok(dir) = std::env::var("KMSD_PG_BIN") {
+    if let Ok(dir) = std::env::var("TEST_POSTGRES_BIN") {
         return Some(PathBuf::from(dir));
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -102,10 +103,10 @@ fn start() -> Option<Server> {
         assert!(
             std::env::var_os(REQUIRE).is_none(),
             "{REQUIRE} is set but no PostgreSQL server binaries were found (install Debian's postgresql package, \
-             or set KMSD_PG_BIN)"
+             or set TEST_POSTGRES_BIN)"
         );
         eprintln!(
-            "SKIPPED: no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql or KMSD_PG_BIN; the \
+            "SKIPPED: no PostgreSQL server binaries (initdb, pg_ctl) under /usr/lib/postgresql or TEST_POSTGRES_BIN; the \
              PostgreSQL tests did not run"
         );
         return None;
