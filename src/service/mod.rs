@@ -70,6 +70,24 @@ impl KmsService {
             .map_err(|e| Status::from(crate::kms::KmsError::from(e)))
     }
 
+    /// A data key for GenerateDataKey or GenerateDataKeyWithoutPlaintext: the request parsed, the key authorized
+    /// under its context, the data key drawn and sealed.
+    fn new_data_key(
+        &self,
+        admitted: &Admitted<'_>,
+        key_id: &str,
+        key_spec: i32,
+        number_of_bytes: Option<u32>,
+        encryption_context: std::collections::HashMap<String, String>,
+        operation: Operation,
+    ) -> Result<crate::kms::NewDataKey, Status> {
+        let key = key_ref(key_id)?;
+        let spec = data_key_spec(key_spec, number_of_bytes)?;
+        let ctx = context(encryption_context, "encryption_context")?;
+        let key = admitted.authorize(&self.kms, key, Some(&ctx))?;
+        Ok(self.kms.generate_data_key(&key, spec, &ctx, operation)?)
+    }
+
     /// Enable, disable, schedule or cancel deletion: one audited change of state, stored only after its record.
     /// `days` is the deletion window, already validated (or why not).
     async fn change_state<Q, R: call::Audited>(
@@ -427,13 +445,14 @@ impl KeyManagementService for KmsService {
                     )
                 },
                 async |req, admitted| {
-                    let key = key_ref(&req.key_id)?;
-                    let spec = data_key_spec(req.key_spec, req.number_of_bytes)?;
-                    let ctx = context(req.encryption_context, "encryption_context")?;
-                    let key = admitted.authorize(&self.kms, key, Some(&ctx))?;
-                    let dk =
-                        self.kms
-                            .generate_data_key(&key, spec, &ctx, Operation::GenerateDataKey)?;
+                    let dk = self.new_data_key(
+                        admitted,
+                        &req.key_id,
+                        req.key_spec,
+                        req.number_of_bytes,
+                        req.encryption_context,
+                        Operation::GenerateDataKey,
+                    )?;
                     Ok(pb::GenerateDataKeyResponse {
                         key_id: dk.key_id.to_string(),
                         key_version: dk.key_version,
@@ -465,14 +484,12 @@ impl KeyManagementService for KmsService {
                     )
                 },
                 async |req, admitted| {
-                    let key = key_ref(&req.key_id)?;
-                    let spec = data_key_spec(req.key_spec, req.number_of_bytes)?;
-                    let ctx = context(req.encryption_context, "encryption_context")?;
-                    let key = admitted.authorize(&self.kms, key, Some(&ctx))?;
-                    let dk = self.kms.generate_data_key(
-                        &key,
-                        spec,
-                        &ctx,
+                    let dk = self.new_data_key(
+                        admitted,
+                        &req.key_id,
+                        req.key_spec,
+                        req.number_of_bytes,
+                        req.encryption_context,
                         Operation::GenerateDataKeyWithoutPlaintext,
                     )?;
                     Ok(pb::GenerateDataKeyWithoutPlaintextResponse {
