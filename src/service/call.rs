@@ -287,7 +287,7 @@ impl Auditor {
     }
 
     /// Appends the record of `call` ending with `result`, and counts it; the UNAVAILABLE answer to give instead if
-    /// the record is not durable.
+    /// the record is not durable (the front end attaches the request id, as to every answer).
     pub(super) async fn record<R: Audited>(
         &self,
         mut call: Call,
@@ -328,17 +328,13 @@ impl Auditor {
             code = record.error_code.as_deref().unwrap_or("OK"),
             "call"
         );
-        let request_id = record.request_id.clone();
         if let Err(e) = self.append(record, reserve).await {
-            let mut status = super::status::with_kind(
+            let status = super::status::with_kind(
                 Status::unavailable(format!(
                     "{e}; the call was refused so that no key use goes unrecorded (fail closed); retry later"
                 )),
                 kmsd_proto::ErrorKind::AuditUnavailable,
             );
-            if let Ok(v) = tonic::metadata::MetadataValue::try_from(request_id.as_str()) {
-                status.metadata_mut().insert(REQUEST_ID_HEADER, v);
-            }
             self.metrics
                 .call(event, Code::Unavailable, started.elapsed());
             return Err(status);

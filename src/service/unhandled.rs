@@ -175,11 +175,11 @@ fn record<E: Send + 'static>(
         if let Some(path) = path {
             call.param("path", path);
         }
-        let request_id = call.request_id().to_owned();
+        let request_id = http::HeaderValue::try_from(call.request_id()).ok();
         if let Err(unavailable) = auditor.record::<()>(call, &Err(status)).await {
-            return Ok(unavailable.into_http());
+            response = unavailable.into_http();
         }
-        if let Ok(value) = http::HeaderValue::try_from(request_id) {
+        if let Some(value) = request_id {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
         Ok(response)
