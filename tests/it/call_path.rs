@@ -2,9 +2,6 @@
 //! handler code runs, with exactly one record and one metrics count per call; a change whose storage fails after
 //! its record was made durable still leaves exactly one record.
 
-use std::io::{Read, Write};
-
-use kmsd::clock::ManualClock;
 use kmsd_proto::pb::*;
 use prost::Message;
 use tonic::Code;
@@ -28,25 +25,9 @@ fn described_methods() -> Vec<(String, String)> {
     methods
 }
 
-fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: kmsd\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_method_refuses_an_anonymous_empty_call_with_exactly_one_record() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let mut config = config(dir.path());
-    config.network.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    let server = TestServer {
-        server: try_start(&config, ManualClock::new()).await.unwrap(),
-        dir,
-        clock: ManualClock::new(),
-        tls_ca: None,
-    };
+    let server = TestServer::start_with_metrics().await;
     let methods = described_methods();
     assert!(methods.len() >= 33, "{methods:?}");
 
@@ -81,7 +62,7 @@ async fn every_method_refuses_an_anonymous_empty_call_with_exactly_one_record() 
     }
 
     let addr = server.server.metrics_addr().unwrap();
-    let text = tokio::task::spawn_blocking(move || scrape(addr))
+    let text = tokio::task::spawn_blocking(move || scrape(addr, "/metrics"))
         .await
         .unwrap();
     for (_, method) in &methods {

@@ -1,35 +1,12 @@
 //! The Prometheus endpoint, scraped the way Prometheus does.
 
-use std::io::{Read, Write};
-
-use kmsd::clock::ManualClock;
 use kmsd_proto::pb::*;
 
 use crate::support::*;
 
-fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: kmsd\r\nAccept: text/plain\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_metrics_endpoint_has_every_series() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let mut config = config(dir.path());
-    config.network.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    let server = TestServer {
-        server: try_start(&config, ManualClock::new()).await.unwrap(),
-        dir,
-        clock: ManualClock::new(),
-        tls_ca: None,
-    };
+    let server = TestServer::start_with_metrics().await;
     let mut c = server.client().await;
     let key = create_key(&mut c, "alias/m").await;
     create_key(&mut c, "").await;

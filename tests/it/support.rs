@@ -56,6 +56,14 @@ impl TestServer {
         }
     }
 
+    /// A daemon that also serves Prometheus metrics, on an ephemeral loopback port ([`scrape`] reads them).
+    pub async fn start_with_metrics() -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut config = config(dir.path());
+        config.network.metrics_listen = Some("127.0.0.1:0".parse().expect("an address"));
+        Self::start_with(dir, &config).await
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -508,4 +516,18 @@ pub fn kmsctl_as(endpoint: &str, token: &str, args: &[&str]) -> std::process::Ou
         cmd.env("KMSD_TOKEN", token);
     }
     cmd.output().unwrap()
+}
+
+/// The whole HTTP response to `GET path` from the metrics listener at `addr`, read the way Prometheus does.
+pub fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: kmsd\r\nAccept: text/plain\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
