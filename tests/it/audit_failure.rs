@@ -75,6 +75,14 @@ async fn unwritable_audit_log_fails_closed_and_recovers() {
         "{}",
         refused.message()
     );
+    // Even refused, the answer names the call, so the caller can report it.
+    assert_eq!(
+        refused
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("during-gdk")
+    );
     let refused = c
         .decrypt(tagged(
             DecryptRequest {
