@@ -2,7 +2,8 @@
 //! do it. `cargo bench --bench audit -- [TASKS] [SECONDS]` (defaults 256 and 5): TASKS tasks on the usual runtime
 //! each append GenerateDataKey-shaped records one after another, as calls do, to a log in a temporary directory
 //! with the daemon's settings (`synchronous=FULL` durability, group commit). Prints records per second and the CPU
-//! time per record of the appending workers, the writer and the syncer, from `/proc/self/task` (Linux).
+//! time per record of the appending workers, the writer and the syncer, from `/proc/self/task` (Linux). With
+//! `BENCH_DATABASE_URL=postgres://...` the log is in that (empty) PostgreSQL database instead.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -86,16 +87,24 @@ fn main() {
     runtime.block_on(async move {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let db = dir.path().join("kmsd.db");
-        let _storage = Storage::open(&db).expect("the database opens and migrates");
+        let storage = match std::env::var("BENCH_DATABASE_URL") {
+            Ok(url) => Storage::open_postgres(
+                &kmsd::storage::DatabaseUrl::parse(&url).expect("a PostgreSQL URL"),
+            )
+            .await
+            .expect("the database opens and migrates"),
+            Err(_) => Storage::open_sqlite(&db).expect("the database opens and migrates"),
+        };
         let log = Arc::new(
             AuditLog::open(
-                &db,
+                &storage,
                 CheckpointSigner::generate().expect("OS randomness"),
                 Arc::new(SystemClock),
                 Duration::from_secs(60),
                 kmsd::audit::space::SpaceLimits::default(),
                 Arc::new(Metrics::default()),
             )
+            .await
             .expect("the audit log opens"),
         );
         let measuring = Arc::new(AtomicBool::new(false));

@@ -39,6 +39,8 @@ pub struct DataConfig {
     pub dir: PathBuf,
     /// Defaults to `<dir>/root.key`.
     pub root_key_file: Option<PathBuf>,
+    /// PostgreSQL instead of the SQLite file in `dir`: what replicas share.
+    pub database_url: Option<crate::storage::DatabaseUrl>,
 }
 
 /// What the daemon listens on, and how.
@@ -103,6 +105,7 @@ impl Config {
             data: DataConfig {
                 dir: data_dir.into(),
                 root_key_file: None,
+                database_url: None,
             },
             network: NetworkConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
@@ -254,6 +257,20 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| Some(quoted(c.root_key_path().display())),
+    },
+    Setting {
+        key: "database_url",
+        var: "KMSD_DATABASE_URL",
+        kind: Kind::Text,
+        help: "Keep keys, principals and the audit log in PostgreSQL (postgres://user:password@host1,host2/db?\
+               target_session_attrs=read-write&sslmode=require&sslrootcert=ca.pem), shared by every replica \
+               [default: SQLite, <data-dir>/kmsd.db]",
+        apply: |d, v| {
+            d.config.data.database_url = Some(crate::storage::DatabaseUrl::parse(v)?);
+            Ok(())
+        },
+        // Shown without its password.
+        show: |c| c.data.database_url.as_ref().map(quoted),
     },
     Setting {
         key: "log_format",

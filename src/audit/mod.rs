@@ -26,11 +26,10 @@ pub use gate::{Change, Gate, Unrecorded};
 /// The `meta` row holding the audit signing key, wrapped under the root key.
 pub const SIGNING_KEY_META: &str = "audit_signing_key";
 pub use record::{
-    AuditRecord, ChainLink, ChainedRecord, Encoded, GENESIS_HASH, Outcome, map_json,
+    AuditRecord, ChainLink, ChainedRecord, Encoded, GENESIS_HASH, Outcome, chain, map_json,
     time_ordered_id,
 };
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +37,7 @@ use ed25519_dalek::VerifyingKey;
 use tokio::sync::{oneshot, watch};
 
 use crate::clock::Clock;
-use crate::storage::{AuditReader, AuditWriterConn, StorageError, WalSync};
+use crate::storage::{AuditReader, Storage, StorageError};
 use writer::{Msg, Writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -82,36 +81,50 @@ pub struct AuditLog {
     space: Arc<space::SpaceWatch>,
     public_key: VerifyingKey,
     log_id: String,
-    db_path: PathBuf,
+    storage: Storage,
 }
 
 impl AuditLog {
-    /// Starts the writer on a database that `Storage::open` has migrated.
-    pub fn open(
-        db_path: &Path,
+    /// Starts the writer on a database that `Storage::open_*` has opened and migrated.
+    pub async fn open(
+        storage: &Storage,
         signer: CheckpointSigner,
         clock: Arc<dyn Clock>,
         checkpoint_every: Duration,
         space: space::SpaceLimits,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, StorageError> {
-        let mut conn = AuditWriterConn::open(db_path)?;
-        let log_id = conn.log_id()?;
-        let (head_seq, head_hash) = Writer::new_head(conn.head()?);
-        let checkpointed_seq = conn.last_checkpoint_seq()?.unwrap_or(0);
+        // The writer's connection is blocking (PostgreSQL's runs its queries on this runtime), so it is opened and
+        // read off the async workers.
+        let opening = storage.clone();
+        let (conn, log_id, (head_seq, head_hash), checkpointed_seq, writable) =
+            tokio::task::spawn_blocking(move || {
+                let mut conn = opening.audit_writer()?;
+                let log_id = conn.log_id()?;
+                let head = Writer::new_head(conn.head()?);
+                let checkpointed_seq = conn.last_checkpoint_seq()?.unwrap_or(0);
+                // Whether the log takes a write is known before anything is served, not at the first failed call.
+                let writable = match conn.probe(head.0 + 1) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the audit log cannot be written at start-up; refusing calls until it can");
+                        false
+                    }
+                };
+                Ok::<_, StorageError>((conn, log_id, head, checkpointed_seq, writable))
+            })
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("the audit log's opening failed: {e}")))??;
         let public_key = signer.public_key();
-        // Whether the log takes a write is known before anything is served, not at the first failed call.
-        let writable = match conn.probe(head_seq + 1) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "the audit log cannot be written at start-up; refusing calls until it can");
-                false
-            }
-        };
         let (healthy_tx, healthy) = watch::channel(writable);
-        let space = space::SpaceWatch::start(db_path, space, Duration::from_secs(1));
+        // The disk is measured where kmsd owns it; PostgreSQL's disk is the database server's to watch, and a
+        // write it refuses fails the calls closed all the same.
+        let space = match storage.sqlite_path() {
+            Some(path) => space::SpaceWatch::start(path, space, Duration::from_secs(1)),
+            None => space::SpaceWatch::unmeasured(space),
+        };
         let (jobs, inbox) = writer::channel();
-        let wal = WalSync::new(db_path);
+        let wal = storage.audit_durability();
         let writer = Writer {
             metrics,
             stats: Default::default(),
@@ -137,7 +150,7 @@ impl AuditLog {
             space,
             public_key,
             log_id,
-            db_path: db_path.to_owned(),
+            storage: storage.clone(),
         })
     }
 
@@ -226,6 +239,6 @@ impl AuditLog {
 
     /// A read-only connection to the log, for queries and verification (blocking: use off the async workers).
     pub fn reader(&self) -> Result<AuditReader, StorageError> {
-        AuditReader::open(&self.db_path)
+        self.storage.audit_reader()
     }
 }

@@ -254,6 +254,26 @@ pub struct ChainLink {
     pub encoded: Encoded,
 }
 
+/// Chains `records` after the record `after` names (its sequence number and hash; `(0, GENESIS_HASH)` for an empty
+/// log): the one place sequence numbers and hashes are given out.
+pub fn chain(after: (u64, &str), records: Vec<Encoded>) -> Vec<ChainLink> {
+    let (mut seq, prev) = after;
+    let mut prev = prev.to_owned();
+    records
+        .into_iter()
+        .map(|encoded| {
+            seq += 1;
+            let hash = encoded.hash(seq, &prev);
+            ChainLink {
+                seq,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+                encoded,
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn canonical(value: &Value) -> String {
     value.to_string()
 }

@@ -93,7 +93,8 @@ impl SpaceReport {
 }
 
 pub struct SpaceWatch {
-    db_path: PathBuf,
+    /// The SQLite file measured; `None` for an unmeasured watch.
+    db_path: Option<PathBuf>,
     limits: SpaceLimits,
     level: AtomicU8,
     report: Mutex<SpaceReport>,
@@ -107,7 +108,7 @@ impl SpaceWatch {
     pub fn start(db_path: &Path, limits: SpaceLimits, every: Duration) -> Arc<Self> {
         let (changes, _) = watch::channel(Level::Ample);
         let watch = Arc::new(SpaceWatch {
-            db_path: db_path.to_owned(),
+            db_path: Some(db_path.to_owned()),
             limits,
             level: AtomicU8::new(Level::Ample as u8),
             report: Mutex::new(SpaceReport::default()),
@@ -129,7 +130,10 @@ impl SpaceWatch {
                         return;
                     };
                     if reader.is_none() {
-                        reader = AuditReader::open(&watch.db_path).ok();
+                        reader = watch
+                            .db_path
+                            .as_deref()
+                            .and_then(|p| AuditReader::open(p).ok());
                     }
                     watch.sample_with(reader.as_ref());
                 }
@@ -144,6 +148,19 @@ impl SpaceWatch {
             ),
         }
         watch
+    }
+
+    /// A watch that measures nothing and stays [`Level::Ample`]: for a database on another machine.
+    pub fn unmeasured(limits: SpaceLimits) -> Arc<Self> {
+        let (changes, _) = watch::channel(Level::Ample);
+        Arc::new(SpaceWatch {
+            db_path: None,
+            limits,
+            level: AtomicU8::new(Level::Ample as u8),
+            report: Mutex::new(SpaceReport::default()),
+            changes,
+            thread: Mutex::new(None),
+        })
     }
 
     /// Stops sampling and waits until the thread has closed its connection: a connection left open would keep
@@ -175,11 +192,18 @@ impl SpaceWatch {
 
     /// Measures the filesystem and the database now, and moves the level.
     pub fn sample(&self) -> SpaceReport {
-        self.sample_with(AuditReader::open(&self.db_path).ok().as_ref())
+        let reader = self
+            .db_path
+            .as_deref()
+            .and_then(|p| AuditReader::open(p).ok());
+        self.sample_with(reader.as_ref())
     }
 
     fn sample_with(&self, reader: Option<&AuditReader>) -> SpaceReport {
-        let dir = self.db_path.parent().unwrap_or(Path::new("."));
+        let Some(db_path) = self.db_path.as_deref() else {
+            return self.report();
+        };
+        let dir = db_path.parent().unwrap_or(Path::new("."));
         let (free_bytes, total_bytes) = match rustix::fs::statvfs(dir) {
             Ok(s) => (
                 s.f_bavail.saturating_mul(s.f_frsize),
@@ -191,13 +215,13 @@ impl SpaceWatch {
                 return self.report();
             }
         };
-        let mut wal = self.db_path.as_os_str().to_owned();
+        let mut wal = db_path.as_os_str().to_owned();
         wal.push("-wal");
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let report = SpaceReport {
             free_bytes,
             total_bytes,
-            database_bytes: size(&self.db_path) + size(Path::new(&wal)),
+            database_bytes: size(db_path) + size(Path::new(&wal)),
             reusable_bytes: reader.and_then(|r| r.free_page_bytes().ok()).unwrap_or(0),
         };
         *self.report.lock().unwrap_or_else(|p| p.into_inner()) = report;

@@ -18,9 +18,9 @@ use tokio::sync::{oneshot, watch};
 
 use super::AuditError;
 use super::checkpoint::{Checkpoint, CheckpointSigner};
-use super::record::{ChainLink, Encoded, GENESIS_HASH};
+use super::record::{Encoded, GENESIS_HASH};
 use crate::clock::Clock;
-use crate::storage::{AuditWriterConn, WalSync};
+use crate::storage::{AuditWriter, Durability};
 
 /// The most records one transaction takes, to bound the latency of the calls in it.
 const MAX_BATCH: usize = 4096;
@@ -97,7 +97,7 @@ impl BatchStats {
 pub(super) struct Writer {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub stats: BatchStats,
-    pub conn: AuditWriterConn,
+    pub conn: AuditWriter,
     pub head_seq: u64,
     pub head_hash: String,
     pub checkpointed_seq: u64,
@@ -113,7 +113,7 @@ impl Writer {
         head.unwrap_or((0, GENESIS_HASH.to_owned()))
     }
 
-    pub fn run(mut self, inbox: Receiver<Msg>, wal: WalSync) {
+    pub fn run(mut self, inbox: Receiver<Msg>, wal: Durability) {
         let poisoned = Arc::new(AtomicBool::new(false));
         let (synced, to_sync) = mpsc::channel::<Synced>();
         let syncer = {
@@ -271,38 +271,29 @@ impl Writer {
             }
             return;
         }
-        let mut chained = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut seq = self.head_seq;
-        let mut prev = self.head_hash.clone();
-        for (encoded, reply) in batch {
-            seq += 1;
-            let hash = encoded.hash(seq, &prev);
-            chained.push(ChainLink {
-                seq,
-                prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                hash,
-                encoded,
-            });
-            replies.push(reply);
-        }
+        let (records, replies): (Vec<Encoded>, Vec<Reply<u64>>) = batch.into_iter().unzip();
+        let count = records.len();
         let started = Instant::now();
-        let appended = self.conn.append(&chained);
-        self.stats.note(chained.len(), started.elapsed());
+        let appended = self.conn.append((self.head_seq, &self.head_hash), records);
+        self.stats.note(count, started.elapsed());
         if appended.is_ok() {
-            self.metrics.audit_commit(chained.len(), started.elapsed());
+            self.metrics.audit_commit(count, started.elapsed());
         } else {
-            self.metrics.audit_failure(chained.len());
+            self.metrics.audit_failure(count);
         }
         match appended {
-            Ok(()) => {
+            Ok(links) => {
                 if !self.is_healthy() {
                     tracing::warn!("audit log writes succeed again");
                 }
                 self.set_healthy(true);
-                let first_seq = self.head_seq + 1;
-                self.head_seq = seq;
-                self.head_hash = prev;
+                let (Some(first), Some(last)) = (links.first(), links.last()) else {
+                    return;
+                };
+                // The head is the last record this writer appended: on a shared log, others may follow it.
+                let first_seq = first.seq;
+                self.head_seq = last.seq;
+                self.head_hash = last.hash.clone();
                 if let Err(mpsc::SendError(Synced::Batch { replies, .. })) =
                     synced.send(Synced::Batch { first_seq, replies })
                 {
@@ -315,7 +306,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = chained.len(), "audit log write failed; refusing the calls");
+                tracing::error!(error = %e, records = count, "audit log write failed; refusing the calls");
                 self.set_healthy(false);
                 for reply in replies {
                     let _ = reply.send(Err(AuditError::Unavailable));
@@ -360,7 +351,7 @@ impl Writer {
 }
 
 /// Syncs the WAL for every batch committed before the sync began, then answers their calls, in order.
-fn sync_loop(mut wal: WalSync, inbox: Receiver<Synced>, poisoned: Arc<AtomicBool>) {
+fn sync_loop(mut wal: Durability, inbox: Receiver<Synced>, poisoned: Arc<AtomicBool>) {
     while let Ok(first) = inbox.recv() {
         let mut pending = vec![first];
         while let Ok(more) = inbox.try_recv() {

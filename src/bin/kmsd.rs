@@ -226,6 +226,13 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            if let Some(url) = &settings.config.data.database_url {
+                eprintln!(
+                    "kmsd: backup copies the SQLite file; this kmsd keeps its data in {url}: back that up with \
+                     PostgreSQL's own tools (pg_dump, or base backups with WAL archiving), and the root key apart"
+                );
+                return ExitCode::FAILURE;
+            }
             let db = settings.config.database_path();
             match kmsd::storage::backup(&db, &out) {
                 Ok(()) => {
@@ -269,6 +276,12 @@ fn main() -> ExitCode {
 }
 
 fn rotate_root_key(settings: &Settings, new_path: &std::path::Path) -> Result<usize, String> {
+    if let Some(url) = &settings.config.data.database_url {
+        return Err(format!(
+            "root-key rotation rewrites the SQLite file; this kmsd keeps its data in {url}, where it is not \
+             supported yet"
+        ));
+    }
     let old_path = settings.config.root_key_path();
     if old_path == new_path {
         return Err("the new root key file must differ from the current one".into());

@@ -226,11 +226,10 @@ pub async fn recover_admin(
     clock: Arc<dyn Clock>,
 ) -> Result<Recovered, StartError> {
     let _lock = DataDirLock::acquire(&config.data.dir)?;
-    let db_path = config.database_path();
-    if !db_path.exists() {
+    if config.data.database_url.is_none() && !config.database_path().exists() {
         return Err(StartError::Bootstrap(format!(
             "{} does not exist: there is nothing to recover (start kmsd to create it)",
-            db_path.display()
+            config.database_path().display()
         )));
     }
     let path = out.unwrap_or_else(|| config.admin_token_path());
@@ -241,7 +240,10 @@ pub async fn recover_admin(
         )));
     }
     let root = super::read_root_key(&config.root_key_path())?;
-    let storage = Storage::open(&db_path)?;
+    let storage = match &config.data.database_url {
+        None => Storage::open_sqlite(&config.database_path())?,
+        Some(url) => Storage::open_postgres(url).await?,
+    };
     let wrapped = storage.meta(SIGNING_KEY_META).await?.ok_or_else(|| {
         StartError::Bootstrap("the database has no audit signing key: not a kmsd database".into())
     })?;
@@ -250,13 +252,14 @@ pub async fn recover_admin(
     // Opening the key store checks the root key against the database before anything is written.
     let kms = Kms::open(storage.clone(), root, clock.clone()).await?;
     let audit = AuditLog::open(
-        &db_path,
+        &storage,
         signer,
         clock.clone(),
         config.audit.checkpoint_interval,
         config.audit.disk,
         Arc::new(crate::metrics::Metrics::default()),
-    )?;
+    )
+    .await?;
     let steward = Steward {
         auth: &auth,
         audit: &audit,

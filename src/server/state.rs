@@ -34,53 +34,61 @@ pub struct State {
 pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<State, StartError> {
     prepare_data_dir(&config.data.dir)?;
     let lock = DataDirLock::acquire(&config.data.dir)?;
-    let db_path = config.database_path();
-    let db_existed = db_path.exists();
     let root_path = config.root_key_path();
-    let (root, created) = root_key::load_or_create(&root_path, !db_existed)?;
-    if created {
-        tracing::warn!(
-            path = %root_path.display(),
-            "created a new root key; back it up and keep it apart from the database: without it no key can be used"
-        );
-    }
-    if !db_existed {
-        create_private_file(&db_path)?;
-    }
-    let storage = Storage::open(&db_path)?;
-    let signer = match storage.meta(SIGNING_KEY_META).await? {
-        // A signing key that does not unwrap means the root key is not this database's (a database with keys
-        // would fail the same way in Kms::open).
-        Some(wrapped) => {
-            CheckpointSigner::unwrap(&root, &wrapped).map_err(|_| OpenError::WrongRootKey)?
+    // A root key is created only with a new database: a new key could open nothing already stored.
+    let (storage, root, fresh) = match &config.data.database_url {
+        None => {
+            let db_path = config.database_path();
+            let fresh = !db_path.exists();
+            let root = load_root_key(&root_path, fresh)?;
+            if fresh {
+                create_private_file(&db_path)?;
+            }
+            (Storage::open_sqlite(&db_path)?, root, fresh)
         }
+        Some(url) => {
+            let storage = Storage::open_postgres(url).await?;
+            let fresh = storage.meta(SIGNING_KEY_META).await?.is_none();
+            let root = load_root_key(&root_path, fresh)?;
+            (storage, root, fresh)
+        }
+    };
+    tracing::info!(database = %storage.describe(), "database open");
+    // Replicas starting together on a new PostgreSQL database race to store the signing key: the first one's is
+    // kept, and every other replica must unwrap it, which a replica with another root key cannot (it refuses to
+    // start).
+    let wrapped = match storage.meta(SIGNING_KEY_META).await? {
+        Some(wrapped) => wrapped,
         None => {
             let signer = CheckpointSigner::generate()
                 .map_err(|e| StartError::RootKey(format!("the OS refused randomness: {e}")))?;
             storage
-                .set_meta(SIGNING_KEY_META, signer.wrap(&root))
-                .await?;
-            signer
+                .insert_meta_if_absent(SIGNING_KEY_META, signer.wrap(&root))
+                .await?
         }
     };
+    let signer = CheckpointSigner::unwrap(&root, &wrapped).map_err(|_| OpenError::WrongRootKey)?;
     let auth = Arc::new(Authenticator::load(storage.clone(), clock.clone()).await?);
     let kms = Arc::new(Kms::open(storage.clone(), root, clock.clone()).await?);
     let metrics = Arc::new(Metrics::default());
-    let audit = Arc::new(AuditLog::open(
-        &db_path,
-        signer,
-        clock.clone(),
-        config.audit.checkpoint_interval,
-        config.audit.disk,
-        metrics.clone(),
-    )?);
+    let audit = Arc::new(
+        AuditLog::open(
+            &storage,
+            signer,
+            clock.clone(),
+            config.audit.checkpoint_interval,
+            config.audit.disk,
+            metrics.clone(),
+        )
+        .await?,
+    );
     tracing::info!(
         public_key = %hex::encode(audit.public_key().as_bytes()),
         log_id = %audit.log_id(),
         "audit log open; checkpoints verify with this public key"
     );
-    if !db_existed {
-        tracing::info!(path = %db_path.display(), "created a new database");
+    if fresh {
+        tracing::info!(database = %storage.describe(), "created a new database");
     }
     bootstrap::first_start(config, &storage, &auth, &audit, &*clock).await?;
     drop(storage);
@@ -102,6 +110,18 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<State, Start
         clock,
         gate,
     })
+}
+
+fn load_root_key(path: &Path, may_create: bool) -> Result<crate::crypto::RootKey, StartError> {
+    let (root, created) = root_key::load_or_create(path, may_create)?;
+    if created {
+        tracing::warn!(
+            path = %path.display(),
+            "created a new root key; back it up and keep it apart from the database: without it no key can be \
+             used (every replica sharing a database needs a copy of this file)"
+        );
+    }
+    Ok(root)
 }
 
 /// SQLite gives the WAL and shared-memory files the database file's mode, so creating it 0600 keeps all three

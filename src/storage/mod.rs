@@ -1,105 +1,123 @@
-//! SQLite storage: the only module that speaks SQL.
+//! Storage: the only module that speaks SQL, behind one seam with two backends.
 //!
-//! One connection lives on a dedicated thread and runs jobs sent to it, so SQLite never blocks an async worker.
-//! The database is opened in WAL mode with `synchronous=FULL` (a commit is durable when it returns) and
-//! `secure_delete=ON` (destroyed material is overwritten, not left in free pages). Numbered migrations in
-//! `migrations/` are applied at open; a database newer than this binary is refused.
+//! [`Storage`] is the key store and the access store (async, for the call path), [`AuditWriter`] the audit writer
+//! thread's connection, [`AuditReader`] a blocking reader for queries and verification. Each is an enum over the two
+//! backends, dispatched statically: SQLite (`sqlite/`, one file in the data directory, the embedded default) and
+//! PostgreSQL (`postgres/`, chosen by `database_url`, what several replicas share). Both run the same conformance
+//! tests (`tests/it/storage.rs`). Each dialect's migrations live under `migrations/<dialect>/`, applied at open; a
+//! database newer than this binary is refused.
 //!
-//! Invariants: every multi-row change is one transaction; key material appears here only wrapped by the root key.
+//! Invariants: every multi-row change is one transaction; key material appears here only wrapped by the root key,
+//! token secrets only hashed; audit rows are only inserted (triggers in both dialects refuse UPDATE and DELETE, and
+//! PostgreSQL's TRUNCATE, except deletion of a range a signed prune mark covers).
 
-mod access;
-mod audit;
-mod keys;
-mod migrations;
+pub mod postgres;
+mod sqlite;
 
-pub use access::{PrincipalRow, TokenRow};
-pub use audit::{AuditQuery, AuditReader, AuditWriterConn, UnreadableRecord, WalSync};
-pub use keys::{AliasRow, StoredKey, VersionRow};
-pub use migrations::MIGRATIONS;
+pub use postgres::DatabaseUrl;
+pub use sqlite::{MIGRATIONS, Wrapped, backup, rewrap_all};
 
 use std::path::Path;
-use std::sync::mpsc;
-use std::thread;
 
-use rusqlite::Connection;
-use tokio::sync::oneshot;
-
+use crate::audit::{ChainLink, ChainedRecord, Checkpoint, Encoded, Outcome, PruneMark};
 use crate::clock::UnixMillis;
-use crate::keys::{KeyId, KmsKey};
+use crate::keys::{AliasName, KeyId, KmsKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {}", postgres::describe_error(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL: {0}")]
+    Connect(String),
     #[error(
         "the database has schema version {found}, newer than this kmsd understands ({known}); run a newer kmsd"
     )]
     SchemaTooNew { found: i64, known: i64 },
     #[error("the database holds a value this kmsd cannot read: {0}")]
     Corrupt(String),
+    #[error("{0} is not available on PostgreSQL: {1}")]
+    Unsupported(&'static str, &'static str),
     #[error("the storage thread has stopped")]
     Closed,
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
-
-enum Msg {
-    Run(Job),
-    Close(oneshot::Sender<()>),
+/// Reports whether a storage error is a uniqueness or primary-key violation.
+pub fn is_constraint_violation(err: &StorageError) -> bool {
+    match err {
+        StorageError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+            e.code == rusqlite::ErrorCode::ConstraintViolation
+        }
+        StorageError::Postgres(e) => {
+            e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+        }
+        _ => false,
+    }
 }
 
-/// A handle to the storage thread. Cheap to clone: every clone sends to the one thread.
+/// The key store and the access store. Cheap to clone.
 #[derive(Clone)]
-pub struct Storage {
-    jobs: mpsc::Sender<Msg>,
+pub enum Storage {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// Runs the same call on whichever backend `$storage` is.
+macro_rules! on_backend {
+    ($storage:expr, $b:ident => $call:expr) => {
+        match $storage {
+            Storage::Sqlite($b) => $call,
+            Storage::Postgres($b) => $call,
+        }
+    };
 }
 
 impl Storage {
-    /// Opens (creating if needed) and migrates the database at `path`, on a thread of its own.
-    pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let conn = open_connection(path)?;
-        let (jobs, inbox) = mpsc::channel::<Msg>();
-        thread::Builder::new()
-            .name("kmsd-storage".into())
-            .spawn(move || run(conn, inbox))
-            .map_err(|e| StorageError::Corrupt(format!("cannot start the storage thread: {e}")))?;
-        Ok(Storage { jobs })
+    /// Opens (creating if needed) and migrates the SQLite database at `path`.
+    pub fn open_sqlite(path: &Path) -> Result<Self, StorageError> {
+        sqlite::SqliteStore::open(path).map(Storage::Sqlite)
     }
 
-    /// Runs `f` on the storage thread and waits for its result without blocking the async runtime.
-    async fn call<R, F>(&self, f: F) -> Result<R, StorageError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        self.jobs
-            .send(Msg::Run(Box::new(move |conn| {
-                // The caller may have gone away (cancelled request); the work is done either way.
-                let _ = tx.send(f(conn));
-            })))
-            .map_err(|_| StorageError::Closed)?;
-        rx.await.map_err(|_| StorageError::Closed)?
+    /// Connects to the PostgreSQL database `url` names and migrates it (under an advisory lock, so replicas
+    /// starting together migrate it once).
+    pub async fn open_postgres(url: &DatabaseUrl) -> Result<Self, StorageError> {
+        postgres::PgStore::open(url).await.map(Storage::Postgres)
     }
 
-    /// Finishes queued jobs, then closes the connection (which checkpoints the WAL).
-    pub async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.jobs.send(Msg::Close(tx)).is_ok() {
-            let _ = rx.await;
+    /// Where the data lives, for logs: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Storage::Sqlite(s) => format!("SQLite {}", s.path().display()),
+            Storage::Postgres(p) => format!("PostgreSQL {}", p.url()),
         }
     }
 
+    /// Finishes queued work, then closes the connections.
+    pub async fn close(&self) {
+        on_backend!(self, b => b.close().await)
+    }
+
     pub async fn meta(&self, name: &'static str) -> Result<Option<Vec<u8>>, StorageError> {
-        self.call(move |c| keys::meta(c, name)).await
+        on_backend!(self, b => b.meta(name).await)
     }
 
     pub async fn set_meta(&self, name: &'static str, value: Vec<u8>) -> Result<(), StorageError> {
-        self.call(move |c| keys::set_meta(c, name, &value)).await
+        on_backend!(self, b => b.set_meta(name, value).await)
+    }
+
+    /// Stores `value` under `name` unless a value is there already; returns the value stored now (this one, or
+    /// the one that was there first).
+    pub async fn insert_meta_if_absent(
+        &self,
+        name: &'static str,
+        value: Vec<u8>,
+    ) -> Result<Vec<u8>, StorageError> {
+        on_backend!(self, b => b.insert_meta_if_absent(name, value).await)
     }
 
     pub async fn load_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
-        self.call(keys::load_all).await
+        on_backend!(self, b => b.load_keys().await)
     }
 
     pub async fn insert_key(
@@ -109,10 +127,7 @@ impl Storage {
         alias: Option<AliasRow>,
         policy: Option<String>,
     ) -> Result<(), StorageError> {
-        self.call(move |c| {
-            keys::insert_key(c, &record, &version, alias.as_ref(), policy.as_deref())
-        })
-        .await
+        on_backend!(self, b => b.insert_key(record, version, alias, policy).await)
     }
 
     pub async fn set_key_policy(
@@ -121,18 +136,11 @@ impl Storage {
         policy: String,
         at: UnixMillis,
     ) -> Result<(), StorageError> {
-        self.call(move |c| keys::set_policy(c, key_id, &policy, at))
-            .await
+        on_backend!(self, b => b.set_key_policy(key_id, policy, at).await)
     }
 
     pub async fn update_key(&self, record: KmsKey) -> Result<(), StorageError> {
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            keys::update_key(&tx, &record)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        on_backend!(self, b => b.update_key(record).await)
     }
 
     pub async fn add_version(
@@ -140,188 +148,410 @@ impl Storage {
         record: KmsKey,
         version: VersionRow,
     ) -> Result<(), StorageError> {
-        self.call(move |c| keys::add_version(c, &record, &version))
-            .await
+        on_backend!(self, b => b.add_version(record, version).await)
     }
 
     /// Records the key as destroyed, erases every version's wrapped material and removes its aliases.
     pub async fn destroy_key(&self, record: KmsKey) -> Result<(), StorageError> {
-        self.call(move |c| keys::destroy_key(c, &record)).await
+        on_backend!(self, b => b.destroy_key(record).await)
     }
 
     /// Fails with a constraint error if the alias exists.
     pub async fn insert_alias(&self, alias: AliasRow) -> Result<(), StorageError> {
-        self.call(move |c| keys::insert_alias(c, &alias)).await
+        on_backend!(self, b => b.insert_alias(alias).await)
     }
 
     /// Returns whether the alias existed.
     pub async fn delete_alias(&self, name: String) -> Result<bool, StorageError> {
-        self.call(move |c| keys::delete_alias(c, &name)).await
+        on_backend!(self, b => b.delete_alias(name).await)
     }
 
     /// For tests and tools that must look at what is stored for a key.
     pub async fn versions_of(&self, key_id: KeyId) -> Result<Vec<VersionRow>, StorageError> {
-        self.call(move |c| keys::versions_of(c, key_id)).await
+        on_backend!(self, b => b.versions_of(key_id).await)
     }
-}
 
-fn open_connection(path: &Path) -> Result<Connection, StorageError> {
-    let mut conn = Connection::open(path)?;
-    configure(&conn)?;
-    migrations::apply(&mut conn)?;
-    Ok(conn)
-}
+    pub async fn load_access(&self) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), StorageError> {
+        on_backend!(self, b => b.load_access().await)
+    }
 
-/// The settings every writing connection uses.
-fn configure(conn: &Connection) -> Result<(), StorageError> {
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "secure_delete", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(())
-}
+    pub async fn insert_principal(&self, p: PrincipalRow) -> Result<(), StorageError> {
+        on_backend!(self, b => b.insert_principal(p).await)
+    }
 
-fn run(mut conn: Connection, inbox: mpsc::Receiver<Msg>) {
-    while let Ok(msg) = inbox.recv() {
-        match msg {
-            Msg::Run(job) => job(&mut conn),
-            Msg::Close(done) => {
-                drop(conn);
-                let _ = done.send(());
-                return;
-            }
+    /// Disables a principal: its tokens and certificate stop authenticating. The row stays for the audit trail.
+    pub async fn disable_principal(
+        &self,
+        name: String,
+        at: UnixMillis,
+    ) -> Result<(), StorageError> {
+        on_backend!(self, b => b.disable_principal(name, at).await)
+    }
+
+    pub async fn insert_token(&self, t: TokenRow) -> Result<(), StorageError> {
+        on_backend!(self, b => b.insert_token(t).await)
+    }
+
+    pub async fn revoke_token(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
+        on_backend!(self, b => b.revoke_token(id, at).await)
+    }
+
+    /// A connection for the audit writer thread (blocking; SQLite's own connection, PostgreSQL's pool).
+    pub fn audit_writer(&self) -> Result<AuditWriter, StorageError> {
+        Ok(match self {
+            Storage::Sqlite(s) => AuditWriter::Sqlite(sqlite::SqliteAuditWriter::open(s.path())?),
+            Storage::Postgres(p) => AuditWriter::Postgres(p.audit_writer()),
+        })
+    }
+
+    /// What makes the audit writer's commits durable: an fsync of SQLite's WAL, or nothing more than PostgreSQL's
+    /// commit.
+    pub fn audit_durability(&self) -> Durability {
+        match self {
+            Storage::Sqlite(s) => Durability::Wal(sqlite::WalSync::new(s.path())),
+            Storage::Postgres(_) => Durability::Committed,
+        }
+    }
+
+    /// A reader of the audit log (blocking: use it off the async workers).
+    pub fn audit_reader(&self) -> Result<AuditReader, StorageError> {
+        Ok(match self {
+            Storage::Sqlite(s) => AuditReader::open(s.path())?,
+            Storage::Postgres(p) => AuditReader::Postgres(p.audit_reader()),
+        })
+    }
+
+    /// The SQLite file, if this is SQLite (the disk watch, backups and root-key rotation work on it).
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Storage::Sqlite(s) => Some(s.path()),
+            Storage::Postgres(_) => None,
         }
     }
 }
 
-/// Reports whether a SQLite error is a uniqueness or primary-key violation.
-pub fn is_constraint_violation(err: &StorageError) -> bool {
-    matches!(
-        err,
-        StorageError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation
-    )
+/// The audit writer thread's connection (see `audit::writer`).
+pub enum AuditWriter {
+    Sqlite(sqlite::SqliteAuditWriter),
+    Postgres(postgres::PgAuditWriter),
 }
 
-/// Copies the database at `db_path` to a new file `out` (mode 0600) with SQLite's online backup API: a consistent
-/// snapshot, taken while the daemon keeps serving. The copy holds key material only wrapped: restoring it needs the
-/// same root key.
-pub fn backup(db_path: &Path, out: &Path) -> Result<(), StorageError> {
-    if !db_path.is_file() {
-        return Err(StorageError::Corrupt(format!(
-            "{} does not exist",
-            db_path.display()
-        )));
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(out)
-        .map_err(|e| StorageError::Corrupt(format!("cannot create {}: {e}", out.display())))?;
-    let source = Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    source.busy_timeout(std::time::Duration::from_secs(5))?;
-    let mut target = Connection::open(out)?;
-    {
-        use rusqlite::backup::{Backup, StepResult};
-        let backup = Backup::new(&source, &mut target)?;
-        // All pages in one step, inside one read transaction: a consistent snapshot even while audit records keep
-        // arriving (small steps restart whenever the source changes, and might never finish under load).
-        let mut attempts = 0;
-        loop {
-            match backup.step(-1)? {
-                StepResult::Done => break,
-                StepResult::More | StepResult::Busy | StepResult::Locked if attempts < 100 => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                _ => {
-                    return Err(StorageError::Corrupt(
-                        "the database stayed busy; backup gave up".into(),
-                    ));
-                }
-            }
+impl AuditWriter {
+    /// The log's id, made on first use.
+    pub fn log_id(&mut self) -> Result<String, StorageError> {
+        match self {
+            AuditWriter::Sqlite(w) => w.log_id(),
+            AuditWriter::Postgres(w) => w.log_id(),
         }
     }
-    target.pragma_update(None, "journal_mode", "DELETE")?;
-    Ok(())
+
+    /// The last record's sequence number and hash, if any.
+    pub fn head(&mut self) -> Result<Option<(u64, String)>, StorageError> {
+        match self {
+            AuditWriter::Sqlite(w) => w.head(),
+            AuditWriter::Postgres(w) => w.head(),
+        }
+    }
+
+    pub fn last_checkpoint_seq(&mut self) -> Result<Option<u64>, StorageError> {
+        match self {
+            AuditWriter::Sqlite(w) => w.last_checkpoint_seq(),
+            AuditWriter::Postgres(w) => w.last_checkpoint_seq(),
+        }
+    }
+
+    /// Chains `records` after the head and appends them in one transaction; returns them chained. `after` is this
+    /// writer's own head: SQLite has one writer and chains after it; PostgreSQL's replicas share the chain, so it
+    /// reads the head under the chain's lock instead.
+    pub fn append(
+        &mut self,
+        after: (u64, &str),
+        records: Vec<Encoded>,
+    ) -> Result<Vec<ChainLink>, StorageError> {
+        match self {
+            AuditWriter::Sqlite(w) => w.append(after, records),
+            AuditWriter::Postgres(w) => w.append(records),
+        }
+    }
+
+    /// Tells whether appends would succeed now, changing nothing.
+    pub fn probe(&mut self, next_seq: u64) -> Result<(), StorageError> {
+        match self {
+            AuditWriter::Sqlite(w) => w.probe(next_seq),
+            AuditWriter::Postgres(w) => w.probe(),
+        }
+    }
+
+    pub fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StorageError> {
+        match self {
+            AuditWriter::Sqlite(w) => w.insert_checkpoint(cp),
+            AuditWriter::Postgres(w) => w.insert_checkpoint(cp),
+        }
+    }
+
+    /// Stores a prune mark, then deletes the records it covers in transactions of `chunk` rows. Returns how many
+    /// records were removed.
+    pub fn prune(&mut self, mark: &PruneMark, chunk: u64) -> Result<u64, StorageError> {
+        match self {
+            AuditWriter::Sqlite(w) => w.prune(mark, chunk),
+            AuditWriter::Postgres(w) => w.prune(mark, chunk),
+        }
+    }
 }
 
-/// A wrapped secret met by [`rewrap_all`].
+/// What remains to make a committed audit batch durable.
+pub enum Durability {
+    /// SQLite: an fsync of the WAL (the writer commits with `synchronous=NORMAL` and the syncer thread syncs).
+    Wal(sqlite::WalSync),
+    /// PostgreSQL: a commit returns once the server has flushed it (and, with synchronous replication, once a
+    /// standby has it): nothing is left to do.
+    Committed,
+}
+
+impl Durability {
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        match self {
+            Durability::Wal(wal) => wal.sync(),
+            Durability::Committed => Ok(()),
+        }
+    }
+}
+
+/// A reader of the audit log for queries and verification, so neither waits for nor blocks the writers.
+pub enum AuditReader {
+    Sqlite(sqlite::SqliteAuditReader),
+    Postgres(postgres::PgAuditReader),
+}
+
+macro_rules! on_reader {
+    ($reader:expr, $r:ident => $call:expr) => {
+        match $reader {
+            AuditReader::Sqlite($r) => $call,
+            AuditReader::Postgres($r) => $call,
+        }
+    };
+}
+
+impl AuditReader {
+    /// A read-only connection to a SQLite database file (offline verification reads a copy this way).
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        sqlite::SqliteAuditReader::open(path).map(AuditReader::Sqlite)
+    }
+
+    pub fn log_id(&self) -> Result<Option<String>, StorageError> {
+        on_reader!(self, r => r.log_id())
+    }
+
+    /// A value of the `meta` table, such as the wrapped audit signing key.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        on_reader!(self, r => r.meta(name))
+    }
+
+    pub fn query(
+        &self,
+        q: &AuditQuery,
+    ) -> Result<Vec<Result<ChainedRecord, UnreadableRecord>>, StorageError> {
+        on_reader!(self, r => r.query(q))
+    }
+
+    /// Calls `f` with every record in sequence order; stops early if `f` returns false.
+    pub fn for_each_record(
+        &self,
+        f: impl FnMut(Result<ChainedRecord, UnreadableRecord>) -> bool,
+    ) -> Result<(), StorageError> {
+        on_reader!(self, r => r.for_each_record(f))
+    }
+
+    /// Bytes of the database's pages that are free for reuse (after a prune, say); 0 where not measured.
+    pub fn free_page_bytes(&self) -> Result<u64, StorageError> {
+        match self {
+            AuditReader::Sqlite(r) => r.free_page_bytes(),
+            AuditReader::Postgres(_) => Ok(0),
+        }
+    }
+
+    /// The first and last sequence numbers held, if any.
+    pub fn extent(&self) -> Result<Option<(u64, u64)>, StorageError> {
+        on_reader!(self, r => r.extent())
+    }
+
+    /// The last record before `time` such that every record before it is before `time` too.
+    pub fn last_before(&self, time: &str) -> Result<Option<u64>, StorageError> {
+        on_reader!(self, r => r.last_before(time))
+    }
+
+    /// Records after `after` up to `through`, oldest first, at most `limit`.
+    pub fn range(
+        &self,
+        after: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<Vec<Result<ChainedRecord, UnreadableRecord>>, StorageError> {
+        on_reader!(self, r => r.range(after, through, limit))
+    }
+
+    pub fn prunes(&self) -> Result<Vec<(i64, PruneMark)>, StorageError> {
+        on_reader!(self, r => r.prunes())
+    }
+
+    pub fn checkpoints(&self) -> Result<Vec<(i64, Checkpoint)>, StorageError> {
+        on_reader!(self, r => r.checkpoints())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRow {
+    pub name: String,
+    pub description: String,
+    pub admin: bool,
+    pub create_keys: bool,
+    pub created_at: UnixMillis,
+    pub disabled_at: Option<UnixMillis>,
+    pub certificate_subjects: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub principal: String,
+    pub description: String,
+    pub secret_hash: [u8; 32],
+    pub created_at: UnixMillis,
+    pub expires_at: Option<UnixMillis>,
+    pub revoked_at: Option<UnixMillis>,
+}
+
+impl std::fmt::Debug for TokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRow")
+            .field("id", &self.id)
+            .field("principal", &self.principal)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key version as stored: its material wrapped by the root key, or `None` once destroyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    pub version: u32,
+    pub created_at: UnixMillis,
+    pub wrapped_material: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRow {
+    pub name: AliasName,
+    pub key_id: KeyId,
+    pub created_at: UnixMillis,
+}
+
+/// Everything stored about one key.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub record: KmsKey,
+    pub versions: Vec<VersionRow>,
+    pub aliases: Vec<AliasRow>,
+    /// The key's policy as stored (JSON), if one was ever set.
+    pub policy: Option<String>,
+}
+
+/// Filters for [`AuditReader::query`]; every one given must match.
+#[derive(Debug, Default, Clone)]
+pub struct AuditQuery {
+    /// Inclusive, RFC 3339 with milliseconds.
+    pub start_time: Option<String>,
+    /// Exclusive.
+    pub end_time: Option<String>,
+    pub key_id: Option<String>,
+    pub key_alias: Option<String>,
+    pub principal: Option<String>,
+    pub event_name: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub encryption_context: Vec<(String, String)>,
+    pub request_id: Option<String>,
+    pub oldest_first: bool,
+    /// Continue after this sequence number (in the query's order).
+    pub after_seq: Option<u64>,
+    pub limit: usize,
+}
+
+/// A stored row that does not parse back into a record (its JSON columns were edited, say).
 #[derive(Debug)]
-pub enum Wrapped<'a> {
-    Version {
-        key_id: KeyId,
-        version: u32,
-        wrapped: &'a [u8],
-    },
-    Meta {
-        name: &'a str,
-        value: &'a [u8],
-    },
+pub struct UnreadableRecord {
+    pub seq: u64,
+    pub reason: String,
 }
 
-/// Replaces every wrapped key version and every `meta` value for which `rewrap` returns `Some`, in one
-/// transaction: all of it or, if `rewrap` or SQLite fails anywhere, none of it. Returns how many values changed.
-pub fn rewrap_all(
-    db_path: &Path,
-    mut rewrap: impl FnMut(Wrapped<'_>) -> Result<Option<Vec<u8>>, String>,
-) -> Result<usize, StorageError> {
-    if !db_path.is_file() {
-        return Err(StorageError::Corrupt(format!(
-            "{} does not exist",
-            db_path.display()
-        )));
-    }
-    let mut conn = Connection::open(db_path)?;
-    configure(&conn)?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut changed = 0;
-    let versions: Vec<(String, u32, Vec<u8>)> = {
-        let mut stmt = tx.prepare(
-            "SELECT key_id, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for (key_id, version, wrapped) in versions {
-        let id = KeyId::parse(&key_id)
-            .map_err(|_| StorageError::Corrupt(format!("key id {key_id:?}")))?;
-        if let Some(new) = rewrap(Wrapped::Version {
-            key_id: id,
-            version,
-            wrapped: &wrapped,
+/// An audit row as both dialects store it (the columns of `audit_events`, in order), before its JSON columns and
+/// outcome are parsed back.
+pub(crate) struct RawRecord {
+    pub seq: u64,
+    pub event_id: String,
+    pub event_time: String,
+    pub event_name: String,
+    pub principal: String,
+    pub source_address: String,
+    pub user_agent: String,
+    pub request_id: String,
+    pub key_id: Option<String>,
+    pub key_version: Option<u32>,
+    pub key_alias: Option<String>,
+    pub parameters: String,
+    pub encryption_context: String,
+    pub reason: Option<String>,
+    pub outcome: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The columns of [`RawRecord`], for SELECTs.
+pub(crate) const AUDIT_COLUMNS: &str = "seq, event_id, event_time, event_name, principal, source_address, \
+     user_agent, request_id, key_id, key_version, key_alias, parameters, encryption_context, reason, outcome, \
+     error_code, error_message, prev_hash, hash";
+
+impl RawRecord {
+    /// The record, or why the stored row is not one kmsd wrote.
+    pub(crate) fn decode(self) -> Result<ChainedRecord, UnreadableRecord> {
+        let seq = self.seq;
+        let unreadable = |reason: String| Err(UnreadableRecord { seq, reason });
+        let Ok(parameters) = serde_json::from_str(&self.parameters) else {
+            return unreadable("its parameters are not a JSON object of strings".into());
+        };
+        let Ok(encryption_context) = serde_json::from_str(&self.encryption_context) else {
+            return unreadable("its encryption context is not a JSON object of strings".into());
+        };
+        let Some(outcome) = Outcome::parse(&self.outcome) else {
+            return unreadable(format!(
+                "its outcome {:?} is not one kmsd writes",
+                self.outcome
+            ));
+        };
+        Ok(ChainedRecord {
+            seq,
+            record: crate::audit::AuditRecord {
+                event_id: self.event_id,
+                event_time: self.event_time,
+                event_name: self.event_name,
+                principal: self.principal,
+                source_address: self.source_address,
+                user_agent: self.user_agent,
+                request_id: self.request_id,
+                key_id: self.key_id,
+                key_version: self.key_version,
+                key_alias: self.key_alias,
+                parameters,
+                encryption_context,
+                reason: self.reason,
+                outcome,
+                error_code: self.error_code,
+                error_message: self.error_message,
+            },
+            prev_hash: self.prev_hash,
+            hash: self.hash,
         })
-        .map_err(StorageError::Corrupt)?
-        {
-            tx.execute(
-                "UPDATE key_versions SET wrapped_material = ?3 WHERE key_id = ?1 AND version = ?2",
-                rusqlite::params![key_id, version, new],
-            )?;
-            changed += 1;
-        }
     }
-    let metas: Vec<(String, Vec<u8>)> = {
-        let mut stmt = tx.prepare("SELECT name, value FROM meta")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for (name, value) in metas {
-        if let Some(new) = rewrap(Wrapped::Meta {
-            name: &name,
-            value: &value,
-        })
-        .map_err(StorageError::Corrupt)?
-        {
-            tx.execute(
-                "UPDATE meta SET value = ?2 WHERE name = ?1",
-                rusqlite::params![name, new],
-            )?;
-            changed += 1;
-        }
-    }
-    tx.commit()?;
-    Ok(changed)
 }

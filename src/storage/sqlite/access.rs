@@ -1,44 +1,12 @@
-//! Principals, their certificate identities and their bearer tokens (hashes only).
+//! Principals, their certificate identities and their bearer tokens (hashes only), in SQLite.
 
 use rusqlite::{Connection, params};
 
-use super::{Storage, StorageError};
+use super::SqliteStore;
 use crate::clock::UnixMillis;
+use crate::storage::{PrincipalRow, StorageError, TokenRow};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrincipalRow {
-    pub name: String,
-    pub description: String,
-    pub admin: bool,
-    pub create_keys: bool,
-    pub created_at: UnixMillis,
-    pub disabled_at: Option<UnixMillis>,
-    pub certificate_subjects: Vec<String>,
-}
-
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenRow {
-    pub id: String,
-    pub principal: String,
-    pub description: String,
-    pub secret_hash: [u8; 32],
-    pub created_at: UnixMillis,
-    pub expires_at: Option<UnixMillis>,
-    pub revoked_at: Option<UnixMillis>,
-}
-
-impl std::fmt::Debug for TokenRow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenRow")
-            .field("id", &self.id)
-            .field("principal", &self.principal)
-            .field("expires_at", &self.expires_at)
-            .field("revoked_at", &self.revoked_at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Storage {
+impl SqliteStore {
     pub async fn load_access(&self) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), StorageError> {
         self.call(load).await
     }

@@ -2,34 +2,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::StorageError;
 use crate::clock::UnixMillis;
 use crate::keys::{AliasName, KeyId, KmsKey, State};
-
-/// A key version as stored: its material wrapped by the root key, or `None` once destroyed.
-#[derive(Debug, Clone)]
-pub struct VersionRow {
-    pub version: u32,
-    pub created_at: UnixMillis,
-    pub wrapped_material: Option<Vec<u8>>,
-}
-
-#[derive(Debug, Clone)]
-pub struct AliasRow {
-    pub name: AliasName,
-    pub key_id: KeyId,
-    pub created_at: UnixMillis,
-}
-
-/// Everything stored about one key.
-#[derive(Debug, Clone)]
-pub struct StoredKey {
-    pub record: KmsKey,
-    pub versions: Vec<VersionRow>,
-    pub aliases: Vec<AliasRow>,
-    /// The key's policy as stored (JSON), if one was ever set.
-    pub policy: Option<String>,
-}
+use crate::storage::{AliasRow, StorageError, StoredKey, VersionRow};
 
 pub(super) fn meta(c: &mut Connection, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
     Ok(

@@ -1,4 +1,4 @@
-//! SQL for the audit log: the writer's connection (append, checkpoints, probe) and read-only readers (query,
+//! SQLite's audit log: the writer's connection (append, checkpoints, probe) and read-only readers (query,
 //! verification walks).
 //!
 //! Invariant: rows are only ever inserted; triggers in `0002_audit.sql` refuse UPDATE and DELETE.
@@ -7,15 +7,16 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, params};
 
-use super::{StorageError, configure};
-use crate::audit::{AuditRecord, ChainLink, ChainedRecord, Checkpoint, Outcome, PruneMark};
+use super::configure;
+use crate::audit::{ChainLink, ChainedRecord, Checkpoint, Encoded, PruneMark, chain};
+use crate::storage::{AUDIT_COLUMNS, AuditQuery, RawRecord, StorageError, UnreadableRecord};
 
 const LOG_ID: &str = "audit_log_id";
 
 /// The audit writer's own connection, used only from its thread.
-pub struct AuditWriterConn(Connection);
+pub struct SqliteAuditWriter(Connection);
 
-impl AuditWriterConn {
+impl SqliteAuditWriter {
     /// Opens a database that `Storage::open` has already migrated.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let conn = Connection::open(path)?;
@@ -29,7 +30,7 @@ impl AuditWriterConn {
         // the end of each transaction (`pcache1TruncateUnsafe`), and that table grows with the pages cached: at
         // 64 MiB it became a quarter of the writer's time as the database grew (`cargo bench --bench audit`, in
         // BENCHMARKS.md: 13.1-13.6 against 9.0-10.2 µs of writer CPU per record).
-        Ok(AuditWriterConn(conn))
+        Ok(SqliteAuditWriter(conn))
     }
 
     /// The log's id, made on first use.
@@ -66,8 +67,15 @@ impl AuditWriterConn {
             .map(|s| s as u64))
     }
 
-    /// Appends a batch in one transaction: all of it is durable when this returns `Ok`, none of it otherwise.
-    pub fn append(&mut self, records: &[ChainLink]) -> Result<(), StorageError> {
+    /// Chains a batch after `after` (the writer's head: it is the only writer of this file, which the data
+    /// directory's lock guarantees) and appends it in one transaction: all of it is committed when this returns
+    /// `Ok` ([`WalSync`] then makes it durable), none of it otherwise.
+    pub fn append(
+        &mut self,
+        after: (u64, &str),
+        records: Vec<Encoded>,
+    ) -> Result<Vec<ChainLink>, StorageError> {
+        let records = chain(after, records);
         let tx = self.0.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
@@ -76,7 +84,7 @@ impl AuditWriterConn {
                      outcome, error_code, error_message, prev_hash, hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
-            for c in records {
+            for c in &records {
                 let r = &c.encoded.record;
                 stmt.execute(params![
                     c.seq as i64,
@@ -102,7 +110,7 @@ impl AuditWriterConn {
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(records)
     }
 
     /// Tries a write and rolls it back: tells whether appends would succeed now.
@@ -127,7 +135,7 @@ impl AuditWriterConn {
     }
 }
 
-impl AuditWriterConn {
+impl SqliteAuditWriter {
     /// Stores a prune mark, then deletes the records it covers in transactions of `chunk` rows, folding the WAL
     /// back into the database between them so the deletion itself needs little free space. Returns how many
     /// records were removed. Freed pages are reused by later records (the file does not shrink).
@@ -194,37 +202,10 @@ fn read_log_id(conn: &Connection) -> Result<Option<String>, StorageError> {
         .transpose()
 }
 
-/// Filters for [`AuditReader::query`]; every one given must match.
-#[derive(Debug, Default, Clone)]
-pub struct AuditQuery {
-    /// Inclusive, RFC 3339 with milliseconds.
-    pub start_time: Option<String>,
-    /// Exclusive.
-    pub end_time: Option<String>,
-    pub key_id: Option<String>,
-    pub key_alias: Option<String>,
-    pub principal: Option<String>,
-    pub event_name: Option<String>,
-    pub outcome: Option<Outcome>,
-    pub encryption_context: Vec<(String, String)>,
-    pub request_id: Option<String>,
-    pub oldest_first: bool,
-    /// Continue after this sequence number (in the query's order).
-    pub after_seq: Option<u64>,
-    pub limit: usize,
-}
-
 /// A read-only connection for queries and verification, so neither waits for nor blocks the writers.
-pub struct AuditReader(Connection);
+pub struct SqliteAuditReader(Connection);
 
-/// A stored row that does not parse back into a record (its JSON columns were edited, say).
-#[derive(Debug)]
-pub struct UnreadableRecord {
-    pub seq: u64,
-    pub reason: String,
-}
-
-impl AuditReader {
+impl SqliteAuditReader {
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         if !path.exists() {
             return Err(StorageError::Corrupt(format!(
@@ -237,7 +218,7 @@ impl AuditReader {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(AuditReader(conn))
+        Ok(SqliteAuditReader(conn))
     }
 
     pub fn log_id(&self) -> Result<Option<String>, StorageError> {
@@ -319,7 +300,7 @@ impl AuditReader {
         };
         let order = if q.oldest_first { "ASC" } else { "DESC" };
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_events {filter} ORDER BY seq {order} LIMIT {}",
+            "SELECT {AUDIT_COLUMNS} FROM audit_events {filter} ORDER BY seq {order} LIMIT {}",
             q.limit
         );
         let mut stmt = self.0.prepare(&sql)?;
@@ -334,7 +315,7 @@ impl AuditReader {
         mut f: impl FnMut(Result<ChainedRecord, UnreadableRecord>) -> bool,
     ) -> Result<(), StorageError> {
         let mut stmt = self.0.prepare(&format!(
-            "SELECT {COLUMNS} FROM audit_events ORDER BY seq ASC"
+            "SELECT {AUDIT_COLUMNS} FROM audit_events ORDER BY seq ASC"
         ))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
@@ -385,7 +366,7 @@ impl AuditReader {
         limit: usize,
     ) -> Result<Vec<Result<ChainedRecord, UnreadableRecord>>, StorageError> {
         let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3"
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3"
         ))?;
         let rows = stmt.query_map(
             params![after as i64, through as i64, limit as i64],
@@ -433,72 +414,35 @@ impl AuditReader {
     }
 }
 
-const COLUMNS: &str = "seq, event_id, event_time, event_name, principal, source_address, user_agent, request_id, \
-     key_id, key_version, key_alias, parameters, encryption_context, reason, outcome, error_code, error_message, \
-     prev_hash, hash";
-
 fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<ChainedRecord, UnreadableRecord>> {
-    let seq = r.get::<_, i64>(0)? as u64;
-    let unreadable = |reason: String| Ok(Err(UnreadableRecord { seq, reason }));
-    let parameters: String = r.get(11)?;
-    let context: String = r.get(12)?;
-    let outcome: String = r.get(14)?;
-    let Ok(parameters) = serde_json::from_str(&parameters) else {
-        return unreadable("its parameters are not a JSON object of strings".into());
-    };
-    let Ok(encryption_context) = serde_json::from_str(&context) else {
-        return unreadable("its encryption context is not a JSON object of strings".into());
-    };
-    let Some(outcome) = Outcome::parse(&outcome) else {
-        return unreadable(format!("its outcome {outcome:?} is not one kmsd writes"));
-    };
-    Ok(Ok(ChainedRecord {
-        seq,
-        record: AuditRecord {
-            event_id: r.get(1)?,
-            event_time: r.get(2)?,
-            event_name: r.get(3)?,
-            principal: r.get(4)?,
-            source_address: r.get(5)?,
-            user_agent: r.get(6)?,
-            request_id: r.get(7)?,
-            key_id: r.get(8)?,
-            key_version: r.get(9)?,
-            key_alias: r.get(10)?,
-            parameters,
-            encryption_context,
-            reason: r.get(13)?,
-            outcome,
-            error_code: r.get(15)?,
-            error_message: r.get(16)?,
-        },
+    Ok(RawRecord {
+        seq: r.get::<_, i64>(0)? as u64,
+        event_id: r.get(1)?,
+        event_time: r.get(2)?,
+        event_name: r.get(3)?,
+        principal: r.get(4)?,
+        source_address: r.get(5)?,
+        user_agent: r.get(6)?,
+        request_id: r.get(7)?,
+        key_id: r.get(8)?,
+        key_version: r.get(9)?,
+        key_alias: r.get(10)?,
+        parameters: r.get(11)?,
+        encryption_context: r.get(12)?,
+        reason: r.get(13)?,
+        outcome: r.get(14)?,
+        error_code: r.get(15)?,
+        error_message: r.get(16)?,
         prev_hash: r.get(17)?,
         hash: r.get(18)?,
-    }))
+    }
+    .decode())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Encoded, GENESIS_HASH};
-
-    fn chain(records: Vec<AuditRecord>, after: (u64, String)) -> Vec<ChainLink> {
-        let (mut seq, mut prev) = after;
-        records
-            .into_iter()
-            .map(|record| {
-                seq += 1;
-                let encoded = Encoded::new(record);
-                let hash = encoded.hash(seq, &prev);
-                ChainLink {
-                    seq,
-                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                    hash,
-                    encoded,
-                }
-            })
-            .collect()
-    }
+    use crate::audit::{AuditRecord, GENESIS_HASH};
 
     /// A batch, and the batch after it, store every record in order and intact: what was hashed is what is read.
     #[test]
@@ -506,24 +450,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kmsd.db");
         drop(super::super::open_connection(&path).unwrap());
-        let mut writer = AuditWriterConn::open(&path).unwrap();
+        let mut writer = SqliteAuditWriter::open(&path).unwrap();
         let record = |n: usize| AuditRecord {
             request_id: format!("req-{n}"),
             key_version: (!n.is_multiple_of(3)).then_some(n as u32),
             reason: n.is_multiple_of(2).then(|| format!("reason {n}")),
             ..crate::audit::record::tests::sample()
         };
-        let first = chain((0..45).map(record).collect(), (0, GENESIS_HASH.to_owned()));
-        writer.append(&first).unwrap();
+        let encode = |n| Encoded::new(record(n));
+        let first = writer
+            .append((0, GENESIS_HASH), (0..45).map(encode).collect())
+            .unwrap();
         let last = first.last().unwrap();
-        let second = chain(
-            (45..48).map(record).collect(),
-            (last.seq, last.hash.clone()),
-        );
-        writer.append(&second).unwrap();
+        let second = writer
+            .append((last.seq, &last.hash), (45..48).map(encode).collect())
+            .unwrap();
 
         let mut read = Vec::new();
-        AuditReader::open(&path)
+        SqliteAuditReader::open(&path)
             .unwrap()
             .for_each_record(|r| {
                 read.push(r.expect("a readable record"));

@@ -1,28 +1,28 @@
 use rusqlite::Connection;
 
-use super::StorageError;
+use crate::storage::StorageError;
 
 /// Every migration in order; the database's `user_version` is the number applied.
 pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_keys.sql",
-        include_str!("../../migrations/0001_keys.sql"),
+        include_str!("../../../migrations/sqlite/0001_keys.sql"),
     ),
     (
         "0002_audit.sql",
-        include_str!("../../migrations/0002_audit.sql"),
+        include_str!("../../../migrations/sqlite/0002_audit.sql"),
     ),
     (
         "0003_access.sql",
-        include_str!("../../migrations/0003_access.sql"),
+        include_str!("../../../migrations/sqlite/0003_access.sql"),
     ),
     (
         "0004_bootstrap_mark.sql",
-        include_str!("../../migrations/0004_bootstrap_mark.sql"),
+        include_str!("../../../migrations/sqlite/0004_bootstrap_mark.sql"),
     ),
     (
         "0005_audit_archive.sql",
-        include_str!("../../migrations/0005_audit_archive.sql"),
+        include_str!("../../../migrations/sqlite/0005_audit_archive.sql"),
     ),
 ];
 
@@ -49,7 +49,7 @@ mod tests {
 
     #[test]
     fn every_file_in_migrations_is_registered_in_order() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -1,0 +1,508 @@
+//! Keys, aliases, policies, principals and tokens in PostgreSQL: the same operations as `sqlite/keys.rs` and
+//! `sqlite/access.rs`, each one transaction.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::GenericClient;
+
+use super::PgStore;
+use crate::clock::UnixMillis;
+use crate::keys::{AliasName, KeyId, KmsKey, State};
+use crate::storage::{AliasRow, PrincipalRow, StorageError, StoredKey, TokenRow, VersionRow};
+
+fn parse_key_id(s: &str) -> Result<KeyId, StorageError> {
+    KeyId::parse(s).map_err(|_| StorageError::Corrupt(format!("key id {s:?}")))
+}
+
+fn millis(t: Option<UnixMillis>) -> Option<i64> {
+    t.map(|t| t.0)
+}
+
+fn version_number(v: i32) -> Result<u32, StorageError> {
+    u32::try_from(v).map_err(|_| StorageError::Corrupt(format!("key version {v}")))
+}
+
+impl PgStore {
+    pub async fn meta(&self, name: &'static str) -> Result<Option<Vec<u8>>, StorageError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt("SELECT value FROM meta WHERE name = $1", &[&name])
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub async fn set_meta(&self, name: &'static str, value: Vec<u8>) -> Result<(), StorageError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO meta (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&name, &value],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_meta_if_absent(
+        &self,
+        name: &'static str,
+        value: Vec<u8>,
+    ) -> Result<Vec<u8>, StorageError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &value],
+        )
+        .await?;
+        Ok(
+            c.query_one("SELECT value FROM meta WHERE name = $1", &[&name])
+                .await?
+                .get(0),
+        )
+    }
+
+    pub async fn load_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
+        let mut c = self.client().await?;
+        // One snapshot for every table, so a key and its versions agree.
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let mut keys: BTreeMap<KeyId, StoredKey> = BTreeMap::new();
+        for r in tx
+            .query(
+                "SELECT key_id, description, state, created_at_ms, primary_version, rotation_period_days,
+                        next_rotation_at_ms, deletion_at_ms
+                 FROM keys",
+                &[],
+            )
+            .await?
+        {
+            let id = parse_key_id(r.get(0))?;
+            let state: &str = r.get(2);
+            let record = KmsKey {
+                id,
+                description: r.get(1),
+                state: State::parse(state)
+                    .ok_or_else(|| StorageError::Corrupt(format!("key state {state:?}")))?,
+                created_at: UnixMillis(r.get(3)),
+                primary_version: version_number(r.get(4))?,
+                rotation_period_days: r
+                    .get::<_, Option<i32>>(5)
+                    .map(|d| {
+                        u32::try_from(d)
+                            .map_err(|_| StorageError::Corrupt(format!("rotation period {d}")))
+                    })
+                    .transpose()?,
+                next_rotation_at: r.get::<_, Option<i64>>(6).map(UnixMillis),
+                deletion_at: r.get::<_, Option<i64>>(7).map(UnixMillis),
+                tags: BTreeMap::new(),
+            };
+            keys.insert(
+                id,
+                StoredKey {
+                    record,
+                    versions: Vec::new(),
+                    aliases: Vec::new(),
+                    policy: None,
+                },
+            );
+        }
+        fn key<'k>(
+            keys: &'k mut BTreeMap<KeyId, StoredKey>,
+            s: &str,
+        ) -> Result<&'k mut StoredKey, StorageError> {
+            let id = parse_key_id(s)?;
+            keys.get_mut(&id)
+                .ok_or_else(|| StorageError::Corrupt(format!("row refers to missing key {id}")))
+        }
+        for r in tx
+            .query("SELECT key_id, name, value FROM key_tags", &[])
+            .await?
+        {
+            key(&mut keys, r.get(0))?
+                .record
+                .tags
+                .insert(r.get(1), r.get(2));
+        }
+        for r in tx
+            .query(
+                "SELECT key_id, version, created_at_ms, wrapped_material FROM key_versions
+                 ORDER BY key_id, version",
+                &[],
+            )
+            .await?
+        {
+            key(&mut keys, r.get(0))?.versions.push(VersionRow {
+                version: version_number(r.get(1))?,
+                created_at: UnixMillis(r.get(2)),
+                wrapped_material: r.get(3),
+            });
+        }
+        for r in tx
+            .query("SELECT alias_name, key_id, created_at_ms FROM aliases", &[])
+            .await?
+        {
+            let name: &str = r.get(0);
+            let key_id: &str = r.get(1);
+            let alias = AliasRow {
+                name: AliasName::parse(name)
+                    .map_err(|_| StorageError::Corrupt(format!("alias {name:?}")))?,
+                key_id: parse_key_id(key_id)?,
+                created_at: UnixMillis(r.get(2)),
+            };
+            key(&mut keys, key_id)?.aliases.push(alias);
+        }
+        for r in tx
+            .query("SELECT key_id, policy FROM key_policies", &[])
+            .await?
+        {
+            key(&mut keys, r.get(0))?.policy = Some(r.get(1));
+        }
+        tx.commit().await?;
+        Ok(keys.into_values().collect())
+    }
+
+    pub async fn insert_key(
+        &self,
+        record: KmsKey,
+        version: VersionRow,
+        alias: Option<AliasRow>,
+        policy: Option<String>,
+    ) -> Result<(), StorageError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let id = record.id.to_string();
+        tx.execute(
+            "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version, rotation_period_days,
+                               next_rotation_at_ms, deletion_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &id,
+                &record.description,
+                &record.state.as_str(),
+                &record.created_at.0,
+                &(record.primary_version as i32),
+                &record.rotation_period_days.map(|d| d as i32),
+                &millis(record.next_rotation_at),
+                &millis(record.deletion_at),
+            ],
+        )
+        .await?;
+        for (name, value) in &record.tags {
+            tx.execute(
+                "INSERT INTO key_tags (key_id, name, value) VALUES ($1, $2, $3)",
+                &[&id, name, value],
+            )
+            .await?;
+        }
+        insert_version(&tx, record.id, &version).await?;
+        if let Some(alias) = &alias {
+            insert_alias(&tx, alias).await?;
+        }
+        if let Some(policy) = &policy {
+            set_policy(&tx, record.id, policy, record.created_at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_key_policy(
+        &self,
+        key_id: KeyId,
+        policy: String,
+        at: UnixMillis,
+    ) -> Result<(), StorageError> {
+        let c = self.client().await?;
+        set_policy(&c, key_id, &policy, at).await
+    }
+
+    pub async fn update_key(&self, record: KmsKey) -> Result<(), StorageError> {
+        let c = self.client().await?;
+        update_key(&c, &record).await
+    }
+
+    pub async fn add_version(
+        &self,
+        record: KmsKey,
+        version: VersionRow,
+    ) -> Result<(), StorageError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        insert_version(&tx, record.id, &version).await?;
+        update_key(&tx, &record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn destroy_key(&self, record: KmsKey) -> Result<(), StorageError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        update_key(&tx, &record).await?;
+        let id = record.id.to_string();
+        tx.execute(
+            "UPDATE key_versions SET wrapped_material = NULL WHERE key_id = $1",
+            &[&id],
+        )
+        .await?;
+        tx.execute("DELETE FROM aliases WHERE key_id = $1", &[&id])
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn insert_alias(&self, alias: AliasRow) -> Result<(), StorageError> {
+        let c = self.client().await?;
+        insert_alias(&c, &alias).await
+    }
+
+    pub async fn delete_alias(&self, name: String) -> Result<bool, StorageError> {
+        let c = self.client().await?;
+        Ok(
+            c.execute("DELETE FROM aliases WHERE alias_name = $1", &[&name])
+                .await?
+                == 1,
+        )
+    }
+
+    pub async fn versions_of(&self, key_id: KeyId) -> Result<Vec<VersionRow>, StorageError> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT version, created_at_ms, wrapped_material FROM key_versions WHERE key_id = $1
+             ORDER BY version",
+            &[&key_id.to_string()],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(VersionRow {
+                version: version_number(r.get(0))?,
+                created_at: UnixMillis(r.get(1)),
+                wrapped_material: r.get(2),
+            })
+        })
+        .collect()
+    }
+
+    pub async fn load_access(&self) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), StorageError> {
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let mut principals: Vec<PrincipalRow> = tx
+            .query(
+                "SELECT name, description, admin, create_keys, created_at_ms, disabled_at_ms
+                 FROM principals ORDER BY name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| PrincipalRow {
+                name: r.get(0),
+                description: r.get(1),
+                admin: r.get(2),
+                create_keys: r.get(3),
+                created_at: UnixMillis(r.get(4)),
+                disabled_at: r.get::<_, Option<i64>>(5).map(UnixMillis),
+                certificate_subjects: Vec::new(),
+            })
+            .collect();
+        for r in tx
+            .query(
+                "SELECT subject, principal FROM principal_certificates ORDER BY subject",
+                &[],
+            )
+            .await?
+        {
+            let name: &str = r.get(1);
+            let p = principals
+                .iter_mut()
+                .find(|p| p.name == name)
+                .ok_or_else(|| {
+                    StorageError::Corrupt(format!(
+                        "certificate subject of missing principal {name:?}"
+                    ))
+                })?;
+            p.certificate_subjects.push(r.get(0));
+        }
+        let tokens = tx
+            .query(
+                "SELECT token_id, principal, description, secret_hash, created_at_ms, expires_at_ms, revoked_at_ms
+                 FROM tokens ORDER BY created_at_ms, token_id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let hash: &[u8] = r.get(3);
+                Ok(TokenRow {
+                    id: r.get(0),
+                    principal: r.get(1),
+                    description: r.get(2),
+                    secret_hash: hash
+                        .try_into()
+                        .map_err(|_| StorageError::Corrupt("a token hash is not 32 bytes".into()))?,
+                    created_at: UnixMillis(r.get(4)),
+                    expires_at: r.get::<_, Option<i64>>(5).map(UnixMillis),
+                    revoked_at: r.get::<_, Option<i64>>(6).map(UnixMillis),
+                })
+            })
+            .collect::<Result<_, StorageError>>()?;
+        tx.commit().await?;
+        Ok((principals, tokens))
+    }
+
+    pub async fn insert_principal(&self, p: PrincipalRow) -> Result<(), StorageError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "INSERT INTO principals (name, description, admin, create_keys, created_at_ms, disabled_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &p.name,
+                &p.description,
+                &p.admin,
+                &p.create_keys,
+                &p.created_at.0,
+                &millis(p.disabled_at),
+            ],
+        )
+        .await?;
+        for subject in &p.certificate_subjects {
+            tx.execute(
+                "INSERT INTO principal_certificates (subject, principal) VALUES ($1, $2)",
+                &[subject, &p.name],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn disable_principal(
+        &self,
+        name: String,
+        at: UnixMillis,
+    ) -> Result<(), StorageError> {
+        let c = self.client().await?;
+        let changed = c
+            .execute(
+                "UPDATE principals SET disabled_at_ms = $2 WHERE name = $1",
+                &[&name, &at.0],
+            )
+            .await?;
+        if changed != 1 {
+            return Err(StorageError::Corrupt(format!(
+                "principal {name:?} is not stored"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn insert_token(&self, t: TokenRow) -> Result<(), StorageError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO tokens (token_id, principal, description, secret_hash, created_at_ms, expires_at_ms,
+                                 revoked_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &t.id,
+                &t.principal,
+                &t.description,
+                &t.secret_hash.as_slice(),
+                &t.created_at.0,
+                &millis(t.expires_at),
+                &millis(t.revoked_at),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_token(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
+        let c = self.client().await?;
+        let changed = c
+            .execute(
+                "UPDATE tokens SET revoked_at_ms = $2 WHERE token_id = $1",
+                &[&id, &at.0],
+            )
+            .await?;
+        if changed != 1 {
+            return Err(StorageError::Corrupt(format!("token {id} is not stored")));
+        }
+        Ok(())
+    }
+}
+
+async fn update_key(c: &impl GenericClient, record: &KmsKey) -> Result<(), StorageError> {
+    let changed = c
+        .execute(
+            "UPDATE keys SET state = $2, primary_version = $3, next_rotation_at_ms = $4, deletion_at_ms = $5
+             WHERE key_id = $1",
+            &[
+                &record.id.to_string(),
+                &record.state.as_str(),
+                &(record.primary_version as i32),
+                &millis(record.next_rotation_at),
+                &millis(record.deletion_at),
+            ],
+        )
+        .await?;
+    if changed != 1 {
+        return Err(StorageError::Corrupt(format!(
+            "key {} is not stored",
+            record.id
+        )));
+    }
+    Ok(())
+}
+
+async fn insert_version(
+    c: &impl GenericClient,
+    key_id: KeyId,
+    version: &VersionRow,
+) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO key_versions (key_id, version, created_at_ms, wrapped_material) VALUES ($1, $2, $3, $4)",
+        &[
+            &key_id.to_string(),
+            &(version.version as i32),
+            &version.created_at.0,
+            &version.wrapped_material,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_alias(c: &impl GenericClient, alias: &AliasRow) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO aliases (alias_name, key_id, created_at_ms) VALUES ($1, $2, $3)",
+        &[
+            &alias.name.as_str(),
+            &alias.key_id.to_string(),
+            &alias.created_at.0,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn set_policy(
+    c: &impl GenericClient,
+    key_id: KeyId,
+    policy: &str,
+    at: UnixMillis,
+) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO key_policies (key_id, policy, updated_at_ms) VALUES ($1, $2, $3)
+         ON CONFLICT (key_id) DO UPDATE SET policy = excluded.policy, updated_at_ms = excluded.updated_at_ms",
+        &[&key_id.to_string(), &policy, &at.0],
+    )
+    .await?;
+    Ok(())
+}

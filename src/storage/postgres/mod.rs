@@ -1,0 +1,389 @@
+//! The PostgreSQL backend: what replicas share when one machine is not enough.
+//!
+//! Connections come from a `deadpool-postgres` pool of `tokio-postgres` clients, over TLS (rustls) when the URL asks
+//! for it. A URL may name several hosts with `target_session_attrs=read-write`, so a replica reconnects to whichever
+//! server is primary after a failover. Migrations (`migrations/postgres/`) run in one transaction under an advisory
+//! lock, so replicas starting together apply them once. The audit writer and readers are blocking (the writer is a
+//! thread of its own, readers run off the async workers); they run their queries on the daemon's runtime.
+//!
+//! Invariants: the password of the URL is never logged or shown ([`DatabaseUrl`]'s `Display` leaves it out); a
+//! commit has returned before anything is reported stored.
+
+mod audit;
+mod keys;
+
+pub use audit::{PgAuditReader, PgAuditWriter};
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::config::{Host, SslMode};
+
+use super::StorageError;
+
+/// Every migration in order; `kmsd_migrations` holds the numbers applied.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_schema.sql",
+    include_str!("../../../migrations/postgres/0001_schema.sql"),
+)];
+
+/// Advisory lock ids: `kmsd` in ASCII in the high half, the purpose in the low.
+const LOCK_BASE: i64 = 0x6b6d_7364 << 32;
+pub(crate) const MIGRATION_LOCK: i64 = LOCK_BASE | 1;
+pub(crate) const CHAIN_LOCK: i64 = LOCK_BASE | 2;
+
+/// Connections a replica's pool holds at most: the audit writer, the key and access stores, and readers.
+const POOL_SIZE: usize = 16;
+/// How long a connection attempt, or a wait for a pooled connection, may take before the call fails (closed).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A `postgres://` URL (or libpq key=value string), parsed. Shown without its password.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    config: tokio_postgres::Config,
+    /// `sslrootcert`: the CA that signs the server's certificate (PEM).
+    ca_file: Option<PathBuf>,
+}
+
+impl DatabaseUrl {
+    /// Parses `url`. Accepts what `tokio-postgres` does (several hosts, `target_session_attrs`, `sslmode`
+    /// `disable`/`prefer`/`require`, `connect_timeout`, ...) plus libpq's `sslrootcert`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (rest, ca_file) = take_param(url, "sslrootcert");
+        let mut config = tokio_postgres::Config::from_str(&rest)
+            .map_err(|e| format!("not a PostgreSQL URL (postgres://user@host/db): {e}"))?;
+        if config.get_hosts().is_empty() {
+            return Err("a PostgreSQL URL must name a host (postgres://user@host/db)".into());
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.keepalives_idle(Duration::from_secs(30));
+        if config.get_application_name().is_none() {
+            config.application_name("kmsd");
+        }
+        if ca_file.is_some() && config.get_ssl_mode() == SslMode::Disable {
+            return Err("sslrootcert is set but sslmode=disable".into());
+        }
+        if ca_file.is_none() && config.get_ssl_mode() == SslMode::Require {
+            return Err(
+                "sslmode=require needs sslrootcert=<CA file>: kmsd verifies the database server's certificate"
+                    .into(),
+            );
+        }
+        Ok(DatabaseUrl {
+            config,
+            ca_file: ca_file.map(PathBuf::from),
+        })
+    }
+
+    /// Whether connections use TLS: when a CA to verify the server with is given.
+    fn tls(&self) -> bool {
+        self.ca_file.is_some()
+    }
+
+    /// Whether every host is a Unix socket (where TLS means nothing).
+    fn local_only(&self) -> bool {
+        self.config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, Host::Unix(_)))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        write!(f, "postgres://")?;
+        if let Some(user) = c.get_user() {
+            write!(f, "{user}@")?;
+        }
+        let ports = c.get_ports();
+        for (i, host) in c.get_hosts().iter().enumerate() {
+            if i > 0 {
+                write!(f, ",")?;
+            }
+            match host {
+                Host::Tcp(name) => write!(f, "{name}")?,
+                Host::Unix(path) => write!(f, "[{}]", path.display())?,
+            }
+            if let Some(port) = ports.get(i).or(ports.first()) {
+                write!(f, ":{port}")?;
+            }
+        }
+        write!(f, "/{}", c.get_dbname().unwrap_or(""))?;
+        let mut query = Vec::new();
+        if c.get_target_session_attrs() == tokio_postgres::config::TargetSessionAttrs::ReadWrite {
+            query.push("target_session_attrs=read-write".to_owned());
+        }
+        if let Some(ca) = &self.ca_file {
+            query.push(format!("sslmode=require&sslrootcert={}", ca.display()));
+        }
+        if !query.is_empty() {
+            write!(f, "?{}", query.join("&"))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// Removes `name=value` from a URL's query (or a key=value string) and returns the rest and the value.
+fn take_param(url: &str, name: &str) -> (String, Option<String>) {
+    let prefix = format!("{name}=");
+    if let Some((base, query)) = url.split_once('?') {
+        let mut value = None;
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|part| match part.strip_prefix(&prefix) {
+                Some(v) => {
+                    value = Some(v.to_owned());
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return (rest, value);
+    }
+    if !url.contains("://") {
+        let mut value = None;
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|part| match part.strip_prefix(&prefix) {
+                Some(v) => {
+                    value = Some(v.to_owned());
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        return (kept.join(" "), value);
+    }
+    (url.to_owned(), None)
+}
+
+/// An error's own words: the server's code and message for database errors (tokio-postgres shows only
+/// "db error").
+pub fn describe_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+impl From<PoolError> for StorageError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Backend(e) => StorageError::Postgres(e),
+            other => StorageError::Connect(other.to_string()),
+        }
+    }
+}
+
+/// The pool and where it leads. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    url: Arc<DatabaseUrl>,
+    /// The runtime the pool's connections live on, for the blocking audit writer and readers.
+    runtime: tokio::runtime::Handle,
+}
+
+impl PgStore {
+    /// Connects, checks the server answers, and migrates.
+    pub async fn open(url: &DatabaseUrl) -> Result<Self, StorageError> {
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if url.tls() {
+            Manager::from_config(url.config.clone(), tls(url)?, manager_config)
+        } else {
+            if !url.local_only() {
+                tracing::warn!(
+                    database = %url,
+                    "connecting to PostgreSQL without TLS: add sslmode=require&sslrootcert=<CA file> to the URL \
+                     unless the network between kmsd and the database is private"
+                );
+            }
+            Manager::from_config(url.config.clone(), tokio_postgres::NoTls, manager_config)
+        };
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StorageError::Connect(e.to_string()))?;
+        let store = PgStore {
+            pool,
+            url: Arc::new(url.clone()),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
+        Ok(self.pool.get().await?)
+    }
+
+    async fn migrate(&self) -> Result<(), StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS kmsd_migrations (
+                 version    INTEGER PRIMARY KEY,
+                 name       TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+        let found: i32 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM kmsd_migrations", &[])
+            .await?
+            .get(0);
+        let known = MIGRATIONS.len() as i64;
+        if i64::from(found) > known {
+            return Err(StorageError::SchemaTooNew {
+                found: found.into(),
+                known,
+            });
+        }
+        for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.batch_execute(sql).await.map_err(|e| {
+                StorageError::Corrupt(format!("migration {name} failed: {}", describe_error(&e)))
+            })?;
+            tx.execute(
+                "INSERT INTO kmsd_migrations (version, name) VALUES ($1, $2)",
+                &[&(index as i32 + 1), name],
+            )
+            .await?;
+            tracing::info!(migration = name, "applied database migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close();
+    }
+
+    pub fn audit_writer(&self) -> PgAuditWriter {
+        PgAuditWriter::new(self.clone())
+    }
+
+    pub fn audit_reader(&self) -> PgAuditReader {
+        PgAuditReader::new(self.clone())
+    }
+
+    /// Runs `f` to completion from a thread that is not one of the runtime's workers (the audit writer, a
+    /// blocking task).
+    pub(crate) fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
+        self.runtime.block_on(f)
+    }
+}
+
+fn tls(url: &DatabaseUrl) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StorageError> {
+    let Some(ca_file) = &url.ca_file else {
+        return Err(StorageError::Connect("no CA file for TLS".into()));
+    };
+    let pem = std::fs::read(ca_file).map_err(|e| {
+        StorageError::Connect(format!(
+            "cannot read sslrootcert {}: {e}",
+            ca_file.display()
+        ))
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| {
+            StorageError::Connect(format!("sslrootcert {}: {e}", ca_file.display()))
+        })?;
+        roots.add(cert).map_err(|e| {
+            StorageError::Connect(format!("sslrootcert {}: {e}", ca_file.display()))
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(StorageError::Connect(format!(
+            "sslrootcert {} holds no certificate",
+            ca_file.display()
+        )));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StorageError::Connect(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_show_no_password_and_keep_every_host() {
+        let url = DatabaseUrl::parse(
+            "postgres://kmsd:s3cret@db1:5432,db2:5433/kms?target_session_attrs=read-write",
+        )
+        .unwrap();
+        let shown = url.to_string();
+        assert_eq!(
+            shown,
+            "postgres://kmsd@db1:5432,db2:5433/kms?target_session_attrs=read-write"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn sslrootcert_is_taken_out_of_the_url() {
+        let url = DatabaseUrl::parse(
+            "postgres://kmsd@db/kms?sslmode=require&sslrootcert=/etc/ca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(
+            url.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert!(
+            url.to_string()
+                .ends_with("?sslmode=require&sslrootcert=/etc/ca.pem")
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_a_reason() {
+        for bad in [
+            "postgres://kmsd@db/kms?sslmode=require",
+            "postgres://kmsd@db/kms?bogus=1",
+            "postgres:///kms",
+        ] {
+            assert!(DatabaseUrl::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+}
