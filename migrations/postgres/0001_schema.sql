@@ -140,19 +140,12 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
-    FOR EACH ROW EXECUTE FUNCTION kmsd_audit_append_only();
+-- Statement triggers refuse a statement even when it matches no row; DELETE on audit_events is checked row by row.
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE OR TRUNCATE ON audit_events
+    FOR EACH STATEMENT EXECUTE FUNCTION kmsd_audit_append_only();
 CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION kmsd_audit_delete_pruned_only();
-CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION kmsd_audit_append_only();
-
-CREATE TRIGGER audit_checkpoints_no_change BEFORE UPDATE OR DELETE ON audit_checkpoints
-    FOR EACH ROW EXECUTE FUNCTION kmsd_audit_append_only();
-CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
-    FOR EACH STATEMENT EXECUTE FUNCTION kmsd_audit_append_only();
-
-CREATE TRIGGER audit_prunes_no_change BEFORE UPDATE OR DELETE ON audit_prunes
-    FOR EACH ROW EXECUTE FUNCTION kmsd_audit_append_only();
-CREATE TRIGGER audit_prunes_no_truncate BEFORE TRUNCATE ON audit_prunes
+CREATE TRIGGER audit_prunes_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_prunes
     FOR EACH STATEMENT EXECUTE FUNCTION kmsd_audit_append_only();

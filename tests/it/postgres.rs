@@ -41,6 +41,11 @@ impl Database {
         )
     }
 
+    /// The database as kmsd's `database_url` names it.
+    pub fn url(&self) -> kmsd::storage::DatabaseUrl {
+        kmsd::storage::DatabaseUrl::parse(&self.config()).expect("the test database's URL parses")
+    }
+
     /// A connection, its driver spawned on the current runtime.
     pub async fn connect(&self) -> tokio_postgres::Client {
         connect(&self.config()).await
