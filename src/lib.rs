@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod keys;
 pub mod kms;
 pub mod metrics;
+pub mod replica;
 pub mod rpc;
 pub mod server;
 pub mod service;

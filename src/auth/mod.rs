@@ -18,6 +18,7 @@ pub mod policy;
 pub mod token;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use zeroize::Zeroizing;
@@ -26,7 +27,7 @@ use crate::audit::{Change, Gate};
 use crate::clock::{Clock, UnixMillis};
 use crate::keys::InvalidInput;
 use crate::rpc::Rpc;
-use crate::storage::{PrincipalRow, Storage, StorageError, TokenRow};
+use crate::storage::{ChangeKind, PrincipalRow, Storage, StorageError, TokenRow};
 
 /// The principal the daemon creates on first start, whose token it writes to `<data-dir>/admin.token`.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
@@ -182,17 +183,8 @@ struct State {
     subjects: HashMap<String, String>,
 }
 
-/// Every principal, token hash and certificate mapping, in memory; see the module documentation.
-pub struct Authenticator {
-    state: RwLock<State>,
-    storage: Storage,
-    clock: Arc<dyn Clock>,
-    /// Serializes changes, so that each is validated against the state it will replace.
-    write_lock: tokio::sync::Mutex<()>,
-}
-
-impl Authenticator {
-    pub async fn load(storage: Storage, clock: Arc<dyn Clock>) -> Result<Self, StorageError> {
+impl State {
+    async fn load(storage: &Storage) -> Result<Self, StorageError> {
         let (principals, tokens) = storage.load_access().await?;
         let mut state = State::default();
         for p in principals {
@@ -204,12 +196,76 @@ impl Authenticator {
         for t in tokens {
             state.tokens.insert(t.id.clone(), t);
         }
+        Ok(state)
+    }
+}
+
+/// Every principal, token hash and certificate mapping, in memory; see the module documentation.
+pub struct Authenticator {
+    state: RwLock<State>,
+    storage: Storage,
+    clock: Arc<dyn Clock>,
+    /// Serializes changes, so that each is validated against the state it will replace; with the cluster's change
+    /// lock ([`Authenticator::lock_for_change`]) across replicas too.
+    write_lock: tokio::sync::Mutex<()>,
+    /// The last change of the shared change log this state reflects (PostgreSQL; 0 and unused on SQLite).
+    applied: AtomicU64,
+}
+
+/// A change in progress: this replica's lock and the cluster's, with the state caught up under both.
+struct ChangeGuard<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    _cluster: crate::storage::ChangeLock,
+}
+
+impl Authenticator {
+    pub async fn load(storage: Storage, clock: Arc<dyn Clock>) -> Result<Self, StorageError> {
+        // Read before the state, so that a change committed meanwhile is applied again rather than missed.
+        let applied = storage.change_head().await?.unwrap_or(0);
+        let state = State::load(&storage).await?;
         Ok(Authenticator {
             state: RwLock::new(state),
             storage,
             clock,
             write_lock: tokio::sync::Mutex::new(()),
+            applied: AtomicU64::new(applied),
         })
+    }
+
+    /// Takes this replica's write lock and the cluster's change lock, and applies the changes other replicas made
+    /// before it.
+    async fn lock_for_change(&self) -> Result<ChangeGuard<'_>, StorageError> {
+        let local = self.write_lock.lock().await;
+        let cluster = self.storage.lock_changes().await?;
+        self.catch_up_locked(false).await?;
+        Ok(ChangeGuard {
+            _local: local,
+            _cluster: cluster,
+        })
+    }
+
+    /// Applies the access changes other replicas made since the last catch-up (nothing on SQLite); with
+    /// `everything`, reloads the whole state whether or not the log shows a change.
+    pub async fn catch_up(&self, everything: bool) -> Result<(), StorageError> {
+        let _local = self.write_lock.lock().await;
+        self.catch_up_locked(everything).await
+    }
+
+    async fn catch_up_locked(&self, everything: bool) -> Result<(), StorageError> {
+        let applied = self.applied.load(Ordering::SeqCst);
+        let Some(changes) = self
+            .storage
+            .changes_after(applied, ChangeKind::Access)
+            .await?
+        else {
+            return Ok(());
+        };
+        if everything || changes.gap || !changes.subjects.is_empty() {
+            let state = State::load(&self.storage).await?;
+            *self.write() = state;
+        }
+        self.applied.store(changes.head, Ordering::SeqCst);
+        Ok(())
     }
 
     // Every write is a whole-value insert, so a panic elsewhere cannot leave the state half-updated.
@@ -353,7 +409,7 @@ impl Authenticator {
                 )));
             }
         }
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         {
             let state = self.read();
             if state.principals.contains_key(&new.name) {
@@ -403,7 +459,7 @@ impl Authenticator {
         name: &str,
         gate: &dyn Gate,
     ) -> Result<Principal, AccessError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         let mut row = self.principal(name)?;
         if row.disabled_at.is_some() {
             return Ok(row);
@@ -444,7 +500,7 @@ impl Authenticator {
                 "description is longer than {MAX_DESCRIPTION_CHARS} characters"
             )));
         }
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         let owner = self.principal(principal)?;
         if owner.disabled_at.is_some() {
             return Err(AccessError::FailedPrecondition(format!(
@@ -489,7 +545,7 @@ impl Authenticator {
                 "token_id {id:?} is not a token id (16 lowercase hex digits, as ListTokens shows)"
             )));
         }
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         let mut row = self
             .read()
             .tokens

@@ -83,6 +83,54 @@ impl KeyCache {
         self.write().keys.insert(key.record.id, Arc::new(key));
     }
 
+    /// Replaces a key and its aliases with what storage holds now (another replica changed it): aliases that
+    /// left it go, aliases that came to it from another key leave that key.
+    pub fn replace_key(&self, key: CachedKey, aliases: Vec<AliasRow>) {
+        let mut inner = self.write();
+        let id = key.record.id;
+        let gone: Vec<AliasName> = inner
+            .aliases
+            .iter()
+            .filter(|(name, row)| row.key_id == id && !aliases.iter().any(|a| &a.name == *name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            inner.aliases.remove(&name);
+        }
+        for alias in &aliases {
+            if let Some(previous) = inner.aliases.insert(alias.name.clone(), alias.clone())
+                && previous.key_id != id
+                && let Some(other) = inner.keys.get(&previous.key_id)
+            {
+                let updated = with_aliases(other, |a| {
+                    a.remove(&alias.name);
+                });
+                inner.keys.insert(previous.key_id, updated);
+            }
+        }
+        let key = CachedKey {
+            aliases: aliases.into_iter().map(|a| a.name).collect(),
+            ..key
+        };
+        inner.keys.insert(id, Arc::new(key));
+    }
+
+    /// Replaces everything at once (a replica that may have missed changes reloads).
+    pub fn replace_all(&self, keys: Vec<(CachedKey, Vec<AliasRow>)>) {
+        let mut fresh = Inner::default();
+        for (key, aliases) in keys {
+            let key = CachedKey {
+                aliases: aliases.iter().map(|a| a.name.clone()).collect(),
+                ..key
+            };
+            for alias in aliases {
+                fresh.aliases.insert(alias.name.clone(), alias);
+            }
+            fresh.keys.insert(key.record.id, Arc::new(key));
+        }
+        *self.write() = fresh;
+    }
+
     pub fn put_alias(&self, alias: AliasRow) {
         let mut inner = self.write();
         if let Some(key) = inner.keys.get(&alias.key_id) {

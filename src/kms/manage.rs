@@ -57,7 +57,7 @@ impl Kms {
         policy: PolicyDocument,
         gate: &dyn Gate,
     ) -> Result<KeyView, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         if let Some(alias) = &spec.alias
             && self.cache.alias(alias).is_some()
         {
@@ -134,7 +134,7 @@ impl Kms {
         policy: PolicyDocument,
         gate: &dyn Gate,
     ) -> Result<KeyId, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         let cached = self.cache.resolve(key.key())?;
         let id = cached.record.id;
         gate.approve(Change::key(Rpc::PutKeyPolicy, id, None))
@@ -210,7 +210,7 @@ impl Kms {
         target: &Authorized,
         gate: &dyn Gate,
     ) -> Result<AliasRow, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         let key = self.cache.resolve(target.key())?;
         key.record.check(Operation::CreateAlias)?;
         if self.cache.alias(&name).is_some() {
@@ -235,7 +235,7 @@ impl Kms {
     }
 
     pub async fn delete_alias(&self, name: AliasName, gate: &dyn Gate) -> Result<(), KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         let Some(row) = self.cache.alias(&name) else {
             return Err(KmsError::NotFound(KeyRef::Alias(name)));
         };
@@ -286,7 +286,7 @@ impl Kms {
         arg_days: u32,
         gate: &dyn Gate,
     ) -> Result<KeyView, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         let cached = self.cache.resolve(key.key())?;
         let record = cached
             .record
@@ -304,7 +304,7 @@ impl Kms {
     }
 
     pub async fn rotate(&self, key: &Authorized, gate: &dyn Gate) -> Result<KeyView, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         let cached = self.cache.resolve(key.key())?;
         self.rotate_locked(&cached, gate, Rpc::RotateKey.into())
             .await?;
@@ -362,7 +362,7 @@ impl Kms {
 
     /// Rotates the key if its rotation is still due once the write lock is held.
     pub(super) async fn rotate_if_due(&self, id: KeyId, gate: &dyn Gate) -> Result<bool, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         match self.cache.get(id) {
             Some(cached) if cached.record.rotation_due(self.clock.now()) => {
                 self.rotate_locked(&cached, gate, DaemonEvent::AutomaticRotation.into())
@@ -379,7 +379,7 @@ impl Kms {
         id: KeyId,
         gate: &dyn Gate,
     ) -> Result<bool, KmsError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.lock_for_change().await?;
         let Some(cached) = self.cache.get(id) else {
             return Ok(false);
         };

@@ -21,12 +21,14 @@ pub use manage::{KeyView, Page, VersionView};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cache::{CachedKey, CachedVersion, KeyCache};
 
 use crate::clock::Clock;
 use crate::crypto::{KeyMaterial, RootKey};
-use crate::storage::{Storage, StoredKey};
+use crate::keys::KeyId;
+use crate::storage::{ChangeKind, Storage, StoredKey};
 use kmsd_proto::key_policy::PolicyDocument;
 
 const ROOT_CHECK: &str = "root_key_check";
@@ -52,7 +54,16 @@ pub struct Kms {
     root: RootKey,
     clock: Arc<dyn Clock>,
     cache: KeyCache,
+    /// Serializes changes on this replica; [`Kms::lock_for_change`] adds the cluster's change lock.
     write_lock: tokio::sync::Mutex<()>,
+    /// The last change of the shared change log this cache reflects (PostgreSQL; 0 and unused on SQLite).
+    applied: AtomicU64,
+}
+
+/// A change in progress: this replica's lock and the cluster's, with the cache caught up under both.
+pub(crate) struct ChangeGuard<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    _cluster: crate::storage::ChangeLock,
 }
 
 impl Kms {
@@ -62,6 +73,8 @@ impl Kms {
         root: RootKey,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, OpenError> {
+        // Read before the keys, so that a change committed meanwhile is applied again rather than missed.
+        let applied = storage.change_head().await?.unwrap_or(0);
         let stored = storage.load_keys().await?;
         match storage.meta(ROOT_CHECK).await? {
             Some(value) if root.verify_check_value(&value) => {}
@@ -85,7 +98,69 @@ impl Kms {
             clock,
             cache,
             write_lock: tokio::sync::Mutex::new(()),
+            applied: AtomicU64::new(applied),
         })
+    }
+
+    /// Takes this replica's write lock and the cluster's change lock, and applies every change other replicas
+    /// made before it: a change is then validated against the state it replaces, wherever that was written.
+    pub(crate) async fn lock_for_change(&self) -> Result<ChangeGuard<'_>, KmsError> {
+        let local = self.write_lock.lock().await;
+        let cluster = self.storage.lock_changes().await?;
+        self.catch_up_locked().await?;
+        Ok(ChangeGuard {
+            _local: local,
+            _cluster: cluster,
+        })
+    }
+
+    /// Applies the key changes other replicas made since the last catch-up (nothing on SQLite).
+    pub async fn catch_up(&self) -> Result<(), KmsError> {
+        let _local = self.write_lock.lock().await;
+        self.catch_up_locked().await
+    }
+
+    /// Reloads every key from storage (a replica that reconnects may have missed changes).
+    pub async fn reload(&self) -> Result<(), KmsError> {
+        let _local = self.write_lock.lock().await;
+        let Some(head) = self.storage.change_head().await? else {
+            return Ok(());
+        };
+        self.reload_all().await?;
+        self.applied.store(head, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn catch_up_locked(&self) -> Result<(), KmsError> {
+        let applied = self.applied.load(Ordering::SeqCst);
+        let Some(changes) = self.storage.changes_after(applied, ChangeKind::Key).await? else {
+            return Ok(());
+        };
+        if changes.gap {
+            self.reload_all().await?;
+        } else {
+            for subject in &changes.subjects {
+                let id = KeyId::parse(subject).map_err(|_| {
+                    KmsError::Internal(format!("the change log names key {subject:?}"))
+                })?;
+                if let Some(stored) = self.storage.load_key(id).await? {
+                    let (cached, aliases) =
+                        unwrap_stored(&self.root, stored).map_err(open_failure)?;
+                    self.cache.replace_key(cached, aliases);
+                }
+            }
+        }
+        self.applied.store(changes.head, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn reload_all(&self) -> Result<(), KmsError> {
+        let mut keys = Vec::new();
+        for stored in self.storage.load_keys().await? {
+            keys.push(unwrap_stored(&self.root, stored).map_err(open_failure)?);
+        }
+        self.cache.replace_all(keys);
+        Ok(())
     }
 
     /// Closes storage after queued writes finish.
@@ -163,6 +238,14 @@ fn unwrap_stored(
         },
         key.aliases,
     ))
+}
+
+/// A stored key that does not open is damage, whether met at start-up or later.
+fn open_failure(e: OpenError) -> KmsError {
+    match e {
+        OpenError::Storage(e) => KmsError::Storage(e),
+        other => KmsError::Internal(other.to_string()),
+    }
 }
 
 fn generate_material() -> Result<KeyMaterial, KmsError> {

@@ -94,6 +94,7 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     serve: JoinHandle<Result<(), tonic::transport::Error>>,
     maintenance: JoinHandle<()>,
+    follower: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -147,13 +148,26 @@ async fn serve(
         metrics,
         clock,
         gate,
+        storage,
+        currency,
     } = state;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let writable = audit.health();
     let space = audit.space().changes();
-    set_health(&health, serving(&writable, &space)).await;
-    let health_watch = tokio::spawn(follow_audit_health(writable, space, health.clone()));
+    set_health(&health, serving(&writable, &space, &currency)).await;
+    let health_watch = tokio::spawn(follow_health(
+        writable,
+        space,
+        currency.clone(),
+        health.clone(),
+    ));
+    let follower = tokio::spawn(crate::replica::follow(
+        storage,
+        kms.clone(),
+        auth.clone(),
+        currency.clone(),
+    ));
     // Both reflection versions describe every service, each other included, so `list` shows the same everywhere.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -180,6 +194,7 @@ async fn serve(
         auth.clone(),
         clock,
         metrics.clone(),
+        currency,
     ));
     let (metrics_addr, metrics_task) = match config.network.metrics_listen {
         None => (None, None),
@@ -291,6 +306,7 @@ async fn serve(
         shutdown,
         serve,
         maintenance,
+        follower,
         grace: config.network.shutdown_grace,
     })
 }
@@ -339,6 +355,7 @@ impl RunningServer {
             }
         }
         self.summaries.abort();
+        self.follower.abort();
         self.auditor.flush_summary().await;
         self.audit.close().await;
         self.kms.close().await;
@@ -359,29 +376,51 @@ async fn set_health(health: &HealthReporter, serving: bool) {
     }
 }
 
-/// Whether calls can be served: the audit log takes writes and the disk is above its hard floor.
+/// Whether calls can be served: the audit log takes writes, the disk is above its hard floor, and this replica's
+/// caches are current.
 fn serving(
     writable: &tokio::sync::watch::Receiver<bool>,
     space: &tokio::sync::watch::Receiver<crate::audit::space::Level>,
+    currency: &crate::replica::Currency,
 ) -> bool {
-    *writable.borrow() && *space.borrow() != crate::audit::space::Level::Critical
+    *writable.borrow()
+        && *space.borrow() != crate::audit::space::Level::Critical
+        && currency.is_current()
 }
 
-async fn follow_audit_health(
+async fn follow_health(
     mut writable: tokio::sync::watch::Receiver<bool>,
     mut space: tokio::sync::watch::Receiver<crate::audit::space::Level>,
+    currency: Arc<crate::replica::Currency>,
     health: HealthReporter,
 ) {
+    // Currency lapses with time alone (a follower stuck on an unreachable database says nothing), so it is also
+    // looked at on a timer.
+    let mut ticks = tokio::time::interval(crate::replica::POLL_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was = serving(&writable, &space, &currency);
     loop {
         tokio::select! {
             changed = writable.changed() => if changed.is_err() { return },
             changed = space.changed() => if changed.is_err() { return },
+            _ = ticks.tick() => {}
         }
-        let now = serving(&writable, &space);
+        let now = serving(&writable, &space, &currency);
+        if now == was {
+            continue;
+        }
         if !now {
-            tracing::error!("audit records cannot be made durable: reporting NOT_SERVING");
+            tracing::error!(
+                audit_writable = *writable.borrow(),
+                current = currency.is_current(),
+                "calls cannot be answered (audit records cannot be made durable, or this replica is behind the \
+                 others): reporting NOT_SERVING"
+            );
+        } else {
+            tracing::warn!("calls can be answered again: reporting SERVING");
         }
         set_health(&health, now).await;
+        was = now;
     }
 }
 

@@ -28,6 +28,9 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub(super) gate: Arc<MaintenanceGate>,
+    /// The database, for following other replicas' changes.
+    pub(super) storage: crate::storage::Storage,
+    pub(super) currency: Arc<crate::replica::Currency>,
 }
 
 /// Opens the state `config` names (see the module documentation).
@@ -91,7 +94,10 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<State, Start
         tracing::info!(database = %storage.describe(), "created a new database");
     }
     bootstrap::first_start(config, &storage, &auth, &audit, &*clock).await?;
-    drop(storage);
+    let currency = match storage.change_head().await? {
+        None => crate::replica::Currency::standalone(),
+        Some(_) => crate::replica::Currency::followed(),
+    };
     // Deletion windows that ended while the daemon was down end now, before anything is served.
     let gate = Arc::new(MaintenanceGate {
         audit: audit.clone(),
@@ -109,6 +115,8 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<State, Start
         metrics,
         clock,
         gate,
+        storage,
+        currency,
     })
 }
 

@@ -64,6 +64,8 @@ pub struct Auditor {
     clock: Arc<dyn Clock>,
     metrics: Arc<crate::metrics::Metrics>,
     summary: std::sync::Mutex<Summary>,
+    /// Whether this replica's caches are current (see [`crate::replica`]).
+    currency: Arc<crate::replica::Currency>,
 }
 
 /// Unauthenticated calls refused while the disk is below its soft floor, not yet recorded: they are recorded as
@@ -175,6 +177,7 @@ impl Auditor {
         auth: Arc<Authenticator>,
         clock: Arc<dyn Clock>,
         metrics: Arc<crate::metrics::Metrics>,
+        currency: Arc<crate::replica::Currency>,
     ) -> Self {
         Auditor {
             audit,
@@ -182,6 +185,7 @@ impl Auditor {
             clock,
             metrics,
             summary: Default::default(),
+            currency,
         }
     }
 
@@ -259,7 +263,13 @@ impl Auditor {
     ) -> (Result<R, Status>, String) {
         debug_assert_eq!(call.event, Event::Call(rpc));
         let request_id = call.request_id.clone();
-        let (result, recorded) = match call.admit(rpc) {
+        // A replica that may have missed a revocation made elsewhere answers nothing (but records the refusal).
+        let admitted = if self.currency.is_current() {
+            call.admit(rpc)
+        } else {
+            Err(super::status::behind())
+        };
+        let (result, recorded) = match admitted {
             Err(refused) => (Err(refused), false),
             Ok(()) => {
                 let admitted = Admitted {

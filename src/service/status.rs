@@ -26,6 +26,9 @@ impl From<KmsError> for Status {
             KmsError::State(_) => (Code::FailedPrecondition, ErrorKind::KeyState),
             KmsError::Corrupt(_) => (Code::DataLoss, ErrorKind::DataLoss),
             KmsError::AuditUnavailable => (Code::Unavailable, ErrorKind::AuditUnavailable),
+            KmsError::Storage(e) if e.is_unavailable() => {
+                (Code::Unavailable, ErrorKind::Unavailable)
+            }
             KmsError::Storage(_) | KmsError::Internal(_) => return internal(&err),
         };
         with_kind(Status::new(code, err.to_string()), kind)
@@ -83,6 +86,18 @@ pub fn failed_precondition(message: String) -> Status {
     )
 }
 
+/// A replica whose caches may miss changes other replicas made refuses calls until it has caught up.
+pub fn behind() -> Status {
+    with_kind(
+        Status::unavailable(
+            "this kmsd replica cannot confirm it has every change made on the other replicas (its database is \
+             unreachable or slow); the call was refused so that no revoked access is used; retry, here or on \
+             another replica",
+        ),
+        ErrorKind::Unavailable,
+    )
+}
+
 pub fn permission_denied(message: String) -> Status {
     with_kind(
         Status::permission_denied(message),
@@ -105,6 +120,7 @@ impl From<crate::auth::AccessError> for Status {
             E::AlreadyExists(_) => (Code::AlreadyExists, ErrorKind::AlreadyExists),
             E::FailedPrecondition(_) => (Code::FailedPrecondition, ErrorKind::FailedPrecondition),
             E::AuditUnavailable => (Code::Unavailable, ErrorKind::AuditUnavailable),
+            E::Storage(e) if e.is_unavailable() => (Code::Unavailable, ErrorKind::Unavailable),
             E::Storage(_) | E::Internal(_) => return internal(&err),
         };
         with_kind(Status::new(code, err.to_string()), kind)

@@ -43,6 +43,29 @@ pub enum StorageError {
     Closed,
 }
 
+impl StorageError {
+    /// Whether the database could not be reached or would not take writes (a retry, perhaps elsewhere, may
+    /// succeed), as opposed to a refusal or damage.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StorageError::Connect(_) | StorageError::Closed => true,
+            StorageError::Postgres(e) => match e.as_db_error() {
+                // Not a server's answer: the connection failed or closed.
+                None => true,
+                Some(db) => {
+                    let code = db.code().code();
+                    // Connection exceptions, a server shutting down, a standby refusing writes, lock timeouts.
+                    code.starts_with("08")
+                        || code.starts_with("57P")
+                        || code == "25006"
+                        || code == "55P03"
+                }
+            },
+            _ => false,
+        }
+    }
+}
+
 /// Reports whether a storage error is a uniqueness or primary-key violation.
 pub fn is_constraint_violation(err: &StorageError) -> bool {
     match err {
@@ -196,6 +219,55 @@ impl Storage {
         on_backend!(self, b => b.revoke_token(id, at).await)
     }
 
+    /// One key as stored now, if it exists.
+    pub async fn load_key(&self, id: KeyId) -> Result<Option<StoredKey>, StorageError> {
+        match self {
+            Storage::Sqlite(s) => Ok(s.load_keys().await?.into_iter().find(|k| k.record.id == id)),
+            Storage::Postgres(p) => p.load_key(id).await,
+        }
+    }
+
+    /// The number of the last management change, where replicas share the database (PostgreSQL's change log);
+    /// `None` where this process is the only writer.
+    pub async fn change_head(&self) -> Result<Option<u64>, StorageError> {
+        match self {
+            Storage::Sqlite(_) => Ok(None),
+            Storage::Postgres(p) => p.change_head().await.map(Some),
+        }
+    }
+
+    /// What changed of `kind` after change `after` (see [`Storage::change_head`]); `None` without a change log.
+    pub async fn changes_after(
+        &self,
+        after: u64,
+        kind: ChangeKind,
+    ) -> Result<Option<Changes>, StorageError> {
+        match self {
+            Storage::Sqlite(_) => Ok(None),
+            Storage::Postgres(p) => p.changes_after(after, kind).await.map(Some),
+        }
+    }
+
+    /// Takes the lock under which a management change is validated, recorded and stored: on PostgreSQL one every
+    /// replica takes, so no two change the same state at once; on SQLite nothing beyond the caller's own lock.
+    pub async fn lock_changes(&self) -> Result<ChangeLock, StorageError> {
+        match self {
+            Storage::Sqlite(_) => Ok(ChangeLock { _held: None }),
+            Storage::Postgres(p) => p
+                .lock_changes()
+                .await
+                .map(|l| ChangeLock { _held: Some(l) }),
+        }
+    }
+
+    /// A subscription to other replicas' changes; `None` where there are none.
+    pub async fn listen(&self) -> Result<Option<postgres::PgListener>, StorageError> {
+        match self {
+            Storage::Sqlite(_) => Ok(None),
+            Storage::Postgres(p) => p.listen().await.map(Some),
+        }
+    }
+
     /// A connection for the audit writer thread (blocking; SQLite's own connection, PostgreSQL's pool).
     pub fn audit_writer(&self) -> Result<AuditWriter, StorageError> {
         Ok(match self {
@@ -228,6 +300,40 @@ impl Storage {
             Storage::Postgres(_) => None,
         }
     }
+}
+
+/// Which cache a management change concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A key, its versions, aliases or policy: the subject is the key id.
+    Key,
+    /// Principals and tokens: the subject is a principal or token (the access state is reloaded whole).
+    Access,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Key => "key",
+            ChangeKind::Access => "access",
+        }
+    }
+}
+
+/// Changes read from the change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// The last change when they were read: the caller has applied everything up to it once it applies these.
+    pub head: u64,
+    /// What changed, each once.
+    pub subjects: Vec<String>,
+    /// Changes after the caller's were removed before it read them: only reloading everything is exact.
+    pub gap: bool,
+}
+
+/// The change lock, held until dropped (see [`Storage::lock_changes`]).
+pub struct ChangeLock {
+    _held: Option<postgres::PgChangeLock>,
 }
 
 /// The audit writer thread's connection (see `audit::writer`).

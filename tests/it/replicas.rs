@@ -26,6 +26,255 @@ fn replica_dir(first: &TestServer) -> Arc<tempfile::TempDir> {
     Arc::new(dir)
 }
 
+/// `n` replicas on `db`: the first makes the root key and the administrator; the others get copies of both, as
+/// an operator would give them.
+async fn cluster(db: &Database, n: usize) -> Vec<TestServer> {
+    let first = replica(db, Arc::new(tempfile::tempdir().unwrap())).await;
+    let mut replicas = vec![];
+    for _ in 1..n {
+        let dir = replica_dir(&first);
+        std::fs::write(dir.path().join("admin.token"), first.admin_token()).unwrap();
+        replicas.push(replica(db, dir).await);
+    }
+    replicas.insert(0, first);
+    replicas
+}
+
+/// Waits (bounded) until `done` holds, and says how long that took: propagation between replicas, reported for
+/// the record, never asserted on.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{what} never happened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    eprintln!("{what}: {took:?}");
+    took
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_on_one_replica_is_in_force_on_the_others_within_the_bound() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    let replicas = cluster(&db, 3).await;
+    let (a, c) = (
+        replicas[0].kms_client().await,
+        replicas[2].kms_client().await,
+    );
+    let key = a
+        .create_key(CreateKeyRequest {
+            alias: "alias/shared".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    until("a key created on A usable on C", async || {
+        c.generate_data_key("alias/shared", &[]).await.is_ok()
+    })
+    .await;
+
+    a.disable_key(&key.key_id).await.unwrap();
+    // Past the bound, C refuses whatever happened in between: had it not applied the change, it would refuse
+    // to answer at all.
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    let refused = c.generate_data_key("alias/shared", &[]).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    assert_eq!(
+        refused.details().and_then(|d| d.kind),
+        Some(kmsd_client::ErrorKind::KeyState)
+    );
+
+    // A token revoked on A stops working on B and C.
+    let (secret, token) = a
+        .create_token(kmsd::auth::BOOTSTRAP_ADMIN, "short-lived", None)
+        .await
+        .unwrap();
+    let on = |server: &TestServer| {
+        kmsd_client::ClientBuilder::new(server.endpoint())
+            .token(secret.to_string())
+            .connect()
+    };
+    let (b_with, c_with) = (
+        on(&replicas[1]).await.unwrap(),
+        on(&replicas[2]).await.unwrap(),
+    );
+    until("a token made on A accepted on B and C", async || {
+        b_with.who_am_i().await.is_ok() && c_with.who_am_i().await.is_ok()
+    })
+    .await;
+    a.revoke_token(&token.token_id).await.unwrap();
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    for client in [&b_with, &c_with] {
+        let refused = client.who_am_i().await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_changes_on_three_replicas_leave_one_chain_and_one_view() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    let replicas = cluster(&db, 3).await;
+    let mut clients = Vec::new();
+    for r in &replicas {
+        clients.push(Arc::new(r.kms_client().await));
+    }
+    // Keys made on every replica, then, all at once on all three: rotations, data keys, alias moves and policy
+    // changes of the same keys.
+    let mut keys = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        keys.push(
+            c.create_key(CreateKeyRequest {
+                alias: format!("alias/k{i}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .key_id,
+        );
+    }
+    let keys = Arc::new(keys);
+    let mut tasks = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        let (client, keys) = (client.clone(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..6 {
+                for key in keys.iter() {
+                    // A key made on another replica a moment ago may not be here yet (bounded wait).
+                    let mut tries = 0;
+                    while let Err(e) = client.rotate_key(key).await {
+                        assert_eq!(e.code(), tonic::Code::NotFound, "RotateKey: {e}");
+                        tries += 1;
+                        assert!(tries < 1000, "key {key} never reached this replica");
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    client
+                        .generate_data_key(key, &[])
+                        .await
+                        .expect("GenerateDataKey");
+                }
+                // Every replica moves the same alias: each move is a delete and a create, which may meet
+                // another replica's in between; either way the alias ends on one key.
+                let alias = "alias/moving";
+                let _ = client.delete_alias(alias).await;
+                let _ = client
+                    .create_alias(alias, &keys[(i + round) % keys.len()])
+                    .await;
+                client
+                    .put_key_policy(&keys[round % keys.len()], KeyPolicy::default())
+                    .await
+                    .expect("PutKeyPolicy");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let describe = async |c: &kmsd_client::Client| {
+        let mut view = Vec::new();
+        for key in keys.iter() {
+            let meta = c.describe_key(key).await.unwrap();
+            let versions = c.list_key_versions(key).await.unwrap().len();
+            view.push((meta.key_id, meta.state, meta.primary_version, versions));
+        }
+        let aliases: Vec<(String, String)> = c
+            .list_all_aliases(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.alias_name, a.key_id))
+            .collect();
+        (view, aliases)
+    };
+    // Every key was rotated 6 times by each of the three replicas, and no rotation was lost or doubled.
+    let expected = describe(&clients[0]).await;
+    for (_, _, _, versions) in &expected.0 {
+        assert_eq!(*versions, 1 + 3 * 6);
+    }
+    for c in &clients[1..] {
+        let mut seen = describe(c).await;
+        until(
+            "every replica shows the same keys and aliases",
+            async || {
+                seen = describe(c).await;
+                seen == expected
+            },
+        )
+        .await;
+    }
+    for r in &replicas {
+        let report = verify_log(r).await;
+        assert!(report.ok, "{report:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn maintenance_on_every_replica_acts_once() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    let replicas = cluster(&db, 3).await;
+    let a = replicas[0].kms_client().await;
+    let mut keys = Vec::new();
+    for _ in 0..4 {
+        keys.push(
+            a.create_key(CreateKeyRequest {
+                rotation_period_days: 90,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .key_id,
+        );
+    }
+    let doomed = a
+        .create_key(CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .key_id;
+    a.schedule_key_deletion(&doomed, 7).await.unwrap();
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    for r in &replicas {
+        r.clock.advance_days(91);
+    }
+    let results = tokio::join!(
+        replicas[0].server.run_maintenance(),
+        replicas[1].server.run_maintenance(),
+        replicas[2].server.run_maintenance(),
+    );
+    let (mut destroyed, mut rotated) = (0, 0);
+    for r in [results.0, results.1, results.2] {
+        let (d, n) = r.expect("a maintenance pass");
+        destroyed += d;
+        rotated += n;
+    }
+    assert_eq!(
+        (destroyed, rotated),
+        (1, 4),
+        "each due change happened once"
+    );
+    let pg = db.connect().await;
+    let counts = pg
+        .query_one(
+            "SELECT count(*) FILTER (WHERE event_name = 'AutomaticRotation'),
+                    count(*) FILTER (WHERE event_name = 'KeyDestroyed')
+             FROM audit_events",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((counts.get::<_, i64>(0), counts.get::<_, i64>(1)), (4, 1));
+    for key in &keys {
+        assert_eq!(a.list_key_versions(key).await.unwrap().len(), 2);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_on_postgres_serves_and_keeps_everything_across_a_restart() {
     let Some(db) = postgres::database().await else {

@@ -159,6 +159,26 @@ async fn keys(storage: &Storage) {
     assert_eq!(a_now.versions.len(), 2);
     assert!(a_now.versions.iter().all(|v| v.wrapped_material.is_none()));
 
+    // One key alone reads back as it does among all, with its aliases and no other key's.
+    let second = AliasRow {
+        name: AliasName::parse("alias/second").unwrap(),
+        key_id: b.id,
+        created_at: UnixMillis(7_000),
+    };
+    storage.insert_alias(second.clone()).await.unwrap();
+    let b_alone = storage.load_key(b.id).await.unwrap().unwrap();
+    assert_eq!((b_alone.record, b_alone.aliases), (b.clone(), vec![second]));
+    assert!(
+        storage
+            .load_key(KeyId::new_random())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let a_alone = storage.load_key(a.id).await.unwrap().unwrap();
+    assert_eq!((a_alone.record, a_alone.versions.len()), (destroyed, 2));
+    assert!(a_alone.aliases.is_empty());
+
     // A key that is not stored cannot be updated.
     assert!(storage.update_key(key("ghost", 1)).await.is_err());
 }

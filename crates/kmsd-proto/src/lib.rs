@@ -76,6 +76,9 @@ error_kinds! {
     AuditUnavailable,
     /// Stored data could not be read back as written.
     DataLoss,
+    /// This replica cannot reach its database, or has fallen behind the changes other replicas made: retry, here
+    /// or on another replica.
+    Unavailable,
     Internal,
 }
 

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use deadpool_postgres::GenericClient;
 
-use super::PgStore;
+use super::{CHANGES_CHANNEL, PgStore};
 use crate::clock::UnixMillis;
 use crate::keys::{AliasName, KeyId, KmsKey, State};
-use crate::storage::{AliasRow, PrincipalRow, StorageError, StoredKey, TokenRow, VersionRow};
+use crate::storage::{
+    AliasRow, ChangeKind, Changes, PrincipalRow, StorageError, StoredKey, TokenRow, VersionRow,
+};
 
 fn parse_key_id(s: &str) -> Result<KeyId, StorageError> {
     KeyId::parse(s).map_err(|_| StorageError::Corrupt(format!("key id {s:?}")))
@@ -61,6 +63,19 @@ impl PgStore {
     }
 
     pub async fn load_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
+        self.load(None).await
+    }
+
+    /// One key as stored now, if it exists.
+    pub async fn load_key(&self, id: KeyId) -> Result<Option<StoredKey>, StorageError> {
+        Ok(self.load(Some(id)).await?.pop())
+    }
+
+    /// Every key, or the one `only` names.
+    async fn load(&self, only: Option<KeyId>) -> Result<Vec<StoredKey>, StorageError> {
+        let only = only.map(|id| id.to_string());
+        // `$1` is NULL for every key.
+        let filter = "WHERE ($1::text IS NULL OR key_id = $1::text)";
         let mut c = self.client().await?;
         // One snapshot for every table, so a key and its versions agree.
         let tx = c
@@ -72,10 +87,12 @@ impl PgStore {
         let mut keys: BTreeMap<KeyId, StoredKey> = BTreeMap::new();
         for r in tx
             .query(
-                "SELECT key_id, description, state, created_at_ms, primary_version, rotation_period_days,
-                        next_rotation_at_ms, deletion_at_ms
-                 FROM keys",
-                &[],
+                &format!(
+                    "SELECT key_id, description, state, created_at_ms, primary_version, rotation_period_days,
+                            next_rotation_at_ms, deletion_at_ms
+                     FROM keys {filter}"
+                ),
+                &[&only],
             )
             .await?
         {
@@ -118,7 +135,10 @@ impl PgStore {
                 .ok_or_else(|| StorageError::Corrupt(format!("row refers to missing key {id}")))
         }
         for r in tx
-            .query("SELECT key_id, name, value FROM key_tags", &[])
+            .query(
+                &format!("SELECT key_id, name, value FROM key_tags {filter}"),
+                &[&only],
+            )
             .await?
         {
             key(&mut keys, r.get(0))?
@@ -128,9 +148,11 @@ impl PgStore {
         }
         for r in tx
             .query(
-                "SELECT key_id, version, created_at_ms, wrapped_material FROM key_versions
-                 ORDER BY key_id, version",
-                &[],
+                &format!(
+                    "SELECT key_id, version, created_at_ms, wrapped_material FROM key_versions {filter}
+                     ORDER BY key_id, version"
+                ),
+                &[&only],
             )
             .await?
         {
@@ -141,7 +163,10 @@ impl PgStore {
             });
         }
         for r in tx
-            .query("SELECT alias_name, key_id, created_at_ms FROM aliases", &[])
+            .query(
+                &format!("SELECT alias_name, key_id, created_at_ms FROM aliases {filter}"),
+                &[&only],
+            )
             .await?
         {
             let name: &str = r.get(0);
@@ -155,13 +180,51 @@ impl PgStore {
             key(&mut keys, key_id)?.aliases.push(alias);
         }
         for r in tx
-            .query("SELECT key_id, policy FROM key_policies", &[])
+            .query(
+                &format!("SELECT key_id, policy FROM key_policies {filter}"),
+                &[&only],
+            )
             .await?
         {
             key(&mut keys, r.get(0))?.policy = Some(r.get(1));
         }
         tx.commit().await?;
         Ok(keys.into_values().collect())
+    }
+
+    /// The number of the last change in the log.
+    pub async fn change_head(&self) -> Result<u64, StorageError> {
+        let c = self.client().await?;
+        let seq: i64 = c
+            .query_one("SELECT seq FROM change_head", &[])
+            .await?
+            .get(0);
+        Ok(seq as u64)
+    }
+
+    /// The subjects of `kind`'s changes after `after`, and the head they were read at (one snapshot).
+    pub async fn changes_after(
+        &self,
+        after: u64,
+        kind: ChangeKind,
+    ) -> Result<Changes, StorageError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT (SELECT seq FROM change_head),
+                        (SELECT MIN(seq) FROM changes),
+                        ARRAY(SELECT DISTINCT subject FROM changes WHERE seq > $1 AND kind = $2)",
+                &[&(after as i64), &kind.as_str()],
+            )
+            .await?;
+        let head: i64 = row.get(0);
+        let oldest: Option<i64> = row.get(1);
+        Ok(Changes {
+            head: head as u64,
+            subjects: row.get(2),
+            // Rows after `after` were removed before they were read: only a full reload is exact.
+            gap: oldest.is_some_and(|oldest| (oldest as u64) > after + 1) && (head as u64) > after,
+        })
     }
 
     pub async fn insert_key(
@@ -204,6 +267,7 @@ impl PgStore {
         if let Some(policy) = &policy {
             set_policy(&tx, record.id, policy, record.created_at).await?;
         }
+        log_change(&tx, ChangeKind::Key, &id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -214,13 +278,21 @@ impl PgStore {
         policy: String,
         at: UnixMillis,
     ) -> Result<(), StorageError> {
-        let c = self.client().await?;
-        set_policy(&c, key_id, &policy, at).await
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        set_policy(&tx, key_id, &policy, at).await?;
+        log_change(&tx, ChangeKind::Key, &key_id.to_string()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn update_key(&self, record: KmsKey) -> Result<(), StorageError> {
-        let c = self.client().await?;
-        update_key(&c, &record).await
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        update_key(&tx, &record).await?;
+        log_change(&tx, ChangeKind::Key, &record.id.to_string()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn add_version(
@@ -232,6 +304,7 @@ impl PgStore {
         let tx = c.transaction().await?;
         insert_version(&tx, record.id, &version).await?;
         update_key(&tx, &record).await?;
+        log_change(&tx, ChangeKind::Key, &record.id.to_string()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -248,13 +321,18 @@ impl PgStore {
         .await?;
         tx.execute("DELETE FROM aliases WHERE key_id = $1", &[&id])
             .await?;
+        log_change(&tx, ChangeKind::Key, &id).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn insert_alias(&self, alias: AliasRow) -> Result<(), StorageError> {
-        let c = self.client().await?;
-        insert_alias(&c, &alias).await
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        insert_alias(&tx, &alias).await?;
+        log_change(&tx, ChangeKind::Key, &alias.key_id.to_string()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn delete_alias(&self, name: String) -> Result<bool, StorageError> {
@@ -379,6 +457,7 @@ impl PgStore {
             )
             .await?;
         }
+        log_change(&tx, ChangeKind::Access, &p.name).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -388,8 +467,9 @@ impl PgStore {
         name: String,
         at: UnixMillis,
     ) -> Result<(), StorageError> {
-        let c = self.client().await?;
-        let changed = c
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let changed = tx
             .execute(
                 "UPDATE principals SET disabled_at_ms = $2 WHERE name = $1",
                 &[&name, &at.0],
@@ -400,12 +480,15 @@ impl PgStore {
                 "principal {name:?} is not stored"
             )));
         }
+        log_change(&tx, ChangeKind::Access, &name).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn insert_token(&self, t: TokenRow) -> Result<(), StorageError> {
-        let c = self.client().await?;
-        c.execute(
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        tx.execute(
             "INSERT INTO tokens (token_id, principal, description, secret_hash, created_at_ms, expires_at_ms,
                                  revoked_at_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -420,12 +503,15 @@ impl PgStore {
             ],
         )
         .await?;
+        log_change(&tx, ChangeKind::Access, &t.id).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn revoke_token(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
-        let c = self.client().await?;
-        let changed = c
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let changed = tx
             .execute(
                 "UPDATE tokens SET revoked_at_ms = $2 WHERE token_id = $1",
                 &[&id, &at.0],
@@ -434,8 +520,27 @@ impl PgStore {
         if changed != 1 {
             return Err(StorageError::Corrupt(format!("token {id} is not stored")));
         }
+        log_change(&tx, ChangeKind::Access, &id).await?;
+        tx.commit().await?;
         Ok(())
     }
+}
+
+/// Gives the change the next number of the cluster-wide order (the head row stays locked until the transaction
+/// ends) and notifies every replica when it commits.
+async fn log_change(
+    c: &impl GenericClient,
+    kind: ChangeKind,
+    subject: &str,
+) -> Result<(), StorageError> {
+    c.execute(
+        "WITH next AS (UPDATE change_head SET seq = seq + 1 RETURNING seq),
+              logged AS (INSERT INTO changes (seq, kind, subject) SELECT seq, $1, $2 FROM next RETURNING seq)
+         SELECT pg_notify($3, seq::text) FROM logged",
+        &[&kind.as_str(), &subject, &CHANGES_CHANNEL],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn update_key(c: &impl GenericClient, record: &KmsKey) -> Result<(), StorageError> {

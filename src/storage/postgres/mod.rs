@@ -26,15 +26,26 @@ use tokio_postgres::config::{Host, SslMode};
 use super::StorageError;
 
 /// Every migration in order; `kmsd_migrations` holds the numbers applied.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_schema.sql",
-    include_str!("../../../migrations/postgres/0001_schema.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_schema.sql",
+        include_str!("../../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        "0002_changes.sql",
+        include_str!("../../../migrations/postgres/0002_changes.sql"),
+    ),
+];
 
 /// Advisory lock ids: `kmsd` in ASCII in the high half, the purpose in the low.
 const LOCK_BASE: i64 = 0x6b6d_7364 << 32;
 pub(crate) const MIGRATION_LOCK: i64 = LOCK_BASE | 1;
 pub(crate) const CHAIN_LOCK: i64 = LOCK_BASE | 2;
+/// Held (session-scoped) by a replica while it validates, records and stores a management change.
+pub(crate) const CHANGE_LOCK: i64 = LOCK_BASE | 3;
+
+/// The channel the change log notifies on commit.
+pub(crate) const CHANGES_CHANNEL: &str = "kmsd_changes";
 
 /// Connections a replica's pool holds at most: the audit writer, the key and access stores, and readers.
 const POOL_SIZE: usize = 16;
@@ -291,6 +302,37 @@ impl PgStore {
         self.pool.close();
     }
 
+    /// Takes the cluster-wide change lock (waiting at most `lock_timeout`, 10 s): while it is held no other
+    /// replica stores a management change.
+    pub async fn lock_changes(&self) -> Result<PgChangeLock, StorageError> {
+        let c = self.client().await?;
+        c.batch_execute("SET lock_timeout = '10s'").await?;
+        c.execute("SELECT pg_advisory_lock($1)", &[&CHANGE_LOCK])
+            .await?;
+        Ok(PgChangeLock { conn: Some(c) })
+    }
+
+    /// A connection of its own that LISTENs for the change log's notifications.
+    pub async fn listen(&self) -> Result<PgListener, StorageError> {
+        let (wake, notifications) = tokio::sync::mpsc::channel(1);
+        let client = if self.url.tls() {
+            let (client, connection) = self.url.config.connect(tls(&self.url)?).await?;
+            tokio::spawn(relay_notifications(connection, wake));
+            client
+        } else {
+            let (client, connection) = self.url.config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(relay_notifications(connection, wake));
+            client
+        };
+        client
+            .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+            .await?;
+        Ok(PgListener {
+            _client: client,
+            notifications,
+        })
+    }
+
     pub fn audit_writer(&self) -> PgAuditWriter {
         PgAuditWriter::new(self.clone())
     }
@@ -303,6 +345,66 @@ impl PgStore {
     /// blocking task).
     pub(crate) fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
         self.runtime.block_on(f)
+    }
+}
+
+/// The change lock, held; released when dropped.
+pub struct PgChangeLock {
+    conn: Option<deadpool_postgres::Object>,
+}
+
+impl Drop for PgChangeLock {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // Unlocking is a statement, so it runs on a task; if it cannot run or fails, the connection is closed
+        // instead of returned to the pool, which ends its session and so releases the lock.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = conn
+                        .execute("SELECT pg_advisory_unlock($1)", &[&CHANGE_LOCK])
+                        .await
+                    {
+                        tracing::warn!(error = %describe_error(&e), "releasing the change lock failed; closing its connection");
+                        drop(deadpool_postgres::Object::take(conn));
+                    }
+                });
+            }
+            Err(_) => drop(deadpool_postgres::Object::take(conn)),
+        }
+    }
+}
+
+/// Wakes its holder when a change is committed anywhere; ends when its connection does.
+pub struct PgListener {
+    _client: tokio_postgres::Client,
+    pub notifications: tokio::sync::mpsc::Receiver<()>,
+}
+
+/// Drives a listening connection, passing each notification on as a wake-up (several pending make one).
+async fn relay_notifications<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    wake: tokio::sync::mpsc::Sender<()>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = wake.try_send(()) {
+                    return;
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %describe_error(&e), "the change listener's connection failed");
+                return;
+            }
+            None => return,
+        }
     }
 }
 
