@@ -293,6 +293,14 @@ impl Storage {
         })
     }
 
+    /// What kmsd found at start about a PostgreSQL database (replication, its role's privileges).
+    pub fn postgres_setup(&self) -> Option<postgres::Setup> {
+        match self {
+            Storage::Sqlite(_) => None,
+            Storage::Postgres(p) => p.setup(),
+        }
+    }
+
     /// The SQLite file, if this is SQLite (the disk watch, backups and root-key rotation work on it).
     pub fn sqlite_path(&self) -> Option<&Path> {
         match self {

@@ -20,6 +20,10 @@ const REQUIRE: &str = "TEST_POSTGRES_REQUIRED";
 /// A running server: its Unix socket directory (its superuser is `kmsd`).
 pub struct Server {
     socket_dir: PathBuf,
+    bin: PathBuf,
+    data: PathBuf,
+    options: String,
+    log: PathBuf,
     _dir: tempfile::TempDir,
     /// Outlives this process by design: it stops the server once the process is gone.
     _watcher: std::process::Child,
@@ -36,6 +40,15 @@ impl Database {
     pub fn config(&self) -> String {
         format!(
             "host={} user=kmsd dbname={}",
+            self.socket_dir.display(),
+            self.name
+        )
+    }
+
+    /// The same database as another role (every role is trusted on the test server's socket).
+    pub fn config_as(&self, user: &str) -> String {
+        format!(
+            "host={} user={user} dbname={}",
             self.socket_dir.display(),
             self.name
         )
@@ -157,20 +170,6 @@ fn start() -> Option<Server> {
         socket_dir.display()
     );
     let log = dir.path().join("postgres.log");
-    run(
-        &bin,
-        "pg_ctl",
-        &[
-            "-D",
-            data_arg,
-            "-o",
-            &options,
-            "-l",
-            log.to_str().expect("utf-8 temp path"),
-            "-w",
-            "start",
-        ],
-    );
     // Stops the server when this test binary exits, however it exits, and removes its files. The watcher runs as
     // this process's user, so that it may signal this process; only `pg_ctl` runs as `postgres`.
     let as_postgres = if is_root() {
@@ -190,11 +189,80 @@ fn start() -> Option<Server> {
         .args(["-c", &stop])
         .spawn()
         .expect("start the server's watcher");
-    Some(Server {
+    let server = Server {
         socket_dir,
+        bin,
+        data,
+        options,
+        log,
         _dir: dir,
         _watcher: watcher,
-    })
+    };
+    server.start();
+    Some(server)
+}
+
+impl Server {
+    /// Starts the (stopped) server and waits until it accepts connections.
+    pub fn start(&self) {
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().expect("utf-8 temp path"),
+                "-o",
+                &self.options,
+                "-l",
+                self.log.to_str().expect("utf-8 temp path"),
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server at once, as a crash or a lost network would: connections break mid-conversation.
+    pub fn stop(&self) {
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().expect("utf-8 temp path"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// A fresh, empty database on this server.
+    pub async fn database(&self) -> Database {
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = connect(&format!(
+            "host={} user=kmsd dbname=postgres",
+            self.socket_dir.display()
+        ))
+        .await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        Database {
+            name,
+            socket_dir: self.socket_dir.clone(),
+        }
+    }
+}
+
+/// A server of the test's own, for tests that stop it; `None` (after saying so) where PostgreSQL is missing.
+pub fn private_server() -> Option<Server> {
+    start()
 }
 
 static SERVER: OnceLock<Option<Server>> = OnceLock::new();
@@ -203,24 +271,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// A fresh, empty database on the test binary's server, or `None` (after saying so) where PostgreSQL is missing.
 pub async fn database() -> Option<Database> {
     let server = SERVER.get_or_init(start).as_ref()?;
-    let name = format!(
-        "t{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let admin = connect(&format!(
-        "host={} user=kmsd dbname=postgres",
-        server.socket_dir.display()
-    ))
-    .await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create the test database");
-    Some(Database {
-        name,
-        socket_dir: server.socket_dir.clone(),
-    })
+    Some(server.database().await)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -471,3 +471,137 @@ async fn a_database_newer_than_kmsd_is_refused() {
         .expect("refused");
     assert!(refused.to_string().contains("newer"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_its_database_a_replica_fails_closed_and_recovers_when_it_returns() {
+    let Some(pg) = postgres::private_server() else {
+        return;
+    };
+    let db = pg.database().await;
+    let server = replica(&db, Arc::new(tempfile::tempdir().unwrap())).await;
+    let client = kmsd_client::ClientBuilder::new(server.endpoint())
+        .token(server.admin_token())
+        .retries(0, std::time::Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
+    let key = client
+        .create_key(CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .key_id;
+    let mut answered = vec![client.generate_data_key(&key, &[]).await.unwrap().key_id];
+
+    pg.stop();
+    // Every call is refused while the database is gone, and health says so.
+    for _ in 0..5 {
+        let refused = client.generate_data_key(&key, &[]).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+    }
+    let refused = client
+        .create_key(CreateKeyRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+    until("health reports NOT_SERVING", async || {
+        client.health("").await.ok() == Some(kmsd_client::Serving::NotServing)
+    })
+    .await;
+
+    pg.start();
+    until("calls are answered again", async || {
+        client.generate_data_key(&key, &[]).await.is_ok()
+    })
+    .await;
+    until("health reports SERVING", async || {
+        client.health("").await.ok() == Some(kmsd_client::Serving::Serving)
+    })
+    .await;
+    for _ in 0..5 {
+        answered.push(client.generate_data_key(&key, &[]).await.unwrap().key_id);
+    }
+    let report = verify_log(&server).await;
+    assert!(report.ok, "{report:?}");
+    // Only answered calls left records: the refused ones could not, and none is there twice.
+    let rows = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*), count(DISTINCT request_id) FROM audit_events
+             WHERE event_name = 'GenerateDataKey' AND outcome = 'success'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.get::<_, i64>(0), rows.get::<_, i64>(1));
+    // (A call whose commit reached the server just as it stopped may be recorded and refused: over-recorded,
+    // never under-recorded.)
+    assert!(rows.get::<_, i64>(0) > answered.len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_least_privilege_role_serves_and_cannot_rewrite_the_audit_log() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    // The owner migrates; kmsd says its role could rewrite the log.
+    let owner = kmsd::storage::Storage::open_postgres(&db.url())
+        .await
+        .unwrap();
+    assert!(owner.postgres_setup().unwrap().can_rewrite_audit);
+    owner.close().await;
+    let role = format!("{}_app", db.name);
+    let pg = db.connect().await;
+    pg.batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .await
+        .unwrap();
+    let grants = include_str!("../../deploy/postgres-roles.sql").replace(":\"app\"", &role);
+    pg.batch_execute(&grants).await.unwrap();
+
+    // Replicas serve as the role deploy/postgres-roles.sql describes: everything works, nothing warns.
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(dir.path());
+    config.data.database_url =
+        Some(kmsd::storage::DatabaseUrl::parse(&db.config_as(&role)).unwrap());
+    let server = TestServer::start_with(dir, &config).await;
+    let as_app = kmsd::storage::Storage::open_postgres(config.data.database_url.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert!(!as_app.postgres_setup().unwrap().can_rewrite_audit);
+    let client = server.kms_client().await;
+    let key = client
+        .create_key(CreateKeyRequest {
+            alias: "alias/least".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client.generate_data_key(&key.key_id, &[]).await.unwrap();
+    client.rotate_key(&key.key_id).await.unwrap();
+    client.disable_key(&key.key_id).await.unwrap();
+    let report = verify_log(&server).await;
+    assert!(report.ok, "{report:?}");
+
+    // The role itself cannot change a record or switch off the triggers that refuse it.
+    let app = tokio_postgres::connect(&db.config_as(&role), tokio_postgres::NoTls)
+        .await
+        .map(|(client, connection)| {
+            tokio::spawn(connection);
+            client
+        })
+        .unwrap();
+    for sql in [
+        "UPDATE audit_events SET principal = 'mallory'",
+        "TRUNCATE audit_events",
+        "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+        "DROP TRIGGER audit_events_no_delete ON audit_events",
+        "UPDATE audit_checkpoints SET signature = ''",
+    ] {
+        let refused = app.batch_execute(sql).await.unwrap_err();
+        assert_eq!(
+            refused.as_db_error().map(|e| e.code().code()),
+            Some("42501"),
+            "{sql}: {refused:?}"
+        );
+    }
+}

@@ -207,10 +207,20 @@ impl From<PoolError> for StorageError {
     }
 }
 
+/// What kmsd found at start about the database it serves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// Commits wait for a synchronous standby, so a failover loses no answered call's record.
+    pub synchronous: bool,
+    /// kmsd's role could rewrite or remove audit records (superuser, owner, or UPDATE/TRUNCATE granted).
+    pub can_rewrite_audit: bool,
+}
+
 /// The pool and where it leads. Cheap to clone.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    setup: Option<Setup>,
     url: Arc<DatabaseUrl>,
     /// The runtime the pool's connections live on, for the blocking audit writer and readers.
     runtime: tokio::runtime::Handle,
@@ -244,11 +254,87 @@ impl PgStore {
             .map_err(|e| StorageError::Connect(e.to_string()))?;
         let store = PgStore {
             pool,
+            setup: None,
             url: Arc::new(url.clone()),
             runtime: tokio::runtime::Handle::current(),
         };
         store.migrate().await?;
-        Ok(store)
+        let setup = store.report_setup().await?;
+        Ok(PgStore {
+            setup: Some(setup),
+            ..store
+        })
+    }
+
+    /// What was found at start.
+    pub fn setup(&self) -> Option<Setup> {
+        self.setup
+    }
+
+    /// Says at start what the database's replication and this role's privileges mean for kmsd's promises.
+    async fn report_setup(&self) -> Result<Setup, StorageError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT current_setting('synchronous_standby_names'),
+                        current_setting('synchronous_commit'),
+                        pg_is_in_recovery(),
+                        current_user::text,
+                        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                        pg_has_role(current_user, (SELECT tableowner FROM pg_tables
+                                                   WHERE tablename = 'audit_events' AND schemaname = current_schema()),
+                                    'USAGE'),
+                        has_table_privilege('audit_events', 'UPDATE')
+                            OR has_table_privilege('audit_events', 'TRUNCATE')
+                            OR has_table_privilege('audit_checkpoints', 'UPDATE')
+                            OR has_table_privilege('audit_checkpoints', 'DELETE')
+                            OR has_table_privilege('audit_prunes', 'DELETE')",
+                &[],
+            )
+            .await?;
+        let (standbys, commit, in_recovery): (String, String, bool) =
+            (row.get(0), row.get(1), row.get(2));
+        let (role, superuser, owner, rewrites): (String, bool, bool, bool) =
+            (row.get(3), row.get(4), row.get(5), row.get(6));
+        if in_recovery {
+            tracing::warn!(
+                database = %self.url,
+                "the database is a standby (read-only): calls will be refused until it is promoted; add the \
+                 primary to database_url with target_session_attrs=read-write"
+            );
+        }
+        let synchronous =
+            !standbys.trim().is_empty() && matches!(commit.as_str(), "on" | "remote_apply");
+        if synchronous {
+            tracing::info!(
+                synchronous_standby_names = %standbys,
+                synchronous_commit = %commit,
+                "synchronous replication: a commit, and so every answered call's audit record, is on a standby \
+                 before the call is answered, so a failover loses none"
+            );
+        } else {
+            tracing::warn!(
+                synchronous_standby_names = %standbys,
+                synchronous_commit = %commit,
+                "no synchronous replication: a failover to a standby can lose the audit records of calls already \
+                 answered; set synchronous_standby_names (and synchronous_commit = on) on the primary to keep \
+                 \"answered implies recorded\" across failovers"
+            );
+        }
+        if superuser || owner || rewrites {
+            tracing::warn!(
+                %role,
+                superuser,
+                owns_the_audit_tables = owner,
+                may_update_or_truncate_audit_records = rewrites,
+                "this role can rewrite or remove audit records (or drop the triggers that refuse it): run kmsd as \
+                 a role with only the privileges deploy/postgres-roles.sql grants, and migrate as the owner"
+            );
+        }
+        Ok(Setup {
+            synchronous,
+            can_rewrite_audit: superuser || owner || rewrites,
+        })
     }
 
     pub fn url(&self) -> &DatabaseUrl {
@@ -264,14 +350,21 @@ impl PgStore {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS kmsd_migrations (
-                 version    INTEGER PRIMARY KEY,
-                 name       TEXT NOT NULL,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-             )",
-        )
-        .await?;
+        // Looked up first: a role without CREATE (the least-privilege role) still starts on a migrated database.
+        let exists: bool = tx
+            .query_one("SELECT to_regclass('kmsd_migrations') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !exists {
+            tx.batch_execute(
+                "CREATE TABLE kmsd_migrations (
+                     version    INTEGER PRIMARY KEY,
+                     name       TEXT NOT NULL,
+                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                 )",
+            )
+            .await?;
+        }
         let found: i32 = tx
             .query_one("SELECT COALESCE(MAX(version), 0) FROM kmsd_migrations", &[])
             .await?
