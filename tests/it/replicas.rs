@@ -605,3 +605,72 @@ async fn a_least_privilege_role_serves_and_cannot_rewrite_the_audit_log() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_given_several_replicas_move_on_when_one_is_gone() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    let mut replicas = cluster(&db, 2).await;
+    let b = replicas.pop().unwrap();
+    let a = replicas.pop().unwrap();
+    let token = a.admin_token();
+    let endpoints = format!("{},{}", a.endpoint(), b.endpoint());
+    let client = kmsd_client::ClientBuilder::new(&endpoints)
+        .token(token.clone())
+        .connect()
+        .await
+        .unwrap();
+    let key = client
+        .create_key(CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .key_id;
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+
+    // With A gone, calls that change nothing go on to B within the same call...
+    a.stop().await;
+    let data_key = client.generate_data_key(&key, &[]).await.unwrap();
+    assert_eq!(data_key.key_id, key);
+    // ...and so does everything after it; a change is never sent twice, but the next one goes to B.
+    client.rotate_key(&key).await.expect("RotateKey on B");
+    assert_eq!(client.list_key_versions(&key).await.unwrap().len(), 2);
+
+    // kmsctl takes the same list: the first replica is down, the listing comes from the second.
+    let out = kmsctl_as(&endpoints, &token, &["--json", "keys", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&key));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_sent_to_a_gone_replica_is_not_repeated_elsewhere() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    let mut replicas = cluster(&db, 2).await;
+    let b = replicas.pop().unwrap();
+    let a = replicas.pop().unwrap();
+    let client = kmsd_client::ClientBuilder::new(format!("{},{}", a.endpoint(), b.endpoint()))
+        .token(a.admin_token())
+        .connect()
+        .await
+        .unwrap();
+    a.stop().await;
+    let refused = client
+        .create_key(CreateKeyRequest::default())
+        .await
+        .unwrap_err();
+    assert!(refused.is_retryable(), "{refused}");
+    // It was not sent to B: B holds no key. The next change goes to B.
+    let b_client = b.kms_client().await;
+    assert!(b_client.list_all_keys().await.unwrap().is_empty());
+    client
+        .create_key(CreateKeyRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(b_client.list_all_keys().await.unwrap().len(), 1);
+}

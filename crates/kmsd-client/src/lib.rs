@@ -25,6 +25,8 @@ pub use error::{Details, Error};
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
@@ -42,6 +44,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// How to reach the daemon and how patient to be.
 #[derive(Clone)]
 pub struct ClientBuilder {
+    /// As given: one URL, or several separated by commas (replicas).
     endpoint: String,
     token: Option<Zeroizing<String>>,
     timeout: Option<Duration>,
@@ -83,10 +86,11 @@ impl ClientBuilder {
     /// Opens a connection with these settings (TLS included), for generated clients used directly; pair it with
     /// [`ClientBuilder::bearer_auth`].
     pub async fn channel(&self) -> Result<Channel> {
-        self.endpoint()?
+        let url = self.urls().next().unwrap_or_default();
+        self.endpoint(url, None)?
             .connect()
             .await
-            .map_err(|e| Error::Transport(format!("{}: {e}", self.endpoint)))
+            .map_err(|e| Error::Transport(format!("{url}: {e}")))
     }
 
     /// An interceptor adding this builder's token to every request of a generated client.
@@ -147,7 +151,10 @@ impl std::fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// `endpoint` is a URL such as `http://127.0.0.1:50051`.
+    /// `endpoint` is a URL such as `http://127.0.0.1:50051`, or several separated by commas: replicas sharing one
+    /// database. Calls go to one of them; a call that changes nothing moves to the next after UNAVAILABLE (or a
+    /// connection failure), and any call's UNAVAILABLE makes the next call start at the next one. With
+    /// [`ClientBuilder::connect`], a host name with several addresses counts as one replica per address.
     pub fn new(endpoint: impl Into<String>) -> Self {
         ClientBuilder {
             endpoint: endpoint.into(),
@@ -192,37 +199,75 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects now, failing if the daemon cannot be reached.
+    /// Connects now (resolving each host name to all its addresses), failing if no replica can be reached; one
+    /// that cannot be reached yet is connected to when a call goes to it.
     pub async fn connect(self) -> Result<Client> {
-        let channel = self
-            .endpoint()?
-            .connect()
-            .await
-            .map_err(|e| Error::Transport(format!("{}: {e}", self.endpoint)))?;
-        Ok(self.client(channel))
+        let mut channels = Vec::new();
+        let mut failures = Vec::new();
+        for url in self.urls() {
+            for (target, domain) in resolve(url).await {
+                let endpoint = self.endpoint(&target, domain.as_deref())?;
+                match endpoint.connect().await {
+                    Ok(channel) => channels.push(channel),
+                    Err(e) => {
+                        failures.push(format!("{target}: {e}"));
+                        channels.push(endpoint.connect_lazy());
+                    }
+                }
+            }
+        }
+        if channels.is_empty() || failures.len() == channels.len() {
+            return Err(Error::Transport(if failures.is_empty() {
+                "no endpoint given".to_owned()
+            } else {
+                failures.join("; ")
+            }));
+        }
+        Ok(self.client(channels))
     }
 
     /// Connects on first use, so a service can start before its KMS does.
     pub fn connect_lazy(self) -> Result<Client> {
-        let channel = self.endpoint()?.connect_lazy();
-        Ok(self.client(channel))
+        let channels = self
+            .urls()
+            .map(|url| Ok(self.endpoint(url, None)?.connect_lazy()))
+            .collect::<Result<Vec<_>>>()?;
+        if channels.is_empty() {
+            return Err(Error::Transport("no endpoint given".into()));
+        }
+        Ok(self.client(channels))
     }
 
-    fn endpoint(&self) -> Result<Endpoint> {
-        let mut endpoint = Endpoint::from_shared(self.endpoint.clone())
-            .map_err(|e| Error::Transport(format!("bad endpoint {:?}: {e}", self.endpoint)))?
+    /// The URLs given, each trimmed.
+    fn urls(&self) -> impl Iterator<Item = &str> {
+        self.endpoint
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+
+    fn endpoint(&self, url: &str, domain: Option<&str>) -> Result<Endpoint> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| Error::Transport(format!("bad endpoint {url:?}: {e}")))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);
-        if self.endpoint.starts_with("https://")
-            && self.tls.as_ref().is_none_or(|t| t.ca_pem.is_none())
-        {
+        if url.starts_with("https://") && self.tls.as_ref().is_none_or(|t| t.ca_pem.is_none()) {
             return Err(Error::Transport(format!(
-                "{} is https: give the CA certificate that signed the daemon's certificate (ca_certificate, \
-                 kmsctl --ca-cert)",
-                self.endpoint
+                "{url} is https: give the CA certificate that signed the daemon's certificate (ca_certificate, \
+                 kmsctl --ca-cert)"
             )));
         }
-        if let Some(tls) = &self.tls {
+        let tls = match (&self.tls, domain) {
+            // Connecting to one address of a name: the certificate is still checked against the name.
+            (Some(tls), Some(domain)) if tls.domain.is_none() && url.starts_with("https://") => {
+                Some(TlsSettings {
+                    domain: Some(domain.to_owned()),
+                    ..tls.clone()
+                })
+            }
+            (tls, _) => tls.clone(),
+        };
+        if let Some(tls) = &tls {
             use tonic::transport::{Certificate, ClientTlsConfig, Identity};
             let mut config = ClientTlsConfig::new();
             if let Some(ca) = &tls.ca_pem {
@@ -241,12 +286,16 @@ impl ClientBuilder {
         Ok(endpoint)
     }
 
-    fn client(self, channel: Channel) -> Client {
+    fn client(self, channels: Vec<Channel>) -> Client {
+        let replicas: Arc<[Stubs]> = channels.into_iter().map(Stubs::new).collect();
+        let first = replicas[0].clone();
         Client {
-            kms: KeyManagementServiceClient::new(channel.clone()),
-            admin: AdminServiceClient::new(channel.clone()),
-            audit: AuditServiceClient::new(channel.clone()),
-            health: tonic::client::Grpc::new(channel),
+            kms: first.kms,
+            admin: first.admin,
+            audit: first.audit,
+            health: first.health,
+            replicas,
+            current: Arc::new(AtomicUsize::new(0)),
             options: CallOptions {
                 token: self.token,
                 timeout: self.timeout,
@@ -268,13 +317,71 @@ struct CallOptions {
     request_id: Option<String>,
 }
 
-/// A connection to kmsd. Clone it freely: clones share the connection.
+/// The stubs of one replica's connection.
 #[derive(Clone)]
-pub struct Client {
+struct Stubs {
     kms: KeyManagementServiceClient<Channel>,
     admin: AdminServiceClient<Channel>,
     audit: AuditServiceClient<Channel>,
     health: tonic::client::Grpc<Channel>,
+}
+
+impl Stubs {
+    fn new(channel: Channel) -> Self {
+        Stubs {
+            kms: KeyManagementServiceClient::new(channel.clone()),
+            admin: AdminServiceClient::new(channel.clone()),
+            audit: AuditServiceClient::new(channel.clone()),
+            health: tonic::client::Grpc::new(channel),
+        }
+    }
+}
+
+/// Each host name's addresses as URLs with the address in place of the name, and the name (for TLS); a URL
+/// whose host is an address, or does not resolve, as it is.
+async fn resolve(url: &str) -> Vec<(String, Option<String>)> {
+    let as_is = vec![(url.to_owned(), None)];
+    let Ok(uri) = url.parse::<tonic::codegen::http::Uri>() else {
+        return as_is;
+    };
+    let (Some(host), Some(scheme)) = (uri.host(), uri.scheme_str()) else {
+        return as_is;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return as_is;
+    }
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let Ok(addresses) = tokio::net::lookup_host((bare, port)).await else {
+        return as_is;
+    };
+    let mut seen = Vec::new();
+    for address in addresses {
+        if !seen.contains(&address) {
+            seen.push(address);
+        }
+    }
+    if seen.len() <= 1 {
+        return as_is;
+    }
+    seen.into_iter()
+        .map(|address| (format!("{scheme}://{address}"), Some(bare.to_owned())))
+        .collect()
+}
+
+/// A connection to kmsd (to each replica given). Clone it freely: clones share the connections.
+#[derive(Clone)]
+pub struct Client {
+    /// The stubs of the replica this handle calls (see [`Client::call`]).
+    kms: KeyManagementServiceClient<Channel>,
+    admin: AdminServiceClient<Channel>,
+    audit: AuditServiceClient<Channel>,
+    health: tonic::client::Grpc<Channel>,
+    replicas: Arc<[Stubs]>,
+    /// Which replica calls start at; moves on after UNAVAILABLE. Shared by clones.
+    current: Arc<AtomicUsize>,
     options: CallOptions,
     max_retries: u32,
     backoff: Duration,
@@ -484,31 +591,66 @@ impl Client {
         request
     }
 
-    /// Sends a call, again after UNAVAILABLE if it is idempotent, with jittered exponential backoff.
+    /// This handle with replica `i`'s stubs.
+    fn at(&self, i: usize) -> Self {
+        let stubs = &self.replicas[i];
+        Client {
+            kms: stubs.kms.clone(),
+            admin: stubs.admin.clone(),
+            audit: stubs.audit.clone(),
+            health: stubs.health.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// After UNAVAILABLE from replica `i`, later calls start at the next one (unless another call moved on
+    /// already).
+    fn move_on_from(&self, i: usize) {
+        let next = (i + 1) % self.replicas.len();
+        let _ = self
+            .current
+            .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Sends a call to the current replica. A call that changes nothing is sent again after UNAVAILABLE: to each
+    /// other replica in turn at once, then with jittered exponential backoff, for at least `max_retries` retries.
+    /// Any other call is sent once (the rules of retries do not change with replicas).
     async fn call<M, R, F, Fut>(&self, retry: Retry, message: M, send: F) -> Result<R>
     where
         M: Clone,
         F: Fn(Self, Request<M>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<R>, Status>>,
     {
+        let replicas = self.replicas.len();
+        let first = self.current.load(Ordering::Relaxed) % replicas;
         if retry == Retry::Once || self.max_retries == 0 {
             // Sent once: the message needs no copy kept for a retry.
-            return send(self.clone(), self.request(message))
+            let result = send(self.at(first), self.request(message))
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(Error::from);
+            if result.as_ref().is_err_and(Error::is_retryable) {
+                self.move_on_from(first);
+            }
+            return result;
         }
+        let retries = self.max_retries.max(replicas as u32 - 1);
         let mut attempt = 0u32;
+        let mut at = first;
         loop {
-            match send(self.clone(), self.request(message.clone())).await {
+            match send(self.at(at), self.request(message.clone())).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => {
                     let error = Error::from(status);
-                    if retry == Retry::Once || !error.is_retryable() || attempt >= self.max_retries
-                    {
+                    if !error.is_retryable() || attempt >= retries {
                         return Err(error);
                     }
-                    tokio::time::sleep(self.backoff_for(attempt)).await;
+                    self.move_on_from(at);
+                    at = (at + 1) % replicas;
+                    // Every replica is tried once without waiting; then each round waits longer.
+                    if attempt + 1 >= replicas as u32 {
+                        tokio::time::sleep(self.backoff_for(attempt + 1 - replicas as u32)).await;
+                    }
                     attempt += 1;
                 }
             }
