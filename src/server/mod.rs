@@ -10,6 +10,7 @@ mod bootstrap;
 pub mod hardening;
 mod lock;
 mod maintenance;
+mod relocate;
 mod root_key;
 mod state;
 pub mod transport;
@@ -18,6 +19,7 @@ pub use state::{State, open};
 
 pub use bootstrap::{BOOTSTRAP_MARK, CRASH_AT_VARIABLE, Recovered, recover_admin};
 pub use lock::DataDirLock;
+pub use relocate::{Moved, move_to_postgres};
 
 /// Reads an existing root key file (for offline tools such as `kmsctl audit verify --db`).
 pub fn read_root_key(path: &Path) -> Result<crate::crypto::RootKey, StartError> {

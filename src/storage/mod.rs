@@ -14,7 +14,7 @@
 pub mod postgres;
 mod sqlite;
 
-pub use postgres::DatabaseUrl;
+pub use postgres::{DatabaseUrl, Imported};
 pub use sqlite::{MIGRATIONS, Wrapped, backup, rewrap_all};
 
 use std::path::Path;

@@ -674,3 +674,102 @@ async fn a_change_sent_to_a_gone_replica_is_not_repeated_elsewhere() {
         .unwrap();
     assert_eq!(b_client.list_all_keys().await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_data_directory_moves_to_postgres_with_its_chain_intact() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    // A single node on SQLite, with a little of everything.
+    let server = TestServer::start().await;
+    let client = server.kms_client().await;
+    let key = client
+        .create_key(CreateKeyRequest {
+            alias: "alias/moving".into(),
+            tags: [("team".to_owned(), "payments".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client.rotate_key(&key.key_id).await.unwrap();
+    let blob = client
+        .encrypt(&key.key_id, b"moved with the keys", &[("app", "move")])
+        .await
+        .unwrap()
+        .ciphertext_blob;
+    let (secret, _) = client
+        .create_token(kmsd::auth::BOOTSTRAP_ADMIN, "carried over", None)
+        .await
+        .unwrap();
+    let records_before = verify_log(&server).await.records_checked;
+    let dir = server.stop().await;
+
+    let moved = kmsctl_as(
+        "http://127.0.0.1:1",
+        "",
+        &[
+            "--json",
+            "migrate-to-postgres",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            &db.config(),
+        ],
+    );
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&moved.stdout).unwrap();
+    assert_eq!(report["keys"], 1);
+    assert_eq!(report["verified"], true);
+    // Bootstrap and every call, VerifyLog's own record included.
+    assert_eq!(report["audit_records"], records_before + 1);
+    // The checkpoint signed at shutdown moved too, and still verifies (the copy was checked with it).
+    assert!(report["checkpoints"].as_u64().unwrap() >= 1, "{report}");
+
+    // The same data directory (root key, admin token) now serves from PostgreSQL.
+    let mut config = config(dir.path());
+    config.data.database_url = Some(db.url());
+    let server = TestServer::start_with(dir.clone(), &config).await;
+    let client = server.kms_client().await;
+    let plain = client
+        .decrypt(&blob, &[("app", "move")], None)
+        .await
+        .unwrap();
+    assert_eq!(&plain.plaintext[..], b"moved with the keys");
+    assert_eq!(
+        client.describe_key("alias/moving").await.unwrap().tags["team"],
+        "payments"
+    );
+    let carried = kmsd_client::ClientBuilder::new(server.endpoint())
+        .token(secret.to_string())
+        .connect()
+        .await
+        .unwrap();
+    carried.who_am_i().await.unwrap();
+    let report = verify_log(&server).await;
+    assert!(report.ok, "{report:?}");
+    assert!(report.records_checked > records_before + 1);
+    server.stop().await;
+
+    // A database that already holds kmsd data is refused, and left as it was.
+    let again = kmsctl_as(
+        "http://127.0.0.1:1",
+        "",
+        &[
+            "migrate-to-postgres",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            &db.config(),
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds kmsd data"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

@@ -103,6 +103,20 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         bytes: u32,
     },
+    /// Move a stopped daemon's SQLite database into an empty PostgreSQL database: keys, principals, tokens,
+    /// policies and the audit log with its chain, checkpoints and prune marks, then verify the copy against the
+    /// source. The SQLite file is left as it was; start kmsd with --database-url afterwards.
+    MigrateToPostgres {
+        /// The data directory holding kmsd.db (and, unless --root-key-file says otherwise, root.key).
+        #[arg(long, env = "KMSD_DATA_DIR", default_value = "./kmsd-data")]
+        data_dir: PathBuf,
+        /// The root key file, needed to check the copy (every key version must unwrap).
+        #[arg(long, env = "KMSD_ROOT_KEY_FILE")]
+        root_key_file: Option<PathBuf>,
+        /// The PostgreSQL database to move into (postgres://...); it must hold no kmsd data yet.
+        #[arg(long, env = "KMSD_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -361,6 +375,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         {
             return audit::verify_offline(&out, args);
         }
+        // Moving a database reads files and a database; no daemon may run.
+        Command::MigrateToPostgres {
+            data_dir,
+            root_key_file,
+            database_url,
+        } => {
+            return migrate_to_postgres(&out, &data_dir, root_key_file.as_deref(), &database_url)
+                .await;
+        }
         command => command,
     };
     let kms = builder.connect().await.map_err(|e| {
@@ -374,6 +397,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit(cmd) => audit::run(&kms, &out, cmd).await,
         Command::Object(args) => object::run(kms, &out, args).await,
         Command::Whoami => access::whoami(&kms, &out).await,
+        Command::MigrateToPostgres { .. } => unreachable!("handled above"),
         Command::Health { service, details } => {
             let status = kms.health(&service).await?;
             println!("{}", status.as_str());
@@ -585,4 +609,43 @@ pub(crate) fn write_output(path: Option<&PathBuf>, bytes: &[u8]) -> Result<(), F
             Ok(())
         }
     }
+}
+
+async fn migrate_to_postgres(
+    out: &Output,
+    data_dir: &std::path::Path,
+    root_key_file: Option<&std::path::Path>,
+    url: &str,
+) -> Result<(), Failure> {
+    let url = kmsd::storage::DatabaseUrl::parse(url)
+        .map_err(|e| Failure(format!("--database-url: {e}")))?;
+    let moved = kmsd::server::move_to_postgres(data_dir, root_key_file, &url)
+        .await
+        .map_err(Failure)?;
+    let i = &moved.imported;
+    if out.json {
+        output::print_json(&serde_json::json!({
+            "database": url.to_string(),
+            "keys": i.keys,
+            "principals": i.principals,
+            "tokens": i.tokens,
+            "audit_records": i.records,
+            "checkpoints": i.checkpoints,
+            "prune_marks": i.prunes,
+            "verified": true,
+            "head_seq": moved.head_seq,
+            "head_hash": moved.head_hash,
+        }));
+    } else {
+        println!(
+            "moved {} keys, {} principals, {} tokens and {} audit records ({} checkpoints, {} prune marks) to {url}",
+            i.keys, i.principals, i.tokens, i.records, i.checkpoints, i.prunes
+        );
+        println!(
+            "verified: the copy's audit chain ({} records, head {} {}) and every key version check out; start kmsd \
+             with --database-url (the SQLite file is unchanged; keep it until the new setup has served)",
+            moved.records_verified, moved.head_seq, moved.head_hash
+        );
+    }
+    Ok(())
 }

@@ -74,18 +74,7 @@ impl PgAuditWriter {
                 .await?
                 .unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
             let links = chain((seq, &hash), records);
-            let columns = Columns::of(&links);
-            let insert = tx
-                .prepare_cached(
-                    "INSERT INTO audit_events (seq, event_id, event_time, event_name, principal, source_address,
-                         user_agent, request_id, key_id, key_version, key_alias, parameters, encryption_context,
-                         reason, outcome, error_code, error_message, prev_hash, hash)
-                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[], $13::text[],
-                         $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])",
-                )
-                .await?;
-            tx.execute(&insert, &columns.params()).await?;
+            insert_links(&tx, &links).await?;
             tx.commit().await?;
             Ok(links)
         })
@@ -160,6 +149,26 @@ impl PgAuditWriter {
             }
         })
     }
+}
+
+/// Inserts chained records in one statement (`UNNEST` of one array per column).
+pub(super) async fn insert_links(
+    tx: &deadpool_postgres::Transaction<'_>,
+    links: &[ChainLink],
+) -> Result<(), StorageError> {
+    let columns = Columns::of(links);
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO audit_events (seq, event_id, event_time, event_name, principal, source_address,
+                 user_agent, request_id, key_id, key_version, key_alias, parameters, encryption_context,
+                 reason, outcome, error_code, error_message, prev_hash, hash)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                 $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[], $13::text[],
+                 $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])",
+        )
+        .await?;
+    tx.execute(&insert, &columns.params()).await?;
+    Ok(())
 }
 
 /// The last record's sequence number and hash; after a prune that left no record, the mark's.

@@ -437,26 +437,7 @@ impl PgStore {
     pub async fn insert_principal(&self, p: PrincipalRow) -> Result<(), StorageError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        tx.execute(
-            "INSERT INTO principals (name, description, admin, create_keys, created_at_ms, disabled_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &p.name,
-                &p.description,
-                &p.admin,
-                &p.create_keys,
-                &p.created_at.0,
-                &millis(p.disabled_at),
-            ],
-        )
-        .await?;
-        for subject in &p.certificate_subjects {
-            tx.execute(
-                "INSERT INTO principal_certificates (subject, principal) VALUES ($1, $2)",
-                &[subject, &p.name],
-            )
-            .await?;
-        }
+        insert_principal(&tx, &p).await?;
         log_change(&tx, ChangeKind::Access, &p.name).await?;
         tx.commit().await?;
         Ok(())
@@ -488,21 +469,7 @@ impl PgStore {
     pub async fn insert_token(&self, t: TokenRow) -> Result<(), StorageError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        tx.execute(
-            "INSERT INTO tokens (token_id, principal, description, secret_hash, created_at_ms, expires_at_ms,
-                                 revoked_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &t.id,
-                &t.principal,
-                &t.description,
-                &t.secret_hash.as_slice(),
-                &t.created_at.0,
-                &millis(t.expires_at),
-                &millis(t.revoked_at),
-            ],
-        )
-        .await?;
+        insert_token(&tx, &t).await?;
         log_change(&tx, ChangeKind::Access, &t.id).await?;
         tx.commit().await?;
         Ok(())
@@ -524,6 +491,52 @@ impl PgStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+pub(super) async fn insert_principal(
+    c: &impl GenericClient,
+    p: &PrincipalRow,
+) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO principals (name, description, admin, create_keys, created_at_ms, disabled_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &p.name,
+            &p.description,
+            &p.admin,
+            &p.create_keys,
+            &p.created_at.0,
+            &millis(p.disabled_at),
+        ],
+    )
+    .await?;
+    for subject in &p.certificate_subjects {
+        c.execute(
+            "INSERT INTO principal_certificates (subject, principal) VALUES ($1, $2)",
+            &[subject, &p.name],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_token(c: &impl GenericClient, t: &TokenRow) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO tokens (token_id, principal, description, secret_hash, created_at_ms, expires_at_ms,
+                             revoked_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &t.id,
+            &t.principal,
+            &t.description,
+            &t.secret_hash.as_slice(),
+            &t.created_at.0,
+            &millis(t.expires_at),
+            &millis(t.revoked_at),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Gives the change the next number of the cluster-wide order (the head row stays locked until the transaction
@@ -566,7 +579,7 @@ async fn update_key(c: &impl GenericClient, record: &KmsKey) -> Result<(), Stora
     Ok(())
 }
 
-async fn insert_version(
+pub(super) async fn insert_version(
     c: &impl GenericClient,
     key_id: KeyId,
     version: &VersionRow,
@@ -584,7 +597,10 @@ async fn insert_version(
     Ok(())
 }
 
-async fn insert_alias(c: &impl GenericClient, alias: &AliasRow) -> Result<(), StorageError> {
+pub(super) async fn insert_alias(
+    c: &impl GenericClient,
+    alias: &AliasRow,
+) -> Result<(), StorageError> {
     c.execute(
         "INSERT INTO aliases (alias_name, key_id, created_at_ms) VALUES ($1, $2, $3)",
         &[
@@ -597,7 +613,7 @@ async fn insert_alias(c: &impl GenericClient, alias: &AliasRow) -> Result<(), St
     Ok(())
 }
 
-async fn set_policy(
+pub(super) async fn set_policy(
     c: &impl GenericClient,
     key_id: KeyId,
     policy: &str,

@@ -10,9 +10,11 @@
 //! commit has returned before anything is reported stored.
 
 mod audit;
+mod import;
 mod keys;
 
 pub use audit::{PgAuditReader, PgAuditWriter};
+pub use import::Imported;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -92,6 +92,16 @@ impl SqliteStore {
         self.call(move |c| keys::set_meta(c, name, &value)).await
     }
 
+    /// Every `meta` row, by name.
+    pub async fn all_meta(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.call(|c| {
+            let mut stmt = c.prepare("SELECT name, value FROM meta ORDER BY name")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     pub async fn insert_meta_if_absent(
         &self,
         name: &'static str,

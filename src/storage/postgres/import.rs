@@ -1,0 +1,217 @@
+//! Moving a SQLite database into PostgreSQL: every row, as it is, in one transaction.
+
+use std::path::Path;
+
+use super::{CHAIN_LOCK, CHANGE_LOCK, PgStore, audit::insert_links};
+use crate::audit::{ChainLink, ChainedRecord, Encoded};
+use crate::storage::sqlite::{SqliteAuditReader, SqliteStore};
+use crate::storage::{StorageError, UnreadableRecord};
+
+/// What an import copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imported {
+    pub meta: usize,
+    pub keys: usize,
+    pub principals: usize,
+    pub tokens: usize,
+    pub records: u64,
+    pub checkpoints: usize,
+    pub prunes: usize,
+}
+
+/// Audit records copied per statement.
+const PAGE: usize = 5_000;
+
+impl PgStore {
+    /// Copies the SQLite database at `path` (which no daemon may be using) into this database, which must hold
+    /// no kmsd data yet: metadata (the root key's check value, the wrapped audit signing key, the log's id),
+    /// keys with every version, alias, tag and policy, principals, tokens, and the audit log with its sequence
+    /// numbers, hashes, checkpoints and prune marks unchanged. One transaction: all of it, or nothing.
+    pub async fn import_sqlite(&self, path: &Path) -> Result<Imported, StorageError> {
+        let source = SqliteStore::open(path)?;
+        let result = self.import_from(&source, path).await;
+        source.close().await;
+        result
+    }
+
+    async fn import_from(
+        &self,
+        source: &SqliteStore,
+        path: &Path,
+    ) -> Result<Imported, StorageError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        // No replica may write while the log and the keys arrive.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)",
+            &[&CHANGE_LOCK, &CHAIN_LOCK],
+        )
+        .await?;
+        let occupied: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM meta) OR EXISTS (SELECT 1 FROM keys)
+                     OR EXISTS (SELECT 1 FROM principals) OR EXISTS (SELECT 1 FROM audit_events)",
+                &[],
+            )
+            .await?
+            .get(0);
+        if occupied {
+            return Err(StorageError::Corrupt(format!(
+                "{} already holds kmsd data; moving a data directory needs an empty database",
+                self.url
+            )));
+        }
+        let mut imported = Imported::default();
+
+        for (name, value) in source.all_meta().await? {
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ($1, $2)",
+                &[&name, &value],
+            )
+            .await?;
+            imported.meta += 1;
+        }
+
+        for key in source.load_keys().await? {
+            let id = key.record.id.to_string();
+            let r = &key.record;
+            tx.execute(
+                "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version,
+                                   rotation_period_days, next_rotation_at_ms, deletion_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &id,
+                    &r.description,
+                    &r.state.as_str(),
+                    &r.created_at.0,
+                    &(r.primary_version as i32),
+                    &r.rotation_period_days.map(|d| d as i32),
+                    &r.next_rotation_at.map(|t| t.0),
+                    &r.deletion_at.map(|t| t.0),
+                ],
+            )
+            .await?;
+            for (name, value) in &r.tags {
+                tx.execute(
+                    "INSERT INTO key_tags (key_id, name, value) VALUES ($1, $2, $3)",
+                    &[&id, name, value],
+                )
+                .await?;
+            }
+            for v in &key.versions {
+                super::keys::insert_version(&tx, r.id, v).await?;
+            }
+            for alias in &key.aliases {
+                super::keys::insert_alias(&tx, alias).await?;
+            }
+            if let Some(policy) = &key.policy {
+                super::keys::set_policy(&tx, r.id, policy, r.created_at).await?;
+            }
+            imported.keys += 1;
+        }
+
+        let (principals, tokens) = source.load_access().await?;
+        for p in &principals {
+            super::keys::insert_principal(&tx, p).await?;
+        }
+        for t in &tokens {
+            super::keys::insert_token(&tx, t).await?;
+        }
+        imported.principals = principals.len();
+        imported.tokens = tokens.len();
+
+        // The audit log, a page at a time, read off the async workers.
+        let mut reader = Some(SqliteAuditReader::open(path)?);
+        let mut after = 0u64;
+        loop {
+            let taken = reader
+                .take()
+                .expect("the reader is put back after each page");
+            let (back, page) = tokio::task::spawn_blocking(move || {
+                let page = taken.range(after, i64::MAX as u64, PAGE);
+                (taken, page)
+            })
+            .await
+            .map_err(|e| {
+                StorageError::Corrupt(format!("reading the SQLite audit log failed: {e}"))
+            })?;
+            reader = Some(back);
+            let page = page?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = match last {
+                Ok(r) => r.seq,
+                Err(u) => u.seq,
+            };
+            let full = page.len() == PAGE;
+            let links = page
+                .into_iter()
+                .map(|r| r.map(link).map_err(unreadable))
+                .collect::<Result<Vec<ChainLink>, StorageError>>()?;
+            insert_links(&tx, &links).await?;
+            imported.records += links.len() as u64;
+            if !full {
+                break;
+            }
+        }
+        let reader = reader.expect("the reader is put back after each page");
+        let (checkpoints, prunes) = tokio::task::spawn_blocking(move || {
+            Ok::<_, StorageError>((reader.checkpoints()?, reader.prunes()?))
+        })
+        .await
+        .map_err(|e| {
+            StorageError::Corrupt(format!("reading the SQLite audit log failed: {e}"))
+        })??;
+        for (_, cp) in &checkpoints {
+            tx.execute(
+                "INSERT INTO audit_checkpoints (head_seq, head_hash, time, log_id, signature)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &(cp.head_seq as i64),
+                    &cp.head_hash,
+                    &cp.time,
+                    &cp.log_id,
+                    &cp.signature,
+                ],
+            )
+            .await?;
+        }
+        for (_, mark) in &prunes {
+            tx.execute(
+                "INSERT INTO audit_prunes (through_seq, through_hash, time, log_id, signature)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &(mark.through_seq as i64),
+                    &mark.through_hash,
+                    &mark.time,
+                    &mark.log_id,
+                    &mark.signature,
+                ],
+            )
+            .await?;
+        }
+        imported.checkpoints = checkpoints.len();
+        imported.prunes = prunes.len();
+        tx.commit().await?;
+        Ok(imported)
+    }
+}
+
+/// A stored record as a link to insert again: what was hashed is what is stored.
+fn link(r: ChainedRecord) -> ChainLink {
+    ChainLink {
+        seq: r.seq,
+        prev_hash: r.prev_hash,
+        hash: r.hash,
+        encoded: Encoded::new(r.record),
+    }
+}
+
+fn unreadable(u: UnreadableRecord) -> StorageError {
+    StorageError::Corrupt(format!(
+        "audit record {} of the SQLite database cannot be read ({}); verify it (kmsctl audit verify --db) \
+         before moving it",
+        u.seq, u.reason
+    ))
+}
