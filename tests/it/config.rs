@@ -360,3 +360,39 @@ fn every_setting_is_documented_and_is_a_flag() {
         }
     }
 }
+
+#[test]
+fn the_postgres_example_is_valid_and_config_check_hides_its_password() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kmsd-postgres.toml.example"
+    );
+    let settings = load(&Flags::default().config(example), &env(&[])).unwrap();
+    let url = settings
+        .config
+        .data
+        .database_url
+        .as_ref()
+        .expect("a database URL");
+    assert_eq!(
+        url.to_string(),
+        "postgres://kmsd_app@db1.internal:5432,db2.internal:5432/kmsd?target_session_attrs=read-write&\
+         sslmode=require&sslrootcert=/etc/kmsd/db-ca.pem"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .args(["config", "check", "--config", example])
+        .env_remove("KMSD_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("database_url = \"postgres://kmsd_app@db1.internal"),
+        "{shown}"
+    );
+    assert!(!shown.contains("change-me"), "{shown}");
+}
