@@ -773,3 +773,161 @@ async fn a_sqlite_data_directory_moves_to_postgres_with_its_chain_intact() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+/// Three `kmsd` processes on `db`: the first makes the root key and the administrator, the others get copies.
+fn daemons(db: &Database, dirs: &[tempfile::TempDir]) -> Vec<Daemon> {
+    let url = db.config();
+    let args = ["--database-url", url.as_str()];
+    let first = Daemon::start(dirs[0].path(), &args, &[]).expect("the first replica starts");
+    let mut all = vec![first];
+    for dir in &dirs[1..] {
+        for file in ["root.key", "admin.token"] {
+            std::fs::copy(dirs[0].path().join(file), dir.path().join(file)).unwrap();
+        }
+        all.push(Daemon::start(dir.path(), &args, &[]).expect("a replica starts"));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_under_load_loses_no_answered_call_and_rejoins() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut replicas = daemons(&db, &dirs);
+    let token = replicas[0].admin_token();
+    let connect = async |endpoint: String| {
+        kmsd_client::ClientBuilder::new(endpoint)
+            .token(token.clone())
+            .retries(0, std::time::Duration::ZERO)
+            .connect()
+            .await
+            .unwrap()
+    };
+    let key = connect(replicas[0].endpoint())
+        .await
+        .create_key(CreateKeyRequest {
+            alias: "alias/load".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .key_id;
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+
+    // Load on every replica: each answered call's request id is kept.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for (r, replica) in replicas.iter().enumerate() {
+        for t in 0..8 {
+            let client = connect(replica.endpoint()).await;
+            let (stop, key) = (stop.clone(), key.clone());
+            load.push(tokio::spawn(async move {
+                let mut answered = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let id = format!("load-{r}-{t}-{n}");
+                    n += 1;
+                    if client
+                        .with_request_id(&id)
+                        .generate_data_key(&key, &[])
+                        .await
+                        .is_ok()
+                    {
+                        answered.push(id);
+                    }
+                }
+                answered
+            }));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    replicas[1].child.kill().unwrap();
+    replicas[1].child.wait().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The others kept serving; the killed one comes back on the same data directory.
+    let url = db.config();
+    let back = Daemon::start(dirs[1].path(), &["--database-url", url.as_str()], &[])
+        .expect("the killed replica restarts");
+    let rejoined = connect(back.endpoint()).await;
+    for n in 0..20 {
+        let id = format!("rejoined-{n}");
+        rejoined
+            .with_request_id(&id)
+            .generate_data_key(&key, &[])
+            .await
+            .expect("the restarted replica serves");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered: Vec<String> = (0..20).map(|n| format!("rejoined-{n}")).collect();
+    let mut by_replica = [0usize; 3];
+    for (i, task) in load.into_iter().enumerate() {
+        let ids = task.await.unwrap();
+        by_replica[i / 8] += ids.len();
+        answered.extend(ids);
+    }
+    eprintln!("answered per replica (1 killed): {by_replica:?}");
+    assert!(by_replica[0] > 0 && by_replica[2] > 0, "{by_replica:?}");
+
+    // Every answered call has exactly one record, in one chain that verifies.
+    let pg = db.connect().await;
+    let rows = pg
+        .query(
+            "SELECT request_id, count(*) FROM audit_events WHERE request_id = ANY($1) GROUP BY request_id",
+            &[&answered],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        answered.len(),
+        "every answered call is recorded"
+    );
+    assert!(
+        rows.iter().all(|r| r.get::<_, i64>(1) == 1),
+        "no call is recorded twice"
+    );
+    let verified = kmsctl_as(&back.endpoint(), &token, &["--json", "audit", "verify"]);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    // And the chain as an archive file verifies on its own with the independent script.
+    let archive = dirs[0].path().join("all.jsonl");
+    let archived = kmsctl_as(
+        &replicas[0].endpoint(),
+        &token,
+        &[
+            "audit",
+            "archive",
+            "--before",
+            "2999-01-01T00:00:00Z",
+            "--out",
+            archive.to_str().unwrap(),
+            "--keep",
+        ],
+    );
+    assert!(
+        archived.status.success(),
+        "{}",
+        String::from_utf8_lossy(&archived.stderr)
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/verify-audit-log.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg("--archive")
+        .arg(&archive)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("OK"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(back);
+    replicas.clear();
+}
