@@ -129,34 +129,13 @@ fn start() -> Option<Server> {
         );
         return None;
     };
-    let dir = tempfile::Builder::new()
-        .prefix("kmsd-pg-")
-        .tempdir()
-        .expect("temp dir");
-    let data = dir.path().join("data");
-    let socket_dir = dir.path().join("socket");
-    std::fs::create_dir(&socket_dir).expect("socket dir");
-    if is_root() {
-        // The cluster belongs to `postgres`, which must be able to write both directories.
-        let postgres = Command::new("id")
-            .args(["-u", "postgres"])
-            .output()
-            .expect("id -u postgres");
-        let uid: u32 = String::from_utf8_lossy(&postgres.stdout)
-            .trim()
-            .parse()
-            .expect("the postgres user exists");
-        for path in [dir.path(), socket_dir.as_path()] {
-            std::os::unix::fs::chown(path, Some(uid), None).expect("chown to postgres");
-        }
-    }
-    let data_arg = data.to_str().expect("utf-8 temp path");
+    let server = Server::prepare(bin);
     run(
-        &bin,
+        &server.bin,
         "initdb",
         &[
             "-D",
-            data_arg,
+            server.data.to_str().expect("utf-8 temp path"),
             "-U",
             "kmsd",
             "--auth=trust",
@@ -165,44 +144,128 @@ fn start() -> Option<Server> {
             "UTF8",
         ],
     );
-    let options = format!(
-        "-c listen_addresses='' -k {} -c fsync=off -c max_connections=200",
-        socket_dir.display()
-    );
-    let log = dir.path().join("postgres.log");
-    // Stops the server when this test binary exits, however it exits, and removes its files. The watcher runs as
-    // this process's user, so that it may signal this process; only `pg_ctl` runs as `postgres`.
-    let as_postgres = if is_root() {
-        "runuser -u postgres -- "
-    } else {
-        ""
-    };
-    let stop = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-         {as_postgres}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
-        pid = std::process::id(),
-        pg_ctl = bin.join("pg_ctl").display(),
-        data = data.display(),
-        dir = dir.path().display(),
-    );
-    let watcher = Command::new("sh")
-        .args(["-c", &stop])
-        .spawn()
-        .expect("start the server's watcher");
-    let server = Server {
-        socket_dir,
-        bin,
-        data,
-        options,
-        log,
-        _dir: dir,
-        _watcher: watcher,
-    };
     server.start();
     Some(server)
 }
 
 impl Server {
+    /// Directories for a server (owned by `postgres` when this process is root), and the watcher that stops it and
+    /// removes them when the test binary exits.
+    fn prepare(bin: PathBuf) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("kmsd-pg-")
+            .tempdir()
+            .expect("temp dir");
+        let data = dir.path().join("data");
+        let socket_dir = dir.path().join("socket");
+        std::fs::create_dir(&socket_dir).expect("socket dir");
+        if is_root() {
+            // The cluster belongs to `postgres`, which must be able to write both directories.
+            let postgres = Command::new("id")
+                .args(["-u", "postgres"])
+                .output()
+                .expect("id -u postgres");
+            let uid: u32 = String::from_utf8_lossy(&postgres.stdout)
+                .trim()
+                .parse()
+                .expect("the postgres user exists");
+            for path in [dir.path(), socket_dir.as_path()] {
+                std::os::unix::fs::chown(path, Some(uid), None).expect("chown to postgres");
+            }
+        }
+        let options = format!(
+            "-c listen_addresses='' -k {} -c fsync=off -c max_connections=200",
+            socket_dir.display()
+        );
+        let log = dir.path().join("postgres.log");
+        // Stops the server when this test binary exits, however it exits, and removes its files. The watcher runs
+        // as this process's user, so that it may signal this process; only `pg_ctl` runs as `postgres`.
+        let as_postgres = if is_root() {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        let stop = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {as_postgres}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            pg_ctl = bin.join("pg_ctl").display(),
+            data = data.display(),
+            dir = dir.path().display(),
+        );
+        let watcher = Command::new("sh")
+            .args(["-c", &stop])
+            .spawn()
+            .expect("start the server's watcher");
+        Server {
+            socket_dir,
+            bin,
+            data,
+            options,
+            log,
+            _dir: dir,
+            _watcher: watcher,
+        }
+    }
+
+    /// A streaming standby of this server (`pg_basebackup -R -X stream`), started: it replays the primary's WAL
+    /// and takes no writes until promoted.
+    pub fn standby(&self) -> Server {
+        let standby = Server::prepare(self.bin.clone());
+        run(
+            &self.bin,
+            "pg_basebackup",
+            &[
+                "-h",
+                self.socket_dir.to_str().expect("utf-8 temp path"),
+                "-U",
+                "kmsd",
+                "-D",
+                standby.data.to_str().expect("utf-8 temp path"),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                // Not a spread checkpoint: that would wait minutes.
+                "--checkpoint=fast",
+            ],
+        );
+        // The base backup's settings name the primary's connection; the standby listens on its own socket.
+        standby.start();
+        standby
+    }
+
+    /// Makes a standby the primary.
+    pub fn promote(&self) {
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                self.data.to_str().expect("utf-8 temp path"),
+                "-w",
+                "promote",
+            ],
+        );
+    }
+
+    /// The socket directory: the host part of a connection string.
+    pub fn host(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// Runs `sql` in the `postgres` database as the superuser.
+    pub async fn execute(&self, sql: &str) {
+        connect(&format!(
+            "host={} user=kmsd dbname=postgres",
+            self.socket_dir.display()
+        ))
+        .await
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// Starts the (stopped) server and waits until it accepts connections.
     pub fn start(&self) {
         run(

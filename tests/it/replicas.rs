@@ -931,3 +931,243 @@ async fn a_replica_killed_under_load_loses_no_answered_call_and_rejoins() {
     drop(back);
     replicas.clear();
 }
+
+/// A replica on `url` (several hosts, say), with its own data directory, a copy of `first`'s root key and token
+/// (or the first of all, when `first` is `None`).
+async fn replica_on(url: &str, first: Option<&TestServer>) -> TestServer {
+    let dir = match first {
+        Some(first) => {
+            let dir = replica_dir(first);
+            std::fs::write(dir.path().join("admin.token"), first.admin_token()).unwrap();
+            dir
+        }
+        None => Arc::new(tempfile::tempdir().unwrap()),
+    };
+    let mut config = config(dir.path());
+    config.data.database_url = Some(kmsd::storage::DatabaseUrl::parse(url).unwrap());
+    TestServer::start_with(dir, &config).await
+}
+
+/// Calls GenerateDataKey on `server` with fresh request ids until `stop`; returns the ids of the answered ones.
+async fn load(
+    server: &TestServer,
+    key: String,
+    tag: &'static str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let client = kmsd_client::ClientBuilder::new(server.endpoint())
+        .token(server.admin_token())
+        .retries(0, std::time::Duration::ZERO)
+        .timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut ids = Vec::new();
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let id = format!("{tag}-{n}");
+            n += 1;
+            match client
+                .with_request_id(&id)
+                .generate_data_key(&key, &[])
+                .await
+            {
+                Ok(_) => {
+                    ids.push(id);
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        ids
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_to_a_synchronous_standby_loses_no_answered_call() {
+    let Some(primary) = postgres::private_server() else {
+        return;
+    };
+    let db = primary.database().await;
+    let standby = primary.standby();
+    primary
+        .execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        .await;
+    primary.execute("SELECT pg_reload_conf()").await;
+    let watch = db.connect().await;
+    until("the standby is synchronous", async || {
+        watch
+            .query_opt(
+                "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    drop(watch);
+    let url = format!(
+        "host={},{} user=kmsd dbname={} target_session_attrs=read-write",
+        primary.host().display(),
+        standby.host().display(),
+        db.name
+    );
+    let a = replica_on(&url, None).await;
+    assert_eq!(
+        a.server
+            .kms()
+            .storage()
+            .postgres_setup()
+            .map(|s| s.synchronous),
+        Some(true),
+        "kmsd sees the synchronous standby"
+    );
+    let b = replica_on(&url, Some(&a)).await;
+    let key = a
+        .kms_client()
+        .await
+        .create_key(CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .key_id;
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (server, tags) in [
+        (&a, ["a0", "a1", "a2", "a3"]),
+        (&b, ["b0", "b1", "b2", "b3"]),
+    ] {
+        for tag in tags {
+            tasks.push(load(server, key.clone(), tag, stop.clone(), answered.clone()).await);
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The primary goes away at once, mid-load; the standby takes over.
+    primary.stop();
+    standby.promote();
+    let at_failover = answered.load(std::sync::atomic::Ordering::Relaxed);
+    until("both replicas answer through the new primary", async || {
+        answered.load(std::sync::atomic::Ordering::Relaxed) > at_failover + 100
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    eprintln!(
+        "answered {} calls, {at_failover} before the failover",
+        ids.len()
+    );
+
+    let new_primary = tokio_postgres::connect(
+        &format!(
+            "host={} user=kmsd dbname={}",
+            standby.host().display(),
+            db.name
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .map(|(client, connection)| {
+        tokio::spawn(connection);
+        client
+    })
+    .unwrap();
+    let rows = new_primary
+        .query(
+            "SELECT request_id, count(*) FROM audit_events WHERE request_id = ANY($1) GROUP BY request_id",
+            &[&ids],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        ids.len(),
+        "every answered call survived the failover"
+    );
+    assert!(rows.iter().all(|r| r.get::<_, i64>(1) == 1));
+    for server in [&a, &b] {
+        let report = verify_log(server).await;
+        assert!(report.ok, "{report:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_asynchronous_replication_a_lost_tail_is_found_by_a_checkpoint_kept_outside() {
+    let Some(primary) = postgres::private_server() else {
+        return;
+    };
+    let db = primary.database().await;
+    let standby = primary.standby();
+    let url = format!(
+        "host={},{} user=kmsd dbname={} target_session_attrs=read-write",
+        primary.host().display(),
+        standby.host().display(),
+        db.name
+    );
+    let server = replica_on(&url, None).await;
+    assert_eq!(
+        server
+            .server
+            .kms()
+            .storage()
+            .postgres_setup()
+            .map(|s| s.synchronous),
+        Some(false),
+        "kmsd sees asynchronous replication"
+    );
+    let client = server.kms_client().await;
+    let key = client
+        .create_key(CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .key_id;
+    let watch = db.connect().await;
+    until("the standby has replayed everything", async || {
+        watch
+            .query_opt(
+                "SELECT 1 FROM pg_stat_replication WHERE replay_lsn = pg_current_wal_lsn()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    drop(watch);
+    // The standby falls behind (here: it stops); the primary goes on answering, as asynchronous replication lets it.
+    standby.stop();
+    for _ in 0..10 {
+        client.generate_data_key(&key, &[]).await.unwrap();
+    }
+    // An operator keeps the head outside the database.
+    let trusted = verify_log(&server).await;
+    assert!(trusted.ok);
+    primary.stop();
+    standby.start();
+    standby.promote();
+    until(
+        "the replica answers through the promoted standby",
+        async || client.generate_data_key(&key, &[]).await.is_ok(),
+    )
+    .await;
+    // The answered calls' records are gone, and the checkpoint kept outside says so.
+    let report = server
+        .audit_client()
+        .await
+        .verify_log(VerifyLogRequest {
+            trusted_sequence: trusted.head_sequence,
+            trusted_hash: trusted.head_hash.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!report.ok, "the lost tail went unnoticed: {report:?}");
+    eprintln!("after the failover: {}", report.problem);
+}
