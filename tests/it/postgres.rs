@@ -249,6 +249,46 @@ impl Server {
         );
     }
 
+    /// Restarts the server listening on 127.0.0.1 as well, with TLS from `cert` and `key` (PEM); returns the port.
+    pub fn serve_tls(&mut self, cert: &str, key: &str) -> u16 {
+        let dir = self
+            .data
+            .parent()
+            .expect("the data directory's parent")
+            .to_owned();
+        let (cert_path, key_path) = (dir.join("server.crt"), dir.join("server.key"));
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        std::fs::set_permissions(
+            &key_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        if is_root() {
+            let uid = std::fs::metadata(&dir)
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+                .unwrap();
+            for path in [&cert_path, &key_path] {
+                std::os::unix::fs::chown(path, Some(uid), None).expect("chown to postgres");
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        self.stop();
+        self.options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=200 -c ssl=on \
+             -c ssl_cert_file={} -c ssl_key_file={}",
+            self.socket_dir.display(),
+            cert_path.display(),
+            key_path.display()
+        );
+        self.start();
+        port
+    }
+
     /// The socket directory: the host part of a connection string.
     pub fn host(&self) -> &Path {
         &self.socket_dir

@@ -1171,3 +1171,74 @@ async fn with_asynchronous_replication_a_lost_tail_is_found_by_a_checkpoint_kept
     assert!(!report.ok, "the lost tail went unnoticed: {report:?}");
     eprintln!("after the failover: {}", report.problem);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_reaches_postgres_over_tls_and_checks_its_certificate() {
+    let Some(mut pg) = postgres::private_server() else {
+        return;
+    };
+    let db = pg.database().await;
+    let ca = crate::tls::Ca::new("database CA");
+    let certificate = ca.server();
+    let port = pg.serve_tls(&certificate.cert, &certificate.key);
+    let files = tempfile::tempdir().unwrap();
+    let url_with = |ca_pem: &str, name: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, ca_pem).unwrap();
+        format!(
+            "postgres://kmsd@127.0.0.1:{port}/{}?sslmode=require&sslrootcert={}",
+            db.name,
+            path.display()
+        )
+    };
+    let server = replica_on(&url_with(&ca.pem(), "ca.pem"), None).await;
+    let client = server.kms_client().await;
+    let key = client
+        .create_key(CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .key_id;
+    client.generate_data_key(&key, &[]).await.unwrap();
+    // Every connection kmsd holds is encrypted.
+    let tcp = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={port} user=kmsd dbname={} sslmode=disable",
+            db.name
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .map(|(client, connection)| {
+        tokio::spawn(connection);
+        client
+    })
+    .unwrap();
+    let row = tcp
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+             WHERE a.application_name = 'kmsd'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (connections, encrypted): (i64, i64) = (row.get(0), row.get(1));
+    assert!(
+        connections > 0 && connections == encrypted,
+        "{encrypted} of {connections}"
+    );
+
+    // A server whose certificate another CA signed is not trusted.
+    let other = crate::tls::Ca::new("someone else");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.data.database_url =
+        Some(kmsd::storage::DatabaseUrl::parse(&url_with(&other.pem(), "other.pem")).unwrap());
+    let refused = try_start(&config, kmsd::clock::ManualClock::new())
+        .await
+        .err()
+        .expect("an untrusted database server is refused");
+    assert!(
+        refused.to_string().to_lowercase().contains("certificate"),
+        "{refused}"
+    );
+}

@@ -16,18 +16,18 @@ use tonic::Code;
 
 use crate::support::*;
 
-struct Ca {
+pub(crate) struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 /// A certificate and its private key, PEM.
-struct Pem {
-    cert: String,
-    key: String,
+pub(crate) struct Pem {
+    pub cert: String,
+    pub key: String,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::default();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -35,11 +35,11 @@ impl Ca {
         Ca { issuer }
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.issuer.pem()
     }
 
-    fn server(&self) -> Pem {
+    pub(crate) fn server(&self) -> Pem {
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

@@ -52,6 +52,7 @@ pub struct ClientBuilder {
     max_retries: u32,
     backoff: Duration,
     tls: Option<TlsSettings>,
+    spread: bool,
 }
 
 /// TLS towards the daemon: the CA that signed its certificate, and optionally this client's own certificate and
@@ -164,7 +165,15 @@ impl ClientBuilder {
             max_retries: 3,
             backoff: Duration::from_millis(50),
             tls: None,
+            spread: false,
         }
+    }
+
+    /// With several replicas, start at a different one for each client this process makes (from a random one),
+    /// instead of at the first given: many clients then spread their calls over every replica.
+    pub fn spread(mut self) -> Self {
+        self.spread = true;
+        self
     }
 
     /// A bearer token sent as `authorization: Bearer <token>` on every call.
@@ -288,14 +297,24 @@ impl ClientBuilder {
 
     fn client(self, channels: Vec<Channel>) -> Client {
         let replicas: Arc<[Stubs]> = channels.into_iter().map(Stubs::new).collect();
-        let first = replicas[0].clone();
+        let start = if self.spread {
+            // Each spreading client starts at the next replica (from a random one per process).
+            static NEXT_START: std::sync::OnceLock<AtomicUsize> = std::sync::OnceLock::new();
+            let next = NEXT_START.get_or_init(|| {
+                AtomicUsize::new(RandomState::new().hash_one(std::process::id()) as usize)
+            });
+            next.fetch_add(1, Ordering::Relaxed) % replicas.len()
+        } else {
+            0
+        };
+        let first = replicas[start].clone();
         Client {
             kms: first.kms,
             admin: first.admin,
             audit: first.audit,
             health: first.health,
             replicas,
-            current: Arc::new(AtomicUsize::new(0)),
+            current: Arc::new(AtomicUsize::new(start)),
             options: CallOptions {
                 token: self.token,
                 timeout: self.timeout,

@@ -189,7 +189,12 @@ pub async fn run(
     // It calls like any client, through the client library: every call carries the token (or the connection a
     // client certificate). A failed call is counted, never retried; no deadline is set, so the daemon is measured
     // without a timer per call (and as the load generator did before it used the library).
-    let builder = builder.clone().retries(0, Duration::ZERO).no_timeout();
+    // With several replicas (--endpoint a,b,c), connection i goes to replica i mod n.
+    let builder = builder
+        .clone()
+        .retries(0, Duration::ZERO)
+        .no_timeout()
+        .spread();
     let mut clients = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         // Each client opens its own HTTP/2 connection.
