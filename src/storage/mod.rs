@@ -591,6 +591,95 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+/// A value a query binds: what the two dialects' drivers each turn into their own parameter type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum QueryArg {
+    Text(String),
+    Int(i64),
+}
+
+/// How the two SQL dialects differ where an audit query is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl AuditQuery {
+    /// The SELECT for this query in `dialect`, and its parameters in order.
+    pub(crate) fn to_sql(&self, dialect: Dialect) -> (String, Vec<QueryArg>) {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut args: Vec<QueryArg> = Vec::new();
+        // Each `?` in a clause becomes the dialect's next numbered parameter, so clauses compose without counting.
+        let mut add = |clause: &str, values: Vec<QueryArg>| {
+            let mut numbered = String::new();
+            let mut values = values.into_iter();
+            for (i, part) in clause.split('?').enumerate() {
+                if i > 0
+                    && let Some(v) = values.next()
+                {
+                    args.push(v);
+                    let mark = if dialect == Dialect::Sqlite { '?' } else { '$' };
+                    numbered.push_str(&format!("{mark}{}", args.len()));
+                }
+                numbered.push_str(part);
+            }
+            clauses.push(numbered);
+        };
+        let text = |s: &str| QueryArg::Text(s.to_owned());
+        if let Some(t) = &self.start_time {
+            add("event_time >= ?", vec![text(t)]);
+        }
+        if let Some(t) = &self.end_time {
+            add("event_time < ?", vec![text(t)]);
+        }
+        match (&self.key_id, &self.key_alias) {
+            (Some(id), Some(alias)) => {
+                add("(key_id = ? OR key_alias = ?)", vec![text(id), text(alias)])
+            }
+            (Some(id), None) => add("key_id = ?", vec![text(id)]),
+            (None, Some(alias)) => add("key_alias = ?", vec![text(alias)]),
+            (None, None) => {}
+        }
+        if let Some(p) = &self.principal {
+            add("principal = ?", vec![text(p)]);
+        }
+        if let Some(n) = &self.event_name {
+            add("event_name = ?", vec![text(n)]);
+        }
+        if let Some(o) = self.outcome {
+            add("outcome = ?", vec![text(o.as_str())]);
+        }
+        let context = match dialect {
+            Dialect::Sqlite => {
+                "EXISTS (SELECT 1 FROM json_each(audit_events.encryption_context) WHERE key = ? AND value = ?)"
+            }
+            Dialect::Postgres => "(encryption_context::jsonb ->> ?::text) = ?::text",
+        };
+        for (k, v) in &self.encryption_context {
+            add(context, vec![text(k), text(v)]);
+        }
+        if let Some(r) = &self.request_id {
+            add("request_id = ?", vec![text(r)]);
+        }
+        if let Some(after) = self.after_seq {
+            let op = if self.oldest_first { "seq > ?" } else { "seq < ?" };
+            add(op, vec![QueryArg::Int(after as i64)]);
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let order = if self.oldest_first { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events {filter} ORDER BY seq {order} LIMIT {}",
+            self.limit
+        );
+        (sql, args)
+    }
+}
+
 /// A stored row that does not parse back into a record (its JSON columns were edited, say).
 #[derive(Debug)]
 pub struct UnreadableRecord {

@@ -89,6 +89,24 @@ async fn a_revocation_on_one_replica_is_in_force_on_the_others_within_the_bound(
         Some(kmsd_client::ErrorKind::KeyState)
     );
 
+    // An alias deleted on A no longer names the key on C.
+    let other = a
+        .create_key(CreateKeyRequest {
+            alias: "alias/gone".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    until("an alias made on A resolves on C", async || {
+        c.describe_key("alias/gone").await.is_ok()
+    })
+    .await;
+    a.delete_alias("alias/gone").await.unwrap();
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    let gone = c.describe_key("alias/gone").await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound, "{gone}");
+    assert!(c.describe_key(&other.key_id).await.is_ok());
+
     // A token revoked on A stops working on B and C.
     let (secret, token) = a
         .create_token(kmsd::auth::BOOTSTRAP_ADMIN, "short-lived", None)

@@ -9,7 +9,9 @@ use tokio_postgres::types::ToSql;
 
 use super::{CHAIN_LOCK, PgStore};
 use crate::audit::{ChainLink, ChainedRecord, Checkpoint, Encoded, GENESIS_HASH, PruneMark, chain};
-use crate::storage::{AUDIT_COLUMNS, AuditQuery, RawRecord, StorageError, UnreadableRecord};
+use crate::storage::{
+    AUDIT_COLUMNS, AuditQuery, Dialect, QueryArg, RawRecord, StorageError, UnreadableRecord,
+};
 
 const LOG_ID: &str = "audit_log_id";
 
@@ -99,40 +101,14 @@ impl PgAuditWriter {
 
     pub fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StorageError> {
         let store = &self.store;
-        store.block_on(async {
-            let c = store.client().await?;
-            c.execute(
-                "INSERT INTO audit_checkpoints (head_seq, head_hash, time, log_id, signature)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &(cp.head_seq as i64),
-                    &cp.head_hash,
-                    &cp.time,
-                    &cp.log_id,
-                    &cp.signature,
-                ],
-            )
-            .await?;
-            Ok(())
-        })
+        store.block_on(async { insert_checkpoint(&store.client().await?, cp).await })
     }
 
     pub fn prune(&mut self, mark: &PruneMark, chunk: u64) -> Result<u64, StorageError> {
         let store = &self.store;
         store.block_on(async {
             let c = store.client().await?;
-            c.execute(
-                "INSERT INTO audit_prunes (through_seq, through_hash, time, log_id, signature)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &(mark.through_seq as i64),
-                    &mark.through_hash,
-                    &mark.time,
-                    &mark.log_id,
-                    &mark.signature,
-                ],
-            )
-            .await?;
+            insert_prune(&c, mark).await?;
             let mut removed = 0u64;
             loop {
                 let n = c
@@ -149,6 +125,30 @@ impl PgAuditWriter {
             }
         })
     }
+}
+
+pub(super) async fn insert_checkpoint(
+    c: &impl deadpool_postgres::GenericClient,
+    cp: &Checkpoint,
+) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO audit_checkpoints (head_seq, head_hash, time, log_id, signature) VALUES ($1, $2, $3, $4, $5)",
+        &[&(cp.head_seq as i64), &cp.head_hash, &cp.time, &cp.log_id, &cp.signature],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_prune(
+    c: &impl deadpool_postgres::GenericClient,
+    mark: &PruneMark,
+) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO audit_prunes (through_seq, through_hash, time, log_id, signature) VALUES ($1, $2, $3, $4, $5)",
+        &[&(mark.through_seq as i64), &mark.through_hash, &mark.time, &mark.log_id, &mark.signature],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Inserts chained records in one statement (`UNNEST` of one array per column).
@@ -332,70 +332,16 @@ impl PgAuditReader {
         &self,
         q: &AuditQuery,
     ) -> Result<Vec<Result<ChainedRecord, UnreadableRecord>>, StorageError> {
-        let mut clauses: Vec<String> = Vec::new();
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        // Each `?` in a clause becomes the next `$n`, so clauses compose without counting parameters by hand.
-        let mut add = |clause: &str, values: Vec<Box<dyn ToSql + Sync + Send>>| {
-            let mut numbered = String::new();
-            let mut values = values.into_iter();
-            for (i, part) in clause.split('?').enumerate() {
-                if i > 0
-                    && let Some(v) = values.next()
-                {
-                    args.push(v);
-                    numbered.push_str(&format!("${}", args.len()));
+        let (sql, args) = q.to_sql(Dialect::Postgres);
+        let args: Vec<Box<dyn ToSql + Sync + Send>> = args
+            .into_iter()
+            .map(|a| -> Box<dyn ToSql + Sync + Send> {
+                match a {
+                    QueryArg::Text(t) => Box::new(t),
+                    QueryArg::Int(n) => Box::new(n),
                 }
-                numbered.push_str(part);
-            }
-            clauses.push(numbered);
-        };
-        if let Some(t) = &q.start_time {
-            add("event_time >= ?", vec![Box::new(t.clone())]);
-        }
-        if let Some(t) = &q.end_time {
-            add("event_time < ?", vec![Box::new(t.clone())]);
-        }
-        match (&q.key_id, &q.key_alias) {
-            (Some(id), Some(alias)) => add(
-                "(key_id = ? OR key_alias = ?)",
-                vec![Box::new(id.clone()), Box::new(alias.clone())],
-            ),
-            (Some(id), None) => add("key_id = ?", vec![Box::new(id.clone())]),
-            (None, Some(alias)) => add("key_alias = ?", vec![Box::new(alias.clone())]),
-            (None, None) => {}
-        }
-        if let Some(p) = &q.principal {
-            add("principal = ?", vec![Box::new(p.clone())]);
-        }
-        if let Some(n) = &q.event_name {
-            add("event_name = ?", vec![Box::new(n.clone())]);
-        }
-        if let Some(o) = q.outcome {
-            add("outcome = ?", vec![Box::new(o.as_str())]);
-        }
-        for (k, v) in &q.encryption_context {
-            add(
-                "(encryption_context::jsonb ->> ?::text) = ?::text",
-                vec![Box::new(k.clone()), Box::new(v.clone())],
-            );
-        }
-        if let Some(r) = &q.request_id {
-            add("request_id = ?", vec![Box::new(r.clone())]);
-        }
-        if let Some(after) = q.after_seq {
-            let op = if q.oldest_first { "seq > ?" } else { "seq < ?" };
-            add(op, vec![Box::new(after as i64)]);
-        }
-        let filter = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let order = if q.oldest_first { "ASC" } else { "DESC" };
-        let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events {filter} ORDER BY seq {order} LIMIT {}",
-            q.limit
-        );
+            })
+            .collect();
         let params: Vec<&(dyn ToSql + Sync)> = args
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use super::{CHAIN_LOCK, CHANGE_LOCK, PgStore, audit::insert_links};
+use super::audit::{insert_checkpoint, insert_links, insert_prune};
+use super::{CHAIN_LOCK, CHANGE_LOCK, PgStore};
 use crate::audit::{ChainLink, ChainedRecord, Encoded};
 use crate::storage::sqlite::{SqliteAuditReader, SqliteStore};
 use crate::storage::{StorageError, UnreadableRecord};
@@ -164,32 +165,10 @@ impl PgStore {
             StorageError::Corrupt(format!("reading the SQLite audit log failed: {e}"))
         })??;
         for (_, cp) in &checkpoints {
-            tx.execute(
-                "INSERT INTO audit_checkpoints (head_seq, head_hash, time, log_id, signature)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &(cp.head_seq as i64),
-                    &cp.head_hash,
-                    &cp.time,
-                    &cp.log_id,
-                    &cp.signature,
-                ],
-            )
-            .await?;
+            insert_checkpoint(&tx, cp).await?;
         }
         for (_, mark) in &prunes {
-            tx.execute(
-                "INSERT INTO audit_prunes (through_seq, through_hash, time, log_id, signature)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &(mark.through_seq as i64),
-                    &mark.through_hash,
-                    &mark.time,
-                    &mark.log_id,
-                    &mark.signature,
-                ],
-            )
-            .await?;
+            insert_prune(&tx, mark).await?;
         }
         imported.checkpoints = checkpoints.len();
         imported.prunes = prunes.len();

@@ -227,6 +227,22 @@ impl PgStore {
         })
     }
 
+    /// Runs `change` in a transaction that also logs it, as a change of `kind` to `subject`, and commits: what
+    /// every management change does, so the other replicas hear of it.
+    async fn logged<R>(
+        &self,
+        kind: ChangeKind,
+        subject: &str,
+        change: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let result = change(&tx).await?;
+        log_change(&tx, kind, subject).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
     pub async fn insert_key(
         &self,
         record: KmsKey,
@@ -234,42 +250,41 @@ impl PgStore {
         alias: Option<AliasRow>,
         policy: Option<String>,
     ) -> Result<(), StorageError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
         let id = record.id.to_string();
-        tx.execute(
-            "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version, rotation_period_days,
-                               next_rotation_at_ms, deletion_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &id,
-                &record.description,
-                &record.state.as_str(),
-                &record.created_at.0,
-                &(record.primary_version as i32),
-                &record.rotation_period_days.map(|d| d as i32),
-                &millis(record.next_rotation_at),
-                &millis(record.deletion_at),
-            ],
-        )
-        .await?;
-        for (name, value) in &record.tags {
+        self.logged(ChangeKind::Key, &id, async |tx| {
             tx.execute(
-                "INSERT INTO key_tags (key_id, name, value) VALUES ($1, $2, $3)",
-                &[&id, name, value],
+                "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version,
+                                   rotation_period_days, next_rotation_at_ms, deletion_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &id,
+                    &record.description,
+                    &record.state.as_str(),
+                    &record.created_at.0,
+                    &(record.primary_version as i32),
+                    &record.rotation_period_days.map(|d| d as i32),
+                    &millis(record.next_rotation_at),
+                    &millis(record.deletion_at),
+                ],
             )
             .await?;
-        }
-        insert_version(&tx, record.id, &version).await?;
-        if let Some(alias) = &alias {
-            insert_alias(&tx, alias).await?;
-        }
-        if let Some(policy) = &policy {
-            set_policy(&tx, record.id, policy, record.created_at).await?;
-        }
-        log_change(&tx, ChangeKind::Key, &id).await?;
-        tx.commit().await?;
-        Ok(())
+            for (name, value) in &record.tags {
+                tx.execute(
+                    "INSERT INTO key_tags (key_id, name, value) VALUES ($1, $2, $3)",
+                    &[&id, name, value],
+                )
+                .await?;
+            }
+            insert_version(tx, record.id, &version).await?;
+            if let Some(alias) = &alias {
+                insert_alias(tx, alias).await?;
+            }
+            if let Some(policy) = &policy {
+                set_policy(tx, record.id, policy, record.created_at).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub async fn set_key_policy(
@@ -278,70 +293,74 @@ impl PgStore {
         policy: String,
         at: UnixMillis,
     ) -> Result<(), StorageError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        set_policy(&tx, key_id, &policy, at).await?;
-        log_change(&tx, ChangeKind::Key, &key_id.to_string()).await?;
-        tx.commit().await?;
-        Ok(())
+        self.logged(ChangeKind::Key, &key_id.to_string(), async |tx| {
+            set_policy(tx, key_id, &policy, at).await
+        })
+        .await
     }
 
     pub async fn update_key(&self, record: KmsKey) -> Result<(), StorageError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        update_key(&tx, &record).await?;
-        log_change(&tx, ChangeKind::Key, &record.id.to_string()).await?;
-        tx.commit().await?;
-        Ok(())
+        self.logged(ChangeKind::Key, &record.id.to_string(), async |tx| {
+            update_key(tx, &record).await
+        })
+        .await
     }
 
-    pub async fn add_version(
-        &self,
-        record: KmsKey,
-        version: VersionRow,
-    ) -> Result<(), StorageError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        insert_version(&tx, record.id, &version).await?;
-        update_key(&tx, &record).await?;
-        log_change(&tx, ChangeKind::Key, &record.id.to_string()).await?;
-        tx.commit().await?;
-        Ok(())
+    pub async fn add_version(&self, record: KmsKey, version: VersionRow) -> Result<(), StorageError> {
+        self.logged(ChangeKind::Key, &record.id.to_string(), async |tx| {
+            insert_version(tx, record.id, &version).await?;
+            update_key(tx, &record).await
+        })
+        .await
     }
 
     pub async fn destroy_key(&self, record: KmsKey) -> Result<(), StorageError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        update_key(&tx, &record).await?;
         let id = record.id.to_string();
-        tx.execute(
-            "UPDATE key_versions SET wrapped_material = NULL WHERE key_id = $1",
-            &[&id],
-        )
-        .await?;
-        tx.execute("DELETE FROM aliases WHERE key_id = $1", &[&id])
+        self.logged(ChangeKind::Key, &id, async |tx| {
+            update_key(tx, &record).await?;
+            tx.execute(
+                "UPDATE key_versions SET wrapped_material = NULL WHERE key_id = $1",
+                &[&id],
+            )
             .await?;
-        log_change(&tx, ChangeKind::Key, &id).await?;
-        tx.commit().await?;
-        Ok(())
+            tx.execute("DELETE FROM aliases WHERE key_id = $1", &[&id])
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn insert_alias(&self, alias: AliasRow) -> Result<(), StorageError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        insert_alias(&tx, &alias).await?;
-        log_change(&tx, ChangeKind::Key, &alias.key_id.to_string()).await?;
-        tx.commit().await?;
-        Ok(())
+        self.logged(ChangeKind::Key, &alias.key_id.to_string(), async |tx| {
+            insert_alias(tx, &alias).await
+        })
+        .await
     }
 
+    /// Returns whether the alias existed. (The change logged names the key it pointed to, so it is read first.)
     pub async fn delete_alias(&self, name: String) -> Result<bool, StorageError> {
         let c = self.client().await?;
-        Ok(
-            c.execute("DELETE FROM aliases WHERE alias_name = $1", &[&name])
+        let Some(row) = c
+            .query_opt(
+                "SELECT key_id FROM aliases WHERE alias_name = $1",
+                &[&name],
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        drop(c);
+        let key_id: String = row.get(0);
+        self.logged(ChangeKind::Key, &key_id, async |tx| {
+            Ok(tx
+                .execute(
+                    "DELETE FROM aliases WHERE alias_name = $1 AND key_id = $2",
+                    &[&name, &key_id],
+                )
                 .await?
-                == 1,
-        )
+                == 1)
+        })
+        .await
     }
 
     pub async fn versions_of(&self, key_id: KeyId) -> Result<Vec<VersionRow>, StorageError> {
@@ -435,61 +454,49 @@ impl PgStore {
     }
 
     pub async fn insert_principal(&self, p: PrincipalRow) -> Result<(), StorageError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        insert_principal(&tx, &p).await?;
-        log_change(&tx, ChangeKind::Access, &p.name).await?;
-        tx.commit().await?;
-        Ok(())
+        self.logged(ChangeKind::Access, &p.name, async |tx| {
+            insert_principal(tx, &p).await
+        })
+        .await
     }
 
-    pub async fn disable_principal(
-        &self,
-        name: String,
-        at: UnixMillis,
-    ) -> Result<(), StorageError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let changed = tx
-            .execute(
-                "UPDATE principals SET disabled_at_ms = $2 WHERE name = $1",
-                &[&name, &at.0],
-            )
-            .await?;
-        if changed != 1 {
-            return Err(StorageError::Corrupt(format!(
-                "principal {name:?} is not stored"
-            )));
-        }
-        log_change(&tx, ChangeKind::Access, &name).await?;
-        tx.commit().await?;
-        Ok(())
+    pub async fn disable_principal(&self, name: String, at: UnixMillis) -> Result<(), StorageError> {
+        self.logged(ChangeKind::Access, &name, async |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE principals SET disabled_at_ms = $2 WHERE name = $1",
+                    &[&name, &at.0],
+                )
+                .await?;
+            if changed != 1 {
+                return Err(StorageError::Corrupt(format!(
+                    "principal {name:?} is not stored"
+                )));
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub async fn insert_token(&self, t: TokenRow) -> Result<(), StorageError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        insert_token(&tx, &t).await?;
-        log_change(&tx, ChangeKind::Access, &t.id).await?;
-        tx.commit().await?;
-        Ok(())
+        self.logged(ChangeKind::Access, &t.id, async |tx| insert_token(tx, &t).await)
+            .await
     }
 
     pub async fn revoke_token(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let changed = tx
-            .execute(
-                "UPDATE tokens SET revoked_at_ms = $2 WHERE token_id = $1",
-                &[&id, &at.0],
-            )
-            .await?;
-        if changed != 1 {
-            return Err(StorageError::Corrupt(format!("token {id} is not stored")));
-        }
-        log_change(&tx, ChangeKind::Access, &id).await?;
-        tx.commit().await?;
-        Ok(())
+        self.logged(ChangeKind::Access, &id, async |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE tokens SET revoked_at_ms = $2 WHERE token_id = $1",
+                    &[&id, &at.0],
+                )
+                .await?;
+            if changed != 1 {
+                return Err(StorageError::Corrupt(format!("token {id} is not stored")));
+            }
+            Ok(())
+        })
+        .await
     }
 }
 

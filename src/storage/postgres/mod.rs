@@ -152,10 +152,10 @@ impl fmt::Debug for DatabaseUrl {
 /// Removes `name=value` from a URL's query (or a key=value string) and returns the rest and the value.
 fn take_param(url: &str, name: &str) -> (String, Option<String>) {
     let prefix = format!("{name}=");
-    if let Some((base, query)) = url.split_once('?') {
-        let mut value = None;
-        let kept: Vec<&str> = query
-            .split('&')
+    let mut value = None;
+    // Keeps every part but `name=...`, whose value it takes.
+    let mut split = |parts: &mut dyn Iterator<Item = &str>| -> Vec<String> {
+        parts
             .filter(|part| match part.strip_prefix(&prefix) {
                 Some(v) => {
                     value = Some(v.to_owned());
@@ -163,29 +163,22 @@ fn take_param(url: &str, name: &str) -> (String, Option<String>) {
                 }
                 None => true,
             })
-            .collect();
-        let rest = if kept.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        };
-        return (rest, value);
-    }
-    if !url.contains("://") {
-        let mut value = None;
-        let kept: Vec<&str> = url
-            .split_whitespace()
-            .filter(|part| match part.strip_prefix(&prefix) {
-                Some(v) => {
-                    value = Some(v.to_owned());
-                    false
-                }
-                None => true,
-            })
-            .collect();
-        return (kept.join(" "), value);
-    }
-    (url.to_owned(), None)
+            .map(str::to_owned)
+            .collect()
+    };
+    let rest = match url.split_once('?') {
+        Some((base, query)) => {
+            let kept = split(&mut query.split('&'));
+            if kept.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            }
+        }
+        None if !url.contains("://") => split(&mut url.split_whitespace()).join(" "),
+        None => url.to_owned(),
+    };
+    (rest, value)
 }
 
 /// An error's own words: the server's code and message for database errors (tokio-postgres shows only

@@ -9,7 +9,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, params};
 
 use super::configure;
 use crate::audit::{ChainLink, ChainedRecord, Checkpoint, Encoded, PruneMark, chain};
-use crate::storage::{AUDIT_COLUMNS, AuditQuery, RawRecord, StorageError, UnreadableRecord};
+use crate::storage::{
+    AUDIT_COLUMNS, AuditQuery, Dialect, QueryArg, RawRecord, StorageError, UnreadableRecord,
+};
 
 const LOG_ID: &str = "audit_log_id";
 
@@ -239,70 +241,16 @@ impl SqliteAuditReader {
         &self,
         q: &AuditQuery,
     ) -> Result<Vec<Result<ChainedRecord, UnreadableRecord>>, StorageError> {
-        let mut clauses: Vec<String> = Vec::new();
-        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
-        // Each `?` in a clause is numbered in turn, so clauses compose without counting parameters by hand.
-        let mut add = |clause: &str, values: Vec<Box<dyn ToSql>>| {
-            let mut numbered = String::new();
-            let mut values = values.into_iter();
-            for (i, part) in clause.split('?').enumerate() {
-                if i > 0
-                    && let Some(v) = values.next()
-                {
-                    args.push(v);
-                    numbered.push_str(&format!("?{}", args.len()));
+        let (sql, args) = q.to_sql(Dialect::Sqlite);
+        let args: Vec<Box<dyn ToSql>> = args
+            .into_iter()
+            .map(|a| -> Box<dyn ToSql> {
+                match a {
+                    QueryArg::Text(t) => Box::new(t),
+                    QueryArg::Int(n) => Box::new(n),
                 }
-                numbered.push_str(part);
-            }
-            clauses.push(numbered);
-        };
-        if let Some(t) = &q.start_time {
-            add("event_time >= ?", vec![Box::new(t.clone())]);
-        }
-        if let Some(t) = &q.end_time {
-            add("event_time < ?", vec![Box::new(t.clone())]);
-        }
-        match (&q.key_id, &q.key_alias) {
-            (Some(id), Some(alias)) => add(
-                "(key_id = ? OR key_alias = ?)",
-                vec![Box::new(id.clone()), Box::new(alias.clone())],
-            ),
-            (Some(id), None) => add("key_id = ?", vec![Box::new(id.clone())]),
-            (None, Some(alias)) => add("key_alias = ?", vec![Box::new(alias.clone())]),
-            (None, None) => {}
-        }
-        if let Some(p) = &q.principal {
-            add("principal = ?", vec![Box::new(p.clone())]);
-        }
-        if let Some(n) = &q.event_name {
-            add("event_name = ?", vec![Box::new(n.clone())]);
-        }
-        if let Some(o) = q.outcome {
-            add("outcome = ?", vec![Box::new(o.as_str())]);
-        }
-        for (k, v) in &q.encryption_context {
-            add(
-                "EXISTS (SELECT 1 FROM json_each(audit_events.encryption_context) WHERE key = ? AND value = ?)",
-                vec![Box::new(k.clone()), Box::new(v.clone())],
-            );
-        }
-        if let Some(r) = &q.request_id {
-            add("request_id = ?", vec![Box::new(r.clone())]);
-        }
-        if let Some(after) = q.after_seq {
-            let op = if q.oldest_first { "seq > ?" } else { "seq < ?" };
-            add(op, vec![Box::new(after as i64)]);
-        }
-        let filter = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let order = if q.oldest_first { "ASC" } else { "DESC" };
-        let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events {filter} ORDER BY seq {order} LIMIT {}",
-            q.limit
-        );
+            })
+            .collect();
         let mut stmt = self.0.prepare(&sql)?;
         let refs: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
         let rows = stmt.query_map(refs.as_slice(), read_row)?;
