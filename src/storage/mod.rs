@@ -663,7 +663,11 @@ impl AuditQuery {
             add("request_id = ?", vec![text(r)]);
         }
         if let Some(after) = self.after_seq {
-            let op = if self.oldest_first { "seq > ?" } else { "seq < ?" };
+            let op = if self.oldest_first {
+                "seq > ?"
+            } else {
+                "seq < ?"
+            };
             add(op, vec![QueryArg::Int(after as i64)]);
         }
         let filter = if clauses.is_empty() {

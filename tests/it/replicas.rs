@@ -1003,36 +1003,46 @@ async fn load(
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn failover_to_a_synchronous_standby_loses_no_answered_call() {
-    let Some(primary) = postgres::private_server() else {
-        return;
-    };
+/// A primary with a database, its streaming standby (synchronous when asked), and a URL naming both with
+/// `target_session_attrs=read-write`.
+async fn primary_and_standby(
+    synchronous: bool,
+) -> Option<(postgres::Server, postgres::Server, Database, String)> {
+    let primary = postgres::private_server()?;
     let db = primary.database().await;
     let standby = primary.standby();
-    primary
-        .execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+    if synchronous {
+        primary
+            .execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            .await;
+        primary.execute("SELECT pg_reload_conf()").await;
+        let watch = db.connect().await;
+        until("the standby is synchronous", async || {
+            watch
+                .query_opt(
+                    "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .is_some()
+        })
         .await;
-    primary.execute("SELECT pg_reload_conf()").await;
-    let watch = db.connect().await;
-    until("the standby is synchronous", async || {
-        watch
-            .query_opt(
-                "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .is_some()
-    })
-    .await;
-    drop(watch);
+    }
     let url = format!(
         "host={},{} user=kmsd dbname={} target_session_attrs=read-write",
         primary.host().display(),
         standby.host().display(),
         db.name
     );
+    Some((primary, standby, db, url))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_to_a_synchronous_standby_loses_no_answered_call() {
+    let Some((primary, standby, db, url)) = primary_and_standby(true).await else {
+        return;
+    };
     let a = replica_on(&url, None).await;
     assert_eq!(
         a.server
@@ -1118,17 +1128,9 @@ async fn failover_to_a_synchronous_standby_loses_no_answered_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_asynchronous_replication_a_lost_tail_is_found_by_a_checkpoint_kept_outside() {
-    let Some(primary) = postgres::private_server() else {
+    let Some((primary, standby, db, url)) = primary_and_standby(false).await else {
         return;
     };
-    let db = primary.database().await;
-    let standby = primary.standby();
-    let url = format!(
-        "host={},{} user=kmsd dbname={} target_session_attrs=read-write",
-        primary.host().display(),
-        standby.host().display(),
-        db.name
-    );
     let server = replica_on(&url, None).await;
     assert_eq!(
         server

@@ -306,7 +306,11 @@ impl PgStore {
         .await
     }
 
-    pub async fn add_version(&self, record: KmsKey, version: VersionRow) -> Result<(), StorageError> {
+    pub async fn add_version(
+        &self,
+        record: KmsKey,
+        version: VersionRow,
+    ) -> Result<(), StorageError> {
         self.logged(ChangeKind::Key, &record.id.to_string(), async |tx| {
             insert_version(tx, record.id, &version).await?;
             update_key(tx, &record).await
@@ -341,10 +345,7 @@ impl PgStore {
     pub async fn delete_alias(&self, name: String) -> Result<bool, StorageError> {
         let c = self.client().await?;
         let Some(row) = c
-            .query_opt(
-                "SELECT key_id FROM aliases WHERE alias_name = $1",
-                &[&name],
-            )
+            .query_opt("SELECT key_id FROM aliases WHERE alias_name = $1", &[&name])
             .await?
         else {
             return Ok(false);
@@ -460,7 +461,11 @@ impl PgStore {
         .await
     }
 
-    pub async fn disable_principal(&self, name: String, at: UnixMillis) -> Result<(), StorageError> {
+    pub async fn disable_principal(
+        &self,
+        name: String,
+        at: UnixMillis,
+    ) -> Result<(), StorageError> {
         self.logged(ChangeKind::Access, &name, async |tx| {
             let changed = tx
                 .execute(
@@ -479,8 +484,10 @@ impl PgStore {
     }
 
     pub async fn insert_token(&self, t: TokenRow) -> Result<(), StorageError> {
-        self.logged(ChangeKind::Access, &t.id, async |tx| insert_token(tx, &t).await)
-            .await
+        self.logged(ChangeKind::Access, &t.id, async |tx| {
+            insert_token(tx, &t).await
+        })
+        .await
     }
 
     pub async fn revoke_token(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
