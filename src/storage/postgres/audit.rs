@@ -64,21 +64,20 @@ impl PgAuditWriter {
         })
     }
 
-    /// Chains `records` after the shared head, under the chain's lock, and inserts them in one transaction.
+    /// Chains `records` after the shared head, under the chain's lock, and inserts them in one transaction, in two
+    /// round trips: BEGIN, the lock and the head pipelined (the server runs them in order, so the head's snapshot is
+    /// taken once the lock is held), then the insert and COMMIT pipelined. The lock is held for the second round
+    /// trip and the commit's flush.
     pub fn append(&mut self, records: Vec<Encoded>) -> Result<Vec<ChainLink>, StorageError> {
         let store = &self.store;
         store.block_on(async {
-            let mut c = store.client().await?;
-            let tx = c.transaction().await?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])
-                .await?;
-            let (seq, hash) = head(&tx)
-                .await?
-                .unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
-            let links = chain((seq, &hash), records);
-            insert_links(&tx, &links).await?;
-            tx.commit().await?;
-            Ok(links)
+            let c = store.client().await?;
+            let appended = append_pipelined(&c, records).await;
+            if appended.is_err() {
+                // It may have been left inside a transaction: it is closed rather than pooled.
+                drop(deadpool_postgres::Object::take(c));
+            }
+            appended
         })
     }
 
@@ -157,41 +156,63 @@ pub(super) async fn insert_links(
     links: &[ChainLink],
 ) -> Result<(), StorageError> {
     let columns = Columns::of(links);
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO audit_events (seq, event_id, event_time, event_name, principal, source_address,
-                 user_agent, request_id, key_id, key_version, key_alias, parameters, encryption_context,
-                 reason, outcome, error_code, error_message, prev_hash, hash)
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                 $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[], $13::text[],
-                 $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])",
-        )
-        .await?;
+    let insert = tx.prepare_cached(INSERT).await?;
     tx.execute(&insert, &columns.params()).await?;
     Ok(())
 }
+
+async fn append_pipelined(
+    c: &deadpool_postgres::Object,
+    records: Vec<Encoded>,
+) -> Result<Vec<ChainLink>, StorageError> {
+    let lock = c.prepare_cached("SELECT pg_advisory_xact_lock($1)").await?;
+    let head = c.prepare_cached(HEAD).await?;
+    let insert = c.prepare_cached(INSERT).await?;
+    let (begun, locked, head) = tokio::join!(
+        c.batch_execute("BEGIN"),
+        c.execute(&lock, &[&CHAIN_LOCK]),
+        c.query_opt(&head, &[])
+    );
+    begun?;
+    locked?;
+    let (seq, hash) = head?
+        .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)))
+        .unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
+    let links = chain((seq, &hash), records);
+    let columns = Columns::of(&links);
+    let params = columns.params();
+    // If the insert fails, COMMIT ends the failed transaction as a rollback (and says nothing): the insert's error
+    // is the answer.
+    let (inserted, committed) =
+        tokio::join!(c.execute(&insert, &params), c.batch_execute("COMMIT"));
+    inserted?;
+    committed?;
+    Ok(links)
+}
+
+/// The head: the last record's sequence number and hash; after a prune that left no record, the mark's. One
+/// statement, so that it pipelines behind the lock.
+const HEAD: &str = "SELECT seq, hash FROM (
+         (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1)
+         UNION ALL
+         (SELECT through_seq, through_hash FROM audit_prunes ORDER BY through_seq DESC LIMIT 1)
+     ) AS h ORDER BY seq DESC LIMIT 1";
+
+/// A batch in one statement: `UNNEST` of one array per column.
+const INSERT: &str = "INSERT INTO audit_events (seq, event_id, event_time, event_name, principal, source_address,
+         user_agent, request_id, key_id, key_version, key_alias, parameters, encryption_context, reason, outcome,
+         error_code, error_message, prev_hash, hash)
+     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+         $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+         $16::text[], $17::text[], $18::text[], $19::text[])";
 
 /// The last record's sequence number and hash; after a prune that left no record, the mark's.
 async fn head(
     c: &impl deadpool_postgres::GenericClient,
 ) -> Result<Option<(u64, String)>, StorageError> {
-    let row = c
-        .query_opt(
-            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
-            &[],
-        )
-        .await?;
-    let row = match row {
-        Some(row) => Some(row),
-        None => {
-            c.query_opt(
-                "SELECT through_seq, through_hash FROM audit_prunes ORDER BY through_seq DESC LIMIT 1",
-                &[],
-            )
-            .await?
-        }
-    };
-    Ok(row.map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
+    Ok(c.query_opt(HEAD, &[])
+        .await?
+        .map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
 }
 
 /// A batch as one array per column, for `UNNEST`.
