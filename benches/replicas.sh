@@ -4,6 +4,8 @@
 # on PostgreSQL; three replicas on one PostgreSQL (connections spread over them by kmsctl bench). The health rate
 # of the same processes is the yardstick. PostgreSQL runs from Debian's server package on a Unix socket, with
 # fsync on (commit latency is part of what is measured) and asynchronous replication (none).
+# At the end it prints each audit writer's own figures (batch size, time per batch, how busy) from its last
+# GenerateDataKey run at 256 in flight.
 # Usage: benches/replicas.sh [ROUNDS] [SECONDS]   (BIN=DIR: kmsd and kmsctl from DIR instead of building)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +39,8 @@ pg createdb -h "$dir/sock" -U kmsd three
 start() {
   local name=$1 port=$2; shift 2
   mkdir -p "$dir/$name"
-  KMSD_LOG=warn "$bin/kmsd" serve --listen "127.0.0.1:$port" --data-dir "$dir/$name" "$@" >"$dir/$name.log" 2>&1 &
+  KMSD_LOG="warn,kmsd::audit::writer=debug" "$bin/kmsd" serve --listen "127.0.0.1:$port" --data-dir "$dir/$name" \
+    --log-format json "$@" >"$dir/$name.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     "$bin/kmsctl" --endpoint "http://127.0.0.1:$port" health >/dev/null 2>&1 && return
@@ -95,4 +98,17 @@ for n in (1, 256):
         print(f"| {setup} | {n} | {med(health, lambda r: r['calls_per_s']):,.0f} | {med(gdk, lambda r: r['calls_per_s']):,.0f} "
               f"| {ratio:.3f} | {med(gdk, lambda r: r['latency_ms']['p50']):.3f} | {med(gdk, lambda r: r['latency_ms']['p99']):.3f} "
               f"| {errors} |")
+PY
+sleep 1.5   # the writers log their figures once a second
+python3 - "$dir" <<'PY'
+import json, sys
+print()
+print("| daemon | batches/s | mean batch | mean time per batch ms | writer busy % |")
+print("|---|---|---|---|---|")
+for name, label in (("sqlite", "SQLite"), ("one", "PostgreSQL, one replica"), ("a", "three replicas: a"),
+                    ("b", "three replicas: b"), ("c", "three replicas: c")):
+    lines = [json.loads(l) for l in open(f"{sys.argv[1]}/{name}.log") if '"audit writer"' in l]
+    for l in lines[-2:]:
+        f = l
+        print(f"| {label} | {f['batches']} | {f['mean_batch']} | {f['mean_commit_us'] / 1000:.2f} | {f['writer_busy_pct']} |")
 PY
