@@ -171,6 +171,14 @@ pub(super) async fn first_start(
     if storage.meta(BOOTSTRAP_MARK).await?.is_some() {
         return Ok(());
     }
+    // Replicas starting together: one bootstraps while the others wait, then find the mark (and the principals
+    // it made) and leave its token alone.
+    let _bootstrap = storage.lock_bootstrap().await?;
+    if storage.meta(BOOTSTRAP_MARK).await?.is_some() {
+        auth.catch_up(true).await?;
+        return Ok(());
+    }
+    auth.catch_up(true).await?;
     let resumed = !auth.is_empty();
     let steward = Steward {
         auth,

@@ -260,6 +260,18 @@ impl Storage {
         }
     }
 
+    /// Takes the lock under which a replica checks for and makes the first administrator (nothing on SQLite, where
+    /// the data directory's lock already makes the daemon the only one).
+    pub async fn lock_bootstrap(&self) -> Result<ChangeLock, StorageError> {
+        match self {
+            Storage::Sqlite(_) => Ok(ChangeLock { _held: None }),
+            Storage::Postgres(p) => p
+                .lock_bootstrap()
+                .await
+                .map(|l| ChangeLock { _held: Some(l) }),
+        }
+    }
+
     /// A subscription to other replicas' changes; `None` where there are none.
     pub async fn listen(&self) -> Result<Option<postgres::PgListener>, StorageError> {
         match self {
@@ -339,7 +351,7 @@ pub struct Changes {
     pub gap: bool,
 }
 
-/// The change lock, held until dropped (see [`Storage::lock_changes`]).
+/// A cluster-wide lock, held until dropped (see [`Storage::lock_changes`], [`Storage::lock_bootstrap`]).
 pub struct ChangeLock {
     _held: Option<postgres::PgChangeLock>,
 }

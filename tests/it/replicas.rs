@@ -1262,3 +1262,59 @@ async fn a_replica_reaches_postgres_over_tls_and_checks_its_certificate() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_starting_together_on_an_empty_database_make_one_administrator() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    // The operator gives every replica the same root key before the first start.
+    let root = "5e".repeat(32);
+    let dirs: Vec<Arc<tempfile::TempDir>> = (0..3)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("root.key");
+            std::fs::write(&path, &root).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            Arc::new(dir)
+        })
+        .collect();
+    let (a, b, c) = tokio::join!(
+        replica(&db, dirs[0].clone()),
+        replica(&db, dirs[1].clone()),
+        replica(&db, dirs[2].clone())
+    );
+    let written: Vec<&TestServer> = [&a, &b, &c]
+        .into_iter()
+        .filter(|r| r.data_dir().join("admin.token").exists())
+        .collect();
+    assert_eq!(written.len(), 1, "one replica bootstrapped");
+    let token = written[0].admin_token();
+    let pg = db.connect().await;
+    let row = pg
+        .query_one(
+            "SELECT (SELECT count(*) FROM principals), (SELECT count(*) FROM tokens),
+                    (SELECT count(*) FROM tokens WHERE revoked_at_ms IS NOT NULL)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (1, 1, 0),
+        "one administrator, one token, none revoked"
+    );
+    for r in [&a, &b, &c] {
+        let client = kmsd_client::ClientBuilder::new(r.endpoint())
+            .token(token.clone())
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(client.who_am_i().await.unwrap().principal, "admin");
+    }
+}

@@ -46,6 +46,9 @@ pub(crate) const CHAIN_LOCK: i64 = LOCK_BASE | 2;
 /// Held (session-scoped) by a replica while it validates, records and stores a management change.
 pub(crate) const CHANGE_LOCK: i64 = LOCK_BASE | 3;
 
+/// Held (session-scoped) by a replica while it checks for and makes the first administrator.
+pub(crate) const BOOTSTRAP_LOCK: i64 = LOCK_BASE | 4;
+
 /// The channel the change log notifies on commit.
 pub(crate) const CHANGES_CHANNEL: &str = "kmsd_changes";
 
@@ -393,11 +396,20 @@ impl PgStore {
     /// Takes the cluster-wide change lock (waiting at most `lock_timeout`, 10 s): while it is held no other
     /// replica stores a management change.
     pub async fn lock_changes(&self) -> Result<PgChangeLock, StorageError> {
+        self.lock(CHANGE_LOCK).await
+    }
+
+    /// Takes the cluster-wide bootstrap lock: replicas starting together on an empty database make one
+    /// administrator, and none mistakes another's bootstrap in progress for an interrupted one.
+    pub async fn lock_bootstrap(&self) -> Result<PgChangeLock, StorageError> {
+        self.lock(BOOTSTRAP_LOCK).await
+    }
+
+    async fn lock(&self, id: i64) -> Result<PgChangeLock, StorageError> {
         let c = self.client().await?;
         c.batch_execute("SET lock_timeout = '10s'").await?;
-        c.execute("SELECT pg_advisory_lock($1)", &[&CHANGE_LOCK])
-            .await?;
-        Ok(PgChangeLock { conn: Some(c) })
+        c.execute("SELECT pg_advisory_lock($1)", &[&id]).await?;
+        Ok(PgChangeLock { conn: Some(c), id })
     }
 
     /// A connection of its own that LISTENs for the change log's notifications.
@@ -436,9 +448,10 @@ impl PgStore {
     }
 }
 
-/// The change lock, held; released when dropped.
+/// A cluster-wide lock (the change lock, the bootstrap lock), held; released when dropped.
 pub struct PgChangeLock {
     conn: Option<deadpool_postgres::Object>,
+    id: i64,
 }
 
 impl Drop for PgChangeLock {
@@ -446,13 +459,14 @@ impl Drop for PgChangeLock {
         let Some(conn) = self.conn.take() else {
             return;
         };
+        let id = self.id;
         // Unlocking is a statement, so it runs on a task; if it cannot run or fails, the connection is closed
         // instead of returned to the pool, which ends its session and so releases the lock.
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     if let Err(e) = conn
-                        .execute("SELECT pg_advisory_unlock($1)", &[&CHANGE_LOCK])
+                        .execute("SELECT pg_advisory_unlock($1)", &[&id])
                         .await
                     {
                         tracing::warn!(error = %describe_error(&e), "releasing the change lock failed; closing its connection");
