@@ -89,6 +89,48 @@ async fn a_revocation_on_one_replica_is_in_force_on_the_others_within_the_bound(
         Some(kmsd_client::ErrorKind::KeyState)
     );
 
+    // A narrowed policy and a disabled principal, changed on A, are in force on C.
+    a.enable_key(&key.key_id).await.unwrap();
+    a.create_principal(CreatePrincipalRequest {
+        name: "svc".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let allow = |operations: &[&str]| KeyPolicy {
+        statements: vec![PolicyStatement {
+            principals: vec!["svc".into()],
+            operations: operations.iter().map(|o| o.to_string()).collect(),
+            ..Default::default()
+        }],
+    };
+    a.put_key_policy(&key.key_id, allow(&["GenerateDataKey", "Decrypt"]))
+        .await
+        .unwrap();
+    let (svc_secret, _) = a.create_token("svc", "service", None).await.unwrap();
+    let svc_on_c = kmsd_client::ClientBuilder::new(replicas[2].endpoint())
+        .token(svc_secret.to_string())
+        .connect()
+        .await
+        .unwrap();
+    until("the service's access made on A works on C", async || {
+        svc_on_c.generate_data_key(&key.key_id, &[]).await.is_ok()
+    })
+    .await;
+    a.put_key_policy(&key.key_id, allow(&["Decrypt"]))
+        .await
+        .unwrap();
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    let refused = svc_on_c
+        .generate_data_key(&key.key_id, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+    a.disable_principal("svc").await.unwrap();
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    let refused = svc_on_c.who_am_i().await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+
     // An alias deleted on A no longer names the key on C.
     let other = a
         .create_key(CreateKeyRequest {
