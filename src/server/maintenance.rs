@@ -69,5 +69,12 @@ pub(super) async fn maintenance_loop(kms: Arc<Kms>, gate: Arc<MaintenanceGate>, 
         if let Err(e) = kms.run_maintenance(&*gate).await {
             tracing::error!(error = %e, "maintenance failed; will retry");
         }
+        // The change log only bridges replicas' catch-ups; one further behind than this reloads everything.
+        if let Err(e) = kms.storage().trim_changes(CHANGE_LOG_RETENTION).await {
+            tracing::warn!(error = %e, "trimming the change log failed; will retry");
+        }
     }
 }
+
+/// How long change-log rows are kept (PostgreSQL): far longer than any replica stays current without catching up.
+const CHANGE_LOG_RETENTION: Duration = Duration::from_secs(3600);

@@ -248,6 +248,14 @@ impl Storage {
         }
     }
 
+    /// Removes change-log rows older than `keep` (PostgreSQL); returns how many.
+    pub async fn trim_changes(&self, keep: std::time::Duration) -> Result<u64, StorageError> {
+        match self {
+            Storage::Sqlite(_) => Ok(0),
+            Storage::Postgres(p) => p.trim_changes(keep).await,
+        }
+    }
+
     /// Takes the lock under which a management change is validated, recorded and stored: on PostgreSQL one every
     /// replica takes, so no two change the same state at once; on SQLite nothing beyond the caller's own lock.
     pub async fn lock_changes(&self) -> Result<ChangeLock, StorageError> {

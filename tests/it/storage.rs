@@ -7,8 +7,66 @@ use kmsd::audit::{AuditRecord, CheckpointSigner, Encoded, GENESIS_HASH, Outcome}
 use kmsd::clock::UnixMillis;
 use kmsd::keys::{AliasName, KeyId, KmsKey, State};
 use kmsd::storage::{
-    AliasRow, AuditQuery, PrincipalRow, Storage, TokenRow, VersionRow, is_constraint_violation,
+    AliasRow, AuditQuery, ChangeKind, PrincipalRow, Storage, TokenRow, VersionRow,
+    is_constraint_violation,
 };
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trimmed_change_log_makes_a_replica_behind_it_reload_everything() {
+    let Some(db) = super::postgres::database().await else {
+        return;
+    };
+    let storage = Storage::open_postgres(&db.url()).await.unwrap();
+    for n in 0..3 {
+        storage
+            .insert_key(key("logged", n), version(1, n), None, None)
+            .await
+            .unwrap();
+    }
+    let changes = storage
+        .changes_after(0, ChangeKind::Key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (changes.head, changes.subjects.len(), changes.gap),
+        (3, 3, false)
+    );
+    // Nothing is old enough yet; then everything is.
+    assert_eq!(
+        storage
+            .trim_changes(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        storage
+            .trim_changes(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        3
+    );
+    let behind = storage
+        .changes_after(1, ChangeKind::Key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (behind.head, behind.gap),
+        (3, true),
+        "a replica at 1 must reload"
+    );
+    let current = storage
+        .changes_after(3, ChangeKind::Key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (current.head, current.gap, current.subjects.len()),
+        (3, false, 0)
+    );
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_conforms() {

@@ -219,12 +219,23 @@ impl PgStore {
             .await?;
         let head: i64 = row.get(0);
         let oldest: Option<i64> = row.get(1);
+        let head = head as u64;
         Ok(Changes {
-            head: head as u64,
+            head,
             subjects: row.get(2),
-            // Rows after `after` were removed before they were read: only a full reload is exact.
-            gap: oldest.is_some_and(|oldest| (oldest as u64) > after + 1) && (head as u64) > after,
+            // Rows after `after` were trimmed before they were read: only a full reload is exact.
+            gap: after < head && oldest.is_none_or(|oldest| oldest as u64 > after + 1),
         })
+    }
+
+    /// Removes change-log rows older than `keep`; a replica further behind than that reloads everything.
+    pub async fn trim_changes(&self, keep: std::time::Duration) -> Result<u64, StorageError> {
+        let c = self.client().await?;
+        Ok(c.execute(
+            "DELETE FROM changes WHERE at < now() - make_interval(secs => $1)",
+            &[&keep.as_secs_f64()],
+        )
+        .await?)
     }
 
     /// Runs `change` in a transaction that also logs it, as a change of `kind` to `subject`, and commits: what
