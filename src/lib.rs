@@ -6,6 +6,7 @@ pub(crate) use kmsd_proto::pb as proto;
 
 pub mod audit;
 pub mod auth;
+pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod crypto;
