@@ -65,7 +65,8 @@ impl Database {
     }
 }
 
-async fn connect(config: &str) -> tokio_postgres::Client {
+/// A connection to `config` (a connection string), its driver spawned on the current runtime.
+pub async fn connect(config: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("connect to the test PostgreSQL ({config}): {e}"));

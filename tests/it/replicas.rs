@@ -643,13 +643,7 @@ async fn a_least_privilege_role_serves_and_cannot_rewrite_the_audit_log() {
     assert!(report.ok, "{report:?}");
 
     // The role itself cannot change a record or switch off the triggers that refuse it.
-    let app = tokio_postgres::connect(&db.config_as(&role), tokio_postgres::NoTls)
-        .await
-        .map(|(client, connection)| {
-            tokio::spawn(connection);
-            client
-        })
-        .unwrap();
+    let app = postgres::connect(&db.config_as(&role)).await;
     for sql in [
         "UPDATE audit_events SET principal = 'mallory'",
         "TRUNCATE audit_events",
@@ -1135,20 +1129,12 @@ async fn failover_to_a_synchronous_standby_loses_no_answered_call() {
         ids.len()
     );
 
-    let new_primary = tokio_postgres::connect(
-        &format!(
-            "host={} user=kmsd dbname={}",
-            standby.host().display(),
-            db.name
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .map(|(client, connection)| {
-        tokio::spawn(connection);
-        client
-    })
-    .unwrap();
+    let new_primary = postgres::connect(&format!(
+        "host={} user=kmsd dbname={}",
+        standby.host().display(),
+        db.name
+    ))
+    .await;
     let rows = new_primary
         .query(
             "SELECT request_id, count(*) FROM audit_events WHERE request_id = ANY($1) GROUP BY request_id",
@@ -1262,19 +1248,11 @@ async fn a_replica_reaches_postgres_over_tls_and_checks_its_certificate() {
         .key_id;
     client.generate_data_key(&key, &[]).await.unwrap();
     // Every connection kmsd holds is encrypted.
-    let tcp = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={port} user=kmsd dbname={} sslmode=disable",
-            db.name
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .map(|(client, connection)| {
-        tokio::spawn(connection);
-        client
-    })
-    .unwrap();
+    let tcp = postgres::connect(&format!(
+        "host=127.0.0.1 port={port} user=kmsd dbname={} sslmode=disable",
+        db.name
+    ))
+    .await;
     let row = tcp
         .query_one(
             "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)

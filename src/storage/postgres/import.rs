@@ -74,31 +74,8 @@ impl PgStore {
         }
 
         for key in source.load_keys().await? {
-            let id = key.record.id.to_string();
             let r = &key.record;
-            tx.execute(
-                "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version,
-                                   rotation_period_days, next_rotation_at_ms, deletion_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &id,
-                    &r.description,
-                    &r.state.as_str(),
-                    &r.created_at.0,
-                    &(r.primary_version as i32),
-                    &r.rotation_period_days.map(|d| d as i32),
-                    &r.next_rotation_at.map(|t| t.0),
-                    &r.deletion_at.map(|t| t.0),
-                ],
-            )
-            .await?;
-            for (name, value) in &r.tags {
-                tx.execute(
-                    "INSERT INTO key_tags (key_id, name, value) VALUES ($1, $2, $3)",
-                    &[&id, name, value],
-                )
-                .await?;
-            }
+            super::keys::insert_key_row(&tx, r).await?;
             for v in &key.versions {
                 super::keys::insert_version(&tx, r.id, v).await?;
             }

@@ -263,29 +263,7 @@ impl PgStore {
     ) -> Result<(), StorageError> {
         let id = record.id.to_string();
         self.logged(ChangeKind::Key, &id, async |tx| {
-            tx.execute(
-                "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version,
-                                   rotation_period_days, next_rotation_at_ms, deletion_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &id,
-                    &record.description,
-                    &record.state.as_str(),
-                    &record.created_at.0,
-                    &(record.primary_version as i32),
-                    &record.rotation_period_days.map(|d| d as i32),
-                    &millis(record.next_rotation_at),
-                    &millis(record.deletion_at),
-                ],
-            )
-            .await?;
-            for (name, value) in &record.tags {
-                tx.execute(
-                    "INSERT INTO key_tags (key_id, name, value) VALUES ($1, $2, $3)",
-                    &[&id, name, value],
-                )
-                .await?;
-            }
+            insert_key_row(tx, &record).await?;
             insert_version(tx, record.id, &version).await?;
             if let Some(alias) = &alias {
                 insert_alias(tx, alias).await?;
@@ -516,6 +494,38 @@ impl PgStore {
         })
         .await
     }
+}
+
+/// A key's row and its tags.
+pub(super) async fn insert_key_row(
+    c: &impl GenericClient,
+    record: &KmsKey,
+) -> Result<(), StorageError> {
+    let id = record.id.to_string();
+    c.execute(
+        "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version, rotation_period_days,
+                           next_rotation_at_ms, deletion_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &id,
+            &record.description,
+            &record.state.as_str(),
+            &record.created_at.0,
+            &(record.primary_version as i32),
+            &record.rotation_period_days.map(|d| d as i32),
+            &millis(record.next_rotation_at),
+            &millis(record.deletion_at),
+        ],
+    )
+    .await?;
+    for (name, value) in &record.tags {
+        c.execute(
+            "INSERT INTO key_tags (key_id, name, value) VALUES ($1, $2, $3)",
+            &[&id, name, value],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 pub(super) async fn insert_principal(
