@@ -307,12 +307,7 @@ impl ClientBuilder {
         } else {
             0
         };
-        let first = replicas[start].clone();
         Client {
-            kms: first.kms,
-            admin: first.admin,
-            audit: first.audit,
-            health: first.health,
             replicas,
             current: Arc::new(AtomicUsize::new(start)),
             options: CallOptions {
@@ -393,11 +388,7 @@ async fn resolve(url: &str) -> Vec<(String, Option<String>)> {
 /// A connection to kmsd (to each replica given). Clone it freely: clones share the connections.
 #[derive(Clone)]
 pub struct Client {
-    /// The stubs of the replica this handle calls (see [`Client::call`]).
-    kms: KeyManagementServiceClient<Channel>,
-    admin: AdminServiceClient<Channel>,
-    audit: AuditServiceClient<Channel>,
-    health: tonic::client::Grpc<Channel>,
+    /// Each replica's stubs; [`Client::call`] sends on one of them.
     replicas: Arc<[Stubs]>,
     /// Which replica calls start at; moves on after UNAVAILABLE. Shared by clones.
     current: Arc<AtomicUsize>,
@@ -610,18 +601,6 @@ impl Client {
         request
     }
 
-    /// This handle with replica `i`'s stubs.
-    fn at(&self, i: usize) -> Self {
-        let stubs = &self.replicas[i];
-        Client {
-            kms: stubs.kms.clone(),
-            admin: stubs.admin.clone(),
-            audit: stubs.audit.clone(),
-            health: stubs.health.clone(),
-            ..self.clone()
-        }
-    }
-
     /// After UNAVAILABLE from replica `i`, later calls start at the next one (unless another call moved on
     /// already).
     fn move_on_from(&self, i: usize) {
@@ -637,14 +616,14 @@ impl Client {
     async fn call<M, R, F, Fut>(&self, retry: Retry, message: M, send: F) -> Result<R>
     where
         M: Clone,
-        F: Fn(Self, Request<M>) -> Fut,
+        F: Fn(Stubs, Request<M>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<R>, Status>>,
     {
         let replicas = self.replicas.len();
         let first = self.current.load(Ordering::Relaxed) % replicas;
         if retry == Retry::Once || self.max_retries == 0 {
             // Sent once: the message needs no copy kept for a retry.
-            let result = send(self.at(first), self.request(message))
+            let result = send(self.replicas[first].clone(), self.request(message))
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(Error::from);
@@ -657,7 +636,7 @@ impl Client {
         let mut attempt = 0u32;
         let mut at = first;
         loop {
-            match send(self.at(at), self.request(message.clone())).await {
+            match send(self.replicas[at].clone(), self.request(message.clone())).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => {
                     let error = Error::from(status);
