@@ -872,28 +872,21 @@ async fn a_replica_killed_under_load_loses_no_answered_call_and_rejoins() {
 
     // Load on every replica: each answered call's request id is kept.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut load = Vec::new();
+    let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
     for (r, replica) in replicas.iter().enumerate() {
         for t in 0..8 {
-            let client = connect(replica.endpoint()).await;
-            let (stop, key) = (stop.clone(), key.clone());
-            load.push(tokio::spawn(async move {
-                let mut answered = Vec::new();
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let id = format!("load-{r}-{t}-{n}");
-                    n += 1;
-                    if client
-                        .with_request_id(&id)
-                        .generate_data_key(&key, &[])
-                        .await
-                        .is_ok()
-                    {
-                        answered.push(id);
-                    }
-                }
-                answered
-            }));
+            tasks.push(
+                load(
+                    replica.endpoint(),
+                    &token,
+                    key.clone(),
+                    format!("load-{r}-{t}"),
+                    stop.clone(),
+                    counted.clone(),
+                )
+                .await,
+            );
         }
     }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -916,7 +909,7 @@ async fn a_replica_killed_under_load_loses_no_answered_call_and_rejoins() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut answered: Vec<String> = (0..20).map(|n| format!("rejoined-{n}")).collect();
     let mut by_replica = [0usize; 3];
-    for (i, task) in load.into_iter().enumerate() {
+    for (i, task) in tasks.into_iter().enumerate() {
         let ids = task.await.unwrap();
         by_replica[i / 8] += ids.len();
         answered.extend(ids);
@@ -926,22 +919,7 @@ async fn a_replica_killed_under_load_loses_no_answered_call_and_rejoins() {
 
     // Every answered call has exactly one record, in one chain that verifies.
     let pg = db.connect().await;
-    let rows = pg
-        .query(
-            "SELECT request_id, count(*) FROM audit_events WHERE request_id = ANY($1) GROUP BY request_id",
-            &[&answered],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        rows.len(),
-        answered.len(),
-        "every answered call is recorded"
-    );
-    assert!(
-        rows.iter().all(|r| r.get::<_, i64>(1) == 1),
-        "no call is recorded twice"
-    );
+    assert_recorded_once(&pg, &answered).await;
     let verified = kmsctl_as(&back.endpoint(), &token, &["--json", "audit", "verify"]);
     assert!(
         verified.status.success(),
@@ -1002,16 +980,18 @@ async fn replica_on(url: &str, first: Option<&TestServer>) -> TestServer {
     TestServer::start_with(dir, &config).await
 }
 
-/// Calls GenerateDataKey on `server` with fresh request ids until `stop`; returns the ids of the answered ones.
+/// Calls GenerateDataKey at `endpoint` with fresh request ids (`tag-0`, `tag-1`, ...) until `stop`; returns the
+/// ids of the answered ones.
 async fn load(
-    server: &TestServer,
+    endpoint: String,
+    token: &str,
     key: String,
-    tag: &'static str,
+    tag: String,
     stop: Arc<std::sync::atomic::AtomicBool>,
     answered: Arc<std::sync::atomic::AtomicUsize>,
 ) -> tokio::task::JoinHandle<Vec<String>> {
-    let client = kmsd_client::ClientBuilder::new(server.endpoint())
-        .token(server.admin_token())
+    let client = kmsd_client::ClientBuilder::new(endpoint)
+        .token(token)
         .retries(0, std::time::Duration::ZERO)
         .timeout(std::time::Duration::from_secs(5))
         .connect()
@@ -1037,6 +1017,22 @@ async fn load(
         }
         ids
     })
+}
+
+/// Every call of `ids` has exactly one audit record in `pg`'s database.
+async fn assert_recorded_once(pg: &tokio_postgres::Client, ids: &[String]) {
+    let rows = pg
+        .query(
+            "SELECT request_id, count(*) FROM audit_events WHERE request_id = ANY($1) GROUP BY request_id",
+            &[&ids],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ids.len(), "every answered call is recorded");
+    assert!(
+        rows.iter().all(|r| r.get::<_, i64>(1) == 1),
+        "no call is recorded twice"
+    );
 }
 
 /// A primary with a database, its streaming standby (synchronous when asked), and a URL naming both with
@@ -1107,7 +1103,17 @@ async fn failover_to_a_synchronous_standby_loses_no_answered_call() {
         (&b, ["b0", "b1", "b2", "b3"]),
     ] {
         for tag in tags {
-            tasks.push(load(server, key.clone(), tag, stop.clone(), answered.clone()).await);
+            tasks.push(
+                load(
+                    server.endpoint(),
+                    &server.admin_token(),
+                    key.clone(),
+                    tag.to_owned(),
+                    stop.clone(),
+                    answered.clone(),
+                )
+                .await,
+            );
         }
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -1135,19 +1141,7 @@ async fn failover_to_a_synchronous_standby_loses_no_answered_call() {
         db.name
     ))
     .await;
-    let rows = new_primary
-        .query(
-            "SELECT request_id, count(*) FROM audit_events WHERE request_id = ANY($1) GROUP BY request_id",
-            &[&ids],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        rows.len(),
-        ids.len(),
-        "every answered call survived the failover"
-    );
-    assert!(rows.iter().all(|r| r.get::<_, i64>(1) == 1));
+    assert_recorded_once(&new_primary, &ids).await;
     for server in [&a, &b] {
         let report = verify_log(server).await;
         assert!(report.ok, "{report:?}");
