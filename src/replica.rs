@@ -95,7 +95,7 @@ pub async fn follow(
     auth: Arc<Authenticator>,
     currency: Arc<Currency>,
 ) {
-    if storage.change_head().await.is_ok_and(|head| head.is_none()) {
+    if !storage.is_shared() {
         return;
     }
     let mut first = true;

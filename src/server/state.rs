@@ -94,9 +94,10 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<State, Start
         tracing::info!(database = %storage.describe(), "created a new database");
     }
     bootstrap::first_start(config, &storage, &auth, &audit, &*clock).await?;
-    let currency = match storage.change_head().await? {
-        None => crate::replica::Currency::standalone(),
-        Some(_) => crate::replica::Currency::followed(),
+    let currency = if storage.is_shared() {
+        crate::replica::Currency::followed()
+    } else {
+        crate::replica::Currency::standalone()
     };
     // Deletion windows that ended while the daemon was down end now, before anything is served.
     let gate = Arc::new(MaintenanceGate {

@@ -108,6 +108,11 @@ impl Storage {
         postgres::PgStore::open(url).await.map(Storage::Postgres)
     }
 
+    /// Whether other kmsd processes may share this database (PostgreSQL): then caches follow its change log.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Storage::Postgres(_))
+    }
+
     /// Where the data lives, for logs: the file, or the URL without its password.
     pub fn describe(&self) -> String {
         match self {
