@@ -149,6 +149,9 @@ rpcs! {
         CreateToken: Admin, Changes;
         ListTokens: Admin, Reads;
         RevokeToken: Admin, Changes;
+        CreateAccessKey: Admin, Changes;
+        ListAccessKeys: Admin, Reads;
+        RevokeAccessKey: Admin, Changes;
     }
 }
 

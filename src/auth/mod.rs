@@ -1,18 +1,22 @@
 //! Identity and access control: who is calling, and what they may do.
 //!
-//! [`Authenticator`] holds every principal, bearer-token hash and certificate mapping in memory (loaded at start,
-//! written through to storage by the admin calls), so authenticating a call costs a hash-map lookup and one
-//! SHA-256, never a query. A call presents a bearer token (`authorization: Bearer kmsd_...`) or, over mutual TLS, a
-//! client certificate that rustls has verified against the configured client CA; a certificate's URI SANs and then
-//! its subject CN are looked up among the identities mapped to principals. Authorization is by role and by the
+//! [`Authenticator`] holds every principal, bearer-token hash, access key and certificate mapping in memory (loaded
+//! at start, written through to storage by the admin calls), so authenticating a call costs a hash-map lookup and
+//! one SHA-256 (a few HMACs for a signature), never a query. A call presents a bearer token (`authorization: Bearer
+//! kmsd_...`), or, on the AWS endpoint, a request signed with an access key (AWS Signature Version 4,
+//! [`access_key`], [`crate::aws::sigv4`]), or, over mutual TLS, a client certificate that rustls has verified
+//! against the configured client CA; a certificate's URI SANs and then its subject CN are looked up among the
+//! identities mapped to principals. Authorization is by role and by the
 //! key's policy ([`policy`]): administrators may do everything; other principals may create keys if allowed to,
 //! and use a key only as its policy allows.
 //!
-//! Invariants: a token's secret is never stored, logged or recorded, only its hash and public id; a presented
-//! secret is compared in constant time and only after its id is found; an unknown id and a wrong secret fail alike;
-//! a disabled principal, a revoked token and an expired token never authenticate; a change to this state is durable
-//! in storage before it takes effect here.
+//! Invariants: a token's secret is never stored, logged or recorded, only its hash and public id; an access key's
+//! secret is stored only wrapped under the root key and held only in zeroizing memory; a presented secret or
+//! signature is compared in constant time and only after its id is found; an unknown id and a wrong secret fail
+//! alike; a disabled principal, a revoked token or access key and an expired token never authenticate; a change to
+//! this state is durable in storage before it takes effect here.
 
+pub mod access_key;
 pub mod cert;
 pub mod policy;
 pub mod token;
@@ -24,10 +28,12 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use zeroize::Zeroizing;
 
 use crate::audit::{Change, Gate};
+use crate::aws::sigv4;
 use crate::clock::{Clock, UnixMillis};
+use crate::crypto::RootKey;
 use crate::keys::InvalidInput;
 use crate::rpc::Rpc;
-use crate::storage::{ChangeKind, PrincipalRow, Storage, StorageError, TokenRow};
+use crate::storage::{AccessKeyRow, ChangeKind, PrincipalRow, Storage, StorageError, TokenRow};
 
 /// The principal the daemon creates on first start, whose token it writes to `<data-dir>/admin.token`.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
@@ -76,6 +82,8 @@ pub enum Method {
     Token(String),
     /// A client certificate, by the identity that matched.
     Certificate(String),
+    /// A request signed with an access key (SigV4), by the access key's id.
+    AccessKey(String),
 }
 
 impl Method {
@@ -84,32 +92,56 @@ impl Method {
         match self {
             Method::Token(id) => ("token_id", id),
             Method::Certificate(subject) => ("certificate_subject", subject),
+            Method::AccessKey(id) => ("access_key_id", id),
         }
     }
 }
 
-/// Why a call did not authenticate; the message says what to send instead. `token_id` is the public id of a
-/// presented token that failed, for the audit record.
+/// Why a call did not authenticate; the message says what to send instead. `credential` names the public id of a
+/// presented token or access key that failed (`token_id` or `access_key_id`), for the audit record; `aws_error` is
+/// the AWS exception a signed request's refusal is (`InvalidSignatureException`, ...).
 #[derive(Debug, Clone)]
 pub struct AuthFailure {
     pub message: String,
-    pub token_id: Option<String>,
+    pub credential: Option<(&'static str, String)>,
+    pub aws_error: Option<&'static str>,
 }
 
 impl AuthFailure {
     fn new(message: impl Into<String>) -> Self {
         AuthFailure {
             message: message.into(),
-            token_id: None,
+            credential: None,
+            aws_error: None,
         }
     }
 
     fn for_token(id: &str, message: impl Into<String>) -> Self {
         AuthFailure {
-            message: message.into(),
-            token_id: Some(id.to_owned()),
+            credential: Some(("token_id", id.to_owned())),
+            ..AuthFailure::new(message)
         }
     }
+
+    fn for_signature(access_key_id: Option<&str>, error: &sigv4::SigError) -> Self {
+        AuthFailure {
+            message: error.to_string(),
+            credential: access_key_id.map(|id| ("access_key_id", bounded_id(id))),
+            aws_error: Some(error.aws_name()),
+        }
+    }
+}
+
+/// A presented id as the record keeps it: an access key id is 20 characters, a hostile one may be anything.
+fn bounded_id(id: &str) -> String {
+    id.chars().take(2 * access_key::ID_LEN).collect()
+}
+
+/// A request signed for the AWS endpoint, as it arrived, and the region its credential must be scoped to.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedRequest<'a> {
+    pub request: sigv4::Request<'a>,
+    pub region: &'a str,
 }
 
 /// A principal as the admin API shows it.
@@ -124,6 +156,34 @@ pub struct TokenInfo {
     pub created_at: UnixMillis,
     pub expires_at: Option<UnixMillis>,
     pub revoked_at: Option<UnixMillis>,
+}
+
+/// An access key as the admin API shows it: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyInfo {
+    pub id: String,
+    pub principal: String,
+    pub description: String,
+    pub created_at: UnixMillis,
+    pub revoked_at: Option<UnixMillis>,
+}
+
+impl From<&AccessKeyRow> for AccessKeyInfo {
+    fn from(k: &AccessKeyRow) -> Self {
+        AccessKeyInfo {
+            id: k.id.clone(),
+            principal: k.principal.clone(),
+            description: k.description.clone(),
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// An access key just issued: its secret, shown to the caller once, and its record.
+pub struct IssuedAccessKey {
+    pub secret: Arc<access_key::Secret>,
+    pub info: AccessKeyInfo,
 }
 
 impl From<&TokenRow> for TokenInfo {
@@ -175,26 +235,48 @@ pub enum AccessError {
     Internal(String),
 }
 
+/// An access key in memory: its record and its secret, unwrapped.
+struct AccessKey {
+    info: AccessKeyInfo,
+    secret: Arc<access_key::Secret>,
+}
+
 #[derive(Default)]
 struct State {
     principals: HashMap<String, PrincipalRow>,
     tokens: HashMap<String, TokenRow>,
+    access_keys: HashMap<String, AccessKey>,
     /// Certificate identity → principal name.
     subjects: HashMap<String, String>,
 }
 
 impl State {
-    async fn load(storage: &Storage) -> Result<Self, StorageError> {
-        let (principals, tokens) = storage.load_access().await?;
+    async fn load(storage: &Storage, root: &RootKey) -> Result<Self, StorageError> {
+        let rows = storage.load_access().await?;
         let mut state = State::default();
-        for p in principals {
+        for p in rows.principals {
             for s in &p.certificate_subjects {
                 state.subjects.insert(s.clone(), p.name.clone());
             }
             state.principals.insert(p.name.clone(), p);
         }
-        for t in tokens {
+        for t in rows.tokens {
             state.tokens.insert(t.id.clone(), t);
+        }
+        for k in rows.access_keys {
+            let secret = access_key::unwrap(root, &k.id, &k.wrapped_secret).map_err(|_| {
+                StorageError::Corrupt(format!(
+                    "access key {} does not unwrap with the root key",
+                    k.id
+                ))
+            })?;
+            state.access_keys.insert(
+                k.id.clone(),
+                AccessKey {
+                    info: AccessKeyInfo::from(&k),
+                    secret: Arc::new(secret),
+                },
+            );
         }
         Ok(state)
     }
@@ -204,6 +286,8 @@ impl State {
 pub struct Authenticator {
     state: RwLock<State>,
     storage: Storage,
+    /// Wraps access keys' secrets.
+    root: Arc<RootKey>,
     clock: Arc<dyn Clock>,
     /// Serializes changes, so that each is validated against the state it will replace; with the cluster's change
     /// lock ([`Authenticator::lock_for_change`]) across replicas too.
@@ -219,13 +303,18 @@ struct ChangeGuard<'a> {
 }
 
 impl Authenticator {
-    pub async fn load(storage: Storage, clock: Arc<dyn Clock>) -> Result<Self, StorageError> {
+    pub async fn load(
+        storage: Storage,
+        root: Arc<RootKey>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StorageError> {
         // Read before the state, so that a change committed meanwhile is applied again rather than missed.
         let applied = storage.change_head().await?.unwrap_or(0);
-        let state = State::load(&storage).await?;
+        let state = State::load(&storage, &root).await?;
         Ok(Authenticator {
             state: RwLock::new(state),
             storage,
+            root,
             clock,
             write_lock: tokio::sync::Mutex::new(()),
             applied: AtomicU64::new(applied),
@@ -261,7 +350,7 @@ impl Authenticator {
             return Ok(());
         };
         if everything || changes.gap || !changes.subjects.is_empty() {
-            let state = State::load(&self.storage).await?;
+            let state = State::load(&self.storage, &self.root).await?;
             *self.write() = state;
         }
         self.applied.store(changes.head, Ordering::SeqCst);
@@ -286,16 +375,19 @@ impl Authenticator {
         self.read().principals.contains_key(name)
     }
 
-    /// Who is calling: by the `authorization` header if there is one, else by the verified client certificate.
+    /// Who is calling: by the signature of a request to the AWS endpoint, else by the `authorization` header if
+    /// there is one, else by the verified client certificate.
     pub fn authenticate(
         &self,
+        signed: Option<&SignedRequest<'_>>,
         authorization: Option<&str>,
         certificate: Option<&[u8]>,
     ) -> Result<Caller, AuthFailure> {
-        match (authorization, certificate) {
-            (Some(header), _) => self.by_token(header),
-            (None, Some(der)) => self.by_certificate(der),
-            (None, None) => Err(AuthFailure::new(
+        match (signed, authorization, certificate) {
+            (Some(signed), _, _) => self.by_signature(signed),
+            (None, Some(header), _) => self.by_token(header),
+            (None, None, Some(der)) => self.by_certificate(der),
+            (None, None, None) => Err(AuthFailure::new(
                 "no credentials: send the header `authorization: Bearer <token>` (an administrator issues tokens \
                  with CreateToken; the first one is in <data-dir>/admin.token) or connect with a client certificate",
             )),
@@ -349,6 +441,45 @@ impl Authenticator {
         active(principal, Method::Token(id.to_owned())).map_err(|m| AuthFailure::for_token(id, m))
     }
 
+    /// A SigV4-signed request: the claim checked (scope, signed headers, date), the access key found, the
+    /// signature verified in constant time, then the key's and its principal's state.
+    fn by_signature(&self, signed: &SignedRequest<'_>) -> Result<Caller, AuthFailure> {
+        let claim = sigv4::claim(&signed.request, signed.region, self.clock.now())
+            .map_err(|e| AuthFailure::for_signature(None, &e))?;
+        let id = claim.access_key_id.as_str();
+        let refused = |e: sigv4::SigError| AuthFailure::for_signature(Some(id), &e);
+        let found = {
+            let state = self.read();
+            state
+                .access_keys
+                .get(id)
+                .map(|k| (k.info.clone(), k.secret.clone()))
+        };
+        let Some((info, secret)) = found else {
+            // The same work as for a known id, so timing does not tell which ids exist.
+            let _ = sigv4::verify(&claim, &signed.request, &[0u8; access_key::SECRET_LEN]);
+            return Err(refused(sigv4::SigError::UnrecognizedClient));
+        };
+        sigv4::verify(&claim, &signed.request, secret.expose().as_bytes()).map_err(refused)?;
+        // Past this point the caller holds the secret: it may learn why its own key no longer works.
+        let unrecognized = |message: String| AuthFailure {
+            message,
+            ..refused(sigv4::SigError::UnrecognizedClient)
+        };
+        if let Some(at) = info.revoked_at {
+            return Err(unrecognized(format!(
+                "the access key {id} was revoked at {}",
+                at.rfc3339_millis()
+            )));
+        }
+        let state = self.read();
+        let principal = state
+            .principals
+            .get(&info.principal)
+            .ok_or_else(|| refused(sigv4::SigError::UnrecognizedClient))?;
+        active(principal, Method::AccessKey(id.to_owned())).map_err(unrecognized)
+    }
+
     fn by_certificate(&self, der: &[u8]) -> Result<Caller, AuthFailure> {
         let identities = cert::identities(der).map_err(AuthFailure::new)?;
         let state = self.read();
@@ -388,6 +519,107 @@ impl Authenticator {
             .collect();
         all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         all
+    }
+
+    /// Access keys, oldest first, of one principal or of all.
+    pub fn access_keys(&self, principal: Option<&str>) -> Vec<AccessKeyInfo> {
+        let state = self.read();
+        let mut all: Vec<AccessKeyInfo> = state
+            .access_keys
+            .values()
+            .filter(|k| principal.is_none_or(|p| k.info.principal == p))
+            .map(|k| k.info.clone())
+            .collect();
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        all
+    }
+
+    /// Issues an access key for `principal` once `gate` has made its record (naming the new key's id) durable. The
+    /// secret is returned here and nowhere else; only its wrapped form is stored.
+    pub async fn create_access_key(
+        &self,
+        principal: &str,
+        description: String,
+        gate: &dyn Gate,
+    ) -> Result<IssuedAccessKey, AccessError> {
+        if description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(invalid(format!(
+                "description is longer than {MAX_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        let _guard = self.lock_for_change().await?;
+        let owner = self.principal(principal)?;
+        if owner.disabled_at.is_some() {
+            return Err(AccessError::FailedPrecondition(format!(
+                "principal {principal:?} is disabled"
+            )));
+        }
+        let issued = access_key::issue(&self.root)
+            .map_err(|e| AccessError::Internal(format!("the OS refused randomness: {e}")))?;
+        let row = AccessKeyRow {
+            id: issued.id,
+            principal: principal.to_owned(),
+            description,
+            wrapped_secret: issued.wrapped,
+            created_at: self.clock.now(),
+            revoked_at: None,
+        };
+        gate.approve(Change::of(
+            Rpc::CreateAccessKey,
+            &[("principal", principal), ("issued_access_key_id", &row.id)],
+        ))
+        .await?;
+        self.storage.insert_access_key(row.clone()).await?;
+        let info = AccessKeyInfo::from(&row);
+        let secret = Arc::new(issued.secret);
+        self.write().access_keys.insert(
+            row.id,
+            AccessKey {
+                info: info.clone(),
+                secret: secret.clone(),
+            },
+        );
+        Ok(IssuedAccessKey { secret, info })
+    }
+
+    pub async fn revoke_access_key(
+        &self,
+        id: &str,
+        gate: &dyn Gate,
+    ) -> Result<AccessKeyInfo, AccessError> {
+        if !access_key::is_id(id) {
+            return Err(invalid(format!(
+                "access_key_id {id:?} is not an access key id (20 characters starting with {}, as ListAccessKeys \
+                 shows)",
+                access_key::ID_PREFIX
+            )));
+        }
+        let _guard = self.lock_for_change().await?;
+        let (mut info, secret) = self
+            .read()
+            .access_keys
+            .get(id)
+            .map(|k| (k.info.clone(), k.secret.clone()))
+            .ok_or_else(|| AccessError::NotFound(format!("access key {id} does not exist")))?;
+        if info.revoked_at.is_some() {
+            return Ok(info);
+        }
+        let now = self.clock.now();
+        gate.approve(Change::of(
+            Rpc::RevokeAccessKey,
+            &[("revoked_access_key_id", id)],
+        ))
+        .await?;
+        self.storage.revoke_access_key(id.to_owned(), now).await?;
+        info.revoked_at = Some(now);
+        self.write().access_keys.insert(
+            id.to_owned(),
+            AccessKey {
+                info: info.clone(),
+                secret,
+            },
+        );
+        Ok(info)
     }
 
     /// Creates a principal once `gate` has made its record durable.

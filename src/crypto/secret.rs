@@ -24,8 +24,8 @@ impl KeyMaterial {
     }
 
     /// The raw bytes, outside the crypto module. The only callers: writing a new root key to its file once,
-    /// seeding the audit checkpoint signing key, and tests proving material never reaches the database. Nothing may
-    /// log, store or send them.
+    /// seeding the audit checkpoint signing key, encoding an access key's secret, and tests proving material never
+    /// reaches the database. Nothing may log, store or send them.
     pub fn expose_secret(&self) -> &[u8; Self::LEN] {
         &self.0
     }

@@ -51,7 +51,7 @@ pub enum OpenError {
 
 pub struct Kms {
     storage: Storage,
-    root: RootKey,
+    root: Arc<RootKey>,
     clock: Arc<dyn Clock>,
     cache: KeyCache,
     /// Serializes changes on this replica; [`Kms::lock_for_change`] adds the cluster's change lock.
@@ -70,7 +70,7 @@ impl Kms {
     /// Checks the root key against the database, then loads and unwraps every key version into memory.
     pub async fn open(
         storage: Storage,
-        root: RootKey,
+        root: Arc<RootKey>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, OpenError> {
         // Read before the keys, so that a change committed meanwhile is applied again rather than missed.
@@ -304,6 +304,13 @@ pub fn rotate_root_key(
             Ok(Some(new.wrap_secret(SIGNING_KEY_LABEL, &secret)))
         }
         Wrapped::Meta { .. } => Ok(None),
+        Wrapped::AccessKey { id, wrapped } => {
+            let label = crate::auth::access_key::label(id);
+            let secret = old.unwrap_secret(&label, wrapped).map_err(|_| {
+                format!("access key {id} does not unwrap with the current root key")
+            })?;
+            Ok(Some(new.wrap_secret(&label, &secret)))
+        }
     });
     match changed {
         Ok(n) => Ok(n),

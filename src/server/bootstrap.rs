@@ -256,7 +256,8 @@ pub async fn recover_admin(
         StartError::Bootstrap("the database has no audit signing key: not a kmsd database".into())
     })?;
     let signer = CheckpointSigner::unwrap(&root, &wrapped).map_err(|_| OpenError::WrongRootKey)?;
-    let auth = Authenticator::load(storage.clone(), clock.clone()).await?;
+    let root = std::sync::Arc::new(root);
+    let auth = Authenticator::load(storage.clone(), root.clone(), clock.clone()).await?;
     // Opening the key store checks the root key against the database before anything is written.
     let kms = Kms::open(storage.clone(), root, clock.clone()).await?;
     let audit = AuditLog::open(

@@ -79,7 +79,7 @@ pub async fn move_to_postgres(
     source.close().await;
     same?;
     // Every key version unwraps in the copy, and the root key's check value matches it.
-    let kms = Kms::open(target.clone(), root, Arc::new(SystemClock))
+    let kms = Kms::open(target.clone(), Arc::new(root), Arc::new(SystemClock))
         .await
         .map_err(|e| format!("the copy's keys do not open: {e}"))?;
     kms.close().await;
@@ -133,7 +133,7 @@ async fn compare(source: &Storage, target: &Storage) -> Result<(), String> {
     let from = source.load_access().await.map_err(|e| e.to_string())?;
     let to = target.load_access().await.map_err(|e| e.to_string())?;
     if from != to {
-        return Err("the copy's principals or tokens differ from the source's".into());
+        return Err("the copy's principals, tokens or access keys differ from the source's".into());
     }
     Ok(())
 }

@@ -71,7 +71,8 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<State, Start
         }
     };
     let signer = CheckpointSigner::unwrap(&root, &wrapped).map_err(|_| OpenError::WrongRootKey)?;
-    let auth = Arc::new(Authenticator::load(storage.clone(), clock.clone()).await?);
+    let root = Arc::new(root);
+    let auth = Arc::new(Authenticator::load(storage.clone(), root.clone(), clock.clone()).await?);
     let kms = Arc::new(Kms::open(storage.clone(), root, clock.clone()).await?);
     let metrics = Arc::new(Metrics::default());
     let audit = Arc::new(

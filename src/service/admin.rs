@@ -1,5 +1,6 @@
-//! `kms.v1.AdminService`: principals and their tokens. Every change is audited before it is stored, as key
-//! changes are; a token appears once, in CreateToken's response, and never in a record or a log line.
+//! `kms.v1.AdminService`: principals, their tokens and their access keys. Every change is audited before it is
+//! stored, as key changes are; a token or an access key's secret appears once, in CreateToken's or
+//! CreateAccessKey's response, and never in a record or a log line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ impl AdminService for AdminServiceImpl {
                     let (method, credential) = match &caller.method() {
                         Method::Token(id) => ("token", id.clone()),
                         Method::Certificate(subject) => ("certificate", subject.clone()),
+                        Method::AccessKey(id) => ("access_key", id.clone()),
                     };
                     Ok(pb::WhoAmIResponse {
                         principal: caller.principal().to_string(),
@@ -213,6 +215,80 @@ impl AdminService for AdminServiceImpl {
                     let info = self.auth.revoke_token(&req.token_id, admitted).await?;
                     Ok(pb::RevokeTokenResponse {
                         info: Some(convert::token(&info)),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn create_access_key(
+        &self,
+        request: Request<pb::CreateAccessKeyRequest>,
+    ) -> Result<Response<pb::CreateAccessKeyResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::CreateAccessKey,
+                request,
+                |req, call| call.param("principal", &req.principal),
+                async |req, admitted| {
+                    let issued = self
+                        .auth
+                        .create_access_key(&req.principal, req.description, admitted)
+                        .await?;
+                    Ok(pb::CreateAccessKeyResponse {
+                        // The one place a secret access key leaves the daemon: to the administrator who asked.
+                        secret_access_key: issued.secret.expose().to_owned(),
+                        info: Some(convert::access_key(&issued.info)),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn list_access_keys(
+        &self,
+        request: Request<pb::ListAccessKeysRequest>,
+    ) -> Result<Response<pb::ListAccessKeysResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::ListAccessKeys,
+                request,
+                |req, call| {
+                    if !req.principal.is_empty() {
+                        call.param("principal", &req.principal);
+                    }
+                },
+                async |req, _admitted| {
+                    let filter = (!req.principal.is_empty()).then_some(req.principal.as_str());
+                    Ok(pb::ListAccessKeysResponse {
+                        access_keys: self
+                            .auth
+                            .access_keys(filter)
+                            .iter()
+                            .map(convert::access_key)
+                            .collect(),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn revoke_access_key(
+        &self,
+        request: Request<pb::RevokeAccessKeyRequest>,
+    ) -> Result<Response<pb::RevokeAccessKeyResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::RevokeAccessKey,
+                request,
+                |req, call| call.param("revoked_access_key_id", &req.access_key_id),
+                async |req, admitted| {
+                    let info = self
+                        .auth
+                        .revoke_access_key(&req.access_key_id, admitted)
+                        .await?;
+                    Ok(pb::RevokeAccessKeyResponse {
+                        info: Some(convert::access_key(&info)),
                     })
                 },
             )

@@ -112,6 +112,9 @@ impl Audited for pb::DisablePrincipalResponse {}
 impl Audited for pb::CreateTokenResponse {}
 impl Audited for pb::ListTokensResponse {}
 impl Audited for pb::RevokeTokenResponse {}
+impl Audited for pb::CreateAccessKeyResponse {}
+impl Audited for pb::ListAccessKeysResponse {}
+impl Audited for pb::RevokeAccessKeyResponse {}
 
 /// A call no handler saw (see `unhandled.rs`) has no response to describe.
 impl Audited for () {}

@@ -40,11 +40,17 @@ use crate::rpc::{DaemonEvent, Event, Requires, Rpc};
 
 pub use kmsd_proto::headers::{REASON as REASON_HEADER, REQUEST_ID as REQUEST_ID_HEADER};
 const MAX_REQUEST_ID_LEN: usize = 128;
+/// Internal metadata on an UNAUTHENTICATED status of a signed request: the AWS exception to answer with
+/// (`InvalidSignatureException`, ...). Only the AWS endpoint reads it; it never reaches a gRPC caller, whose calls
+/// are never signed.
+pub const AWS_ERROR_METADATA: &str = "x-kms-aws-error";
 const MAX_REASON_LEN: usize = 1024;
 
 /// What a front end knows of a call before any handler runs, borrowed from its request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CallContext<'a> {
+    /// A request to the AWS endpoint, whose signature authenticates it (SigV4).
+    pub signed: Option<crate::auth::SignedRequest<'a>>,
     /// The `authorization` header's value, as presented (`Bearer kmsd_...`).
     pub authorization: Option<&'a str>,
     /// The client certificate (DER) the TLS layer verified, if any.
@@ -55,6 +61,10 @@ pub struct CallContext<'a> {
     pub request_id: Option<&'a str>,
     /// Why the caller says it makes the call (`x-kms-reason`).
     pub reason: Option<&'a str>,
+    /// Why the front end refused the request before it could become a request of the common form (the AWS
+    /// endpoint's own validation rules, a KeyId naming another account): an admitted caller gets this answer
+    /// instead of the handler's.
+    pub refusal: Option<&'a Status>,
 }
 
 /// Records calls in the audit log.
@@ -139,7 +149,8 @@ pub struct Call {
     user_agent: String,
     request_id: String,
     reason: Option<String>,
-    header_error: Option<String>,
+    /// The answer an admitted caller gets instead of the handler's: malformed headers, or the front end's refusal.
+    header_error: Option<Status>,
     key_id: Option<String>,
     key_alias: Option<String>,
     key_version: Option<u32>,
@@ -192,9 +203,11 @@ impl Auditor {
     /// Opens the record of a call: who (authenticated here, refused or admitted by [`Auditor::run`]), from where,
     /// and the headers that describe it.
     pub fn open(&self, event: Event, context: CallContext<'_>) -> Call {
-        let caller = self
-            .auth
-            .authenticate(context.authorization, context.client_certificate);
+        let caller = self.auth.authenticate(
+            context.signed.as_ref(),
+            context.authorization,
+            context.client_certificate,
+        );
         let mut parameters = BTreeMap::new();
         match &caller {
             Ok(c) => {
@@ -202,17 +215,18 @@ impl Auditor {
                 parameters.insert(name.to_owned(), value.to_owned());
             }
             Err(failure) => {
-                if let Some(id) = &failure.token_id {
-                    parameters.insert("token_id".to_owned(), id.clone());
+                if let Some((name, id)) = &failure.credential {
+                    parameters.insert((*name).to_owned(), id.clone());
                 }
             }
         }
         let now = self.clock.now();
-        let mut header_error = None;
+        let mut header_error = context.refusal.cloned();
+        let invalid = |msg: String| Some(Status::from(crate::keys::InvalidInput(msg)));
         let request_id = match context.request_id {
             Some(id) if !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN => id.to_owned(),
             Some(_) => {
-                header_error = Some(format!(
+                header_error = invalid(format!(
                     "{REQUEST_ID_HEADER} must be 1-{MAX_REQUEST_ID_LEN} characters"
                 ));
                 time_ordered_id(now)
@@ -221,7 +235,7 @@ impl Auditor {
         };
         let reason = match context.reason {
             Some(r) if r.chars().count() > MAX_REASON_LEN => {
-                header_error = Some(format!(
+                header_error = invalid(format!(
                     "{REASON_HEADER} is longer than {MAX_REASON_LEN} characters"
                 ));
                 Some(r.chars().take(MAX_REASON_LEN).collect())
@@ -545,17 +559,18 @@ impl Call {
         &self.request_id
     }
 
+    /// The UNAUTHENTICATED answer, if the caller did not authenticate: naming, for a signed request, the AWS
+    /// exception it is (see [`AWS_ERROR_METADATA`]).
+    pub fn unauthenticated(&self) -> Option<Status> {
+        self.caller.as_ref().err().map(unauthenticated)
+    }
+
     /// Admits the call's caller for `rpc`, or says why not: UNAUTHENTICATED, then INVALID_ARGUMENT if the call's
     /// headers were malformed, then PERMISSION_DENIED if the RPC needs a role the caller lacks.
     fn admit(&mut self, rpc: Rpc) -> Result<(), Status> {
-        let caller = self.caller.as_ref().map_err(|failure| {
-            super::status::with_kind(
-                Status::unauthenticated(failure.message.clone()),
-                kmsd_proto::ErrorKind::Unauthenticated,
-            )
-        })?;
-        if let Some(msg) = &self.header_error {
-            return Err(crate::keys::InvalidInput(msg.clone()).into());
+        let caller = self.caller.as_ref().map_err(unauthenticated)?;
+        if let Some(status) = &self.header_error {
+            return Err(status.clone());
         }
         match rpc.requires() {
             Requires::Authenticated | Requires::KeyPolicy => Ok(()),
@@ -686,6 +701,21 @@ impl Call {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
     }
+}
+
+/// The answer to a caller that did not authenticate.
+fn unauthenticated(failure: &AuthFailure) -> Status {
+    let mut status = super::status::with_kind(
+        Status::unauthenticated(failure.message.clone()),
+        kmsd_proto::ErrorKind::Unauthenticated,
+    );
+    if let Some(name) = failure.aws_error {
+        status.metadata_mut().insert(
+            AWS_ERROR_METADATA,
+            tonic::metadata::MetadataValue::from_static(name),
+        );
+    }
+    status
 }
 
 fn outcome_of(code: Code) -> Outcome {

@@ -72,3 +72,13 @@ pub fn token(t: &crate::auth::TokenInfo) -> pb::Token {
         revocation_time: t.revoked_at.map(|t| t.to_timestamp()),
     }
 }
+
+pub fn access_key(k: &crate::auth::AccessKeyInfo) -> pb::AccessKey {
+    pb::AccessKey {
+        access_key_id: k.id.clone(),
+        principal: k.principal.clone(),
+        description: k.description.clone(),
+        creation_time: Some(k.created_at.to_timestamp()),
+        revocation_time: k.revoked_at.map(|t| t.to_timestamp()),
+    }
+}

@@ -38,6 +38,7 @@ pub(super) fn context_of<'a>(
         user_agent: header("user-agent"),
         request_id: header(REQUEST_ID_HEADER),
         reason: header(REASON_HEADER),
+        ..CallContext::default()
     }
 }
 

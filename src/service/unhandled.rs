@@ -242,6 +242,7 @@ impl Seen {
             user_agent,
             request_id,
             reason,
+            ..CallContext::default()
         }
     }
 }

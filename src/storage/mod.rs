@@ -199,7 +199,8 @@ impl Storage {
         on_backend!(self, b => b.versions_of(key_id).await)
     }
 
-    pub async fn load_access(&self) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), StorageError> {
+    /// Every principal, token and access key, read in one transaction.
+    pub async fn load_access(&self) -> Result<AccessRows, StorageError> {
         on_backend!(self, b => b.load_access().await)
     }
 
@@ -222,6 +223,14 @@ impl Storage {
 
     pub async fn revoke_token(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
         on_backend!(self, b => b.revoke_token(id, at).await)
+    }
+
+    pub async fn insert_access_key(&self, k: AccessKeyRow) -> Result<(), StorageError> {
+        on_backend!(self, b => b.insert_access_key(k).await)
+    }
+
+    pub async fn revoke_access_key(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
+        on_backend!(self, b => b.revoke_access_key(id, at).await)
     }
 
     /// One key as stored now, if it exists.
@@ -569,6 +578,35 @@ impl std::fmt::Debug for TokenRow {
             .field("revoked_at", &self.revoked_at)
             .finish_non_exhaustive()
     }
+}
+
+/// An access key (the AWS endpoint's SigV4 credential) as stored: its secret only wrapped under the root key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKeyRow {
+    pub id: String,
+    pub principal: String,
+    pub description: String,
+    pub wrapped_secret: Vec<u8>,
+    pub created_at: UnixMillis,
+    pub revoked_at: Option<UnixMillis>,
+}
+
+impl std::fmt::Debug for AccessKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyRow")
+            .field("id", &self.id)
+            .field("principal", &self.principal)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole access state as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessRows {
+    pub principals: Vec<PrincipalRow>,
+    pub tokens: Vec<TokenRow>,
+    pub access_keys: Vec<AccessKeyRow>,
 }
 
 /// A key version as stored: its material wrapped by the root key, or `None` once destroyed.

@@ -272,3 +272,125 @@ async fn a_service_principal_limited_to_one_key_and_one_tenant() {
     );
     server.stop().await;
 }
+
+/// Access keys for the AWS endpoint: issued for a principal with the secret shown once (as JSON for scripts, as
+/// `export` lines otherwise), listed and revoked without it, and recorded by id only.
+#[tokio::test(flavor = "multi_thread")]
+async fn access_keys_are_issued_once_listed_without_secrets_and_revoked() {
+    let server = TestServer::start().await;
+    let admin_file = server.data_dir().join("admin.token");
+    let admin = || As::TokenFile(&admin_file);
+    succeeded(&kmsctl(&server, admin(), &["principals", "create", "ci"]).await);
+
+    let issued: Value = serde_json::from_str(&succeeded(
+        &kmsctl(
+            &server,
+            admin(),
+            &[
+                "--json",
+                "access-keys",
+                "create",
+                "ci",
+                "--description",
+                "boto3",
+            ],
+        )
+        .await,
+    ))
+    .unwrap();
+    let id = issued["access_key_id"].as_str().unwrap().to_owned();
+    let secret = issued["secret_access_key"].as_str().unwrap().to_owned();
+    assert_eq!((id.len(), secret.len()), (20, 40), "{issued}");
+    assert!(id.starts_with("KMSD"), "{id}");
+    assert_eq!(issued["principal"], "ci");
+
+    let shell = succeeded(&kmsctl(&server, admin(), &["access-keys", "create", "ci"]).await);
+    let lines: Vec<&str> = shell.lines().collect();
+    assert_eq!(lines.len(), 2, "{shell}");
+    assert!(
+        lines[0].starts_with("export AWS_ACCESS_KEY_ID=KMSD"),
+        "{shell}"
+    );
+    assert!(
+        lines[1].starts_with("export AWS_SECRET_ACCESS_KEY="),
+        "{shell}"
+    );
+
+    let listed = succeeded(
+        &kmsctl(
+            &server,
+            admin(),
+            &["--json", "access-keys", "list", "--principal", "ci"],
+        )
+        .await,
+    );
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let keys = listed["access_keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    assert!(
+        keys.iter().any(|k| k["access_key_id"] == id.as_str()),
+        "{listed}"
+    );
+    assert!(
+        !listed.to_string().contains(&secret),
+        "listings never show the secret"
+    );
+
+    succeeded(&kmsctl(&server, admin(), &["access-keys", "revoke", &id]).await);
+    let listed: Value = serde_json::from_str(&succeeded(
+        &kmsctl(&server, admin(), &["--json", "access-keys", "list"]).await,
+    ))
+    .unwrap();
+    let revoked = listed["access_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["access_key_id"] == id.as_str())
+        .unwrap();
+    assert!(
+        !revoked["revocation_time"].as_str().unwrap().is_empty(),
+        "{revoked}"
+    );
+    failed_with(
+        &kmsctl(
+            &server,
+            admin(),
+            &["access-keys", "revoke", "AKIAIOSFODNN7EXAMPLE"],
+        )
+        .await,
+        &["InvalidArgument", "not an access key id"],
+    );
+    failed_with(
+        &kmsctl(&server, admin(), &["access-keys", "create", "nobody"]).await,
+        &["NotFound", "nobody"],
+    );
+
+    // The log names the keys issued and revoked, never a secret.
+    let events = succeeded(&kmsctl(&server, admin(), &["--json", "audit", "query"]).await);
+    assert!(!events.contains(&secret));
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let of = |name: &str| -> Vec<Value> {
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event_name"] == name)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(of("CreateAccessKey").len(), 3, "{events}");
+    assert!(
+        of("CreateAccessKey")
+            .iter()
+            .any(|e| e["parameters"]["issued_access_key_id"] == id.as_str()),
+        "{events}"
+    );
+    let revocations = of("RevokeAccessKey");
+    assert_eq!(revocations.len(), 2, "the refused one too: {events}");
+    assert!(
+        revocations.iter().any(|e| e["outcome"] == "success"
+            && e["parameters"]["revoked_access_key_id"] == id.as_str()),
+        "{events}"
+    );
+    server.stop().await;
+}

@@ -33,6 +33,13 @@ async fn after_a_root_key_rotation_old_ciphertexts_decrypt_and_the_old_key_is_re
     .unwrap();
     let a_v2 = encrypt(&mut c, "alias/a", b"a under version 2", &[]).await;
     let b_v1 = encrypt(&mut c, "alias/b", b"b", &[]).await;
+    // An access key's secret is wrapped under the root key too; the daemon does not start if one fails to unwrap.
+    server
+        .kms_client()
+        .await
+        .create_access_key("admin", "rotation")
+        .await
+        .unwrap();
     let public_key = hex::encode(server.server.audit().public_key().as_bytes());
     let data_dir = server.data_dir().to_owned();
     let keys_dir = tempfile::tempdir().unwrap();
@@ -55,7 +62,7 @@ async fn after_a_root_key_rotation_old_ciphertexts_decrypt_and_the_old_key_is_re
         String::from_utf8_lossy(&rotated.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&rotated.stdout).contains("re-wrapped 5 secrets"),
+        String::from_utf8_lossy(&rotated.stdout).contains("re-wrapped 6 secrets"),
         "{rotated:?}"
     );
     #[cfg(unix)]

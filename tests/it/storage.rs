@@ -7,8 +7,8 @@ use kmsd::audit::{AuditRecord, CheckpointSigner, Encoded, GENESIS_HASH, Outcome}
 use kmsd::clock::UnixMillis;
 use kmsd::keys::{AliasName, KeyId, KmsKey, State};
 use kmsd::storage::{
-    AliasRow, AuditQuery, ChangeKind, PrincipalRow, Storage, TokenRow, VersionRow,
-    is_constraint_violation,
+    AccessKeyRow, AccessRows, AliasRow, AuditQuery, ChangeKind, PrincipalRow, Storage, TokenRow,
+    VersionRow, is_constraint_violation,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -278,8 +278,43 @@ async fn access(storage: &Storage) {
             .await
             .is_err()
     );
+    let access_key = AccessKeyRow {
+        id: "KMSDAAAABBBBCCCCDDDD".into(),
+        principal: "alice".into(),
+        description: "boto3".into(),
+        wrapped_secret: vec![7; 60],
+        created_at: UnixMillis(15),
+        revoked_at: None,
+    };
+    storage.insert_access_key(access_key.clone()).await.unwrap();
+    let again = storage
+        .insert_access_key(access_key.clone())
+        .await
+        .unwrap_err();
+    assert!(is_constraint_violation(&again), "{again}");
+    let orphan = AccessKeyRow {
+        id: "KMSDEEEEFFFFGGGGHHHH".into(),
+        principal: "nobody".into(),
+        ..access_key.clone()
+    };
+    // Every access key belongs to a principal that exists.
+    assert!(storage.insert_access_key(orphan).await.is_err());
+    storage
+        .revoke_access_key(access_key.id.clone(), UnixMillis(16))
+        .await
+        .unwrap();
+    assert!(
+        storage
+            .revoke_access_key("KMSDZZZZZZZZZZZZZZZZ".into(), UnixMillis(17))
+            .await
+            .is_err()
+    );
 
-    let (principals, tokens) = storage.load_access().await.unwrap();
+    let AccessRows {
+        principals,
+        tokens,
+        access_keys,
+    } = storage.load_access().await.unwrap();
     let mut subjects = alice.certificate_subjects.clone();
     subjects.sort();
     assert_eq!(
@@ -295,6 +330,13 @@ async fn access(storage: &Storage) {
         vec![TokenRow {
             revoked_at: Some(UnixMillis(12)),
             ..token
+        }]
+    );
+    assert_eq!(
+        access_keys,
+        vec![AccessKeyRow {
+            revoked_at: Some(UnixMillis(16)),
+            ..access_key
         }]
     );
 }

@@ -1218,6 +1218,53 @@ impl Client {
             .await?;
         Ok(r.info.unwrap_or_default())
     }
+
+    /// Issues an access key for `principal`, for the AWS-compatible endpoint: its secret (shown once) and its
+    /// record.
+    pub async fn create_access_key(
+        &self,
+        principal: &str,
+        description: &str,
+    ) -> Result<(Zeroizing<String>, AccessKey)> {
+        let request = CreateAccessKeyRequest {
+            principal: principal.into(),
+            description: description.into(),
+        };
+        let r = self
+            .call(Retry::Once, request, |mut c, r| async move {
+                c.admin.create_access_key(r).await
+            })
+            .await?;
+        Ok((
+            Zeroizing::new(r.secret_access_key),
+            r.info.unwrap_or_default(),
+        ))
+    }
+
+    pub async fn list_access_keys(&self, principal: Option<&str>) -> Result<Vec<AccessKey>> {
+        let request = ListAccessKeysRequest {
+            principal: principal.unwrap_or_default().into(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.admin.list_access_keys(r).await
+            })
+            .await?;
+        Ok(r.access_keys)
+    }
+
+    pub async fn revoke_access_key(&self, access_key_id: &str) -> Result<AccessKey> {
+        let request = RevokeAccessKeyRequest {
+            access_key_id: access_key_id.into(),
+        };
+        // Revoking twice has the same effect as once.
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.admin.revoke_access_key(r).await
+            })
+            .await?;
+        Ok(r.info.unwrap_or_default())
+    }
 }
 
 /// An Encrypt request whose plaintext is zeroized when the last copy is dropped.

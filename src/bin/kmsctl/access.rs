@@ -1,4 +1,4 @@
-//! `kmsctl whoami | principals | tokens | keys policy`: identity and access control.
+//! `kmsctl whoami | principals | tokens | access-keys | keys policy`: identity and access control.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +54,25 @@ pub enum TokensCommand {
     },
     Revoke {
         token_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AccessKeysCommand {
+    /// Issue an access key for a principal (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the AWS endpoint); the
+    /// secret is printed once.
+    Create {
+        principal: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List access keys (ids and dates, never the secrets).
+    List {
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    Revoke {
+        access_key_id: String,
     },
 }
 
@@ -133,6 +152,46 @@ fn token_json(t: &Token) -> Value {
         "expiration_time": time(&t.expiration_time),
         "revocation_time": time(&t.revocation_time),
     })
+}
+
+fn access_key_json(k: &AccessKey) -> Value {
+    json!({
+        "access_key_id": k.access_key_id,
+        "principal": k.principal,
+        "description": k.description,
+        "creation_time": time(&k.creation_time),
+        "revocation_time": time(&k.revocation_time),
+    })
+}
+
+fn print_access_keys(out: &Output, list: &[AccessKey]) {
+    if out.json {
+        let all: Vec<Value> = list.iter().map(access_key_json).collect();
+        println!("{}", json!({ "access_keys": all }));
+        return;
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|k| {
+            vec![
+                k.access_key_id.clone(),
+                k.principal.clone(),
+                time(&k.creation_time),
+                time(&k.revocation_time),
+                k.description.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ACCESS KEY ID",
+            "PRINCIPAL",
+            "CREATED",
+            "REVOKED",
+            "DESCRIPTION",
+        ],
+        &rows,
+    );
 }
 
 fn print_principals(out: &Output, list: &[Principal]) {
@@ -277,6 +336,43 @@ pub async fn tokens(kms: &Client, out: &Output, cmd: TokensCommand) -> Result<()
         TokensCommand::Revoke { token_id } => {
             let info = kms.revoke_token(&token_id).await?;
             print_tokens(out, &[info]);
+        }
+    }
+    Ok(())
+}
+
+pub async fn access_keys(
+    kms: &Client,
+    out: &Output,
+    cmd: AccessKeysCommand,
+) -> Result<(), Failure> {
+    match cmd {
+        AccessKeysCommand::Create {
+            principal,
+            description,
+        } => {
+            let (secret, info) = kms.create_access_key(&principal, &description).await?;
+            if out.json {
+                let mut doc = access_key_json(&info);
+                doc["secret_access_key"] = Value::String(secret.to_string());
+                println!("{doc}");
+            } else {
+                // Shell assignments on stdout, for `eval "$(kmsctl access-keys create svc)"`; the rest on stderr.
+                eprintln!(
+                    "# access key {} for principal {}: the secret is shown once",
+                    info.access_key_id, info.principal
+                );
+                println!("export AWS_ACCESS_KEY_ID={}", info.access_key_id);
+                println!("export AWS_SECRET_ACCESS_KEY={}", secret.as_str());
+            }
+        }
+        AccessKeysCommand::List { principal } => {
+            let list = kms.list_access_keys(principal.as_deref()).await?;
+            print_access_keys(out, &list);
+        }
+        AccessKeysCommand::Revoke { access_key_id } => {
+            let info = kms.revoke_access_key(&access_key_id).await?;
+            print_access_keys(out, &[info]);
         }
     }
     Ok(())

@@ -97,6 +97,9 @@ enum Command {
     /// Issue, list and revoke bearer tokens (administrators only).
     #[command(subcommand)]
     Tokens(access::TokensCommand),
+    /// Issue, list and revoke access keys for AWS SDKs and the AWS CLI (administrators only).
+    #[command(subcommand)]
+    AccessKeys(access::AccessKeysCommand),
     /// Random bytes from the daemon's CSPRNG, base64.
     Random {
         /// How many bytes (1-1024).
@@ -412,6 +415,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Principals(cmd) => access::principals(&kms, &out, cmd).await,
         Command::Tokens(cmd) => access::tokens(&kms, &out, cmd).await,
+        Command::AccessKeys(cmd) => access::access_keys(&kms, &out, cmd).await,
         Command::Keys(cmd) => keys(&kms, &out, cmd).await,
         Command::Aliases(cmd) => aliases(&kms, &out, cmd).await,
         Command::Encrypt(args) => {

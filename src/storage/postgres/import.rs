@@ -15,6 +15,7 @@ pub struct Imported {
     pub keys: usize,
     pub principals: usize,
     pub tokens: usize,
+    pub access_keys: usize,
     pub records: u64,
     pub checkpoints: usize,
     pub prunes: usize,
@@ -26,7 +27,7 @@ const PAGE: usize = 5_000;
 impl PgStore {
     /// Copies the SQLite database at `path` (which no daemon may be using) into this database, which must hold
     /// no kmsd data yet: metadata (the root key's check value, the wrapped audit signing key, the log's id),
-    /// keys with every version, alias, tag and policy, principals, tokens, and the audit log with its sequence
+    /// keys with every version, alias, tag and policy, principals, tokens, access keys, and the audit log with its sequence
     /// numbers, hashes, checkpoints and prune marks unchanged. One transaction: all of it, or nothing.
     pub async fn import_sqlite(&self, path: &Path) -> Result<Imported, StorageError> {
         let source = SqliteStore::open(path)?;
@@ -88,15 +89,19 @@ impl PgStore {
             imported.keys += 1;
         }
 
-        let (principals, tokens) = source.load_access().await?;
-        for p in &principals {
+        let access = source.load_access().await?;
+        for p in &access.principals {
             super::keys::insert_principal(&tx, p).await?;
         }
-        for t in &tokens {
+        for t in &access.tokens {
             super::keys::insert_token(&tx, t).await?;
         }
-        imported.principals = principals.len();
-        imported.tokens = tokens.len();
+        for k in &access.access_keys {
+            super::keys::insert_access_key(&tx, k).await?;
+        }
+        imported.principals = access.principals.len();
+        imported.tokens = access.tokens.len();
+        imported.access_keys = access.access_keys.len();
 
         // The audit log, a page at a time, read off the async workers.
         let mut reader = Some(SqliteAuditReader::open(path)?);

@@ -9,7 +9,8 @@ use super::{CHANGES_CHANNEL, PgStore};
 use crate::clock::UnixMillis;
 use crate::keys::{AliasName, KeyId, KmsKey, State};
 use crate::storage::{
-    AliasRow, ChangeKind, Changes, PrincipalRow, StorageError, StoredKey, TokenRow, VersionRow,
+    AccessKeyRow, AccessRows, AliasRow, ChangeKind, Changes, PrincipalRow, StorageError, StoredKey,
+    TokenRow, VersionRow,
 };
 
 fn parse_key_id(s: &str) -> Result<KeyId, StorageError> {
@@ -372,7 +373,7 @@ impl PgStore {
         .collect()
     }
 
-    pub async fn load_access(&self) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), StorageError> {
+    pub async fn load_access(&self) -> Result<AccessRows, StorageError> {
         let mut c = self.client().await?;
         let tx = c
             .build_transaction()
@@ -439,8 +440,29 @@ impl PgStore {
                 })
             })
             .collect::<Result<_, StorageError>>()?;
+        let access_keys = tx
+            .query(
+                "SELECT access_key_id, principal, description, wrapped_secret, created_at_ms, revoked_at_ms
+                 FROM access_keys ORDER BY created_at_ms, access_key_id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| AccessKeyRow {
+                id: r.get(0),
+                principal: r.get(1),
+                description: r.get(2),
+                wrapped_secret: r.get(3),
+                created_at: UnixMillis(r.get(4)),
+                revoked_at: r.get::<_, Option<i64>>(5).map(UnixMillis),
+            })
+            .collect();
         tx.commit().await?;
-        Ok((principals, tokens))
+        Ok(AccessRows {
+            principals,
+            tokens,
+            access_keys,
+        })
     }
 
     pub async fn insert_principal(&self, p: PrincipalRow) -> Result<(), StorageError> {
@@ -489,6 +511,31 @@ impl PgStore {
                 .await?;
             if changed != 1 {
                 return Err(StorageError::Corrupt(format!("token {id} is not stored")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn insert_access_key(&self, k: AccessKeyRow) -> Result<(), StorageError> {
+        self.logged(ChangeKind::Access, &k.id, async |tx| {
+            insert_access_key(tx, &k).await
+        })
+        .await
+    }
+
+    pub async fn revoke_access_key(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
+        self.logged(ChangeKind::Access, &id, async |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE access_keys SET revoked_at_ms = $2 WHERE access_key_id = $1",
+                    &[&id, &at.0],
+                )
+                .await?;
+            if changed != 1 {
+                return Err(StorageError::Corrupt(format!(
+                    "access key {id} is not stored"
+                )));
             }
             Ok(())
         })
@@ -568,6 +615,27 @@ pub(super) async fn insert_token(c: &impl GenericClient, t: &TokenRow) -> Result
             &t.created_at.0,
             &millis(t.expires_at),
             &millis(t.revoked_at),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_access_key(
+    c: &impl GenericClient,
+    k: &AccessKeyRow,
+) -> Result<(), StorageError> {
+    c.execute(
+        "INSERT INTO access_keys (access_key_id, principal, description, wrapped_secret, created_at_ms,
+                                  revoked_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &k.id,
+            &k.principal,
+            &k.description,
+            &k.wrapped_secret,
+            &k.created_at.0,
+            &millis(k.revoked_at),
         ],
     )
     .await?;

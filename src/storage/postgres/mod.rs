@@ -37,6 +37,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_changes.sql",
         include_str!("../../../migrations/postgres/0002_changes.sql"),
     ),
+    (
+        "0003_access_keys.sql",
+        include_str!("../../../migrations/postgres/0003_access_keys.sql"),
+    ),
 ];
 
 /// Advisory lock ids: `kmsd` in ASCII in the high half, the purpose in the low.

@@ -1,13 +1,14 @@
-//! Principals, their certificate identities and their bearer tokens (hashes only), in SQLite.
+//! Principals, their certificate identities, their bearer tokens (hashes only) and their access keys (secrets
+//! wrapped under the root key), in SQLite.
 
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use crate::clock::UnixMillis;
-use crate::storage::{PrincipalRow, StorageError, TokenRow};
+use crate::storage::{AccessKeyRow, AccessRows, PrincipalRow, StorageError, TokenRow};
 
 impl SqliteStore {
-    pub async fn load_access(&self) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), StorageError> {
+    pub async fn load_access(&self) -> Result<AccessRows, StorageError> {
         self.call(load).await
     }
 
@@ -93,9 +94,45 @@ impl SqliteStore {
         })
         .await
     }
+
+    pub async fn insert_access_key(&self, k: AccessKeyRow) -> Result<(), StorageError> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO access_keys (access_key_id, principal, description, wrapped_secret, created_at_ms,
+                                          revoked_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    k.id,
+                    k.principal,
+                    k.description,
+                    k.wrapped_secret,
+                    k.created_at.0,
+                    k.revoked_at.map(|x| x.0)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn revoke_access_key(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
+        self.call(move |c| {
+            let changed = c.execute(
+                "UPDATE access_keys SET revoked_at_ms = ?2 WHERE access_key_id = ?1",
+                params![id, at.0],
+            )?;
+            if changed != 1 {
+                return Err(StorageError::Corrupt(format!(
+                    "access key {id} is not stored"
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
 }
 
-fn load(c: &mut Connection) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), StorageError> {
+fn load(c: &mut Connection) -> Result<AccessRows, StorageError> {
     let tx = c.transaction()?;
     let mut principals: Vec<PrincipalRow> = tx
         .prepare(
@@ -148,5 +185,25 @@ fn load(c: &mut Connection) -> Result<(Vec<PrincipalRow>, Vec<TokenRow>), Storag
             })
         })?
         .collect::<Result<_, _>>()?;
-    Ok((principals, tokens))
+    let access_keys = tx
+        .prepare(
+            "SELECT access_key_id, principal, description, wrapped_secret, created_at_ms, revoked_at_ms
+             FROM access_keys ORDER BY created_at_ms, access_key_id",
+        )?
+        .query_map([], |r| {
+            Ok(AccessKeyRow {
+                id: r.get(0)?,
+                principal: r.get(1)?,
+                description: r.get(2)?,
+                wrapped_secret: r.get(3)?,
+                created_at: UnixMillis(r.get(4)?),
+                revoked_at: r.get::<_, Option<i64>>(5)?.map(UnixMillis),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(AccessRows {
+        principals,
+        tokens,
+        access_keys,
+    })
 }

@@ -24,6 +24,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_audit_archive.sql",
         include_str!("../../../migrations/sqlite/0005_audit_archive.sql"),
     ),
+    (
+        "0006_access_keys.sql",
+        include_str!("../../../migrations/sqlite/0006_access_keys.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {

@@ -276,9 +276,14 @@ pub enum Wrapped<'a> {
         name: &'a str,
         value: &'a [u8],
     },
+    /// An access key's secret.
+    AccessKey {
+        id: &'a str,
+        wrapped: &'a [u8],
+    },
 }
 
-/// Replaces every wrapped key version and every `meta` value for which `rewrap` returns `Some`, in one
+/// Replaces every wrapped key version, access key secret and `meta` value for which `rewrap` returns `Some`, in one
 /// transaction: all of it or, if `rewrap` or SQLite fails anywhere, none of it. Returns how many values changed.
 pub fn rewrap_all(
     db_path: &Path,
@@ -333,6 +338,25 @@ pub fn rewrap_all(
             tx.execute(
                 "UPDATE meta SET value = ?2 WHERE name = ?1",
                 rusqlite::params![name, new],
+            )?;
+            changed += 1;
+        }
+    }
+    let access_keys: Vec<(String, Vec<u8>)> = {
+        let mut stmt = tx.prepare("SELECT access_key_id, wrapped_secret FROM access_keys")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, wrapped) in access_keys {
+        if let Some(new) = rewrap(Wrapped::AccessKey {
+            id: &id,
+            wrapped: &wrapped,
+        })
+        .map_err(StorageError::Corrupt)?
+        {
+            tx.execute(
+                "UPDATE access_keys SET wrapped_secret = ?2 WHERE access_key_id = ?1",
+                rusqlite::params![id, new],
             )?;
             changed += 1;
         }
