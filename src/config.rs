@@ -49,6 +49,10 @@ pub struct NetworkConfig {
     pub listen: SocketAddr,
     /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve AWS KMS's JSON protocol (the AWS-compatible endpoint); off when `None`.
+    pub aws_listen: Option<SocketAddr>,
+    /// The region and account the AWS endpoint's ARNs and signatures are scoped to.
+    pub aws_home: crate::aws::arn::Home,
     /// Serve TLS (and, with a client CA, authenticate callers by certificate); plaintext when `None`.
     pub tls: Option<TlsFiles>,
     /// Serve plaintext on a non-loopback address anyway.
@@ -110,6 +114,8 @@ impl Config {
             network: NetworkConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
                 metrics_listen: None,
+                aws_listen: None,
+                aws_home: crate::aws::arn::Home::default(),
                 tls: None,
                 insecure_plaintext: false,
                 shutdown_grace: Duration::from_secs(10),
@@ -316,6 +322,42 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| c.network.metrics_listen.map(quoted),
+    },
+    Setting {
+        key: "aws_listen",
+        var: "KMSD_AWS_LISTEN",
+        kind: Kind::Text,
+        help: "Serve AWS KMS's JSON protocol (AWS SDKs, the AWS CLI, the AWS Encryption SDK; requests signed with an \
+               access key) at ADDR, with the gRPC API's TLS settings [default: off]",
+        apply: |d, v| {
+            d.config.network.aws_listen = Some(address(v, "127.0.0.1:4599")?);
+            Ok(())
+        },
+        show: |c| c.network.aws_listen.map(quoted),
+    },
+    Setting {
+        key: "aws_region",
+        var: "KMSD_AWS_REGION",
+        kind: Kind::Text,
+        help: "The region of the AWS endpoint's ARNs, and the region requests must be signed for [default: us-east-1]",
+        apply: |d, v| {
+            let account = d.config.network.aws_home.account().to_owned();
+            d.config.network.aws_home = crate::aws::arn::Home::new(v, &account).map_err(|e| e.0)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(c.network.aws_home.region())),
+    },
+    Setting {
+        key: "aws_account_id",
+        var: "KMSD_AWS_ACCOUNT_ID",
+        kind: Kind::Text,
+        help: "The 12-digit account id of the AWS endpoint's ARNs [default: 000000000000]",
+        apply: |d, v| {
+            let region = d.config.network.aws_home.region().to_owned();
+            d.config.network.aws_home = crate::aws::arn::Home::new(&region, v).map_err(|e| e.0)?;
+            Ok(())
+        },
+        show: |c| Some(quoted(c.network.aws_home.account())),
     },
     Setting {
         key: "tls_cert",

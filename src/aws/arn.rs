@@ -30,6 +30,16 @@ pub enum ArnError {
     Elsewhere(String),
 }
 
+/// `us-east-1`, where most tools default, and account `000000000000`.
+impl Default for Home {
+    fn default() -> Self {
+        Home {
+            region: "us-east-1".to_owned(),
+            account: "000000000000".to_owned(),
+        }
+    }
+}
+
 impl Home {
     /// `region` as AWS spells regions (`us-east-1`), `account` twelve digits.
     pub fn new(region: &str, account: &str) -> Result<Home, InvalidInput> {

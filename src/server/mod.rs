@@ -88,6 +88,8 @@ pub struct RunningServer {
     _lock: DataDirLock,
     metrics_addr: Option<SocketAddr>,
     metrics_task: Option<JoinHandle<()>>,
+    aws_addr: Option<SocketAddr>,
+    aws_task: Option<JoinHandle<()>>,
     local_addr: SocketAddr,
     kms: Arc<Kms>,
     audit: Arc<AuditLog>,
@@ -190,6 +192,21 @@ async fn serve(
     };
     let admission = transport::Admission::new(limits.clone());
     let incoming = transport::accept(listener, admission.clone());
+    let aws_listener = match config.network.aws_listen {
+        None => None,
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            config
+                .check_transport(bound)
+                .map_err(StartError::Transport)?;
+            Some((listener, bound))
+        }
+    };
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let auditor = Arc::new(Auditor::new(
         audit.clone(),
@@ -242,7 +259,7 @@ async fn serve(
     let router = builder
         // Outermost: a call refused by the limits below is recorded too.
         .layer(RecordUnhandledLayer(auditor.clone()))
-        .layer(transport::CallLimitLayer(admission))
+        .layer(transport::CallLimitLayer(admission.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -255,7 +272,7 @@ async fn serve(
             .max_decoding_message_size(max_message),
         )
         .add_service(
-            AdminServiceServer::new(AdminServiceImpl::new(auth, auditor.clone()))
+            AdminServiceServer::new(AdminServiceImpl::new(auth.clone(), auditor.clone()))
                 .max_decoding_message_size(max_message),
         )
         .add_service(
@@ -266,6 +283,32 @@ async fn serve(
             ))
             .max_decoding_message_size(max_message),
         );
+    let (aws_addr, aws_task) = match aws_listener {
+        None => (None, None),
+        Some((listener, bound)) => {
+            if config.network.tls.is_some() {
+                return Err(StartError::Tls(
+                    "the AWS endpoint does not serve TLS yet: leave aws_listen on a loopback address behind a \
+                     TLS-terminating proxy, or turn TLS off for it"
+                        .into(),
+                ));
+            }
+            let endpoint = crate::aws::endpoint::AwsEndpoint::new(
+                KmsService::new(kms.clone(), auth.clone(), auditor.clone()),
+                auditor.clone(),
+                config.network.aws_home.clone(),
+                admission.clone(),
+            );
+            let task = tokio::spawn(endpoint.serve(transport::accept(listener, admission.clone())));
+            tracing::info!(
+                %bound,
+                region = config.network.aws_home.region(),
+                account = config.network.aws_home.account(),
+                "serving AWS KMS's JSON protocol (requests signed with kmsd access keys)"
+            );
+            (Some(bound), Some(task))
+        }
+    };
     let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = shutdown_rx.await;
     }));
@@ -300,6 +343,8 @@ async fn serve(
         _lock: lock,
         metrics_addr,
         metrics_task,
+        aws_addr,
+        aws_task,
         local_addr,
         kms,
         audit,
@@ -316,6 +361,11 @@ async fn serve(
 impl RunningServer {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the AWS endpoint is served, if it is.
+    pub fn aws_addr(&self) -> Option<SocketAddr> {
+        self.aws_addr
     }
 
     /// Where metrics are served, if they are.
@@ -340,6 +390,9 @@ impl RunningServer {
     /// audit checkpoint, then closes storage.
     pub async fn shutdown(self) {
         self.health_watch.abort();
+        if let Some(task) = &self.aws_task {
+            task.abort();
+        }
         if let Some(task) = &self.metrics_task {
             task.abort();
         }

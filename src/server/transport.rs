@@ -234,7 +234,7 @@ impl Admission {
 
     /// A call begins on the connection from `peer`: a slot among the calls in flight, and the connection marked
     /// busy until the returned guard drops.
-    fn call_started(&self, peer: Option<SocketAddr>) -> Result<CallGuard, Status> {
+    pub(crate) fn call_started(&self, peer: Option<SocketAddr>) -> Result<CallGuard, Status> {
         let permit = self.calls.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "kmsd is serving its limit of {} calls at once; retry with backoff",
@@ -342,6 +342,11 @@ pub struct Guarded {
 }
 
 impl Guarded {
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     fn poll_closed(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         self.closed.as_mut().poll(cx).map(|()| {
             io::Error::new(

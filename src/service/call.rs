@@ -312,7 +312,7 @@ impl Auditor {
 
     /// Appends the record of `call` ending with `result`, and counts it; the UNAVAILABLE answer to give instead if
     /// the record is not durable (the front end attaches the request id, as to every answer).
-    pub(super) async fn record<R: Audited>(
+    pub(crate) async fn record<R: Audited>(
         &self,
         mut call: Call,
         result: &Result<R, Status>,

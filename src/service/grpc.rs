@@ -24,6 +24,54 @@ impl CallSlot {
     }
 }
 
+/// A request that arrived through the AWS endpoint rather than over gRPC, carried in the extensions of the request
+/// that endpoint hands to the same handler: what its caller is authenticated by (the signed HTTP request as it
+/// arrived), where it came from, and the endpoint's own refusal, if it refused the request before it became a
+/// request of the common form.
+#[derive(Clone)]
+pub struct SignedOrigin {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+    pub region: Arc<str>,
+    pub source: Option<std::net::SocketAddr>,
+    pub refusal: Option<Status>,
+}
+
+impl SignedOrigin {
+    /// The headers as the signature verifier reads them.
+    pub fn header_pairs(&self) -> Vec<(&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect()
+    }
+
+    /// The call's context: the signed request, and the recorded headers.
+    pub fn context<'a>(&'a self, headers: &'a [(&'a str, &'a [u8])]) -> CallContext<'a> {
+        let header = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok());
+        CallContext {
+            signed: Some(crate::auth::SignedRequest {
+                request: crate::aws::sigv4::Request {
+                    method: self.method.as_str(),
+                    path: self.uri.path(),
+                    query: self.uri.query().unwrap_or(""),
+                    headers,
+                    body: &self.body,
+                },
+                region: &self.region,
+            }),
+            source: self.source,
+            user_agent: header("user-agent"),
+            request_id: header(REQUEST_ID_HEADER),
+            reason: header(REASON_HEADER),
+            refusal: self.refusal.as_ref(),
+            ..CallContext::default()
+        }
+    }
+}
+
 /// What the call path needs of a gRPC request's metadata and connection.
 pub(super) fn context_of<'a>(
     metadata: &'a tonic::metadata::MetadataMap,
@@ -48,25 +96,30 @@ impl Auditor {
     pub async fn serve<Q, R: Audited>(
         &self,
         rpc: Rpc,
-        request: Request<Q>,
+        mut request: Request<Q>,
         describe: impl FnOnce(&Q, &mut Call),
         body: impl AsyncFnOnce(Q, &Admitted<'_>) -> Result<R, Status>,
     ) -> Result<Response<R>, Status> {
         if let Some(slot) = request.extensions().get::<CallSlot>() {
             slot.0.store(true, Ordering::Release);
         }
-        let certificates = request.peer_certs();
-        let mut call = self.open(
-            rpc.into(),
-            context_of(
-                request.metadata(),
-                request.remote_addr(),
-                certificates
-                    .as_ref()
-                    .and_then(|c| c.first())
-                    .map(|c| c.as_ref()),
-            ),
-        );
+        let mut call = match request.extensions_mut().remove::<SignedOrigin>() {
+            Some(origin) => self.open(rpc.into(), origin.context(&origin.header_pairs())),
+            None => {
+                let certificates = request.peer_certs();
+                self.open(
+                    rpc.into(),
+                    context_of(
+                        request.metadata(),
+                        request.remote_addr(),
+                        certificates
+                            .as_ref()
+                            .and_then(|c| c.first())
+                            .map(|c| c.as_ref()),
+                    ),
+                )
+            }
+        };
         let message = request.into_inner();
         describe(&message, &mut call);
         let (result, request_id) = self

@@ -22,8 +22,12 @@ mod unhandled;
 
 pub use admin::AdminServiceImpl;
 pub use audit_service::AuditServiceImpl;
-pub use call::{Admitted, Auditor, Call, CallContext, REASON_HEADER, REQUEST_ID_HEADER, code_name};
-pub use status::ERROR_KIND_HEADER;
+pub use call::{
+    AWS_ERROR_METADATA, Admitted, Auditor, Call, CallContext, REASON_HEADER, REQUEST_ID_HEADER,
+    code_name,
+};
+pub use grpc::SignedOrigin;
+pub use status::{ERROR_KIND_HEADER, KEY_STATE_HEADER, bounded};
 pub use unhandled::RecordUnhandledLayer;
 
 use call::BlobRole;

@@ -31,9 +31,20 @@ impl From<KmsError> for Status {
             }
             KmsError::Storage(_) | KmsError::Internal(_) => return internal(&err),
         };
-        with_kind(Status::new(code, err.to_string()), kind)
+        let mut status = with_kind(Status::new(code, err.to_string()), kind);
+        if let KmsError::State(refused) = &err {
+            status.metadata_mut().insert(
+                KEY_STATE_HEADER,
+                MetadataValue::from_static(refused.state.as_str()),
+            );
+        }
+        status
     }
 }
+
+/// Beside kind `KeyState`: the state that refused the call (`DISABLED`, `PENDING_DELETION`, ...), so a front end
+/// can tell a disabled key (AWS's `DisabledException`) from the other states without reading the message.
+pub const KEY_STATE_HEADER: &str = "x-kms-key-state";
 
 impl From<InvalidInput> for Status {
     fn from(err: InvalidInput) -> Self {
