@@ -154,7 +154,9 @@ impl AwsEndpoint {
                     )
                 };
                 let origin = self.origin(parts, Bytes::new(), peer, None);
-                return self.unhandled(origin, target.as_deref(), status).await;
+                return self
+                    .refuse(origin, target.as_deref(), status, Check::BodyIncomplete)
+                    .await;
             }
             Err(_) => {
                 let status = ops::aws_error(
@@ -166,7 +168,9 @@ impl AwsEndpoint {
                     ),
                 );
                 let origin = self.origin(parts, Bytes::new(), peer, None);
-                return self.unhandled(origin, target.as_deref(), status).await;
+                return self
+                    .refuse(origin, target.as_deref(), status, Check::BodyIncomplete)
+                    .await;
             }
         };
         let refusal = request_refusal(&parts);
@@ -383,14 +387,28 @@ impl AwsEndpoint {
         }
     }
 
-    /// Records a request that reached no handler (it named no operation kmsd serves, was not admitted, or its
-    /// body did not arrive) and answers it: the caller's authentication failure if it did not authenticate, else
-    /// `refusal`.
+    /// Records a request that reached no handler (it named no operation kmsd serves, or was not admitted) and
+    /// answers it: the caller's authentication failure if it did not authenticate, else `refusal`.
     async fn unhandled(
         &self,
         origin: SignedOrigin,
         target: Option<&str>,
         refusal: Status,
+    ) -> Answer {
+        self.refuse(origin, target, refusal, Check::SignatureFirst)
+            .await
+    }
+
+    /// Records and answers a request that reached no handler; `check` says which answer wins when the caller did
+    /// not authenticate either. A request whose body did not arrive whole cannot have its signature checked (the
+    /// signature covers the body): it is answered `refusal`, and recorded with whatever of its credentials could be
+    /// read.
+    async fn refuse(
+        &self,
+        origin: SignedOrigin,
+        target: Option<&str>,
+        refusal: Status,
+        check: Check,
     ) -> Answer {
         let pairs = origin.header_pairs();
         let rpc = target
@@ -405,7 +423,10 @@ impl AwsEndpoint {
             call.param("target", target.unwrap_or(""));
         }
         let request_id = call.request_id().to_owned();
-        let status = call.unauthenticated().unwrap_or(refusal);
+        let status = match check {
+            Check::SignatureFirst => call.unauthenticated().unwrap_or(refusal),
+            Check::BodyIncomplete => refusal,
+        };
         let mut status = match self.auditor.record::<()>(call, &Err(status.clone())).await {
             Ok(()) => status,
             Err(unavailable) => unavailable,
@@ -415,6 +436,15 @@ impl AwsEndpoint {
         }
         error_answer(&status)
     }
+}
+
+/// Which answer a request that reached no handler gets when its caller also failed to authenticate.
+#[derive(Clone, Copy)]
+enum Check {
+    /// The authentication failure, as for any call.
+    SignatureFirst,
+    /// The refusal: the body did not arrive whole, so the signature (which covers it) could not be checked.
+    BodyIncomplete,
 }
 
 /// What is wrong with a request's line and headers, if anything: AWS's JSON protocol is `POST /` with a JSON body.

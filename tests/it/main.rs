@@ -12,6 +12,7 @@ mod audit_cli;
 mod audit_failure;
 mod audit_query;
 mod audit_tamper;
+mod aws;
 mod backup;
 mod bench;
 mod bootstrap;
