@@ -768,6 +768,16 @@ pub fn load(flags: &Flags, env: &HashMap<String, String>) -> Result<Settings, Co
             origin: format!("listen = {}", config.network.listen),
             reason,
         })?;
+    if let Some(aws) = config.network.aws_listen {
+        // The AWS endpoint carries data keys and plaintexts too (its signatures keep secrets off the wire, not
+        // answers).
+        config
+            .check_transport(aws)
+            .map_err(|reason| ConfigError::Value {
+                origin: format!("aws_listen = {aws}"),
+                reason,
+            })?;
+    }
     config
         .audit
         .disk

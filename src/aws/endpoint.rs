@@ -45,6 +45,30 @@ use crate::service::{
 const TARGET_PREFIX: &str = "TrentService.";
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
+/// rustls settings for the AWS endpoint from the gRPC API's PEM files: the same certificate and key. Client
+/// certificates are not asked for: AWS clients authenticate by signature.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read the certificate {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read the private key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// What serves the AWS endpoint.
 pub struct AwsEndpoint {
     kms: KmsService,
@@ -84,34 +108,59 @@ impl AwsEndpoint {
         mut incoming: tokio_stream::wrappers::ReceiverStream<
             std::io::Result<crate::server::transport::Guarded>,
         >,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) {
         use tokio_stream::StreamExt;
         while let Some(Ok(connection)) = incoming.next().await {
-            let peer = connection.peer();
             let endpoint = self.clone();
-            // A request's head, like its body, must arrive within the transport's request timeout.
-            let head_timeout = self.request_timeout;
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let endpoint = endpoint.clone();
-                    async move {
-                        // A task of its own: a client that goes away cannot stop a change half-way.
-                        let answer =
-                            tokio::spawn(async move { endpoint.answer(request, peer).await })
-                                .await
-                                .unwrap_or_else(|_| internal_error());
-                        Ok::<_, Infallible>(answer)
+                let peer = connection.peer();
+                match tls {
+                    None => endpoint.serve_connection(connection, peer).await,
+                    Some(acceptor) => {
+                        // The handshake, like a request, must arrive within the request timeout.
+                        let timeout = endpoint.request_timeout;
+                        match tokio::time::timeout(timeout, acceptor.accept(connection)).await {
+                            Ok(Ok(stream)) => endpoint.serve_connection(stream, peer).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "AWS endpoint TLS handshake failed")
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "AWS endpoint TLS handshake timed out")
+                            }
+                        }
                     }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(head_timeout)
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(hyper_util::rt::TokioIo::new(connection), service);
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "AWS endpoint connection ended");
                 }
             });
+        }
+    }
+
+    /// Serves HTTP/1.1 requests on one connection until it closes.
+    async fn serve_connection<I>(self: Arc<Self>, io: I, peer: SocketAddr)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        // A request's head, like its body, must arrive within the transport's request timeout.
+        let head_timeout = self.request_timeout;
+        let endpoint = self;
+        let service = hyper::service::service_fn(move |request| {
+            let endpoint = endpoint.clone();
+            async move {
+                // A task of its own: a client that goes away cannot stop a change half-way.
+                let answer = tokio::spawn(async move { endpoint.answer(request, peer).await })
+                    .await
+                    .unwrap_or_else(|_| internal_error());
+                Ok::<_, Infallible>(answer)
+            }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(head_timeout)
+            .max_buf_size(64 * 1024)
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "AWS endpoint connection ended");
         }
     }
 

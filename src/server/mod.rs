@@ -131,8 +131,42 @@ pub async fn start(
         .check_transport(local_addr)
         .map_err(StartError::Transport)?;
     let tls = config.network.tls.as_ref().map(tls_config).transpose()?;
+    let aws = bind_aws(config).await?;
     let state = open(config, clock).await?;
-    serve(config, state, listener, local_addr, tls).await
+    serve(config, state, listener, local_addr, tls, aws).await
+}
+
+/// The AWS endpoint's listener and TLS settings, bound and read before anything is opened.
+struct AwsListener {
+    listener: TcpListener,
+    bound: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+async fn bind_aws(config: &Config) -> Result<Option<AwsListener>, StartError> {
+    let Some(addr) = config.network.aws_listen else {
+        return Ok(None);
+    };
+    let tls = match &config.network.tls {
+        None => None,
+        Some(files) => Some(
+            crate::aws::endpoint::tls_acceptor(&files.cert, &files.key).map_err(StartError::Tls)?,
+        ),
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    config
+        .check_transport(bound)
+        .map_err(StartError::Transport)?;
+    Ok(Some(AwsListener {
+        listener,
+        bound,
+        tls,
+    }))
 }
 
 /// Serves open state: health, reflection and the kmsd services behind the transport's limits, the metrics
@@ -143,6 +177,7 @@ async fn serve(
     listener: TcpListener,
     local_addr: SocketAddr,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    aws: Option<AwsListener>,
 ) -> Result<RunningServer, StartError> {
     let State {
         lock,
@@ -192,21 +227,6 @@ async fn serve(
     };
     let admission = transport::Admission::new(limits.clone());
     let incoming = transport::accept(listener, admission.clone());
-    let aws_listener = match config.network.aws_listen {
-        None => None,
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })?;
-            let bound = listener
-                .local_addr()
-                .map_err(|source| StartError::Bind { addr, source })?;
-            config
-                .check_transport(bound)
-                .map_err(StartError::Transport)?;
-            Some((listener, bound))
-        }
-    };
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let auditor = Arc::new(Auditor::new(
         audit.clone(),
@@ -283,27 +303,26 @@ async fn serve(
             ))
             .max_decoding_message_size(max_message),
         );
-    let (aws_addr, aws_task) = match aws_listener {
+    let (aws_addr, aws_task) = match aws {
         None => (None, None),
-        Some((listener, bound)) => {
-            if config.network.tls.is_some() {
-                return Err(StartError::Tls(
-                    "the AWS endpoint does not serve TLS yet: leave aws_listen on a loopback address behind a \
-                     TLS-terminating proxy, or turn TLS off for it"
-                        .into(),
-                ));
-            }
+        Some(AwsListener {
+            listener,
+            bound,
+            tls,
+        }) => {
             let endpoint = crate::aws::endpoint::AwsEndpoint::new(
                 KmsService::new(kms.clone(), auth.clone(), auditor.clone()),
                 auditor.clone(),
                 config.network.aws_home.clone(),
                 admission.clone(),
             );
-            let task = tokio::spawn(endpoint.serve(transport::accept(listener, admission.clone())));
+            let task =
+                tokio::spawn(endpoint.serve(transport::accept(listener, admission.clone()), tls));
             tracing::info!(
                 %bound,
                 region = config.network.aws_home.region(),
                 account = config.network.aws_home.account(),
+                tls = config.network.tls.is_some(),
                 "serving AWS KMS's JSON protocol (requests signed with kmsd access keys)"
             );
             (Some(bound), Some(task))

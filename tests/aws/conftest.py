@@ -27,8 +27,11 @@ def free_port():
 class Kmsd:
     """A kmsd process serving gRPC and the AWS endpoint, both on ports the OS chose."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, tls=None):
+        """`tls`: (certificate, key, CA) PEM paths to serve both APIs over TLS."""
         self.data_dir = str(data_dir)
+        self.ca = tls[2] if tls else None
+        extra = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
         self.log = open(os.path.join(self.data_dir + ".log"), "w+")
         # kmsd refuses KMSD_* variables it does not know: give it none but its own.
         env = {k: v for k, v in os.environ.items() if not k.startswith("KMSD_")}
@@ -39,13 +42,16 @@ class Kmsd:
                 "--listen", "127.0.0.1:0",
                 "--aws-listen", "127.0.0.1:0",
                 "--log-format", "json",
+                *extra,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,
         )
         self.grpc, self.aws = self._wait_for_addresses()
-        self.endpoint_url = f"http://{self.aws}"
+        scheme = "https" if tls else "http"
+        self.endpoint_url = f"{scheme}://{self.aws}"
+        self.grpc_url = f"{scheme}://{self.grpc}"
 
     def _wait_for_addresses(self):
         deadline = time.monotonic() + 60
@@ -75,7 +81,9 @@ class Kmsd:
 
     def kmsctl(self, *args, check=True, input=None):
         env = dict(os.environ)
-        env["KMSD_ENDPOINT"] = f"http://{self.grpc}"
+        env["KMSD_ENDPOINT"] = self.grpc_url
+        if self.ca:
+            env["KMSD_CA_CERT"] = str(self.ca)
         env["KMSD_TOKEN_FILE"] = os.path.join(self.data_dir, "admin.token")
         env.pop("KMSD_TOKEN", None)
         done = subprocess.run(

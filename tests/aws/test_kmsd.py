@@ -164,3 +164,57 @@ def test_blobs_cross_between_the_grpc_and_aws_apis(kmsd, admin, key_arn, tmp_pat
     assert status == 200, out
     opened = kmsd.kmsctl("decrypt", "--context", "app=interop", input=out["CiphertextBlob"].encode()).stdout
     assert opened == b"made over AWS"
+
+
+def make_tls(directory):
+    """A CA and a server certificate for 127.0.0.1 and localhost, made with `cryptography`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(subject, issuer, public, signer, ca, names=()):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public)
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kmsd test CA")])
+    ca = cert(ca_name, ca_name, ca_key.public_key(), ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]), ca_name, key.public_key(),
+                  ca_key, False,
+                  [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    paths = [directory / "server.crt", directory / "server.key", directory / "ca.crt"]
+    paths[0].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    paths[2].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return paths
+
+
+def test_the_aws_endpoint_serves_tls_with_the_grpc_apis_certificate(tmp_path):
+    import boto3
+    from conftest import Kmsd
+
+    daemon = Kmsd(tmp_path / "data", tls=make_tls(tmp_path))
+    try:
+        key_id, secret = daemon.access_key()
+        assert daemon.endpoint_url.startswith("https://")
+        kms = boto3.client("kms", endpoint_url=daemon.endpoint_url, region_name="us-east-1",
+                           aws_access_key_id=key_id, aws_secret_access_key=secret, verify=str(daemon.ca))
+        meta = kms.create_key()["KeyMetadata"]
+        sealed = kms.encrypt(KeyId=meta["Arn"], Plaintext=b"over TLS")
+        assert kms.decrypt(CiphertextBlob=sealed["CiphertextBlob"])["Plaintext"] == b"over TLS"
+        # Plain HTTP on the TLS port is not served.
+        with pytest.raises(Exception):
+            urllib3.PoolManager(retries=False, timeout=5).request("POST", f"http://{daemon.aws}/", body=b"{}")
+    finally:
+        daemon.stop()

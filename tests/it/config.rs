@@ -285,6 +285,30 @@ fn tls_settings_come_in_pairs_and_guard_non_loopback_addresses() {
     )
     .unwrap();
     assert!(allowed.config.network.insecure_plaintext);
+    // The AWS endpoint follows the same rule.
+    let refused = load(
+        &Flags::default(),
+        &env(&[("KMSD_AWS_LISTEN", "0.0.0.0:4599")]),
+    );
+    assert!(
+        matches!(&refused, Err(ConfigError::Value { origin, reason }) if origin.contains("aws_listen")
+            && reason.contains("--insecure-plaintext")),
+        "{refused:?}"
+    );
+    let loopback = load(
+        &Flags::default(),
+        &env(&[
+            ("KMSD_AWS_LISTEN", "127.0.0.1:4599"),
+            ("KMSD_AWS_REGION", "eu-west-1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(loopback.config.network.aws_home.region(), "eu-west-1");
+    let bad_account = load(&Flags::default(), &env(&[("KMSD_AWS_ACCOUNT_ID", "12345")]));
+    assert!(
+        matches!(&bad_account, Err(ConfigError::Value { reason, .. }) if reason.contains("twelve digits")),
+        "{bad_account:?}"
+    );
 }
 
 #[test]
