@@ -132,6 +132,14 @@ rpcs! {
         GenerateRandom: Authenticated, Reads;
         GetKeyPolicy: KeyPolicy, Reads;
         PutKeyPolicy: Admin, Changes;
+        UpdateAlias: Admin, Changes;
+        UpdateKeyDescription: KeyPolicy, Changes;
+        TagResource: KeyPolicy, Changes;
+        UntagResource: KeyPolicy, Changes;
+        ListResourceTags: KeyPolicy, Reads;
+        EnableKeyRotation: KeyPolicy, Changes;
+        DisableKeyRotation: KeyPolicy, Changes;
+        GetKeyRotationStatus: KeyPolicy, Reads;
     }
     AuditService {
         QueryEvents: Admin, Reads;

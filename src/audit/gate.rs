@@ -35,6 +35,14 @@ impl Change<'static> {
 }
 
 impl<'a> Change<'a> {
+    /// The same change, described by `parameters` as well.
+    pub fn with<'b>(self, parameters: &'b [(&'b str, &'b str)]) -> Change<'b>
+    where
+        'a: 'b,
+    {
+        Change { parameters, ..self }
+    }
+
     /// A change of no key (principals, tokens, the log itself), described by `parameters`.
     pub fn of(event: impl Into<Event>, parameters: &'a [(&'a str, &'a str)]) -> Self {
         Change {

@@ -389,6 +389,72 @@ impl AwsEndpoint {
                 K::put_key_policy,
                 ops::empty
             ),
+            "UpdateAlias" => op!(
+                ops::UpdateAliasInput,
+                ops::UpdateAliasInput::into_pb,
+                K::update_alias,
+                ops::empty
+            ),
+            "UpdateKeyDescription" => op!(
+                ops::UpdateKeyDescriptionInput,
+                ops::UpdateKeyDescriptionInput::into_pb,
+                K::update_key_description,
+                ops::empty
+            ),
+            "TagResource" => op!(
+                ops::TagResourceInput,
+                ops::TagResourceInput::into_pb,
+                K::tag_resource,
+                ops::empty
+            ),
+            "UntagResource" => op!(
+                ops::UntagResourceInput,
+                ops::UntagResourceInput::into_pb,
+                K::untag_resource,
+                ops::empty
+            ),
+            "ListResourceTags" => op!(
+                ops::ListInput,
+                ops::ListInput::tags,
+                K::list_resource_tags,
+                ops::list_resource_tags_response
+            ),
+            "EnableKeyRotation" => op!(
+                ops::EnableKeyRotationInput,
+                ops::EnableKeyRotationInput::into_pb,
+                K::enable_key_rotation,
+                ops::empty
+            ),
+            "DisableKeyRotation" => op!(
+                ops::KeyIdInput,
+                ops::KeyIdInput::disable_rotation,
+                K::disable_key_rotation,
+                ops::empty
+            ),
+            "GetKeyRotationStatus" => op!(
+                ops::KeyIdInput,
+                ops::KeyIdInput::rotation_status,
+                K::get_key_rotation_status,
+                ops::rotation_status_response
+            ),
+            "RotateKeyOnDemand" => op!(
+                ops::KeyIdInput,
+                ops::KeyIdInput::rotate,
+                K::rotate_key,
+                ops::rotate_response
+            ),
+            "ListKeyRotations" => op!(
+                ops::ListInput,
+                ops::ListInput::rotations,
+                K::list_key_versions,
+                ops::list_key_rotations_response
+            ),
+            "ListKeyPolicies" => op!(
+                ops::ListInput,
+                ops::ListInput::policies,
+                K::get_key_policy,
+                ops::list_key_policies_response
+            ),
             other => {
                 let status = ops::aws_error(
                     "UnsupportedOperationException",

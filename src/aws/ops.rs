@@ -865,6 +865,189 @@ pub fn get_key_policy_response(_home: &Home, r: pb::GetKeyPolicyResponse) -> Val
     json!({ "Policy": document.to_json(), "PolicyName": "default" })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct UpdateAliasInput {
+    alias_name: Option<String>,
+    target_key_id: Option<String>,
+}
+
+impl UpdateAliasInput {
+    pub fn into_pb(self, home: &Home) -> Result<pb::UpdateAliasRequest, Status> {
+        Ok(pb::UpdateAliasRequest {
+            alias_name: alias_name(self.alias_name)?,
+            key_id: required_key_id(home, "TargetKeyId", self.target_key_id)?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct UpdateKeyDescriptionInput {
+    key_id: Option<String>,
+    description: Option<String>,
+}
+
+impl UpdateKeyDescriptionInput {
+    pub fn into_pb(self, home: &Home) -> Result<pb::UpdateKeyDescriptionRequest, Status> {
+        Ok(pb::UpdateKeyDescriptionRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+            description: self
+                .description
+                .ok_or_else(|| validation("Description is required"))?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct TagResourceInput {
+    key_id: Option<String>,
+    tags: Option<Vec<Tag>>,
+}
+
+impl TagResourceInput {
+    pub fn into_pb(self, home: &Home) -> Result<pb::TagResourceRequest, Status> {
+        Ok(pb::TagResourceRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+            tags: tags_of(self.tags.ok_or_else(|| validation("Tags is required"))?),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct UntagResourceInput {
+    key_id: Option<String>,
+    tag_keys: Option<Vec<String>>,
+}
+
+impl UntagResourceInput {
+    pub fn into_pb(self, home: &Home) -> Result<pb::UntagResourceRequest, Status> {
+        Ok(pb::UntagResourceRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+            tag_keys: self
+                .tag_keys
+                .ok_or_else(|| validation("TagKeys is required"))?,
+        })
+    }
+}
+
+impl ListInput {
+    /// A key's tags (at most 50, so one page whatever the Limit).
+    pub fn tags(self, home: &Home) -> Result<pb::ListResourceTagsRequest, Status> {
+        limit(self.limit)?;
+        Ok(pb::ListResourceTagsRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+        })
+    }
+
+    /// A key's rotations: its versions after the first.
+    pub fn rotations(self, home: &Home) -> Result<pb::ListKeyVersionsRequest, Status> {
+        limit(self.limit)?;
+        Ok(pb::ListKeyVersionsRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+        })
+    }
+
+    /// A key's policy names: `default`, read through GetKeyPolicy (whose permission it needs).
+    pub fn policies(self, home: &Home) -> Result<pb::GetKeyPolicyRequest, Status> {
+        limit(self.limit)?;
+        Ok(pb::GetKeyPolicyRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+        })
+    }
+}
+
+pub fn list_resource_tags_response(_home: &Home, r: pb::ListResourceTagsResponse) -> Value {
+    let tags: std::collections::BTreeMap<String, String> = r.tags.into_iter().collect();
+    let tags: Vec<Value> = tags
+        .into_iter()
+        .map(|(k, v)| json!({ "TagKey": k, "TagValue": v }))
+        .collect();
+    json!({ "Tags": tags, "Truncated": false })
+}
+
+pub fn list_key_rotations_response(_home: &Home, r: pb::ListKeyVersionsResponse) -> Value {
+    // kmsd's versions do not say whether a rotation was automatic or on demand, so RotationType is left out.
+    let mut versions = r.versions;
+    versions.sort_by_key(|v| v.version);
+    let rotations: Vec<Value> = versions
+        .iter()
+        .filter(|v| v.version > 1)
+        .map(|v| json!({ "RotationDate": seconds(&v.creation_time) }))
+        .collect();
+    json!({ "Rotations": rotations, "Truncated": false })
+}
+
+pub fn list_key_policies_response(_home: &Home, _r: pb::GetKeyPolicyResponse) -> Value {
+    json!({ "PolicyNames": ["default"], "Truncated": false })
+}
+
+/// The rotation periods AWS accepts, in days (kmsd's gRPC API accepts 1-2560).
+const ROTATION_DAYS: std::ops::RangeInclusive<u32> = 90..=2560;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct EnableKeyRotationInput {
+    key_id: Option<String>,
+    rotation_period_in_days: Option<u32>,
+}
+
+impl EnableKeyRotationInput {
+    pub fn into_pb(self, home: &Home) -> Result<pb::EnableKeyRotationRequest, Status> {
+        let days = self.rotation_period_in_days.unwrap_or(365);
+        if !ROTATION_DAYS.contains(&days) {
+            return Err(validation(format!(
+                "RotationPeriodInDays {days} is out of range: 90-2560"
+            )));
+        }
+        Ok(pb::EnableKeyRotationRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+            rotation_period_days: days,
+        })
+    }
+}
+
+impl KeyIdInput {
+    pub fn disable_rotation(self, home: &Home) -> Result<pb::DisableKeyRotationRequest, Status> {
+        Ok(pb::DisableKeyRotationRequest {
+            key_id: self.key(home)?,
+        })
+    }
+
+    pub fn rotation_status(self, home: &Home) -> Result<pb::GetKeyRotationStatusRequest, Status> {
+        Ok(pb::GetKeyRotationStatusRequest {
+            key_id: self.key(home)?,
+        })
+    }
+
+    pub fn rotate(self, home: &Home) -> Result<pb::RotateKeyRequest, Status> {
+        Ok(pb::RotateKeyRequest {
+            key_id: self.key(home)?,
+        })
+    }
+}
+
+pub fn rotation_status_response(home: &Home, r: pb::GetKeyRotationStatusResponse) -> Value {
+    let mut v = json!({
+        "KeyId": arn(home, &r.key_id),
+        "KeyRotationEnabled": r.rotation_enabled,
+    });
+    if r.rotation_enabled {
+        v["RotationPeriodInDays"] = json!(r.rotation_period_days);
+        if let Some(next) = seconds(&r.next_rotation_time) {
+            v["NextRotationDate"] = json!(next);
+        }
+    }
+    v
+}
+
+pub fn rotate_response(home: &Home, r: pb::RotateKeyResponse) -> Value {
+    let m = r.key_metadata.unwrap_or_default();
+    json!({ "KeyId": arn(home, &m.key_id) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -942,6 +1125,33 @@ mod tests {
         assert_eq!(spec.key_spec, pb::DataKeySpec::Aes128 as i32);
         let size = read(r#"{"KeyId": "alias/a", "NumberOfBytes": 64}"#).unwrap();
         assert_eq!(size.number_of_bytes, Some(64));
+    }
+
+    #[test]
+    fn rotation_periods_are_aws_s() {
+        let read = |body: &str| {
+            parse::<EnableKeyRotationInput>(body.as_bytes())
+                .unwrap()
+                .into_pb(&home())
+        };
+        for bad in [89, 2561] {
+            let e = read(&format!(
+                r#"{{"KeyId": "alias/a", "RotationPeriodInDays": {bad}}}"#
+            ));
+            assert_eq!(name(&e.unwrap_err()), "ValidationException");
+        }
+        assert_eq!(
+            read(r#"{"KeyId": "alias/a"}"#)
+                .unwrap()
+                .rotation_period_days,
+            365
+        );
+        assert_eq!(
+            read(r#"{"KeyId": "alias/a", "RotationPeriodInDays": 90}"#)
+                .unwrap()
+                .rotation_period_days,
+            90
+        );
     }
 
     #[test]

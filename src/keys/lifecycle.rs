@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::KeyId;
+use super::{InvalidInput, KeyId};
 use crate::clock::UnixMillis;
 use crate::rpc::Rpc;
 
@@ -55,6 +55,12 @@ pub enum Operation {
     ScheduleKeyDeletion,
     CancelKeyDeletion,
     CreateAlias,
+    UpdateAlias,
+    UpdateKeyDescription,
+    TagResource,
+    UntagResource,
+    EnableKeyRotation,
+    DisableKeyRotation,
 }
 
 impl Operation {
@@ -72,6 +78,12 @@ impl Operation {
             Operation::ScheduleKeyDeletion => Rpc::ScheduleKeyDeletion,
             Operation::CancelKeyDeletion => Rpc::CancelKeyDeletion,
             Operation::CreateAlias => Rpc::CreateAlias,
+            Operation::UpdateAlias => Rpc::UpdateAlias,
+            Operation::UpdateKeyDescription => Rpc::UpdateKeyDescription,
+            Operation::TagResource => Rpc::TagResource,
+            Operation::UntagResource => Rpc::UntagResource,
+            Operation::EnableKeyRotation => Rpc::EnableKeyRotation,
+            Operation::DisableKeyRotation => Rpc::DisableKeyRotation,
         }
     }
 
@@ -88,11 +100,17 @@ impl Operation {
             | Operation::GenerateDataKey
             | Operation::GenerateDataKeyWithoutPlaintext
             | Operation::ReEncrypt
-            | Operation::RotateKey => state == Enabled,
+            | Operation::RotateKey
+            | Operation::EnableKeyRotation
+            | Operation::DisableKeyRotation => state == Enabled,
             Operation::EnableKey
             | Operation::DisableKey
             | Operation::ScheduleKeyDeletion
-            | Operation::CreateAlias => {
+            | Operation::CreateAlias
+            | Operation::UpdateAlias
+            | Operation::UpdateKeyDescription
+            | Operation::TagResource
+            | Operation::UntagResource => {
                 matches!(state, Enabled | Disabled)
             }
             Operation::CancelKeyDeletion => state == PendingDeletion,
@@ -111,6 +129,64 @@ impl Operation {
             }
             (_, State::Disabled) => "enable it with EnableKey first",
             (_, State::Enabled) => "the operation does not apply to an enabled key",
+        }
+    }
+}
+
+/// A change to a key's details, not its state or its material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyUpdate {
+    Description(String),
+    /// Tags added, or given new values.
+    Tag(BTreeMap<String, String>),
+    /// Tags removed (keys that are not there are ignored, as AWS does).
+    Untag(Vec<String>),
+    /// Automatic rotation every so many days.
+    EnableRotation(u32),
+    DisableRotation,
+}
+
+impl KeyUpdate {
+    pub fn description(text: String) -> Result<Self, InvalidInput> {
+        super::check_description(&text)?;
+        Ok(KeyUpdate::Description(text))
+    }
+
+    pub fn tag(tags: impl IntoIterator<Item = (String, String)>) -> Result<Self, InvalidInput> {
+        let tags: BTreeMap<String, String> = tags.into_iter().collect();
+        if tags.is_empty() {
+            return Err(InvalidInput("give at least one tag".into()));
+        }
+        super::check_tags(tags.iter())?;
+        Ok(KeyUpdate::Tag(tags))
+    }
+
+    pub fn untag(keys: Vec<String>) -> Result<Self, InvalidInput> {
+        if keys.is_empty() {
+            return Err(InvalidInput("give at least one tag key".into()));
+        }
+        for k in &keys {
+            super::check_tag_key(k)?;
+        }
+        Ok(KeyUpdate::Untag(keys))
+    }
+
+    /// `days` 0 means the default period.
+    pub fn enable_rotation(days: u32) -> Result<Self, InvalidInput> {
+        let days = match days {
+            0 => super::limits::DEFAULT_ROTATION_DAYS,
+            d => super::check_rotation_period(d)?,
+        };
+        Ok(KeyUpdate::EnableRotation(days))
+    }
+
+    pub fn operation(&self) -> Operation {
+        match self {
+            KeyUpdate::Description(_) => Operation::UpdateKeyDescription,
+            KeyUpdate::Tag(_) => Operation::TagResource,
+            KeyUpdate::Untag(_) => Operation::UntagResource,
+            KeyUpdate::EnableRotation(_) => Operation::EnableKeyRotation,
+            KeyUpdate::DisableRotation => Operation::DisableKeyRotation,
         }
     }
 }
@@ -186,6 +262,31 @@ impl KmsKey {
                 next.next_rotation_at = self.rotation_period_days.map(|d| now.plus_days(d));
             }
             _ => {}
+        }
+        Ok(next)
+    }
+
+    /// The record with `update` applied, if the key's state allows it.
+    pub fn updated(&self, update: &KeyUpdate, now: UnixMillis) -> Result<KmsKey, StateError> {
+        self.check(update.operation())?;
+        let mut next = self.clone();
+        match update {
+            KeyUpdate::Description(text) => next.description = text.clone(),
+            KeyUpdate::Tag(tags) => next
+                .tags
+                .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            KeyUpdate::Untag(keys) => next.tags.retain(|k, _| !keys.contains(k)),
+            KeyUpdate::EnableRotation(days) => {
+                // A new period starts a new schedule; enabling again with the same period keeps the next date.
+                if next.rotation_period_days != Some(*days) || next.next_rotation_at.is_none() {
+                    next.next_rotation_at = Some(now.plus_days(*days));
+                }
+                next.rotation_period_days = Some(*days);
+            }
+            KeyUpdate::DisableRotation => {
+                next.rotation_period_days = None;
+                next.next_rotation_at = None;
+            }
         }
         Ok(next)
     }

@@ -11,7 +11,7 @@ mod lifecycle;
 
 pub use context::EncryptionContext;
 pub use ids::{AliasName, KeyId, KeyRef};
-pub use lifecycle::{KmsKey, Operation, State, StateError};
+pub use lifecycle::{KeyUpdate, KmsKey, Operation, State, StateError};
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +32,8 @@ pub mod limits {
     pub const MAX_TAG_VALUE_CHARS: usize = 256;
     pub const MIN_ROTATION_DAYS: u32 = 1;
     pub const MAX_ROTATION_DAYS: u32 = 2560;
+    /// The rotation period EnableKeyRotation sets when it is given none, as AWS's.
+    pub const DEFAULT_ROTATION_DAYS: u32 = 365;
     pub const MIN_DELETION_WINDOW_DAYS: u32 = 7;
     pub const MAX_DELETION_WINDOW_DAYS: u32 = 30;
     pub const DEFAULT_DELETION_WINDOW_DAYS: u32 = 30;
@@ -58,33 +60,10 @@ impl NewKeySpec {
         alias: &str,
         rotation_period_days: u32,
     ) -> Result<Self, InvalidInput> {
-        if description.chars().count() > limits::MAX_DESCRIPTION_CHARS {
-            return Err(invalid(format!(
-                "description is longer than {} characters",
-                limits::MAX_DESCRIPTION_CHARS
-            )));
-        }
+        check_description(&description)?;
+        check_tags(tags.iter())?;
         if tags.len() > limits::MAX_TAGS {
-            return Err(invalid(format!(
-                "a key takes at most {} tags, got {}",
-                limits::MAX_TAGS,
-                tags.len()
-            )));
-        }
-        for (k, v) in &tags {
-            let n = k.chars().count();
-            if n == 0 || n > limits::MAX_TAG_KEY_CHARS {
-                return Err(invalid(format!(
-                    "tag key {k:?} must be 1-{} characters",
-                    limits::MAX_TAG_KEY_CHARS
-                )));
-            }
-            if v.chars().count() > limits::MAX_TAG_VALUE_CHARS {
-                return Err(invalid(format!(
-                    "the value of tag {k:?} is longer than {} characters",
-                    limits::MAX_TAG_VALUE_CHARS
-                )));
-            }
+            return Err(too_many_tags(tags.len()));
         }
         let alias = if alias.is_empty() {
             None
@@ -93,14 +72,7 @@ impl NewKeySpec {
         };
         let rotation_period_days = match rotation_period_days {
             0 => None,
-            d if (limits::MIN_ROTATION_DAYS..=limits::MAX_ROTATION_DAYS).contains(&d) => Some(d),
-            d => {
-                return Err(invalid(format!(
-                    "rotation_period_days must be {}-{} (or 0 for no automatic rotation), got {d}",
-                    limits::MIN_ROTATION_DAYS,
-                    limits::MAX_ROTATION_DAYS
-                )));
-            }
+            d => Some(check_rotation_period(d)?),
         };
         Ok(NewKeySpec {
             description,
@@ -109,6 +81,60 @@ impl NewKeySpec {
             rotation_period_days,
         })
     }
+}
+
+pub(crate) fn check_description(description: &str) -> Result<(), InvalidInput> {
+    if description.chars().count() > limits::MAX_DESCRIPTION_CHARS {
+        return Err(invalid(format!(
+            "description is longer than {} characters",
+            limits::MAX_DESCRIPTION_CHARS
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_tags<'a>(
+    tags: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Result<(), InvalidInput> {
+    for (k, v) in tags {
+        check_tag_key(k)?;
+        if v.chars().count() > limits::MAX_TAG_VALUE_CHARS {
+            return Err(invalid(format!(
+                "the value of tag {k:?} is longer than {} characters",
+                limits::MAX_TAG_VALUE_CHARS
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn check_tag_key(k: &str) -> Result<(), InvalidInput> {
+    let n = k.chars().count();
+    if n == 0 || n > limits::MAX_TAG_KEY_CHARS {
+        return Err(invalid(format!(
+            "tag key {k:?} must be 1-{} characters",
+            limits::MAX_TAG_KEY_CHARS
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn too_many_tags(n: usize) -> InvalidInput {
+    invalid(format!(
+        "a key takes at most {} tags, got {n}",
+        limits::MAX_TAGS
+    ))
+}
+
+pub(crate) fn check_rotation_period(days: u32) -> Result<u32, InvalidInput> {
+    if (limits::MIN_ROTATION_DAYS..=limits::MAX_ROTATION_DAYS).contains(&days) {
+        return Ok(days);
+    }
+    Err(invalid(format!(
+        "rotation_period_days must be {}-{} (or 0 for no automatic rotation), got {days}",
+        limits::MIN_ROTATION_DAYS,
+        limits::MAX_ROTATION_DAYS
+    )))
 }
 
 /// How many bytes a data key has.

@@ -1,4 +1,5 @@
-//! Management calls: create, describe, list, aliases, state changes, rotation and deletion.
+//! Management calls: create, describe, list, aliases, state changes, details (description, tags, rotation
+//! schedule), rotation and deletion.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use crate::audit::{Change, Gate};
 use crate::auth::policy::Authorized;
 use crate::clock::UnixMillis;
 use crate::keys::{
-    self, AliasName, KeyId, KeyRef, KmsKey, NewKeySpec, Operation, State, page_token,
+    self, AliasName, KeyId, KeyRef, KeyUpdate, KmsKey, NewKeySpec, Operation, State, page_token,
 };
 use crate::rpc::{DaemonEvent, Event, Rpc};
 use crate::storage::{AliasRow, VersionRow, is_constraint_violation};
@@ -248,6 +249,40 @@ impl Kms {
         Ok(())
     }
 
+    /// Points the alias `name` at the key `target` names (which must allow it, as CreateAlias's target must).
+    pub async fn update_alias(
+        &self,
+        name: AliasName,
+        target: &Authorized,
+        gate: &dyn Gate,
+    ) -> Result<AliasRow, KmsError> {
+        let _guard = self.lock_for_change().await?;
+        let key = self.cache.resolve(target.key())?;
+        key.record.check(Operation::UpdateAlias)?;
+        let Some(current) = self.cache.alias(&name) else {
+            return Err(KmsError::NotFound(KeyRef::Alias(name)));
+        };
+        let id = current.key_id.to_string();
+        gate.approve(
+            Change::key(Rpc::UpdateAlias, key.record.id, None).with(&[("previous_key_id", &id)]),
+        )
+        .await?;
+        if !self
+            .storage
+            .move_alias(name.as_str().to_owned(), current.key_id, key.record.id)
+            .await?
+        {
+            return Err(KmsError::NotFound(KeyRef::Alias(name)));
+        }
+        let row = AliasRow {
+            key_id: key.record.id,
+            ..current
+        };
+        self.cache.remove_alias(&name);
+        self.cache.put_alias(row.clone());
+        Ok(row)
+    }
+
     pub fn list_aliases(
         &self,
         key: Option<&KeyRef>,
@@ -292,6 +327,37 @@ impl Kms {
             .record
             .transition(operation, self.clock.now(), arg_days)?;
         gate.approve(Change::key(operation.rpc(), record.id, None))
+            .await?;
+        self.storage.update_key(record.clone()).await?;
+        self.cache.put(CachedKey {
+            record,
+            versions: cached.versions.clone(),
+            aliases: cached.aliases.clone(),
+            policy: cached.policy.clone(),
+        });
+        self.describe_id(cached.record.id)
+    }
+
+    /// Changes a key's description, tags or rotation schedule.
+    pub async fn update(
+        &self,
+        key: &Authorized,
+        update: &KeyUpdate,
+        gate: &dyn Gate,
+    ) -> Result<KeyView, KmsError> {
+        let _guard = self.lock_for_change().await?;
+        let cached = self.cache.resolve(key.key())?;
+        let record = cached.record.updated(update, self.clock.now())?;
+        if record.tags.len() > keys::limits::MAX_TAGS {
+            return Err(keys::too_many_tags(record.tags.len()).into());
+        }
+        let days = record.rotation_period_days.map(|d| d.to_string());
+        let parameters: Vec<(&str, &str)> = days
+            .as_deref()
+            .map(|d| ("rotation_period_days", d))
+            .into_iter()
+            .collect();
+        gate.approve(Change::key(update.operation().rpc(), record.id, None).with(&parameters))
             .await?;
         self.storage.update_key(record.clone()).await?;
         self.cache.put(CachedKey {

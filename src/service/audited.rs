@@ -18,7 +18,12 @@ key_metadata_response!(
     pb::EnableKeyResponse,
     pb::DisableKeyResponse,
     pb::ScheduleKeyDeletionResponse,
-    pb::CancelKeyDeletionResponse
+    pb::CancelKeyDeletionResponse,
+    pb::UpdateKeyDescriptionResponse,
+    pb::TagResourceResponse,
+    pb::UntagResourceResponse,
+    pb::EnableKeyRotationResponse,
+    pb::DisableKeyRotationResponse
 );
 
 /// Calls that make a version record the version they made.
@@ -69,6 +74,24 @@ impl Audited for pb::ReEncryptResponse {
 impl Audited for pb::CreateAliasResponse {
     fn key_used(&self) -> Option<(&str, Option<u32>)> {
         self.alias.as_ref().map(|a| (a.key_id.as_str(), None))
+    }
+}
+
+impl Audited for pb::UpdateAliasResponse {
+    fn key_used(&self) -> Option<(&str, Option<u32>)> {
+        self.alias.as_ref().map(|a| (a.key_id.as_str(), None))
+    }
+}
+
+impl Audited for pb::ListResourceTagsResponse {
+    fn key_used(&self) -> Option<(&str, Option<u32>)> {
+        Some((self.key_id.as_str(), None))
+    }
+}
+
+impl Audited for pb::GetKeyRotationStatusResponse {
+    fn key_used(&self) -> Option<(&str, Option<u32>)> {
+        Some((self.key_id.as_str(), None))
     }
 }
 

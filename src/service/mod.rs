@@ -39,7 +39,8 @@ use zeroize::Zeroizing;
 
 use crate::auth::Authenticator;
 use crate::keys::{
-    self, AliasName, DataKeySize, EncryptionContext, InvalidInput, KeyRef, NewKeySpec, Operation,
+    self, AliasName, DataKeySize, EncryptionContext, InvalidInput, KeyRef, KeyUpdate, NewKeySpec,
+    Operation,
 };
 use crate::kms::Kms;
 use crate::proto as pb;
@@ -118,6 +119,37 @@ impl KmsService {
                         .kms
                         .change_state(&key, operation, days, admitted)
                         .await?;
+                    Ok(respond(metadata(view)))
+                },
+            )
+            .await
+    }
+}
+
+impl KmsService {
+    /// A change of a key's details (description, tags, rotation schedule): one audited update, stored only after
+    /// its record.
+    async fn update_key<Q, R: call::Audited>(
+        &self,
+        rpc: Rpc,
+        request: Request<Q>,
+        key_id: impl Fn(&Q) -> &str,
+        describe: impl FnOnce(&Q, &mut Call),
+        update: impl FnOnce(Q) -> Result<KeyUpdate, InvalidInput>,
+        respond: fn(Option<pb::KeyMetadata>) -> R,
+    ) -> Result<Response<R>, Status> {
+        self.auditor
+            .serve(
+                rpc,
+                request,
+                |req, call| {
+                    call.key(key_id(req), &self.kms);
+                    describe(req, call);
+                },
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(key_id(&req))?, None)?;
+                    let update = update(req)?;
+                    let view = self.kms.update(&key, &update, admitted).await?;
                     Ok(respond(metadata(view)))
                 },
             )
@@ -712,6 +744,153 @@ impl KeyManagementService for KmsService {
                     Ok(pb::PutKeyPolicyResponse {
                         key_id: id.to_string(),
                         policy: Some(pb::KeyPolicy::from(&stored)),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn update_alias(
+        &self,
+        request: Request<pb::UpdateAliasRequest>,
+    ) -> Result<Response<pb::UpdateAliasResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::UpdateAlias,
+                request,
+                |req, call| {
+                    call.key(&req.key_id, &self.kms);
+                    call.alias(&req.alias_name);
+                },
+                async |req, admitted| {
+                    let name = AliasName::parse(&req.alias_name)?;
+                    let target = admitted.administer(key_ref(&req.key_id)?)?;
+                    let alias = self.kms.update_alias(name, &target, admitted).await?;
+                    Ok(pb::UpdateAliasResponse {
+                        alias: Some(convert::alias(&alias)),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn update_key_description(
+        &self,
+        request: Request<pb::UpdateKeyDescriptionRequest>,
+    ) -> Result<Response<pb::UpdateKeyDescriptionResponse>, Status> {
+        self.update_key(
+            Rpc::UpdateKeyDescription,
+            request,
+            |req| &req.key_id,
+            |req, call| call.param("description", &req.description),
+            |req| KeyUpdate::description(req.description),
+            |key_metadata| pb::UpdateKeyDescriptionResponse { key_metadata },
+        )
+        .await
+    }
+
+    async fn tag_resource(
+        &self,
+        request: Request<pb::TagResourceRequest>,
+    ) -> Result<Response<pb::TagResourceResponse>, Status> {
+        self.update_key(
+            Rpc::TagResource,
+            request,
+            |req| &req.key_id,
+            |req, call| call.map_param("tags", &req.tags),
+            |req| KeyUpdate::tag(req.tags),
+            |key_metadata| pb::TagResourceResponse { key_metadata },
+        )
+        .await
+    }
+
+    async fn untag_resource(
+        &self,
+        request: Request<pb::UntagResourceRequest>,
+    ) -> Result<Response<pb::UntagResourceResponse>, Status> {
+        self.update_key(
+            Rpc::UntagResource,
+            request,
+            |req| &req.key_id,
+            |req, call| call.param("tag_keys", req.tag_keys.join(" ")),
+            |req| KeyUpdate::untag(req.tag_keys),
+            |key_metadata| pb::UntagResourceResponse { key_metadata },
+        )
+        .await
+    }
+
+    async fn list_resource_tags(
+        &self,
+        request: Request<pb::ListResourceTagsRequest>,
+    ) -> Result<Response<pb::ListResourceTagsResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::ListResourceTags,
+                request,
+                |req, call| call.key(&req.key_id, &self.kms),
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
+                    let view = self.kms.describe(&key)?;
+                    Ok(pb::ListResourceTagsResponse {
+                        key_id: view.record.id.to_string(),
+                        tags: view.record.tags.into_iter().collect(),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn enable_key_rotation(
+        &self,
+        request: Request<pb::EnableKeyRotationRequest>,
+    ) -> Result<Response<pb::EnableKeyRotationResponse>, Status> {
+        self.update_key(
+            Rpc::EnableKeyRotation,
+            request,
+            |req| &req.key_id,
+            |req, call| {
+                if req.rotation_period_days > 0 {
+                    call.param("rotation_period_days", req.rotation_period_days);
+                }
+            },
+            |req| KeyUpdate::enable_rotation(req.rotation_period_days),
+            |key_metadata| pb::EnableKeyRotationResponse { key_metadata },
+        )
+        .await
+    }
+
+    async fn disable_key_rotation(
+        &self,
+        request: Request<pb::DisableKeyRotationRequest>,
+    ) -> Result<Response<pb::DisableKeyRotationResponse>, Status> {
+        self.update_key(
+            Rpc::DisableKeyRotation,
+            request,
+            |req| &req.key_id,
+            |_, _| {},
+            |_| Ok(KeyUpdate::DisableRotation),
+            |key_metadata| pb::DisableKeyRotationResponse { key_metadata },
+        )
+        .await
+    }
+
+    async fn get_key_rotation_status(
+        &self,
+        request: Request<pb::GetKeyRotationStatusRequest>,
+    ) -> Result<Response<pb::GetKeyRotationStatusResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::GetKeyRotationStatus,
+                request,
+                |req, call| call.key(&req.key_id, &self.kms),
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
+                    let record = self.kms.describe(&key)?.record;
+                    Ok(pb::GetKeyRotationStatusResponse {
+                        key_id: record.id.to_string(),
+                        rotation_enabled: record.rotation_period_days.is_some(),
+                        rotation_period_days: record.rotation_period_days.unwrap_or(0),
+                        next_rotation_time: record.next_rotation_at.map(|t| t.to_timestamp()),
                     })
                 },
             )

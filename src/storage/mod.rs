@@ -167,6 +167,7 @@ impl Storage {
         on_backend!(self, b => b.set_key_policy(key_id, policy, at).await)
     }
 
+    /// Writes every mutable field of a key's record: state, versions, rotation, deletion, description and tags.
     pub async fn update_key(&self, record: KmsKey) -> Result<(), StorageError> {
         on_backend!(self, b => b.update_key(record).await)
     }
@@ -192,6 +193,16 @@ impl Storage {
     /// Returns whether the alias existed.
     pub async fn delete_alias(&self, name: String) -> Result<bool, StorageError> {
         on_backend!(self, b => b.delete_alias(name).await)
+    }
+
+    /// Points an alias at another key. Returns whether the alias named `from` (and now names `to`).
+    pub async fn move_alias(
+        &self,
+        name: String,
+        from: KeyId,
+        to: KeyId,
+    ) -> Result<bool, StorageError> {
+        on_backend!(self, b => b.move_alias(name, from, to).await)
     }
 
     /// For tests and tools that must look at what is stored for a key.

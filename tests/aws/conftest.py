@@ -122,14 +122,14 @@ class Target:
         self.secret = secret
         self.account = account
 
-    def client(self, region=REGION, **overrides):
+    def client(self, region=REGION, parameter_validation=True):
         return boto3.client(
             "kms",
             endpoint_url=self.endpoint_url,
             region_name=region,
-            aws_access_key_id=overrides.get("key_id", self.key_id),
-            aws_secret_access_key=overrides.get("secret", self.secret),
-            config=Config(retries={"max_attempts": 1}),
+            aws_access_key_id=self.key_id,
+            aws_secret_access_key=self.secret,
+            config=Config(retries={"max_attempts": 1}, parameter_validation=parameter_validation),
         )
 
 

@@ -394,3 +394,44 @@ async fn access_keys_are_issued_once_listed_without_secrets_and_revoked() {
     );
     server.stop().await;
 }
+
+/// The management calls AWS has and kmsctl now has too: tags, description, rotation schedule, moving an alias.
+#[tokio::test(flavor = "multi_thread")]
+async fn kmsctl_changes_a_keys_details_and_moves_aliases() {
+    let server = TestServer::start().await;
+    let admin_file = server.data_dir().join("admin.token");
+    let admin = || As::TokenFile(&admin_file);
+    let run = async |args: &[&str]| succeeded(&kmsctl(&server, admin(), args).await);
+    let created: Value =
+        serde_json::from_str(&run(&["--json", "keys", "create", "--alias", "alias/app"]).await)
+            .unwrap();
+    let id = created["key_id"].as_str().unwrap().to_owned();
+    let other: Value = serde_json::from_str(&run(&["--json", "keys", "create"]).await).unwrap();
+    let other_id = other["key_id"].as_str().unwrap().to_owned();
+
+    run(&["keys", "tag", &id, "team=payments", "env=prod"]).await;
+    run(&["keys", "untag", &id, "env"]).await;
+    let tags: Value = serde_json::from_str(&run(&["--json", "keys", "tags", &id]).await).unwrap();
+    assert_eq!(tags["tags"], serde_json::json!({ "team": "payments" }));
+    run(&["keys", "update-description", &id, "the app's key"]).await;
+    run(&["keys", "rotation", "enable", &id, "--days", "30"]).await;
+    let status = run(&["keys", "rotation", "status", &id]).await;
+    assert!(status.contains("rotates every 30 days"), "{status}");
+    run(&["keys", "rotation", "disable", &id]).await;
+    let status: Value =
+        serde_json::from_str(&run(&["--json", "keys", "rotation", "status", &id]).await).unwrap();
+    assert_eq!(status["rotation_enabled"], false);
+    let described: Value =
+        serde_json::from_str(&run(&["--json", "keys", "describe", &id]).await).unwrap();
+    assert_eq!(described["description"], "the app's key");
+
+    run(&["aliases", "update", "alias/app", &other_id]).await;
+    let moved: Value =
+        serde_json::from_str(&run(&["--json", "keys", "describe", "alias/app"]).await).unwrap();
+    assert_eq!(moved["key_id"], other_id.as_str());
+    failed_with(
+        &kmsctl(&server, admin(), &["keys", "tag", &id]).await,
+        &["required"],
+    );
+    server.stop().await;
+}

@@ -400,3 +400,157 @@ async fn maintenance_changes_nothing_it_cannot_record() {
     assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 1));
     assert_eq!(describe(&mut client, &key.key_id).await.primary_version, 2);
 }
+
+/// A key's details change after creation: description, tags, and its rotation schedule (which the maintenance pass
+/// then follows); each change is refused in states AWS refuses it in, recorded, and kept across a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn descriptions_tags_and_rotation_schedules_change_after_creation() {
+    let server = TestServer::start().await;
+    let kms = server.kms_client().await;
+    let key = kms
+        .create_key(CreateKeyRequest {
+            description: "first".into(),
+            tags: ctx(&[("team", "payments")]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = key.key_id.as_str();
+
+    assert_eq!(
+        kms.update_key_description(id, "second")
+            .await
+            .unwrap()
+            .description,
+        "second"
+    );
+    let tagged = kms
+        .tag_key(
+            id,
+            [
+                ("env".to_owned(), "prod".to_owned()),
+                ("team".to_owned(), "billing".to_owned()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(tagged.tags, ctx(&[("env", "prod"), ("team", "billing")]));
+    kms.untag_key(id, vec!["team".into(), "absent".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        kms.list_key_tags(id).await.unwrap(),
+        ctx(&[("env", "prod")])
+    );
+    let too_many: Vec<(String, String)> =
+        (0..50).map(|i| (format!("t{i}"), String::new())).collect();
+    let refused = kms.tag_key(id, too_many).await.unwrap_err();
+    assert!(refused.to_string().contains("at most 50 tags"), "{refused}");
+
+    // Rotation: off, then every 10 days from now, then a new period restarts the schedule, then off again.
+    let status = kms.get_key_rotation_status(id).await.unwrap();
+    assert!(!status.rotation_enabled && status.next_rotation_time.is_none());
+    kms.enable_key_rotation(id, 10).await.unwrap();
+    let status = kms.get_key_rotation_status(id).await.unwrap();
+    assert!(status.rotation_enabled);
+    assert_eq!(status.rotation_period_days, 10);
+    server.clock.advance_days(9);
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 0));
+    server.clock.advance_days(1);
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 1));
+    assert_eq!(kms.describe_key(id).await.unwrap().primary_version, 2);
+    kms.enable_key_rotation(id, 0).await.unwrap();
+    assert_eq!(
+        kms.get_key_rotation_status(id)
+            .await
+            .unwrap()
+            .rotation_period_days,
+        365
+    );
+    kms.disable_key_rotation(id).await.unwrap();
+    server.clock.advance_days(400);
+    assert_eq!(server.server.run_maintenance().await.unwrap(), (0, 0));
+    let refused = kms.enable_key_rotation(id, 2561).await.unwrap_err();
+    assert!(refused.to_string().contains("1-2560"), "{refused}");
+
+    // A disabled key keeps its details changeable, but not its rotation (as AWS: DisabledException).
+    kms.disable_key(id).await.unwrap();
+    kms.update_key_description(id, "third").await.unwrap();
+    let refused = kms.enable_key_rotation(id, 30).await.unwrap_err();
+    assert!(refused.to_string().contains("DISABLED"), "{refused}");
+
+    let events = {
+        let mut audit = server.audit_client().await;
+        audit
+            .query_events(QueryEventsRequest {
+                key_id: id.to_owned(),
+                oldest_first: true,
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events
+    };
+    let names: Vec<(&str, Outcome)> = events
+        .iter()
+        .map(|e| (e.event_name.as_str(), outcome(e)))
+        .filter(|(n, _)| !matches!(*n, "CreateKey" | "DescribeKey" | "AutomaticRotation"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("UpdateKeyDescription", Outcome::Success),
+            ("TagResource", Outcome::Success),
+            ("UntagResource", Outcome::Success),
+            ("ListResourceTags", Outcome::Success),
+            ("TagResource", Outcome::Error),
+            ("GetKeyRotationStatus", Outcome::Success),
+            ("EnableKeyRotation", Outcome::Success),
+            ("GetKeyRotationStatus", Outcome::Success),
+            ("EnableKeyRotation", Outcome::Success),
+            ("GetKeyRotationStatus", Outcome::Success),
+            ("DisableKeyRotation", Outcome::Success),
+            ("EnableKeyRotation", Outcome::Error),
+            ("DisableKey", Outcome::Success),
+            ("UpdateKeyDescription", Outcome::Success),
+            ("EnableKeyRotation", Outcome::Error),
+        ]
+    );
+
+    // All of it is stored, not only cached.
+    let server = server.restart().await;
+    let kept = describe(&mut server.client().await, id).await;
+    assert_eq!(kept.description, "third");
+    assert_eq!(kept.tags, ctx(&[("env", "prod")]));
+    assert_eq!(kept.rotation_period_days, 0);
+    server.stop().await;
+}
+
+/// UpdateAlias moves an alias to another key: calls through the alias reach the new key, the record names both.
+#[tokio::test(flavor = "multi_thread")]
+async fn update_alias_moves_an_alias_between_keys() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let kms = server.kms_client().await;
+    let a = create_key(&mut client, "alias/moving").await;
+    let b = create_key(&mut client, "alias/other").await;
+    let moved = kms.update_alias("alias/moving", &b.key_id).await.unwrap();
+    assert_eq!(moved.key_id, b.key_id);
+    assert_eq!(
+        encrypt(&mut client, "alias/moving", b"x", &[]).await.key_id,
+        b.key_id
+    );
+    assert!(describe(&mut client, &a.key_id).await.aliases.is_empty());
+    let mut on_b = describe(&mut client, &b.key_id).await.aliases;
+    on_b.sort();
+    assert_eq!(on_b, ["alias/moving", "alias/other"]);
+    let missing = kms.update_alias("alias/none", &b.key_id).await.unwrap_err();
+    assert!(missing.to_string().contains("does not exist"), "{missing}");
+
+    let server = server.restart().await;
+    let mut client = server.client().await;
+    assert_eq!(describe(&mut client, "alias/moving").await.key_id, b.key_id);
+    server.stop().await;
+}

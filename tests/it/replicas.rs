@@ -131,6 +131,28 @@ async fn a_revocation_on_one_replica_is_in_force_on_the_others_within_the_bound(
     let refused = svc_on_c.who_am_i().await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
 
+    // An alias moved on A names its new key on C, and the old key loses it there.
+    let moved_to = a.create_key(CreateKeyRequest::default()).await.unwrap();
+    until("a key created on A described on C", async || {
+        c.describe_key(&moved_to.key_id).await.is_ok()
+    })
+    .await;
+    a.update_alias("alias/shared", &moved_to.key_id)
+        .await
+        .unwrap();
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    assert_eq!(
+        c.describe_key("alias/shared").await.unwrap().key_id,
+        moved_to.key_id
+    );
+    assert!(
+        c.describe_key(&key.key_id)
+            .await
+            .unwrap()
+            .aliases
+            .is_empty()
+    );
+
     // An alias deleted on A no longer names the key on C.
     let other = a
         .create_key(CreateKeyRequest {

@@ -191,11 +191,52 @@ async fn keys(storage: &Storage) {
         storage.versions_of(a.id).await.unwrap(),
         vec![version(1, 1_000), version(2, 3_000)]
     );
+    // An update writes every mutable field: state, description, rotation schedule and tags (replaced whole).
     let disabled = KmsKey {
         state: State::Disabled,
+        description: "renamed".into(),
+        rotation_period_days: Some(90),
+        tags: [("env".to_owned(), "prod".to_owned())].into(),
         ..rotated.clone()
     };
     storage.update_key(disabled.clone()).await.unwrap();
+    assert_eq!(
+        storage.load_key(a.id).await.unwrap().unwrap().record,
+        disabled
+    );
+
+    // An alias moves between keys only from the key it names.
+    assert!(
+        !storage
+            .move_alias("alias/first".into(), b.id, a.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .move_alias("alias/first".into(), a.id, b.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        storage.load_key(b.id).await.unwrap().unwrap().aliases,
+        vec![AliasRow {
+            key_id: b.id,
+            ..alias.clone()
+        }]
+    );
+    assert!(
+        storage
+            .move_alias("alias/first".into(), b.id, a.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .move_alias("alias/none".into(), a.id, b.id)
+            .await
+            .unwrap()
+    );
     storage
         .set_key_policy(a.id, r#"{"statements":[1]}"#.into(), UnixMillis(4_000))
         .await

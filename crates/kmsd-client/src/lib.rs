@@ -802,6 +802,120 @@ impl Client {
         Ok(r.key_metadata.unwrap_or_default())
     }
 
+    /// Points an existing alias at another key.
+    pub async fn update_alias(&self, alias_name: &str, key_id: &str) -> Result<Alias> {
+        let request = UpdateAliasRequest {
+            alias_name: alias_name.into(),
+            key_id: key_id.into(),
+        };
+        // Pointing an alias at the same key twice has the effect of once.
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.update_alias(r).await
+            })
+            .await?;
+        Ok(r.alias.unwrap_or_default())
+    }
+
+    pub async fn update_key_description(
+        &self,
+        key_id: &str,
+        description: &str,
+    ) -> Result<KeyMetadata> {
+        let request = UpdateKeyDescriptionRequest {
+            key_id: key_id.into(),
+            description: description.into(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.update_key_description(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    /// Adds tags to a key, or gives existing ones new values.
+    pub async fn tag_key(
+        &self,
+        key_id: &str,
+        tags: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<KeyMetadata> {
+        let request = TagResourceRequest {
+            key_id: key_id.into(),
+            tags: tags.into_iter().collect(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.tag_resource(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    pub async fn untag_key(&self, key_id: &str, tag_keys: Vec<String>) -> Result<KeyMetadata> {
+        let request = UntagResourceRequest {
+            key_id: key_id.into(),
+            tag_keys,
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.untag_resource(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    pub async fn list_key_tags(&self, key_id: &str) -> Result<HashMap<String, String>> {
+        let request = ListResourceTagsRequest {
+            key_id: key_id.into(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.list_resource_tags(r).await
+            })
+            .await?;
+        Ok(r.tags)
+    }
+
+    /// Turns automatic rotation on every `days` days (0: 365), or changes its period.
+    pub async fn enable_key_rotation(&self, key_id: &str, days: u32) -> Result<KeyMetadata> {
+        let request = EnableKeyRotationRequest {
+            key_id: key_id.into(),
+            rotation_period_days: days,
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.enable_key_rotation(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    pub async fn disable_key_rotation(&self, key_id: &str) -> Result<KeyMetadata> {
+        let request = DisableKeyRotationRequest {
+            key_id: key_id.into(),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.disable_key_rotation(r).await
+            })
+            .await?;
+        Ok(r.key_metadata.unwrap_or_default())
+    }
+
+    pub async fn get_key_rotation_status(
+        &self,
+        key_id: &str,
+    ) -> Result<GetKeyRotationStatusResponse> {
+        let request = GetKeyRotationStatusRequest {
+            key_id: key_id.into(),
+        };
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.kms.get_key_rotation_status(r).await
+        })
+        .await
+    }
+
     pub async fn list_key_versions(&self, key_id: &str) -> Result<Vec<KeyVersion>> {
         let request = ListKeyVersionsRequest {
             key_id: key_id.into(),

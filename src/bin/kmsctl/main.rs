@@ -178,6 +178,48 @@ enum KeysCommand {
     CancelDeletion {
         key: String,
     },
+    /// Replace a key's description.
+    UpdateDescription {
+        key: String,
+        description: String,
+    },
+    /// Add tags, or give existing ones new values.
+    Tag {
+        key: String,
+        /// KEY=VALUE pairs.
+        #[arg(required = true, value_parser = parse_pair)]
+        tags: Vec<(String, String)>,
+    },
+    /// Remove tags by key.
+    Untag {
+        key: String,
+        #[arg(required = true)]
+        tag_keys: Vec<String>,
+    },
+    /// Print a key's tags.
+    Tags {
+        key: String,
+    },
+    /// Turn automatic rotation on or off, or show its schedule.
+    #[command(subcommand)]
+    Rotation(RotationCommand),
+}
+
+#[derive(Subcommand)]
+enum RotationCommand {
+    /// Rotate automatically every DAYS days (1-2560; 365 when absent); with rotation on, changes the period.
+    Enable {
+        key: String,
+        #[arg(long)]
+        days: Option<u32>,
+    },
+    Disable {
+        key: String,
+    },
+    /// Whether the key rotates automatically, every how many days, and when next.
+    Status {
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +231,11 @@ enum AliasesCommand {
     },
     Delete {
         alias: String,
+    },
+    /// Point an existing alias at another key.
+    Update {
+        alias: String,
+        key: String,
     },
     /// List aliases (every page), optionally only one key's.
     List {
@@ -554,6 +601,25 @@ async fn keys(kms: &Client, out: &Output, cmd: KeysCommand) -> Result<(), Failur
             return Ok(());
         }
         KeysCommand::CancelDeletion { key } => kms.cancel_key_deletion(&key).await?,
+        KeysCommand::UpdateDescription { key, description } => {
+            kms.update_key_description(&key, &description).await?
+        }
+        KeysCommand::Tag { key, tags } => kms.tag_key(&key, tags).await?,
+        KeysCommand::Untag { key, tag_keys } => kms.untag_key(&key, tag_keys).await?,
+        KeysCommand::Tags { key } => {
+            out.tags(&kms.list_key_tags(&key).await?);
+            return Ok(());
+        }
+        KeysCommand::Rotation(RotationCommand::Enable { key, days }) => {
+            kms.enable_key_rotation(&key, days.unwrap_or(0)).await?
+        }
+        KeysCommand::Rotation(RotationCommand::Disable { key }) => {
+            kms.disable_key_rotation(&key).await?
+        }
+        KeysCommand::Rotation(RotationCommand::Status { key }) => {
+            out.rotation_status(&kms.get_key_rotation_status(&key).await?);
+            return Ok(());
+        }
     };
     out.key(&meta);
     Ok(())
@@ -563,6 +629,9 @@ async fn aliases(kms: &Client, out: &Output, cmd: AliasesCommand) -> Result<(), 
     match cmd {
         AliasesCommand::Create { alias, key } => {
             out.aliases(&[kms.create_alias(&alias, &key).await?]);
+        }
+        AliasesCommand::Update { alias, key } => {
+            out.aliases(&[kms.update_alias(&alias, &key).await?]);
         }
         AliasesCommand::Delete { alias } => {
             kms.delete_alias(&alias).await?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use kmsd_client::pb::{Alias, KeyMetadata, KeyState, KeyVersion};
+use kmsd_client::pb::{Alias, GetKeyRotationStatusResponse, KeyMetadata, KeyState, KeyVersion};
 use serde_json::{Value, json};
 
 use super::{Failure, write_output};
@@ -261,6 +261,39 @@ impl Output {
             return print_json(&json!({ "plaintext": BASE64.encode(bytes) }));
         }
         println!("{}", BASE64.encode(bytes));
+    }
+
+    pub fn tags(&self, tags: &std::collections::HashMap<String, String>) {
+        let sorted: std::collections::BTreeMap<&String, &String> = tags.iter().collect();
+        if self.json {
+            return print_json(&json!({ "tags": sorted }));
+        }
+        let rows: Vec<Vec<String>> = sorted
+            .iter()
+            .map(|(k, v)| vec![(*k).clone(), (*v).clone()])
+            .collect();
+        table(&["TAG", "VALUE"], &rows);
+    }
+
+    pub fn rotation_status(&self, status: &GetKeyRotationStatusResponse) {
+        if self.json {
+            return print_json(&json!({
+                "key_id": status.key_id,
+                "rotation_enabled": status.rotation_enabled,
+                "rotation_period_days": status.rotation_period_days,
+                "next_rotation_time": time(&status.next_rotation_time),
+            }));
+        }
+        if status.rotation_enabled {
+            println!(
+                "key {} rotates every {} days; next at {}",
+                status.key_id,
+                status.rotation_period_days,
+                time(&status.next_rotation_time)
+            );
+        } else {
+            println!("key {} does not rotate automatically", status.key_id);
+        }
     }
 
     pub fn done(&self, what: &str) {

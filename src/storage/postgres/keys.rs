@@ -354,6 +354,28 @@ impl PgStore {
         .await
     }
 
+    /// Returns whether the alias named `from` (and now names `to`). Both keys' changes are logged: each replica
+    /// reloads both, so the alias leaves one cache entry and joins the other.
+    pub async fn move_alias(
+        &self,
+        name: String,
+        from: KeyId,
+        to: KeyId,
+    ) -> Result<bool, StorageError> {
+        self.logged(ChangeKind::Key, &to.to_string(), async |tx| {
+            let moved = tx
+                .execute(
+                    "UPDATE aliases SET key_id = $3 WHERE alias_name = $1 AND key_id = $2",
+                    &[&name, &from.to_string(), &to.to_string()],
+                )
+                .await?
+                == 1;
+            log_change(tx, ChangeKind::Key, &from.to_string()).await?;
+            Ok(moved)
+        })
+        .await
+    }
+
     pub async fn versions_of(&self, key_id: KeyId) -> Result<Vec<VersionRow>, StorageError> {
         let c = self.client().await?;
         c.query(
@@ -659,17 +681,22 @@ async fn log_change(
     Ok(())
 }
 
+/// Writes every mutable field of a key's record: its state, versions, rotation, deletion, description and tags.
 async fn update_key(c: &impl GenericClient, record: &KmsKey) -> Result<(), StorageError> {
+    let id = record.id.to_string();
     let changed = c
         .execute(
-            "UPDATE keys SET state = $2, primary_version = $3, next_rotation_at_ms = $4, deletion_at_ms = $5
+            "UPDATE keys SET state = $2, primary_version = $3, next_rotation_at_ms = $4, deletion_at_ms = $5,
+                             description = $6, rotation_period_days = $7
              WHERE key_id = $1",
             &[
-                &record.id.to_string(),
+                &id,
                 &record.state.as_str(),
                 &(record.primary_version as i32),
                 &millis(record.next_rotation_at),
                 &millis(record.deletion_at),
+                &record.description,
+                &record.rotation_period_days.map(|d| d as i32),
             ],
         )
         .await?;
@@ -678,6 +705,15 @@ async fn update_key(c: &impl GenericClient, record: &KmsKey) -> Result<(), Stora
             "key {} is not stored",
             record.id
         )));
+    }
+    c.execute("DELETE FROM key_tags WHERE key_id = $1", &[&id])
+        .await?;
+    for (name, value) in &record.tags {
+        c.execute(
+            "INSERT INTO key_tags (key_id, name, value) VALUES ($1, $2, $3)",
+            &[&id, name, value],
+        )
+        .await?;
     }
     Ok(())
 }

@@ -160,16 +160,21 @@ pub(super) fn insert_key(
     Ok(())
 }
 
+/// Writes every mutable field of a key's record: its state, versions, rotation, deletion, description and tags.
 pub(super) fn update_key(tx: &Transaction<'_>, record: &KmsKey) -> Result<(), StorageError> {
+    let id = record.id.to_string();
     let changed = tx.execute(
-        "UPDATE keys SET state = ?2, primary_version = ?3, next_rotation_at_ms = ?4, deletion_at_ms = ?5
+        "UPDATE keys SET state = ?2, primary_version = ?3, next_rotation_at_ms = ?4, deletion_at_ms = ?5,
+                         description = ?6, rotation_period_days = ?7
          WHERE key_id = ?1",
         params![
-            record.id.to_string(),
+            id,
             record.state.as_str(),
             record.primary_version,
             record.next_rotation_at.map(|t| t.0),
             record.deletion_at.map(|t| t.0),
+            record.description,
+            record.rotation_period_days,
         ],
     )?;
     if changed != 1 {
@@ -178,7 +183,27 @@ pub(super) fn update_key(tx: &Transaction<'_>, record: &KmsKey) -> Result<(), St
             record.id
         )));
     }
+    tx.execute("DELETE FROM key_tags WHERE key_id = ?1", [&id])?;
+    for (name, value) in &record.tags {
+        tx.execute(
+            "INSERT INTO key_tags (key_id, name, value) VALUES (?1, ?2, ?3)",
+            params![id, name, value],
+        )?;
+    }
     Ok(())
+}
+
+/// Points an alias at another key; false if the alias does not name `from`.
+pub(super) fn move_alias(
+    c: &mut Connection,
+    name: &str,
+    from: KeyId,
+    to: KeyId,
+) -> Result<bool, StorageError> {
+    Ok(c.execute(
+        "UPDATE aliases SET key_id = ?3 WHERE alias_name = ?1 AND key_id = ?2",
+        params![name, from.to_string(), to.to_string()],
+    )? == 1)
 }
 
 fn insert_version(

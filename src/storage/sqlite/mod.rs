@@ -183,6 +183,17 @@ impl SqliteStore {
         self.call(move |c| keys::delete_alias(c, &name)).await
     }
 
+    /// Returns whether the alias named `from` (and now names `to`).
+    pub async fn move_alias(
+        &self,
+        name: String,
+        from: KeyId,
+        to: KeyId,
+    ) -> Result<bool, StorageError> {
+        self.call(move |c| keys::move_alias(c, &name, from, to))
+            .await
+    }
+
     /// For tests and tools that must look at what is stored for a key.
     pub async fn versions_of(&self, key_id: KeyId) -> Result<Vec<VersionRow>, StorageError> {
         self.call(move |c| keys::versions_of(c, key_id)).await

@@ -646,6 +646,113 @@ pub struct PutKeyPolicyResponse {
     pub policy: ::core::option::Option<KeyPolicy>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpdateAliasRequest {
+    #[prost(string, tag = "1")]
+    pub alias_name: ::prost::alloc::string::String,
+    /// The key the alias is to name from now on.
+    #[prost(string, tag = "2")]
+    pub key_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpdateAliasResponse {
+    #[prost(message, optional, tag = "1")]
+    pub alias: ::core::option::Option<Alias>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpdateKeyDescriptionRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub description: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UpdateKeyDescriptionResponse {
+    #[prost(message, optional, tag = "1")]
+    pub key_metadata: ::core::option::Option<KeyMetadata>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct TagResourceRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(map = "string, string", tag = "2")]
+    pub tags: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct TagResourceResponse {
+    #[prost(message, optional, tag = "1")]
+    pub key_metadata: ::core::option::Option<KeyMetadata>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UntagResourceRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "2")]
+    pub tag_keys: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UntagResourceResponse {
+    #[prost(message, optional, tag = "1")]
+    pub key_metadata: ::core::option::Option<KeyMetadata>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListResourceTagsRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListResourceTagsResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(map = "string, string", tag = "2")]
+    pub tags: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EnableKeyRotationRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// 1-2560 days; 0 means 365.
+    #[prost(uint32, tag = "2")]
+    pub rotation_period_days: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EnableKeyRotationResponse {
+    #[prost(message, optional, tag = "1")]
+    pub key_metadata: ::core::option::Option<KeyMetadata>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DisableKeyRotationRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DisableKeyRotationResponse {
+    #[prost(message, optional, tag = "1")]
+    pub key_metadata: ::core::option::Option<KeyMetadata>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetKeyRotationStatusRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetKeyRotationStatusResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(bool, tag = "2")]
+    pub rotation_enabled: bool,
+    /// Set while rotation is enabled.
+    #[prost(uint32, tag = "3")]
+    pub rotation_period_days: u32,
+    #[prost(message, optional, tag = "4")]
+    pub next_rotation_time: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Principal {
     /// 1-64 characters of A-Z a-z 0-9 . _ @ -
     #[prost(string, tag = "1")]
@@ -1534,6 +1641,218 @@ pub mod key_management_service_client {
                 .insert(GrpcMethod::new("kms.v1.KeyManagementService", "PutKeyPolicy"));
             self.inner.unary(req, path, codec).await
         }
+        /// Points an existing alias at another key. Administrators only, as CreateAlias.
+        pub async fn update_alias(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UpdateAliasRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UpdateAliasResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/UpdateAlias",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("kms.v1.KeyManagementService", "UpdateAlias"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn update_key_description(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UpdateKeyDescriptionRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UpdateKeyDescriptionResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/UpdateKeyDescription",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "kms.v1.KeyManagementService",
+                        "UpdateKeyDescription",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Adds tags, or gives existing ones new values (at most 50 per key).
+        pub async fn tag_resource(
+            &mut self,
+            request: impl tonic::IntoRequest<super::TagResourceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::TagResourceResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/TagResource",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("kms.v1.KeyManagementService", "TagResource"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Removes tags; keys that are not there are ignored.
+        pub async fn untag_resource(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UntagResourceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UntagResourceResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/UntagResource",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("kms.v1.KeyManagementService", "UntagResource"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_resource_tags(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListResourceTagsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListResourceTagsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/ListResourceTags",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("kms.v1.KeyManagementService", "ListResourceTags"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Turns automatic rotation on, or changes its period (the next rotation is then due a period from now).
+        pub async fn enable_key_rotation(
+            &mut self,
+            request: impl tonic::IntoRequest<super::EnableKeyRotationRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::EnableKeyRotationResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/EnableKeyRotation",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("kms.v1.KeyManagementService", "EnableKeyRotation"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn disable_key_rotation(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DisableKeyRotationRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DisableKeyRotationResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/DisableKeyRotation",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("kms.v1.KeyManagementService", "DisableKeyRotation"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn get_key_rotation_status(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetKeyRotationStatusRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetKeyRotationStatusResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/GetKeyRotationStatus",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "kms.v1.KeyManagementService",
+                        "GetKeyRotationStatus",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1698,6 +2017,66 @@ pub mod key_management_service_server {
             request: tonic::Request<super::PutKeyPolicyRequest>,
         ) -> std::result::Result<
             tonic::Response<super::PutKeyPolicyResponse>,
+            tonic::Status,
+        >;
+        /// Points an existing alias at another key. Administrators only, as CreateAlias.
+        async fn update_alias(
+            &self,
+            request: tonic::Request<super::UpdateAliasRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UpdateAliasResponse>,
+            tonic::Status,
+        >;
+        async fn update_key_description(
+            &self,
+            request: tonic::Request<super::UpdateKeyDescriptionRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UpdateKeyDescriptionResponse>,
+            tonic::Status,
+        >;
+        /// Adds tags, or gives existing ones new values (at most 50 per key).
+        async fn tag_resource(
+            &self,
+            request: tonic::Request<super::TagResourceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::TagResourceResponse>,
+            tonic::Status,
+        >;
+        /// Removes tags; keys that are not there are ignored.
+        async fn untag_resource(
+            &self,
+            request: tonic::Request<super::UntagResourceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UntagResourceResponse>,
+            tonic::Status,
+        >;
+        async fn list_resource_tags(
+            &self,
+            request: tonic::Request<super::ListResourceTagsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListResourceTagsResponse>,
+            tonic::Status,
+        >;
+        /// Turns automatic rotation on, or changes its period (the next rotation is then due a period from now).
+        async fn enable_key_rotation(
+            &self,
+            request: tonic::Request<super::EnableKeyRotationRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::EnableKeyRotationResponse>,
+            tonic::Status,
+        >;
+        async fn disable_key_rotation(
+            &self,
+            request: tonic::Request<super::DisableKeyRotationRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DisableKeyRotationResponse>,
+            tonic::Status,
+        >;
+        async fn get_key_rotation_status(
+            &self,
+            request: tonic::Request<super::GetKeyRotationStatusRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetKeyRotationStatusResponse>,
             tonic::Status,
         >;
     }
@@ -2709,6 +3088,389 @@ pub mod key_management_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = PutKeyPolicySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/UpdateAlias" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpdateAliasSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::UpdateAliasRequest>
+                    for UpdateAliasSvc<T> {
+                        type Response = super::UpdateAliasResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::UpdateAliasRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::update_alias(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpdateAliasSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/UpdateKeyDescription" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpdateKeyDescriptionSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::UpdateKeyDescriptionRequest>
+                    for UpdateKeyDescriptionSvc<T> {
+                        type Response = super::UpdateKeyDescriptionResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::UpdateKeyDescriptionRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::update_key_description(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpdateKeyDescriptionSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/TagResource" => {
+                    #[allow(non_camel_case_types)]
+                    struct TagResourceSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::TagResourceRequest>
+                    for TagResourceSvc<T> {
+                        type Response = super::TagResourceResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::TagResourceRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::tag_resource(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = TagResourceSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/UntagResource" => {
+                    #[allow(non_camel_case_types)]
+                    struct UntagResourceSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::UntagResourceRequest>
+                    for UntagResourceSvc<T> {
+                        type Response = super::UntagResourceResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::UntagResourceRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::untag_resource(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UntagResourceSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/ListResourceTags" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListResourceTagsSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::ListResourceTagsRequest>
+                    for ListResourceTagsSvc<T> {
+                        type Response = super::ListResourceTagsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListResourceTagsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::list_resource_tags(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListResourceTagsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/EnableKeyRotation" => {
+                    #[allow(non_camel_case_types)]
+                    struct EnableKeyRotationSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::EnableKeyRotationRequest>
+                    for EnableKeyRotationSvc<T> {
+                        type Response = super::EnableKeyRotationResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::EnableKeyRotationRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::enable_key_rotation(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = EnableKeyRotationSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/DisableKeyRotation" => {
+                    #[allow(non_camel_case_types)]
+                    struct DisableKeyRotationSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::DisableKeyRotationRequest>
+                    for DisableKeyRotationSvc<T> {
+                        type Response = super::DisableKeyRotationResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DisableKeyRotationRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::disable_key_rotation(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DisableKeyRotationSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/GetKeyRotationStatus" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetKeyRotationStatusSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::GetKeyRotationStatusRequest>
+                    for GetKeyRotationStatusSvc<T> {
+                        type Response = super::GetKeyRotationStatusResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetKeyRotationStatusRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::get_key_rotation_status(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetKeyRotationStatusSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
