@@ -300,6 +300,7 @@ async fn serve(
                 audit.clone(),
                 kms.clone(),
                 auditor.clone(),
+                config.network.aws_home.clone(),
             ))
             .max_decoding_message_size(max_message),
         );

@@ -21,14 +21,22 @@ pub struct AuditServiceImpl {
     audit: Arc<AuditLog>,
     kms: Arc<Kms>,
     auditor: Arc<Auditor>,
+    /// The region and account of key ARNs, which DescribeLog reports for CloudTrail-form exports.
+    home: crate::aws::arn::Home,
 }
 
 impl AuditServiceImpl {
-    pub fn new(audit: Arc<AuditLog>, kms: Arc<Kms>, auditor: Arc<Auditor>) -> Self {
+    pub fn new(
+        audit: Arc<AuditLog>,
+        kms: Arc<Kms>,
+        auditor: Arc<Auditor>,
+        home: crate::aws::arn::Home,
+    ) -> Self {
         AuditServiceImpl {
             audit,
             kms,
             auditor,
+            home,
         }
     }
 }
@@ -234,6 +242,8 @@ impl AuditService for AuditServiceImpl {
                         soft_floor_bytes: limits.soft_floor,
                         hard_floor_bytes: limits.hard_floor,
                         disk_level: space.level().as_str().to_owned(),
+                        aws_region: self.home.region().to_owned(),
+                        aws_account_id: self.home.account().to_owned(),
                     })
                 },
             )

@@ -218,3 +218,38 @@ def test_the_aws_endpoint_serves_tls_with_the_grpc_apis_certificate(tmp_path):
             urllib3.PoolManager(retries=False, timeout=5).request("POST", f"http://{daemon.aws}/", body=b"{}")
     finally:
         daemon.stop()
+
+
+def test_cloudtrail_export_names_the_key_by_arn_and_the_access_key(kmsd, admin, key_arn):
+    status, out, request_id = send(kmsd, "Encrypt", {"KeyId": key_arn, "Plaintext": "eA=="}, *admin)
+    assert status == 200, out
+    exported = kmsd.kmsctl("audit", "export", "--format", "cloudtrail", "--request-id", request_id).stdout
+    (record,) = json.loads(exported)["Records"]
+    assert record["eventName"] == "Encrypt"
+    assert record["resources"] == [{"ARN": key_arn, "accountId": "000000000000", "type": "AWS::KMS::Key"}]
+    assert record["userIdentity"]["accessKeyId"] == admin[0]
+    assert record["userIdentity"]["principalId"] == "admin"
+    assert record["awsRegion"] == "us-east-1" and record["recipientAccountId"] == "000000000000"
+
+
+def test_a_principal_uses_keys_only_as_their_policies_allow(kmsd, admin, key_arn):
+    kmsd.kmsctl("principals", "create", "svc")
+    svc = kmsd.access_key("svc")
+    body = {"KeyId": key_arn, "Plaintext": "eA=="}
+    status, out, request_id = send(kmsd, "Encrypt", body, *svc)
+    assert (status, out.get("__type")) == (400, "AccessDeniedException"), out
+    record = only_record(kmsd, request_id)
+    assert (record["principal"], record["outcome"]) == ("svc", "denied")
+    status, out, _ = send(kmsd, "ListKeys", {}, *svc)
+    assert (status, out.get("__type")) == (400, "AccessDeniedException"), out
+    policy = {"statements": [{"principals": ["svc"], "operations": ["Encrypt"]}]}
+    status, out, _ = send(kmsd, "PutKeyPolicy", {"KeyId": key_arn, "PolicyName": "default",
+                                                 "Policy": json.dumps(policy)}, *admin)
+    assert status == 200, out
+    status, out, _ = send(kmsd, "Encrypt", body, *svc)
+    assert status == 200, out
+    status, out, _ = send(kmsd, "Decrypt", {"CiphertextBlob": out["CiphertextBlob"]}, *svc)
+    assert (status, out.get("__type")) == (400, "AccessDeniedException"), out
+    status, out, _ = send(kmsd, "PutKeyPolicy", {"KeyId": key_arn, "Policy": "{\"Version\": \"2012-10-17\"}"},
+                          *admin)
+    assert (status, out.get("__type")) == (400, "MalformedPolicyDocumentException"), out

@@ -120,7 +120,21 @@ async fn query_export_and_verify_from_the_command_line() {
         gdk["requestParameters"]["encryptionContext"]["bucket"],
         "photos"
     );
-    assert_eq!(gdk["resources"][0]["keyId"], key.key_id.as_str());
+    // The key as CloudTrail names one: by ARN, in this kmsd's region and account (the defaults here).
+    assert_eq!(
+        gdk["resources"],
+        serde_json::json!([{
+            "ARN": format!("arn:aws:kms:us-east-1:000000000000:key/{}", key.key_id),
+            "accountId": "000000000000",
+            "type": "AWS::KMS::Key",
+        }])
+    );
+    assert_eq!(gdk["awsRegion"], "us-east-1");
+    assert_eq!(gdk["userIdentity"]["principalId"], "admin");
+    assert!(
+        gdk["userIdentity"].get("accessKeyId").is_none(),
+        "a token, not an access key"
+    );
     assert_eq!(gdk["additionalEventData"]["reason"], "because cli-1");
     assert!(gdk["eventTime"].as_str().unwrap().ends_with('Z'));
 

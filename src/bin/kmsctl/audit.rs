@@ -240,7 +240,13 @@ pub async fn run(kms: &Client, out: &Output, cmd: AuditCommand) -> Result<(), Fa
             let events = fetch(kms, &filter, true, usize::MAX).await?;
             let doc = match format {
                 ExportFormat::Cloudtrail => {
-                    json!({ "Records": events.iter().map(cloudtrail_json).collect::<Vec<_>>() })
+                    // The daemon says which region and account its key ARNs carry.
+                    let log = kms.describe_log().await?;
+                    let home = Home {
+                        region: log.aws_region,
+                        account: log.aws_account_id,
+                    };
+                    json!({ "Records": events.iter().map(|e| cloudtrail_json(e, &home)).collect::<Vec<_>>() })
                 }
                 ExportFormat::Native => {
                     json!({ "events": events.iter().map(native_json).collect::<Vec<_>>() })
@@ -304,8 +310,27 @@ fn native_json(e: &AuditEvent) -> Value {
     })
 }
 
-/// A record with AWS CloudTrail's field names, so tools built for KMS events in CloudTrail can read it.
-fn cloudtrail_json(e: &AuditEvent) -> Value {
+/// Where the daemon's keys are, in AWS's terms: the region and account of their ARNs.
+struct Home {
+    region: String,
+    account: String,
+}
+
+impl Home {
+    fn key_arn(&self, key_id: &str) -> String {
+        format!("arn:aws:kms:{}:{}:key/{key_id}", self.region, self.account)
+    }
+
+    /// A key as CloudTrail lists it among an event's resources.
+    fn resource(&self, key_id: &str) -> Value {
+        json!({ "ARN": self.key_arn(key_id), "accountId": self.account, "type": "AWS::KMS::Key" })
+    }
+}
+
+/// A record with AWS CloudTrail's field names, so tools built for KMS events in CloudTrail can read it: the keys
+/// it used as `resources` (by ARN, with `AWS::KMS::Key`; ReEncrypt's source key too), the caller in `userIdentity`
+/// (with its access key id when it signed with one), the region and account.
+fn cloudtrail_json(e: &AuditEvent, home: &Home) -> Value {
     let mut request_parameters = serde_json::Map::new();
     if !e.key_id.is_empty() {
         request_parameters.insert(
@@ -324,12 +349,29 @@ fn cloudtrail_json(e: &AuditEvent) -> Value {
     for (k, v) in &e.parameters {
         request_parameters.insert(k.clone(), json!(v));
     }
+    let mut resources = Vec::new();
+    if let Some(source) = e.parameters.get("source_key_id") {
+        resources.push(home.resource(source));
+    }
+    if !e.key_id.is_empty() {
+        resources.push(home.resource(&e.key_id));
+    }
+    let mut user_identity = json!({
+        "type": "kmsd",
+        "principalId": e.principal,
+        "userName": e.principal,
+        "accountId": home.account,
+    });
+    if let Some(access_key_id) = e.parameters.get("access_key_id") {
+        user_identity["accessKeyId"] = json!(access_key_id);
+    }
     json!({
         "eventVersion": "1.08",
-        "userIdentity": { "type": "kmsd", "principalId": e.principal },
+        "userIdentity": user_identity,
         "eventTime": time(&e.event_time),
         "eventSource": "kms.kmsd",
         "eventName": e.event_name,
+        "awsRegion": home.region,
         "sourceIPAddress": e.source_address,
         "userAgent": e.user_agent,
         "errorCode": empty_as_null(&e.error_code),
@@ -338,10 +380,15 @@ fn cloudtrail_json(e: &AuditEvent) -> Value {
         "responseElements": Value::Null,
         "requestID": e.request_id,
         "eventID": e.event_id,
-        "readOnly": matches!(e.event_name.as_str(), "DescribeKey" | "ListKeys" | "ListAliases" | "ListKeyVersions" | "QueryEvents" | "VerifyLog"),
-        "resources": if e.key_id.is_empty() { json!([]) } else { json!([{ "type": "kmsd::KMS::Key", "keyId": e.key_id }]) },
+        "readOnly": matches!(
+            e.event_name.as_str(),
+            "DescribeKey" | "ListKeys" | "ListAliases" | "ListKeyVersions" | "ListResourceTags"
+                | "GetKeyRotationStatus" | "GetKeyPolicy" | "QueryEvents" | "VerifyLog"
+        ),
+        "resources": resources,
         "eventType": "AwsApiCall",
         "managementEvent": true,
+        "recipientAccountId": home.account,
         "eventCategory": "Management",
         "additionalEventData": {
             "keyVersion": if e.key_version == 0 { Value::Null } else { json!(e.key_version) },

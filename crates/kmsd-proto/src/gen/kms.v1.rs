@@ -526,6 +526,12 @@ pub struct DescribeLogResponse {
     /// floor: every call but archival fails closed).
     #[prost(string, tag = "9")]
     pub disk_level: ::prost::alloc::string::String,
+    /// The region and account of this kmsd's key ARNs (the AWS endpoint's settings), for exports in CloudTrail's
+    /// form.
+    #[prost(string, tag = "11")]
+    pub aws_region: ::prost::alloc::string::String,
+    #[prost(string, tag = "12")]
+    pub aws_account_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SealArchiveRequest {
