@@ -706,3 +706,81 @@ const KNOWN_ERRORS: &[(&str, StatusCode)] = &[
     ("UnsupportedOperationException", StatusCode::BAD_REQUEST),
     ("ValidationException", StatusCode::BAD_REQUEST),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{KeyId, State, StateError};
+    use crate::kms::KmsError;
+
+    fn named(status: Status) -> (&'static str, StatusCode) {
+        aws_error_of(&status)
+    }
+
+    fn state(state: State) -> Status {
+        Status::from(KmsError::State(StateError {
+            key_id: KeyId::new_random(),
+            state,
+            operation: crate::keys::Operation::Encrypt,
+        }))
+    }
+
+    #[test]
+    fn kmsd_errors_become_the_aws_exceptions_botocore_knows() {
+        assert_eq!(
+            named(state(State::Disabled)),
+            ("DisabledException", StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            named(state(State::PendingDeletion)),
+            ("KMSInvalidStateException", StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            named(Status::from(KmsError::AuditUnavailable)),
+            ("KMSInternalException", StatusCode::INTERNAL_SERVER_ERROR),
+            "failing closed is a fault SDKs retry"
+        );
+        assert_eq!(
+            named(Status::unavailable("this replica is behind")),
+            ("KMSInternalException", StatusCode::INTERNAL_SERVER_ERROR)
+        );
+        assert_eq!(
+            named(Status::from(crate::keys::InvalidInput("bad".into()))),
+            ("ValidationException", StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            named(Status::permission_denied("no")),
+            ("AccessDeniedException", StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            named(Status::resource_exhausted("busy")),
+            ("LimitExceededException", StatusCode::BAD_REQUEST)
+        );
+        // A name put on the status by the endpoint or the call path wins; an unknown one is not passed on.
+        let mut signed = Status::unauthenticated("bad signature");
+        signed.metadata_mut().insert(
+            AWS_ERROR_METADATA,
+            "InvalidSignatureException".parse().unwrap(),
+        );
+        assert_eq!(
+            named(signed),
+            ("InvalidSignatureException", StatusCode::BAD_REQUEST)
+        );
+        let mut odd = Status::internal("x");
+        odd.metadata_mut()
+            .insert(AWS_ERROR_METADATA, "MadeUpException".parse().unwrap());
+        assert_eq!(named(odd).0, "KMSInternalException");
+    }
+
+    #[test]
+    fn errors_are_aws_json_with_the_request_id() {
+        let mut status = Status::not_found("key k does not exist");
+        status
+            .metadata_mut()
+            .insert(REQUEST_ID_HEADER, "req-1".parse().unwrap());
+        let answer = error_answer(&status);
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(answer.headers()["x-amzn-requestid"], "req-1");
+        assert_eq!(answer.headers()["content-type"], JSON_CONTENT_TYPE);
+    }
+}
