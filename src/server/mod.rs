@@ -136,6 +136,17 @@ pub async fn start(
     serve(config, state, listener, local_addr, tls, aws).await
 }
 
+/// A listener on `addr`, and the address it bound (the port the OS chose for port 0).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
+
 /// The AWS endpoint's listener and TLS settings, bound and read before anything is opened.
 struct AwsListener {
     listener: TcpListener,
@@ -153,12 +164,7 @@ async fn bind_aws(config: &Config) -> Result<Option<AwsListener>, StartError> {
             crate::aws::endpoint::tls_acceptor(&files.cert, &files.key).map_err(StartError::Tls)?,
         ),
     };
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
+    let (listener, bound) = bind(addr).await?;
     config
         .check_transport(bound)
         .map_err(StartError::Transport)?;
@@ -238,12 +244,7 @@ async fn serve(
     let (metrics_addr, metrics_task) = match config.network.metrics_listen {
         None => (None, None),
         Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })?;
-            let bound = listener
-                .local_addr()
-                .map_err(|source| StartError::Bind { addr, source })?;
+            let (listener, bound) = bind(addr).await?;
             let kms = kms.clone();
             let metrics = metrics.clone();
             let audit = audit.clone();

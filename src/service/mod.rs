@@ -164,6 +164,16 @@ fn context(
     Ok(EncryptionContext::parse(pairs, field)?)
 }
 
+/// CreateAlias's and UpdateAlias's request read: the alias's name, and the administrator's authority over its target.
+fn alias_and_target(
+    alias_name: &str,
+    key_id: &str,
+    admitted: &Admitted<'_>,
+) -> Result<(AliasName, crate::auth::policy::Authorized), Status> {
+    let name = AliasName::parse(alias_name)?;
+    Ok((name, admitted.administer(key_ref(key_id)?)?))
+}
+
 fn key_ref(s: &str) -> Result<KeyRef, Status> {
     Ok(KeyRef::parse(s, "key_id")?)
 }
@@ -307,8 +317,7 @@ impl KeyManagementService for KmsService {
                     call.alias(&req.alias_name);
                 },
                 async |req, admitted| {
-                    let name = AliasName::parse(&req.alias_name)?;
-                    let target = admitted.administer(key_ref(&req.key_id)?)?;
+                    let (name, target) = alias_and_target(&req.alias_name, &req.key_id, admitted)?;
                     let alias = self.kms.create_alias(name, &target, admitted).await?;
                     Ok(pb::CreateAliasResponse {
                         alias: Some(convert::alias(&alias)),
@@ -763,8 +772,7 @@ impl KeyManagementService for KmsService {
                     call.alias(&req.alias_name);
                 },
                 async |req, admitted| {
-                    let name = AliasName::parse(&req.alias_name)?;
-                    let target = admitted.administer(key_ref(&req.key_id)?)?;
+                    let (name, target) = alias_and_target(&req.alias_name, &req.key_id, admitted)?;
                     let alias = self.kms.update_alias(name, &target, admitted).await?;
                     Ok(pb::UpdateAliasResponse {
                         alias: Some(convert::alias(&alias)),
