@@ -13,6 +13,7 @@ mod audit_failure;
 mod audit_query;
 mod audit_tamper;
 mod aws;
+mod aws_signer;
 mod backup;
 mod bench;
 mod bootstrap;

@@ -15,6 +15,14 @@ async fn replica(db: &Database, dir: Arc<tempfile::TempDir>) -> TestServer {
     TestServer::start_with(dir, &config).await
 }
 
+/// A daemon on `db` that also serves the AWS endpoint, on an ephemeral loopback port.
+async fn aws_replica(db: &Database, dir: Arc<tempfile::TempDir>) -> TestServer {
+    let mut config = config(dir.path());
+    config.data.database_url = Some(db.url());
+    config.network.aws_listen = Some("127.0.0.1:0".parse().unwrap());
+    TestServer::start_with(dir, &config).await
+}
+
 /// A data directory holding a copy of `first`'s root key: what an operator gives each replica.
 fn replica_dir(first: &TestServer) -> Arc<tempfile::TempDir> {
     let dir = tempfile::tempdir().unwrap();
@@ -195,6 +203,56 @@ async fn a_revocation_on_one_replica_is_in_force_on_the_others_within_the_bound(
         let refused = client.who_am_i().await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
     }
+}
+
+/// An access key issued on one replica signs requests to another's AWS endpoint (its secret unwraps there with the
+/// shared root key), and once revoked on the first it is refused on the other within the bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_access_key_revoked_on_one_replica_is_refused_by_another_within_the_bound() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    let a = replica(&db, Arc::new(tempfile::tempdir().unwrap())).await;
+    let dir = replica_dir(&a);
+    std::fs::write(dir.path().join("admin.token"), a.admin_token()).unwrap();
+    let b = aws_replica(&db, dir).await;
+    let b_aws = b.server.aws_addr().expect("B serves the AWS endpoint");
+    let admin = a.kms_client().await;
+    let (secret, issued) = admin.create_access_key("admin", "replicas").await.unwrap();
+    let credentials = (issued.access_key_id.as_str(), secret.as_str());
+    until("an access key made on A signs for B", async || {
+        super::aws_signer::call(
+            b_aws,
+            credentials,
+            "GenerateRandom",
+            r#"{"NumberOfBytes": 8}"#,
+        )
+        .await
+        .0 == 200
+    })
+    .await;
+
+    admin
+        .revoke_access_key(&issued.access_key_id)
+        .await
+        .unwrap();
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    let (status, refused) = super::aws_signer::call(
+        b_aws,
+        credentials,
+        "GenerateRandom",
+        r#"{"NumberOfBytes": 8}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["__type"], "UnrecognizedClientException",
+        "{refused}"
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("revoked"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -33,8 +33,8 @@ async fn after_a_root_key_rotation_old_ciphertexts_decrypt_and_the_old_key_is_re
     .unwrap();
     let a_v2 = encrypt(&mut c, "alias/a", b"a under version 2", &[]).await;
     let b_v1 = encrypt(&mut c, "alias/b", b"b", &[]).await;
-    // An access key's secret is wrapped under the root key too; the daemon does not start if one fails to unwrap.
-    server
+    // An access key's secret is wrapped under the root key too, and must still sign afterwards.
+    let (secret, access_key) = server
         .kms_client()
         .await
         .create_access_key("admin", "rotation")
@@ -88,6 +88,7 @@ async fn after_a_root_key_rotation_old_ciphertexts_decrypt_and_the_old_key_is_re
     // with the same public key as before.
     let mut config = config(dir.path());
     config.data.root_key_file = Some(new_key.clone());
+    config.network.aws_listen = Some("127.0.0.1:0".parse().unwrap());
     let running = try_start(&config, ManualClock::new()).await.unwrap();
     let server = TestServer {
         dir: Arc::clone(&dir),
@@ -118,6 +119,14 @@ async fn after_a_root_key_rotation_old_ciphertexts_decrypt_and_the_old_key_is_re
     assert!(verified.ok, "{}", verified.problem);
     assert!(verified.checkpoints_checked >= 1);
     assert_eq!(encrypt(&mut c, "alias/a", b"new", &[]).await.key_version, 2);
+    let (status, answer) = crate::aws_signer::call(
+        server.server.aws_addr().unwrap(),
+        (&access_key.access_key_id, &secret),
+        "GenerateRandom",
+        r#"{"NumberOfBytes": 8}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
     server.stop().await;
 
     let offline = Command::new(env!("CARGO_BIN_EXE_kmsctl"))
