@@ -45,16 +45,25 @@ fn blobs(c: &mut Criterion) {
 fn signatures(c: &mut Criterion) {
     use base64::Engine;
     use kmsd::aws::sigv4;
-    let vectors: serde_json::Value = serde_json::from_str(include_str!("../tests/vectors/sigv4/botocore.json"))
-        .expect("the committed vectors");
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../tests/vectors/sigv4/botocore.json"))
+            .expect("the committed vectors");
     let v = &vectors["vectors"][0];
     let headers: Vec<(String, Vec<u8>)> = v["headers"]
         .as_array()
         .expect("headers")
         .iter()
-        .map(|h| (h[0].as_str().unwrap().to_owned(), h[1].as_str().unwrap().as_bytes().to_vec()))
+        .map(|h| {
+            (
+                h[0].as_str().unwrap().to_owned(),
+                h[1].as_str().unwrap().as_bytes().to_vec(),
+            )
+        })
         .collect();
-    let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let pairs: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
     let body = base64::engine::general_purpose::STANDARD
         .decode(v["body_base64"].as_str().unwrap())
         .expect("base64 body");

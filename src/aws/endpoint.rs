@@ -166,21 +166,23 @@ impl AwsEndpoint {
 
     /// One request's answer.
     async fn answer(self: Arc<Self>, request: http::Request<Incoming>, peer: SocketAddr) -> Answer {
-        let _call = match self.admission.call_started(Some(peer)) {
-            Ok(guard) => guard,
-            Err(refused) => {
-                // Not admitted: no body is read, the refusal is recorded like any other.
-                let (parts, _) = request.into_parts();
-                let origin = self.origin(parts, Bytes::new(), peer, None);
-                return self.unhandled(origin, None, refused).await;
-            }
-        };
         let (parts, body) = request.into_parts();
         let target = parts
             .headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let _call = match self.admission.call_started(Some(peer)) {
+            Ok(guard) => guard,
+            Err(refused) => {
+                // Not admitted: its body is not read (so its signature cannot be checked), and the refusal is
+                // recorded like any other, under the operation it named.
+                let origin = self.origin(parts, Bytes::new(), peer, None);
+                return self
+                    .refuse(origin, target.as_deref(), refused, Check::BodyIncomplete)
+                    .await;
+            }
+        };
         let body = match tokio::time::timeout(
             self.request_timeout,
             Limited::new(body, self.max_body).collect(),
@@ -502,8 +504,8 @@ impl AwsEndpoint {
         }
     }
 
-    /// Records a request that reached no handler (it named no operation kmsd serves, or was not admitted) and
-    /// answers it: the caller's authentication failure if it did not authenticate, else `refusal`.
+    /// Records a request that reached no handler (it named no operation kmsd serves) and answers it: the caller's
+    /// authentication failure if it did not authenticate, else `refusal`.
     async fn unhandled(
         &self,
         origin: SignedOrigin,
@@ -558,7 +560,8 @@ impl AwsEndpoint {
 enum Check {
     /// The authentication failure, as for any call.
     SignatureFirst,
-    /// The refusal: the body did not arrive whole, so the signature (which covers it) could not be checked.
+    /// The refusal: the body was not read whole (too large, too slow, or the call was not admitted), so the
+    /// signature, which covers it, could not be checked.
     BodyIncomplete,
 }
 

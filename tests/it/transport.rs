@@ -264,3 +264,83 @@ async fn calls_beyond_the_in_flight_limit_are_refused_at_once() {
     );
     daemon.stop();
 }
+
+/// The AWS endpoint's calls count against the same in-flight limit as gRPC's: with the one slot held by an AWS
+/// request whose body never comes, a signed AWS call and a gRPC call are both refused at once, and recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_endpoint_shares_the_in_flight_limit() {
+    use tokio::io::AsyncWriteExt;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = config(dir.path());
+    config.network.aws_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.transport.max_calls_in_flight = 1;
+    config.transport.request_timeout = Duration::from_secs(2);
+    let server = TestServer::start_with(dir, &config).await;
+    let aws = server.server.aws_addr().unwrap();
+    let (secret, key) = server
+        .kms_client()
+        .await
+        .create_access_key("admin", "limits")
+        .await
+        .unwrap();
+
+    let mut held = tokio::net::TcpStream::connect(aws).await.unwrap();
+    held.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: TrentService.GenerateRandom\r\n\
+          Content-Type: application/x-amz-json-1.1\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, refused) = crate::aws_signer::call(
+        aws,
+        (&key.access_key_id, &secret),
+        "GenerateRandom",
+        r#"{"NumberOfBytes": 8}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, refused["__type"].as_str()),
+        (400, Some("LimitExceededException")),
+        "{refused}"
+    );
+    let mut client = server.client().await;
+    let random = kmsd_proto::pb::GenerateRandomRequest { number_of_bytes: 8 };
+    assert_status(
+        client.generate_random(random).await,
+        tonic::Code::ResourceExhausted,
+        &["limit of 1 calls"],
+    );
+
+    // The held call is answered when its body is overdue, and the slot comes back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, answer) = crate::aws_signer::call(
+        aws,
+        (&key.access_key_id, &secret),
+        "GenerateRandom",
+        r#"{"NumberOfBytes": 8}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let mut audit = server.audit_client().await;
+    let exhausted = audit
+        .query_events(kmsd_proto::pb::QueryEventsRequest {
+            event_name: "GenerateRandom".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let codes: Vec<&str> = exhausted.iter().map(|e| e.error_code.as_str()).collect();
+    assert_eq!(
+        codes.iter().filter(|c| **c == "RESOURCE_EXHAUSTED").count(),
+        2,
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&"DEADLINE_EXCEEDED"),
+        "the overdue body: {codes:?}"
+    );
+    server.stop().await;
+}
