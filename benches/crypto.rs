@@ -49,6 +49,7 @@ fn signatures(c: &mut Criterion) {
         serde_json::from_str(include_str!("../tests/vectors/sigv4/botocore.json"))
             .expect("the committed vectors");
     let v = &vectors["vectors"][0];
+    let field = |name: &str| v[name].as_str().expect("a vector's text field");
     let headers: Vec<(String, Vec<u8>)> = v["headers"]
         .as_array()
         .expect("headers")
@@ -65,18 +66,18 @@ fn signatures(c: &mut Criterion) {
         .map(|(n, v)| (n.as_str(), v.as_slice()))
         .collect();
     let body = base64::engine::general_purpose::STANDARD
-        .decode(v["body_base64"].as_str().unwrap())
+        .decode(field("body_base64"))
         .expect("base64 body");
     let request = sigv4::Request {
-        method: v["method"].as_str().unwrap(),
-        path: v["path"].as_str().unwrap(),
-        query: v["query"].as_str().unwrap(),
+        method: field("method"),
+        path: field("path"),
+        query: field("query"),
         headers: &pairs,
         body: &body,
     };
-    let now = kmsd::clock::UnixMillis(v["signed_at_unix"].as_i64().unwrap() * 1000);
-    let region = v["region"].as_str().unwrap();
-    let secret = v["secret"].as_str().unwrap().as_bytes();
+    let now = kmsd::clock::UnixMillis(v["signed_at_unix"].as_i64().expect("a signing time") * 1000);
+    let region = field("region");
+    let secret = field("secret").as_bytes();
     c.bench_function("verify a SigV4-signed request", |b| {
         b.iter(|| {
             let claim = sigv4::claim(black_box(&request), region, now).expect("a valid claim");
