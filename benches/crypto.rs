@@ -55,10 +55,8 @@ fn signatures(c: &mut Criterion) {
         .expect("headers")
         .iter()
         .map(|h| {
-            (
-                h[0].as_str().unwrap().to_owned(),
-                h[1].as_str().unwrap().as_bytes().to_vec(),
-            )
+            let text = |i: usize| h[i].as_str().expect("a header is two strings");
+            (text(0).to_owned(), text(1).as_bytes().to_vec())
         })
         .collect();
     let pairs: Vec<(&str, &[u8])> = headers
