@@ -262,6 +262,11 @@ fn the_kubernetes_manifests_environment_is_accepted() {
         settings.config.network.tls.is_some(),
         "non-loopback, so TLS"
     );
+    assert_eq!(
+        settings.config.network.aws_listen.map(|a| a.to_string()),
+        Some("0.0.0.0:4599".to_owned()),
+        "the AWS endpoint, under the same TLS"
+    );
 }
 
 #[test]
