@@ -521,6 +521,23 @@ impl Authenticator {
         all
     }
 
+    /// What issuing a credential (a token, an access key) to `principal` starts with: its description checked, then
+    /// the change lock taken with the principal found enabled under it.
+    async fn lock_for_issuing(
+        &self,
+        principal: &str,
+        description: &str,
+    ) -> Result<ChangeGuard<'_>, AccessError> {
+        check_description(description)?;
+        let guard = self.lock_for_change().await?;
+        if self.principal(principal)?.disabled_at.is_some() {
+            return Err(AccessError::FailedPrecondition(format!(
+                "principal {principal:?} is disabled"
+            )));
+        }
+        Ok(guard)
+    }
+
     /// Access keys, oldest first, of one principal or of all.
     pub fn access_keys(&self, principal: Option<&str>) -> Vec<AccessKeyInfo> {
         let state = self.read();
@@ -542,18 +559,7 @@ impl Authenticator {
         description: String,
         gate: &dyn Gate,
     ) -> Result<IssuedAccessKey, AccessError> {
-        if description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(invalid(format!(
-                "description is longer than {MAX_DESCRIPTION_CHARS} characters"
-            )));
-        }
-        let _guard = self.lock_for_change().await?;
-        let owner = self.principal(principal)?;
-        if owner.disabled_at.is_some() {
-            return Err(AccessError::FailedPrecondition(format!(
-                "principal {principal:?} is disabled"
-            )));
-        }
+        let _guard = self.lock_for_issuing(principal, &description).await?;
         let issued = access_key::issue(&self.root)
             .map_err(|e| AccessError::Internal(format!("the OS refused randomness: {e}")))?;
         let row = AccessKeyRow {
@@ -629,11 +635,7 @@ impl Authenticator {
         gate: &dyn Gate,
     ) -> Result<Principal, AccessError> {
         validate_name(&new.name)?;
-        if new.description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(invalid(format!(
-                "description is longer than {MAX_DESCRIPTION_CHARS} characters"
-            )));
-        }
+        check_description(&new.description)?;
         for s in &new.certificate_subjects {
             if s.is_empty() || s.len() > MAX_SUBJECT_LEN || s.chars().any(char::is_control) {
                 return Err(invalid(format!(
@@ -727,18 +729,7 @@ impl Authenticator {
         ttl: Option<std::time::Duration>,
         gate: &dyn Gate,
     ) -> Result<IssuedToken, AccessError> {
-        if description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(invalid(format!(
-                "description is longer than {MAX_DESCRIPTION_CHARS} characters"
-            )));
-        }
-        let _guard = self.lock_for_change().await?;
-        let owner = self.principal(principal)?;
-        if owner.disabled_at.is_some() {
-            return Err(AccessError::FailedPrecondition(format!(
-                "principal {principal:?} is disabled"
-            )));
-        }
+        let _guard = self.lock_for_issuing(principal, &description).await?;
         let issued = token::issue()
             .map_err(|e| AccessError::Internal(format!("the OS refused randomness: {e}")))?;
         let now = self.clock.now();
@@ -816,6 +807,15 @@ fn active(principal: &PrincipalRow, method: Method) -> Result<Caller, String> {
         create_keys: principal.create_keys,
         method,
     })
+}
+
+fn check_description(description: &str) -> Result<(), AccessError> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(invalid(format!(
+            "description is longer than {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(())
 }
 
 fn invalid(msg: String) -> AccessError {
