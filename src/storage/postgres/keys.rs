@@ -500,18 +500,14 @@ impl PgStore {
         at: UnixMillis,
     ) -> Result<(), StorageError> {
         self.logged(ChangeKind::Access, &name, async |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE principals SET disabled_at_ms = $2 WHERE name = $1",
-                    &[&name, &at.0],
-                )
-                .await?;
-            if changed != 1 {
-                return Err(StorageError::Corrupt(format!(
-                    "principal {name:?} is not stored"
-                )));
-            }
-            Ok(())
+            stamp(
+                tx,
+                "UPDATE principals SET disabled_at_ms = $2 WHERE name = $1",
+                &name,
+                at,
+                |name| format!("principal {name:?}"),
+            )
+            .await
         })
         .await
     }
@@ -525,16 +521,14 @@ impl PgStore {
 
     pub async fn revoke_token(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
         self.logged(ChangeKind::Access, &id, async |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE tokens SET revoked_at_ms = $2 WHERE token_id = $1",
-                    &[&id, &at.0],
-                )
-                .await?;
-            if changed != 1 {
-                return Err(StorageError::Corrupt(format!("token {id} is not stored")));
-            }
-            Ok(())
+            stamp(
+                tx,
+                "UPDATE tokens SET revoked_at_ms = $2 WHERE token_id = $1",
+                &id,
+                at,
+                |id| format!("token {id}"),
+            )
+            .await
         })
         .await
     }
@@ -548,18 +542,14 @@ impl PgStore {
 
     pub async fn revoke_access_key(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
         self.logged(ChangeKind::Access, &id, async |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE access_keys SET revoked_at_ms = $2 WHERE access_key_id = $1",
-                    &[&id, &at.0],
-                )
-                .await?;
-            if changed != 1 {
-                return Err(StorageError::Corrupt(format!(
-                    "access key {id} is not stored"
-                )));
-            }
-            Ok(())
+            stamp(
+                tx,
+                "UPDATE access_keys SET revoked_at_ms = $2 WHERE access_key_id = $1",
+                &id,
+                at,
+                |id| format!("access key {id}"),
+            )
+            .await
         })
         .await
     }
@@ -640,6 +630,24 @@ pub(super) async fn insert_token(c: &impl GenericClient, t: &TokenRow) -> Result
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Sets one row's time column (`sql` takes the row's key as $1 and the time as $2): a disabled principal, a revoked
+/// token or access key. A row that is not there is corruption: the caller found it in memory first.
+async fn stamp(
+    c: &impl GenericClient,
+    sql: &str,
+    key: &str,
+    at: UnixMillis,
+    what: impl Fn(&str) -> String,
+) -> Result<(), StorageError> {
+    if c.execute(sql, &[&key, &at.0]).await? != 1 {
+        return Err(StorageError::Corrupt(format!(
+            "{} is not stored",
+            what(key)
+        )));
+    }
     Ok(())
 }
 

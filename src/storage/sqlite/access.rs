@@ -46,16 +46,13 @@ impl SqliteStore {
         at: UnixMillis,
     ) -> Result<(), StorageError> {
         self.call(move |c| {
-            let changed = c.execute(
+            stamp(
+                c,
                 "UPDATE principals SET disabled_at_ms = ?2 WHERE name = ?1",
-                params![name, at.0],
-            )?;
-            if changed != 1 {
-                return Err(StorageError::Corrupt(format!(
-                    "principal {name:?} is not stored"
-                )));
-            }
-            Ok(())
+                &name,
+                at,
+                |name| format!("principal {name:?}"),
+            )
         })
         .await
     }
@@ -83,14 +80,13 @@ impl SqliteStore {
 
     pub async fn revoke_token(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
         self.call(move |c| {
-            let changed = c.execute(
+            stamp(
+                c,
                 "UPDATE tokens SET revoked_at_ms = ?2 WHERE token_id = ?1",
-                params![id, at.0],
-            )?;
-            if changed != 1 {
-                return Err(StorageError::Corrupt(format!("token {id} is not stored")));
-            }
-            Ok(())
+                &id,
+                at,
+                |id| format!("token {id}"),
+            )
         })
         .await
     }
@@ -117,19 +113,34 @@ impl SqliteStore {
 
     pub async fn revoke_access_key(&self, id: String, at: UnixMillis) -> Result<(), StorageError> {
         self.call(move |c| {
-            let changed = c.execute(
+            stamp(
+                c,
                 "UPDATE access_keys SET revoked_at_ms = ?2 WHERE access_key_id = ?1",
-                params![id, at.0],
-            )?;
-            if changed != 1 {
-                return Err(StorageError::Corrupt(format!(
-                    "access key {id} is not stored"
-                )));
-            }
-            Ok(())
+                &id,
+                at,
+                |id| format!("access key {id}"),
+            )
         })
         .await
     }
+}
+
+/// Sets one row's time column (`sql` takes the row's key as ?1 and the time as ?2): a disabled principal, a revoked
+/// token or access key. A row that is not there is corruption: the caller found it in memory first.
+fn stamp(
+    c: &mut Connection,
+    sql: &str,
+    key: &str,
+    at: UnixMillis,
+    what: impl Fn(&str) -> String,
+) -> Result<(), StorageError> {
+    if c.execute(sql, params![key, at.0])? != 1 {
+        return Err(StorageError::Corrupt(format!(
+            "{} is not stored",
+            what(key)
+        )));
+    }
+    Ok(())
 }
 
 fn load(c: &mut Connection) -> Result<AccessRows, StorageError> {
