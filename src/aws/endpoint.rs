@@ -74,6 +74,7 @@ pub struct AwsEndpoint {
     kms: KmsService,
     auditor: Arc<Auditor>,
     home: Home,
+    /// `home`'s region, shared by every request's `SignedOrigin` without a copy each.
     region: Arc<str>,
     admission: Arc<Admission>,
     max_body: usize,
