@@ -140,6 +140,11 @@ rpcs! {
         EnableKeyRotation: KeyPolicy, Changes;
         DisableKeyRotation: KeyPolicy, Changes;
         GetKeyRotationStatus: KeyPolicy, Reads;
+        Sign: KeyPolicy, Reads;
+        Verify: KeyPolicy, Reads;
+        GetPublicKey: KeyPolicy, Reads;
+        GenerateMac: KeyPolicy, Reads;
+        VerifyMac: KeyPolicy, Reads;
     }
     AuditService {
         QueryEvents: Admin, Reads;

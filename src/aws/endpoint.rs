@@ -440,6 +440,36 @@ impl AwsEndpoint {
                 K::get_key_rotation_status,
                 ops::rotation_status_response
             ),
+            "Sign" => op!(
+                ops::SignInput,
+                ops::SignInput::sign,
+                K::sign,
+                ops::sign_response
+            ),
+            "Verify" => op!(
+                ops::SignInput,
+                ops::SignInput::verify,
+                K::verify,
+                ops::verify_response
+            ),
+            "GetPublicKey" => op!(
+                ops::KeyIdInput,
+                ops::KeyIdInput::public_key,
+                K::get_public_key,
+                ops::public_key_response
+            ),
+            "GenerateMac" => op!(
+                ops::MacInput,
+                ops::MacInput::generate,
+                K::generate_mac,
+                ops::generate_mac_response
+            ),
+            "VerifyMac" => op!(
+                ops::MacInput,
+                ops::MacInput::verify,
+                K::verify_mac,
+                ops::verify_mac_response
+            ),
             "RotateKeyOnDemand" => op!(
                 ops::KeyIdInput,
                 ops::KeyIdInput::rotate,
@@ -657,6 +687,10 @@ fn aws_error_of(status: &Status) -> (&'static str, StatusCode) {
     let name = named.unwrap_or_else(|| match (status.code(), kind) {
         (_, Some(K::InvalidCiphertext)) => "InvalidCiphertextException",
         (_, Some(K::IncorrectKey)) => "IncorrectKeyException",
+        (_, Some(K::InvalidKeyUsage)) => "InvalidKeyUsageException",
+        (_, Some(K::InvalidSignature)) => "KMSInvalidSignatureException",
+        (_, Some(K::InvalidMac)) => "KMSInvalidMacException",
+        (_, Some(K::UnsupportedOperation)) => "UnsupportedOperationException",
         (_, Some(K::NotFound)) => "NotFoundException",
         (_, Some(K::AlreadyExists)) => "AlreadyExistsException",
         (_, Some(K::KeyState)) if meta(KEY_STATE_HEADER) == Some("DISABLED") => "DisabledException",
@@ -692,8 +726,11 @@ const KNOWN_ERRORS: &[(&str, StatusCode)] = &[
     ("IncompleteSignatureException", StatusCode::BAD_REQUEST),
     ("IncorrectKeyException", StatusCode::BAD_REQUEST),
     ("InvalidCiphertextException", StatusCode::BAD_REQUEST),
+    ("InvalidKeyUsageException", StatusCode::BAD_REQUEST),
     ("InvalidSignatureException", StatusCode::BAD_REQUEST),
     ("KMSInternalException", StatusCode::INTERNAL_SERVER_ERROR),
+    ("KMSInvalidMacException", StatusCode::BAD_REQUEST),
+    ("KMSInvalidSignatureException", StatusCode::BAD_REQUEST),
     ("KMSInvalidStateException", StatusCode::BAD_REQUEST),
     ("LimitExceededException", StatusCode::BAD_REQUEST),
     ("MalformedPolicyDocumentException", StatusCode::BAD_REQUEST),

@@ -192,7 +192,7 @@ pub fn key_metadata(home: &Home, m: &pb::KeyMetadata) -> Value {
         "CreationDate": seconds(&m.creation_time),
         "Enabled": state == pb::KeyState::Enabled,
         "Description": m.description,
-        "KeyUsage": "ENCRYPT_DECRYPT",
+        "KeyUsage": m.key_usage,
         // AWS has no state for a destroyed key (it is gone); kmsd keeps its metadata, which AWS's `Unavailable`
         // describes best: no operation can use it.
         "KeyState": match state {
@@ -203,11 +203,20 @@ pub fn key_metadata(home: &Home, m: &pb::KeyMetadata) -> Value {
         },
         "Origin": "AWS_KMS",
         "KeyManager": "CUSTOMER",
-        "CustomerMasterKeySpec": SYMMETRIC_DEFAULT,
-        "KeySpec": SYMMETRIC_DEFAULT,
-        "EncryptionAlgorithms": [SYMMETRIC_DEFAULT],
+        "CustomerMasterKeySpec": m.key_spec,
+        "KeySpec": m.key_spec,
         "MultiRegion": false,
     });
+    // As AWS: each list only where it applies to the key.
+    for (field, list) in [
+        ("EncryptionAlgorithms", &m.encryption_algorithms),
+        ("SigningAlgorithms", &m.signing_algorithms),
+        ("MacAlgorithms", &m.mac_algorithms),
+    ] {
+        if !list.is_empty() {
+            v[field] = json!(list);
+        }
+    }
     if let Some(deletion) = seconds(&m.deletion_time) {
         v["DeletionDate"] = json!(deletion);
     }
@@ -245,20 +254,18 @@ pub struct CreateKeyInput {
 
 impl CreateKeyInput {
     pub fn into_pb(self, _home: &Home) -> Result<pb::CreateKeyRequest, Status> {
-        if self
+        let key_spec = match (self.key_spec, self.customer_master_key_spec) {
+            (Some(_), Some(_)) => {
+                return Err(validation(
+                    "give KeySpec or its deprecated name CustomerMasterKeySpec, not both",
+                ));
+            }
+            (spec, deprecated) => spec.or(deprecated).unwrap_or_default(),
+        };
+        // AWS's default usage is ENCRYPT_DECRYPT whatever the spec, so a signing or MAC key must say so.
+        let key_usage = self
             .key_usage
-            .as_deref()
-            .is_some_and(|u| u != "ENCRYPT_DECRYPT")
-        {
-            return Err(validation(
-                "KeyUsage must be ENCRYPT_DECRYPT: kmsd's keys are symmetric encryption keys",
-            ));
-        }
-        symmetric_only("KeySpec", self.key_spec.as_deref())?;
-        symmetric_only(
-            "CustomerMasterKeySpec",
-            self.customer_master_key_spec.as_deref(),
-        )?;
+            .unwrap_or_else(|| "ENCRYPT_DECRYPT".to_owned());
         if self.origin.as_deref().is_some_and(|o| o != "AWS_KMS") {
             return Err(aws_error(
                 "UnsupportedOperationException",
@@ -292,6 +299,8 @@ impl CreateKeyInput {
                 Vec::new()
             },
             policy,
+            key_spec,
+            key_usage,
             ..Default::default()
         })
     }
@@ -1046,6 +1055,172 @@ pub fn rotation_status_response(home: &Home, r: pb::GetKeyRotationStatusResponse
 pub fn rotate_response(home: &Home, r: pb::RotateKeyResponse) -> Value {
     let m = r.key_metadata.unwrap_or_default();
     json!({ "KeyId": arn(home, &m.key_id) })
+}
+
+// --- Key pairs and HMAC keys. ---
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct SignInput {
+    key_id: Option<String>,
+    #[serde(default)]
+    message: Option<Blob>,
+    message_type: Option<String>,
+    #[serde(default)]
+    signature: Option<Blob>,
+    signing_algorithm: Option<String>,
+    grant_tokens: Option<Vec<String>>,
+    dry_run: Option<bool>,
+}
+
+impl SignInput {
+    /// Everything Sign and Verify share, as a Verify request (whose signature is empty if none was given).
+    fn read(self, home: &Home) -> Result<pb::VerifyRequest, Status> {
+        let _ = self.grant_tokens;
+        no_dry_run(self.dry_run)?;
+        Ok(pb::VerifyRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+            message: self
+                .message
+                .ok_or_else(|| validation("Message is required"))?
+                .take(),
+            message_type: self.message_type.unwrap_or_default(),
+            signature: self.signature.map(Blob::take).unwrap_or_default(),
+            signing_algorithm: self
+                .signing_algorithm
+                .ok_or_else(|| validation("SigningAlgorithm is required"))?,
+        })
+    }
+
+    pub fn sign(self, home: &Home) -> Result<pb::SignRequest, Status> {
+        if self.signature.is_some() {
+            return Err(validation("Sign takes no Signature"));
+        }
+        let r = self.read(home)?;
+        Ok(pb::SignRequest {
+            key_id: r.key_id,
+            message: r.message,
+            message_type: r.message_type,
+            signing_algorithm: r.signing_algorithm,
+        })
+    }
+
+    pub fn verify(self, home: &Home) -> Result<pb::VerifyRequest, Status> {
+        if self.signature.is_none() {
+            return Err(validation("Signature is required"));
+        }
+        self.read(home)
+    }
+}
+
+pub fn sign_response(home: &Home, r: pb::SignResponse) -> Value {
+    json!({
+        "KeyId": arn(home, &r.key_id),
+        "Signature": b64(&r.signature),
+        "SigningAlgorithm": r.signing_algorithm,
+    })
+}
+
+pub fn verify_response(home: &Home, r: pb::VerifyResponse) -> Value {
+    json!({
+        "KeyId": arn(home, &r.key_id),
+        "SignatureValid": r.signature_valid,
+        "SigningAlgorithm": r.signing_algorithm,
+    })
+}
+
+impl KeyIdInput {
+    pub fn public_key(self, home: &Home) -> Result<pb::GetPublicKeyRequest, Status> {
+        Ok(pb::GetPublicKeyRequest {
+            key_id: self.key(home)?,
+        })
+    }
+}
+
+pub fn public_key_response(home: &Home, r: pb::GetPublicKeyResponse) -> Value {
+    let mut v = json!({
+        "KeyId": arn(home, &r.key_id),
+        "PublicKey": b64(&r.public_key),
+        "CustomerMasterKeySpec": r.key_spec,
+        "KeySpec": r.key_spec,
+        "KeyUsage": r.key_usage,
+    });
+    for (field, list) in [
+        ("EncryptionAlgorithms", &r.encryption_algorithms),
+        ("SigningAlgorithms", &r.signing_algorithms),
+    ] {
+        if !list.is_empty() {
+            v[field] = json!(list);
+        }
+    }
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct MacInput {
+    key_id: Option<String>,
+    #[serde(default)]
+    message: Option<Blob>,
+    mac_algorithm: Option<String>,
+    #[serde(default)]
+    mac: Option<Blob>,
+    grant_tokens: Option<Vec<String>>,
+    dry_run: Option<bool>,
+}
+
+impl MacInput {
+    /// Everything GenerateMac and VerifyMac share, as a VerifyMac request (whose MAC is empty if none was given).
+    fn read(self, home: &Home) -> Result<pb::VerifyMacRequest, Status> {
+        let _ = self.grant_tokens;
+        no_dry_run(self.dry_run)?;
+        Ok(pb::VerifyMacRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+            message: self
+                .message
+                .ok_or_else(|| validation("Message is required"))?
+                .take(),
+            mac_algorithm: self
+                .mac_algorithm
+                .ok_or_else(|| validation("MacAlgorithm is required"))?,
+            mac: self.mac.map(Blob::take).unwrap_or_default(),
+        })
+    }
+
+    pub fn generate(self, home: &Home) -> Result<pb::GenerateMacRequest, Status> {
+        if self.mac.is_some() {
+            return Err(validation("GenerateMac takes no Mac"));
+        }
+        let r = self.read(home)?;
+        Ok(pb::GenerateMacRequest {
+            key_id: r.key_id,
+            message: r.message,
+            mac_algorithm: r.mac_algorithm,
+        })
+    }
+
+    pub fn verify(self, home: &Home) -> Result<pb::VerifyMacRequest, Status> {
+        if self.mac.is_none() {
+            return Err(validation("Mac is required"));
+        }
+        self.read(home)
+    }
+}
+
+pub fn generate_mac_response(home: &Home, r: pb::GenerateMacResponse) -> Value {
+    json!({
+        "KeyId": arn(home, &r.key_id),
+        "Mac": b64(&r.mac),
+        "MacAlgorithm": r.mac_algorithm,
+    })
+}
+
+pub fn verify_mac_response(home: &Home, r: pb::VerifyMacResponse) -> Value {
+    json!({
+        "KeyId": arn(home, &r.key_id),
+        "MacValid": r.mac_valid,
+        "MacAlgorithm": r.mac_algorithm,
+    })
 }
 
 #[cfg(test)]

@@ -1,17 +1,23 @@
-//! Cryptography: the root key that wraps every key version, the per-blob cipher, and the blob format.
+//! Cryptography: the root key that wraps every key version, the per-blob cipher, the blob format, and the key
+//! versions of every spec (`version_key`: symmetric, HMAC, and the key pairs of `signing`).
 //!
 //! Each blob is sealed with AES-256-GCM under a key derived for that blob alone, as AWS KMS does:
 //! `HKDF-SHA256(ikm = version key, salt = 16 random bytes, info = "kmsd blob v1")`. A version key therefore never
 //! encrypts more than once itself and never approaches AES-GCM's random-nonce limit, however much it is used.
 //!
-//! Invariants: no I/O; key material lives only in [`KeyMaterial`] and [`Plaintext`], which zeroize on drop and have
-//! no `Debug`; a failed open says only [`InvalidCiphertext`], never which check failed.
+//! Invariants: no I/O; key material lives only in [`KeyMaterial`], [`Material`], [`Plaintext`] and the key types of
+//! [`VersionKey`], which zeroize (or, inside AWS-LC, cleanse) on drop and have no `Debug`; a failed open says only
+//! [`InvalidCiphertext`], never which check failed.
 
 pub mod blob;
 pub mod rng;
 mod secret;
+pub mod signing;
+mod version_key;
 
 pub use secret::{KeyMaterial, Plaintext};
+pub use signing::{InvalidMaterial, KeyPair};
+pub use version_key::{GenerateError, HmacKey, Material, VersionKey};
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Nonce, Payload};
@@ -19,7 +25,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::keys::{EncryptionContext, KeyId};
+use crate::keys::{EncryptionContext, KeyId, KeySpec};
 use blob::{BlobHeader, NONCE_LEN, ParsedBlob};
 
 /// A blob that is malformed, was tampered with, or was sealed under another context or key.
@@ -116,22 +122,21 @@ impl RootKey {
         RootKey(material)
     }
 
-    /// Wraps a key version's material, binding the key id and version so a wrapped value cannot be moved to
-    /// another key or version. Output: nonce (12) ‖ ciphertext (32) ‖ tag (16).
-    pub fn wrap(&self, key_id: KeyId, version: u32, material: &KeyMaterial) -> Vec<u8> {
-        self.seal(&wrap_aad(key_id, version), material.expose())
+    /// Wraps a key version's material, binding the key id, version and spec so a wrapped value cannot be moved to
+    /// another key or version, or read as another kind of key. Output: nonce (12) ‖ ciphertext ‖ tag (16).
+    pub fn wrap(&self, key_id: KeyId, version: u32, spec: KeySpec, material: &Material) -> Vec<u8> {
+        self.seal(&wrap_aad(key_id, version, spec), material.expose())
     }
 
     pub fn unwrap(
         &self,
         key_id: KeyId,
         version: u32,
+        spec: KeySpec,
         wrapped: &[u8],
-    ) -> Result<KeyMaterial, UnwrapError> {
-        let opened = Zeroizing::new(self.open(&wrap_aad(key_id, version), wrapped)?);
-        let mut bytes: [u8; KeyMaterial::LEN] =
-            opened.as_slice().try_into().map_err(|_| UnwrapError)?;
-        Ok(KeyMaterial::from_bytes(&mut bytes))
+    ) -> Result<Material, UnwrapError> {
+        let opened = Zeroizing::new(self.open(&wrap_aad(key_id, version, spec), wrapped)?);
+        Ok(Material::from_bytes(opened))
     }
 
     /// Wraps a secret that is not a key version (the audit signing key), bound to `label`.
@@ -181,10 +186,15 @@ impl RootKey {
     }
 }
 
-fn wrap_aad(key_id: KeyId, version: u32) -> Vec<u8> {
+/// `label ‖ key id (16) ‖ version (u32 BE)`, then the spec's name for every spec but `SYMMETRIC_DEFAULT` (whose
+/// versions were wrapped before there were other specs, and read as they always did).
+fn wrap_aad(key_id: KeyId, version: u32, spec: KeySpec) -> Vec<u8> {
     let mut aad = WRAP_AAD_LABEL.to_vec();
     aad.extend_from_slice(key_id.as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
+    if !spec.is_symmetric() {
+        aad.extend_from_slice(spec.as_str().as_bytes());
+    }
     aad
 }
 
@@ -238,16 +248,23 @@ mod tests {
     fn wrapping_binds_key_and_version() {
         let root = RootKey::new(KeyMaterial::generate().unwrap());
         let id = KeyId::new_random();
-        let material = KeyMaterial::generate().unwrap();
-        let wrapped = root.wrap(id, 1, &material);
+        let sym = KeySpec::SymmetricDefault;
+        let material = Material::generate(sym).unwrap();
+        let wrapped = root.wrap(id, 1, sym, &material);
         assert_eq!(
-            root.unwrap(id, 1, &wrapped).unwrap().expose(),
+            root.unwrap(id, 1, sym, &wrapped).unwrap().expose(),
             material.expose()
         );
-        assert!(root.unwrap(id, 2, &wrapped).is_err());
-        assert!(root.unwrap(KeyId::new_random(), 1, &wrapped).is_err());
+        assert!(root.unwrap(id, 2, sym, &wrapped).is_err());
+        assert!(root.unwrap(KeyId::new_random(), 1, sym, &wrapped).is_err());
         let other_root = RootKey::new(KeyMaterial::generate().unwrap());
-        assert!(other_root.unwrap(id, 1, &wrapped).is_err());
+        assert!(other_root.unwrap(id, 1, sym, &wrapped).is_err());
+        // 32 random bytes are a valid HMAC_256 key too: the spec is bound, so they cannot be read as one.
+        assert!(root.unwrap(id, 1, KeySpec::Hmac256, &wrapped).is_err());
+        let hmac = Material::generate(KeySpec::Hmac256).unwrap();
+        let wrapped = root.wrap(id, 1, KeySpec::Hmac256, &hmac);
+        assert!(root.unwrap(id, 1, KeySpec::Hmac256, &wrapped).is_ok());
+        assert!(root.unwrap(id, 1, sym, &wrapped).is_err());
         assert!(root.verify_check_value(&root.check_value()));
         assert!(!other_root.verify_check_value(&root.check_value()));
     }

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::{InvalidInput, KeyId};
+use super::{InvalidInput, KeyId, KeyKind, KeySpec, KeyUsage};
 use crate::clock::UnixMillis;
 use crate::rpc::Rpc;
 
@@ -61,6 +61,11 @@ pub enum Operation {
     UntagResource,
     EnableKeyRotation,
     DisableKeyRotation,
+    Sign,
+    Verify,
+    GetPublicKey,
+    GenerateMac,
+    VerifyMac,
 }
 
 impl Operation {
@@ -84,6 +89,53 @@ impl Operation {
             Operation::UntagResource => Rpc::UntagResource,
             Operation::EnableKeyRotation => Rpc::EnableKeyRotation,
             Operation::DisableKeyRotation => Rpc::DisableKeyRotation,
+            Operation::Sign => Rpc::Sign,
+            Operation::Verify => Rpc::Verify,
+            Operation::GetPublicKey => Rpc::GetPublicKey,
+            Operation::GenerateMac => Rpc::GenerateMac,
+            Operation::VerifyMac => Rpc::VerifyMac,
+        }
+    }
+
+    /// Whether a key of `kind` serves this operation at all, whatever its state.
+    pub fn fits(self, kind: KeyKind) -> bool {
+        match self {
+            Operation::Encrypt | Operation::Decrypt | Operation::ReEncrypt => {
+                kind.usage == KeyUsage::EncryptDecrypt
+            }
+            Operation::GenerateDataKey
+            | Operation::GenerateDataKeyWithoutPlaintext
+            | Operation::RotateKey
+            | Operation::EnableKeyRotation
+            | Operation::DisableKeyRotation => kind.spec == KeySpec::SymmetricDefault,
+            Operation::Sign | Operation::Verify => kind.usage == KeyUsage::SignVerify,
+            Operation::GetPublicKey => kind.spec.is_asymmetric(),
+            Operation::GenerateMac | Operation::VerifyMac => {
+                kind.usage == KeyUsage::GenerateVerifyMac
+            }
+            _ => true,
+        }
+    }
+
+    /// What a key needs to serve this operation, for messages.
+    fn needs(self) -> &'static str {
+        match self {
+            Operation::Encrypt | Operation::Decrypt | Operation::ReEncrypt => {
+                "a key whose usage is ENCRYPT_DECRYPT"
+            }
+            Operation::GenerateDataKey | Operation::GenerateDataKeyWithoutPlaintext => {
+                "a SYMMETRIC_DEFAULT key"
+            }
+            Operation::RotateKey | Operation::EnableKeyRotation | Operation::DisableKeyRotation => {
+                "a SYMMETRIC_DEFAULT key: key pairs and HMAC keys are not rotated, as in AWS KMS (create a new key \
+                 and move its alias instead)"
+            }
+            Operation::Sign | Operation::Verify => "a key whose usage is SIGN_VERIFY",
+            Operation::GetPublicKey => "an asymmetric key (RSA, ECC or ML-DSA)",
+            Operation::GenerateMac | Operation::VerifyMac => {
+                "a key whose usage is GENERATE_VERIFY_MAC"
+            }
+            _ => "any key",
         }
     }
 
@@ -102,7 +154,12 @@ impl Operation {
             | Operation::ReEncrypt
             | Operation::RotateKey
             | Operation::EnableKeyRotation
-            | Operation::DisableKeyRotation => state == Enabled,
+            | Operation::DisableKeyRotation
+            | Operation::Sign
+            | Operation::Verify
+            | Operation::GetPublicKey
+            | Operation::GenerateMac
+            | Operation::VerifyMac => state == Enabled,
             Operation::EnableKey
             | Operation::DisableKey
             | Operation::ScheduleKeyDeletion
@@ -191,6 +248,35 @@ impl KeyUpdate {
     }
 }
 
+/// A key's kind does not serve the operation, in any state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key {key_id} is a {spec} key whose usage is {usage}: {op} needs {needs}", spec = .kind.spec, usage = .kind.usage, op = .operation.name(), needs = .operation.needs())]
+pub struct UsageError {
+    pub key_id: KeyId,
+    pub kind: KeyKind,
+    pub operation: Operation,
+}
+
+impl UsageError {
+    /// The operation is one kmsd (like AWS KMS) does not offer for such keys at all, rather than one asked of the
+    /// wrong key (AWS's `UnsupportedOperationException` rather than `InvalidKeyUsageException`).
+    pub fn is_unsupported(&self) -> bool {
+        matches!(
+            self.operation,
+            Operation::RotateKey | Operation::EnableKeyRotation | Operation::DisableKeyRotation
+        )
+    }
+}
+
+/// Why a key refuses an operation: its kind, or its state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
 /// A key is in a state that does not allow the operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("key {key_id} is {state}: {op} is not allowed ({remedy})", op = .operation.name(), remedy = .operation.remedy(*.state))]
@@ -214,10 +300,21 @@ pub struct KmsKey {
     /// When a key pending deletion will be destroyed, or when a destroyed key was.
     pub deletion_at: Option<UnixMillis>,
     pub tags: BTreeMap<String, String>,
+    /// Its spec and usage, fixed at creation.
+    pub kind: KeyKind,
 }
 
 impl KmsKey {
-    pub fn check(&self, operation: Operation) -> Result<(), StateError> {
+    /// Whether the key serves `operation`: its kind first (which never changes), then its state.
+    pub fn check(&self, operation: Operation) -> Result<(), Refusal> {
+        if !operation.fits(self.kind) {
+            return Err(UsageError {
+                key_id: self.id,
+                kind: self.kind,
+                operation,
+            }
+            .into());
+        }
         if operation.allowed_in(self.state) {
             Ok(())
         } else {
@@ -225,7 +322,8 @@ impl KmsKey {
                 key_id: self.id,
                 state: self.state,
                 operation,
-            })
+            }
+            .into())
         }
     }
 
@@ -236,7 +334,7 @@ impl KmsKey {
         operation: Operation,
         now: UnixMillis,
         arg_days: u32,
-    ) -> Result<KmsKey, StateError> {
+    ) -> Result<KmsKey, Refusal> {
         self.check(operation)?;
         let mut next = self.clone();
         match operation {
@@ -267,7 +365,7 @@ impl KmsKey {
     }
 
     /// The record with `update` applied, if the key's state allows it.
-    pub fn updated(&self, update: &KeyUpdate, now: UnixMillis) -> Result<KmsKey, StateError> {
+    pub fn updated(&self, update: &KeyUpdate, now: UnixMillis) -> Result<KmsKey, Refusal> {
         self.check(update.operation())?;
         let mut next = self.clone();
         match update {
@@ -324,7 +422,54 @@ mod tests {
             next_rotation_at: Some(UnixMillis(0).plus_days(10)),
             deletion_at: None,
             tags: BTreeMap::new(),
+            kind: KeyKind::SYMMETRIC,
         }
+    }
+
+    #[test]
+    fn a_key_serves_only_what_its_kind_allows_in_any_state() {
+        let signing = KmsKey {
+            kind: KeyKind::new(KeySpec::EccNistP256, KeyUsage::SignVerify).unwrap(),
+            rotation_period_days: None,
+            next_rotation_at: None,
+            ..record(State::Disabled)
+        };
+        for op in [
+            Operation::Encrypt,
+            Operation::GenerateDataKey,
+            Operation::GenerateMac,
+        ] {
+            let Err(Refusal::Usage(err)) = signing.check(op) else {
+                panic!("{op:?} allowed on a signing key");
+            };
+            assert!(!err.is_unsupported());
+            assert!(err.to_string().contains("SIGN_VERIFY"), "{err}");
+        }
+        let Err(Refusal::Usage(err)) = signing.check(Operation::RotateKey) else {
+            panic!("a key pair rotated");
+        };
+        assert!(err.is_unsupported(), "{err}");
+        // The kind fits, so the state decides.
+        assert!(matches!(
+            signing.check(Operation::Sign),
+            Err(Refusal::State(_))
+        ));
+        let enabled = KmsKey {
+            state: State::Enabled,
+            ..signing
+        };
+        assert!(enabled.check(Operation::Sign).is_ok());
+        assert!(enabled.check(Operation::GetPublicKey).is_ok());
+        assert!(
+            record(State::Enabled)
+                .check(Operation::GetPublicKey)
+                .is_err()
+        );
+        let rsa_encryption = KeyKind::new(KeySpec::Rsa2048, KeyUsage::EncryptDecrypt).unwrap();
+        assert!(Operation::Encrypt.fits(rsa_encryption));
+        assert!(Operation::GetPublicKey.fits(rsa_encryption));
+        assert!(!Operation::Sign.fits(rsa_encryption));
+        assert!(!Operation::GenerateDataKey.fits(rsa_encryption));
     }
 
     #[test]

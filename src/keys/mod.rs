@@ -8,10 +8,15 @@
 mod context;
 mod ids;
 mod lifecycle;
+mod spec;
 
 pub use context::EncryptionContext;
 pub use ids::{AliasName, KeyId, KeyRef};
-pub use lifecycle::{KeyUpdate, KmsKey, Operation, State, StateError};
+pub use lifecycle::{KeyUpdate, KmsKey, Operation, Refusal, State, StateError, UsageError};
+pub use spec::{
+    EncryptionAlgorithm, Hash, KeyKind, KeySpec, KeyUsage, MAX_MESSAGE_BYTES, MacAlgorithm,
+    MessageType, SigningAlgorithm, check_message, check_signing_message, names_of,
+};
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -51,6 +56,7 @@ pub struct NewKeySpec {
     pub tags: BTreeMap<String, String>,
     pub alias: Option<AliasName>,
     pub rotation_period_days: Option<u32>,
+    pub kind: KeyKind,
 }
 
 impl NewKeySpec {
@@ -59,6 +65,7 @@ impl NewKeySpec {
         tags: HashMap<String, String>,
         alias: &str,
         rotation_period_days: u32,
+        kind: KeyKind,
     ) -> Result<Self, InvalidInput> {
         check_description(&description)?;
         check_tags(tags.iter())?;
@@ -72,6 +79,12 @@ impl NewKeySpec {
         };
         let rotation_period_days = match rotation_period_days {
             0 => None,
+            d if !kind.spec.is_symmetric() => {
+                return Err(invalid(format!(
+                    "a {} key does not rotate; only SYMMETRIC_DEFAULT keys take rotation_period_days (got {d})",
+                    kind.spec
+                )));
+            }
             d => Some(check_rotation_period(d)?),
         };
         Ok(NewKeySpec {
@@ -79,6 +92,7 @@ impl NewKeySpec {
             tags: tags.into_iter().collect(),
             alias,
             rotation_period_days,
+            kind,
         })
     }
 }

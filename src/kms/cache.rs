@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::clock::UnixMillis;
-use crate::crypto::KeyMaterial;
+use crate::crypto::VersionKey;
 use crate::keys::{AliasName, KeyId, KeyRef, KmsKey};
 use crate::storage::AliasRow;
 use kmsd_proto::key_policy::PolicyDocument;
@@ -18,7 +18,7 @@ use super::KmsError;
 pub struct CachedVersion {
     pub created_at: UnixMillis,
     /// `None` once the key is destroyed.
-    pub material: Option<Arc<KeyMaterial>>,
+    pub material: Option<Arc<VersionKey>>,
 }
 
 pub struct CachedKey {
@@ -31,7 +31,7 @@ pub struct CachedKey {
 
 impl CachedKey {
     /// The material of a version, if the version exists and has not been destroyed.
-    pub fn material(&self, version: u32) -> Option<&Arc<KeyMaterial>> {
+    pub fn material(&self, version: u32) -> Option<&Arc<VersionKey>> {
         self.versions.get(&version)?.material.as_ref()
     }
 }

@@ -1,7 +1,5 @@
 //! Cryptographic calls: data keys, Encrypt, Decrypt, ReEncrypt and random bytes. No locks, no storage.
 
-use std::sync::Arc;
-
 use super::cache::CachedKey;
 use super::{Kms, KmsError};
 use crate::auth::policy::{Authorized, KeyAccess};
@@ -128,7 +126,14 @@ impl Kms {
         let cached = self.cache.resolve(key)?;
         cached.record.check(operation)?;
         let version = cached.record.primary_version;
-        let material = primary_material(&cached)?;
+        let Some(material) = primary_version(&cached)?.symmetric() else {
+            return Err(KmsError::Algorithm(format!(
+                "key {} is a {} key: its encryption algorithms are {}, not SYMMETRIC_DEFAULT",
+                cached.record.id,
+                cached.record.kind.spec,
+                crate::keys::names_of(cached.record.kind.encryption_algorithms())
+            )));
+        };
         Ok(Sealed {
             key_id: cached.record.id,
             key_version: version,
@@ -158,8 +163,10 @@ impl Kms {
         // authenticated until the tag verifies, so it says nothing the caller can rely on.
         let cached = self.cache.get(key_id).ok_or(InvalidCiphertext)?;
         cached.record.check(operation)?;
+        // Blobs are sealed under symmetric versions only: one naming a key of another kind is not one of ours.
         let material = cached
             .material(parsed.header.key_version)
+            .and_then(|m| m.symmetric())
             .ok_or(InvalidCiphertext)?;
         let plaintext = crypto::open(material, &parsed, context)?;
         Ok(Opened {
@@ -170,7 +177,8 @@ impl Kms {
     }
 }
 
-fn primary_material(cached: &Arc<CachedKey>) -> Result<&crate::crypto::KeyMaterial, KmsError> {
+/// The opened primary version of an enabled key.
+fn primary_version(cached: &CachedKey) -> Result<&crate::crypto::VersionKey, KmsError> {
     cached
         .material(cached.record.primary_version)
         .map(|m| &**m)

@@ -1,5 +1,5 @@
 use crate::crypto::InvalidCiphertext;
-use crate::keys::{AliasName, InvalidInput, KeyId, KeyRef, StateError};
+use crate::keys::{AliasName, InvalidInput, KeyId, KeyRef, Refusal, StateError, UsageError};
 use crate::storage::StorageError;
 
 /// Why a KMS operation failed. The service layer maps each variant to one gRPC status; nothing else does.
@@ -13,6 +13,15 @@ pub enum KmsError {
     AliasExists(AliasName),
     #[error(transparent)]
     State(#[from] StateError),
+    /// The key's spec or usage does not serve the operation.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The key's kind serves the operation, but not with the algorithm the request named.
+    #[error("{0}")]
+    Algorithm(String),
+    /// Verify or VerifyMac: the signature or MAC is not the key's for that message.
+    #[error("the {} is not valid for this message and key", if *.mac { "MAC" } else { "signature" })]
+    InvalidSignature { mac: bool },
     #[error(transparent)]
     InvalidCiphertext(#[from] InvalidCiphertext),
     #[error("the ciphertext was made under key {actual}, not under the requested {requested}")]
@@ -32,6 +41,15 @@ pub enum KmsError {
     /// Something that should not happen (the OS refused randomness, stored material does not unwrap).
     #[error("internal failure: {0}")]
     Internal(String),
+}
+
+impl From<Refusal> for KmsError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Usage(e) => KmsError::Usage(e),
+            Refusal::State(e) => KmsError::State(e),
+        }
+    }
 }
 
 impl From<crate::audit::Unrecorded> for KmsError {

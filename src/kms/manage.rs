@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::cache::{CachedKey, CachedVersion};
-use super::{Kms, KmsError, generate_material};
+use super::{Kms, KmsError, generate_material, open_version};
 use crate::audit::{Change, Gate};
 use crate::auth::policy::Authorized;
 use crate::clock::UnixMillis;
@@ -58,6 +58,8 @@ impl Kms {
         policy: PolicyDocument,
         gate: &dyn Gate,
     ) -> Result<KeyView, KmsError> {
+        // Before the lock: a new RSA-4096 key pair takes a second or more to find, and other changes need not wait.
+        let material = generate_material(spec.kind.spec)?;
         let _guard = self.lock_for_change().await?;
         if let Some(alias) = &spec.alias
             && self.cache.alias(alias).is_some()
@@ -66,7 +68,6 @@ impl Kms {
         }
         let now = self.clock.now();
         let id = KeyId::new_random();
-        let material = generate_material()?;
         let record = KmsKey {
             id,
             description: spec.description,
@@ -77,12 +78,14 @@ impl Kms {
             next_rotation_at: spec.rotation_period_days.map(|d| now.plus_days(d)),
             deletion_at: None,
             tags: spec.tags,
+            kind: spec.kind,
         };
         let version = VersionRow {
             version: 1,
             created_at: now,
-            wrapped_material: Some(self.root.wrap(id, 1, &material)),
+            wrapped_material: Some(self.root.wrap(id, 1, spec.kind.spec, &material)),
         };
+        let opened = open_version(id, 1, spec.kind.spec, &material)?;
         let alias = spec.alias.map(|name| AliasRow {
             name,
             key_id: id,
@@ -104,7 +107,7 @@ impl Kms {
                 1,
                 CachedVersion {
                     created_at: now,
-                    material: Some(Arc::new(material)),
+                    material: Some(Arc::new(opened)),
                 },
             )]),
             aliases: Default::default(),
@@ -388,19 +391,21 @@ impl Kms {
         let version = record.primary_version;
         gate.approve(Change::key(event, record.id, Some(version)))
             .await?;
-        let material = generate_material()?;
+        let spec = record.kind.spec;
+        let material = generate_material(spec)?;
         let row = VersionRow {
             version,
             created_at: now,
-            wrapped_material: Some(self.root.wrap(record.id, version, &material)),
+            wrapped_material: Some(self.root.wrap(record.id, version, spec, &material)),
         };
+        let opened = open_version(record.id, version, spec, &material)?;
         self.storage.add_version(record.clone(), row).await?;
         let mut versions = cached.versions.clone();
         versions.insert(
             version,
             CachedVersion {
                 created_at: now,
-                material: Some(Arc::new(material)),
+                material: Some(Arc::new(opened)),
             },
         );
         self.cache.put(CachedKey {

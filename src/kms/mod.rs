@@ -13,11 +13,13 @@ mod cache;
 mod crypto_ops;
 mod error;
 mod manage;
+mod signing;
 
 pub use crypto_ops::{NewDataKey, Opened, ReEncrypted, Sealed};
 
 pub use error::KmsError;
 pub use manage::{KeyView, Page, VersionView};
+pub use signing::PublicKey;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,8 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cache::{CachedKey, CachedVersion, KeyCache};
 
 use crate::clock::Clock;
-use crate::crypto::{KeyMaterial, RootKey};
-use crate::keys::KeyId;
+use crate::crypto::{Material, RootKey, VersionKey};
+use crate::keys::{KeyId, KeySpec};
 use crate::storage::{ChangeKind, Storage, StoredKey};
 use kmsd_proto::key_policy::PolicyDocument;
 
@@ -204,15 +206,22 @@ fn unwrap_stored(
     key: StoredKey,
 ) -> Result<(CachedKey, Vec<crate::storage::AliasRow>), OpenError> {
     let id = key.record.id;
+    let spec = key.record.kind.spec;
     let mut versions = BTreeMap::new();
     for v in key.versions {
+        let unwrap_failed = || OpenError::Unwrap {
+            key_id: id.to_string(),
+            version: v.version,
+        };
         let material = match &v.wrapped_material {
-            Some(wrapped) => Some(Arc::new(root.unwrap(id, v.version, wrapped).map_err(
-                |_| OpenError::Unwrap {
-                    key_id: id.to_string(),
-                    version: v.version,
-                },
-            )?)),
+            Some(wrapped) => {
+                let material = root
+                    .unwrap(id, v.version, spec, wrapped)
+                    .map_err(|_| unwrap_failed())?;
+                Some(Arc::new(
+                    VersionKey::open(spec, &material).map_err(|_| unwrap_failed())?,
+                ))
+            }
             None => None,
         };
         versions.insert(
@@ -248,9 +257,19 @@ fn open_failure(e: OpenError) -> KmsError {
     }
 }
 
-fn generate_material() -> Result<KeyMaterial, KmsError> {
-    KeyMaterial::generate()
-        .map_err(|e| KmsError::Internal(format!("the OS refused randomness: {e}")))
+fn generate_material(spec: KeySpec) -> Result<Material, KmsError> {
+    Material::generate(spec).map_err(|e| KmsError::Internal(e.to_string()))
+}
+
+/// Opens material this process made or was given for a key version.
+fn open_version(
+    key_id: KeyId,
+    version: u32,
+    spec: KeySpec,
+    material: &Material,
+) -> Result<VersionKey, KmsError> {
+    VersionKey::open(spec, material)
+        .map_err(|e| KmsError::Internal(format!("key {key_id} version {version}: {e}")))
 }
 
 /// Re-wraps every key version, the audit signing key and the root-key check value of the database at `db_path`
@@ -284,12 +303,13 @@ pub fn rotate_root_key(
         Wrapped::Version {
             key_id,
             version,
+            spec,
             wrapped,
         } => {
-            let material = old.unwrap(key_id, version, wrapped).map_err(|_| {
+            let material = old.unwrap(key_id, version, spec, wrapped).map_err(|_| {
                 format!("key {key_id} version {version} does not unwrap with the current root key")
             })?;
-            Ok(Some(new.wrap(key_id, version, &material)))
+            Ok(Some(new.wrap(key_id, version, spec, &material)))
         }
         Wrapped::Meta { name, value } if name == ROOT_CHECK => {
             if !old.verify_check_value(value) {

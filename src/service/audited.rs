@@ -83,17 +83,26 @@ impl Audited for pb::UpdateAliasResponse {
     }
 }
 
-impl Audited for pb::ListResourceTagsResponse {
-    fn key_used(&self) -> Option<(&str, Option<u32>)> {
-        Some((self.key_id.as_str(), None))
-    }
+/// Responses that name the key they used (a key pair or HMAC key has one version, so none is named).
+macro_rules! key_id_response {
+    ($($t:ty),*) => {$(
+        impl Audited for $t {
+            fn key_used(&self) -> Option<(&str, Option<u32>)> {
+                Some((self.key_id.as_str(), None))
+            }
+        }
+    )*};
 }
 
-impl Audited for pb::GetKeyRotationStatusResponse {
-    fn key_used(&self) -> Option<(&str, Option<u32>)> {
-        Some((self.key_id.as_str(), None))
-    }
-}
+key_id_response!(
+    pb::ListResourceTagsResponse,
+    pb::GetKeyRotationStatusResponse,
+    pb::SignResponse,
+    pb::VerifyResponse,
+    pb::GetPublicKeyResponse,
+    pb::GenerateMacResponse,
+    pb::VerifyMacResponse
+);
 
 impl Audited for pb::ListKeysResponse {}
 impl Audited for pb::ListAliasesResponse {}

@@ -683,6 +683,16 @@ impl Call {
         self.key_alias = Some(alias.to_owned());
     }
 
+    /// What a Sign, Verify, GenerateMac or VerifyMac request was given to sign or MAC: its type (if it has one), its
+    /// length and its SHA-256, never the message itself.
+    pub fn message(&mut self, message: &[u8], message_type: Option<&str>) {
+        if let Some(t) = message_type {
+            self.param("message_type", if t.is_empty() { "RAW" } else { t });
+        }
+        self.param("message_bytes", message.len());
+        self.param("message_sha256", hex::encode(Sha256::digest(message)));
+    }
+
     pub fn param(&mut self, name: &str, value: impl ToString) {
         self.parameters.insert(name.to_owned(), value.to_string());
     }

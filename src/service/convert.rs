@@ -30,7 +30,17 @@ pub fn metadata(view: &KeyView) -> pb::KeyMetadata {
         deletion_time: r.deletion_at.map(|t| t.to_timestamp()),
         aliases: view.aliases.iter().map(|a| a.to_string()).collect(),
         tags: r.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        key_spec: r.kind.spec.to_string(),
+        key_usage: r.kind.usage.to_string(),
+        encryption_algorithms: names(r.kind.encryption_algorithms()),
+        signing_algorithms: names(r.kind.signing_algorithms()),
+        mac_algorithms: names(r.kind.mac_algorithms()),
     }
+}
+
+/// AWS's names of a list of algorithms.
+pub fn names<T: std::fmt::Display>(items: &[T]) -> Vec<String> {
+    items.iter().map(T::to_string).collect()
 }
 
 pub fn version(v: &VersionView) -> pb::KeyVersion {

@@ -39,8 +39,8 @@ use zeroize::Zeroizing;
 
 use crate::auth::Authenticator;
 use crate::keys::{
-    self, AliasName, DataKeySize, EncryptionContext, InvalidInput, KeyRef, KeyUpdate, NewKeySpec,
-    Operation,
+    self, AliasName, DataKeySize, EncryptionContext, InvalidInput, KeyKind, KeyRef, KeyUpdate,
+    MacAlgorithm, MessageType, NewKeySpec, Operation, SigningAlgorithm,
 };
 use crate::kms::Kms;
 use crate::proto as pb;
@@ -178,6 +178,33 @@ fn key_ref(s: &str) -> Result<KeyRef, Status> {
     Ok(KeyRef::parse(s, "key_id")?)
 }
 
+/// A message type as requests give it: RAW if empty.
+fn message_type(text: &str) -> Result<MessageType, InvalidInput> {
+    match text {
+        "" => Ok(MessageType::Raw),
+        t => MessageType::parse(t),
+    }
+}
+
+/// A signing algorithm, which Sign and Verify must name (as AWS requires).
+fn signing_algorithm(text: &str) -> Result<SigningAlgorithm, InvalidInput> {
+    if text.is_empty() {
+        return Err(keys::invalid(
+            "signing_algorithm is required: name one of the key's signing_algorithms (DescribeKey lists them)",
+        ));
+    }
+    SigningAlgorithm::parse(text)
+}
+
+fn mac_algorithm(text: &str) -> Result<MacAlgorithm, InvalidInput> {
+    if text.is_empty() {
+        return Err(keys::invalid(
+            "mac_algorithm is required: name the key's MAC algorithm (DescribeKey lists it)",
+        ));
+    }
+    MacAlgorithm::parse(text)
+}
+
 fn data_key_spec(spec: i32, number_of_bytes: Option<u32>) -> Result<DataKeySize, InvalidInput> {
     let named = match pb::DataKeySpec::try_from(spec) {
         Ok(pb::DataKeySpec::Unspecified) => None,
@@ -233,16 +260,24 @@ impl KeyManagementService for KmsService {
                     call.param("description", &req.description);
                     call.map_param("tags", &req.tags);
                     call.param("rotation_period_days", req.rotation_period_days);
+                    if !req.key_spec.is_empty() {
+                        call.param("key_spec", &req.key_spec);
+                    }
+                    if !req.key_usage.is_empty() {
+                        call.param("key_usage", &req.key_usage);
+                    }
                     if !req.alias.is_empty() {
                         call.alias(&req.alias);
                     }
                 },
                 async |req, admitted| {
+                    let kind = KeyKind::parse(&req.key_spec, &req.key_usage)?;
                     let spec = NewKeySpec::parse(
                         req.description,
                         req.tags,
                         &req.alias,
                         req.rotation_period_days,
+                        kind,
                     )?;
                     let mut policy = PolicyDocument::from(req.policy.unwrap_or_default());
                     if !req.grant_creator.is_empty() {
@@ -899,6 +934,152 @@ impl KeyManagementService for KmsService {
                         rotation_enabled: record.rotation_period_days.is_some(),
                         rotation_period_days: record.rotation_period_days.unwrap_or(0),
                         next_rotation_time: record.next_rotation_at.map(|t| t.to_timestamp()),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn sign(
+        &self,
+        request: Request<pb::SignRequest>,
+    ) -> Result<Response<pb::SignResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::Sign,
+                request,
+                |req, call| {
+                    call.key(&req.key_id, &self.kms);
+                    call.param("signing_algorithm", &req.signing_algorithm);
+                    call.message(&req.message, Some(&req.message_type));
+                },
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
+                    let algorithm = signing_algorithm(&req.signing_algorithm)?;
+                    let (key_id, signature) = self.kms.sign(
+                        &key,
+                        algorithm,
+                        message_type(&req.message_type)?,
+                        &req.message,
+                    )?;
+                    Ok(pb::SignResponse {
+                        key_id: key_id.to_string(),
+                        signature,
+                        signing_algorithm: algorithm.to_string(),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::Verify,
+                request,
+                |req, call| {
+                    call.key(&req.key_id, &self.kms);
+                    call.param("signing_algorithm", &req.signing_algorithm);
+                    call.message(&req.message, Some(&req.message_type));
+                },
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
+                    let algorithm = signing_algorithm(&req.signing_algorithm)?;
+                    let key_id = self.kms.verify(
+                        &key,
+                        algorithm,
+                        message_type(&req.message_type)?,
+                        &req.message,
+                        &req.signature,
+                    )?;
+                    Ok(pb::VerifyResponse {
+                        key_id: key_id.to_string(),
+                        signature_valid: true,
+                        signing_algorithm: algorithm.to_string(),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn get_public_key(
+        &self,
+        request: Request<pb::GetPublicKeyRequest>,
+    ) -> Result<Response<pb::GetPublicKeyResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::GetPublicKey,
+                request,
+                |req, call| call.key(&req.key_id, &self.kms),
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
+                    let public = self.kms.public_key(&key)?;
+                    Ok(pb::GetPublicKeyResponse {
+                        key_id: public.key_id.to_string(),
+                        public_key: public.der,
+                        key_spec: public.kind.spec.to_string(),
+                        key_usage: public.kind.usage.to_string(),
+                        encryption_algorithms: convert::names(public.kind.encryption_algorithms()),
+                        signing_algorithms: convert::names(public.kind.signing_algorithms()),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn generate_mac(
+        &self,
+        request: Request<pb::GenerateMacRequest>,
+    ) -> Result<Response<pb::GenerateMacResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::GenerateMac,
+                request,
+                |req, call| {
+                    call.key(&req.key_id, &self.kms);
+                    call.param("mac_algorithm", &req.mac_algorithm);
+                    call.message(&req.message, None);
+                },
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
+                    let algorithm = mac_algorithm(&req.mac_algorithm)?;
+                    let (key_id, mac) = self.kms.generate_mac(&key, algorithm, &req.message)?;
+                    Ok(pb::GenerateMacResponse {
+                        key_id: key_id.to_string(),
+                        mac,
+                        mac_algorithm: algorithm.to_string(),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn verify_mac(
+        &self,
+        request: Request<pb::VerifyMacRequest>,
+    ) -> Result<Response<pb::VerifyMacResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::VerifyMac,
+                request,
+                |req, call| {
+                    call.key(&req.key_id, &self.kms);
+                    call.param("mac_algorithm", &req.mac_algorithm);
+                    call.message(&req.message, None);
+                },
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
+                    let algorithm = mac_algorithm(&req.mac_algorithm)?;
+                    let key_id = self
+                        .kms
+                        .verify_mac(&key, algorithm, &req.message, &req.mac)?;
+                    Ok(pb::VerifyMacResponse {
+                        key_id: key_id.to_string(),
+                        mac_valid: true,
+                        mac_algorithm: algorithm.to_string(),
                     })
                 },
             )

@@ -24,6 +24,18 @@ impl From<KmsError> for Status {
             KmsError::NotFound(_) => (Code::NotFound, ErrorKind::NotFound),
             KmsError::AliasExists(_) => (Code::AlreadyExists, ErrorKind::AlreadyExists),
             KmsError::State(_) => (Code::FailedPrecondition, ErrorKind::KeyState),
+            KmsError::Usage(e) if e.is_unsupported() => {
+                (Code::FailedPrecondition, ErrorKind::UnsupportedOperation)
+            }
+            KmsError::Usage(_) | KmsError::Algorithm(_) => {
+                (Code::InvalidArgument, ErrorKind::InvalidKeyUsage)
+            }
+            KmsError::InvalidSignature { mac: false } => {
+                (Code::InvalidArgument, ErrorKind::InvalidSignature)
+            }
+            KmsError::InvalidSignature { mac: true } => {
+                (Code::InvalidArgument, ErrorKind::InvalidMac)
+            }
             KmsError::Corrupt(_) => (Code::DataLoss, ErrorKind::DataLoss),
             KmsError::AuditUnavailable => (Code::Unavailable, ErrorKind::AuditUnavailable),
             KmsError::Storage(e) if e.is_unavailable() => {

@@ -66,6 +66,13 @@ impl StorageError {
     }
 }
 
+/// A stored key's kind, from its `key_spec` and `key_usage` columns.
+pub(crate) fn key_kind(spec: &str, usage: &str) -> Result<crate::keys::KeyKind, StorageError> {
+    crate::keys::KeySpec::parse(spec)
+        .and_then(|spec| crate::keys::KeyKind::new(spec, crate::keys::KeyUsage::parse(usage)?))
+        .map_err(|e| StorageError::Corrupt(format!("key kind {spec:?}/{usage:?}: {e}")))
+}
+
 /// Reports whether a storage error is a uniqueness or primary-key violation.
 pub fn is_constraint_violation(err: &StorageError) -> bool {
     match err {

@@ -531,6 +531,26 @@ async fn the_database_holds_no_plaintext_data_key_or_key_material() {
     let server = TestServer::start().await;
     let mut c = server.client().await;
     let key = create_key(&mut c, "alias/scan").await;
+    // A key of each kind of material: HMAC bytes and a private key (PKCS#8) are held as symmetric material is.
+    let mut kinds = Vec::new();
+    for spec in ["HMAC_256", "ECC_NIST_P256", "RSA_2048"] {
+        let made = c
+            .create_key(CreateKeyRequest {
+                key_spec: spec.into(),
+                key_usage: if spec == "RSA_2048" {
+                    "SIGN_VERIFY".into()
+                } else {
+                    String::new()
+                },
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .key_metadata
+            .unwrap();
+        kinds.push((spec, made));
+    }
     let dk = c
         .generate_data_key(GenerateDataKeyRequest {
             key_id: "alias/scan".into(),
@@ -557,6 +577,12 @@ async fn the_database_holds_no_plaintext_data_key_or_key_material() {
         .versions_of(kmsd::keys::KeyId::parse(&key.key_id).unwrap())
         .await
         .unwrap();
+    let mut kinds_stored = Vec::new();
+    for (spec, made) in &kinds {
+        let id = kmsd::keys::KeyId::parse(&made.key_id).unwrap();
+        let stored = server.server.kms().storage().versions_of(id).await.unwrap();
+        kinds_stored.push((*spec, id, stored[0].wrapped_material.clone().unwrap()));
+    }
     let root_text = std::fs::read_to_string(server.data_dir().join("root.key")).unwrap();
     let dir = server.stop().await;
 
@@ -568,6 +594,7 @@ async fn the_database_holds_no_plaintext_data_key_or_key_material() {
         .unwrap(
             key_id,
             1,
+            kmsd::keys::KeySpec::SymmetricDefault,
             stored_versions[0].wrapped_material.as_ref().unwrap(),
         )
         .unwrap();
@@ -584,6 +611,26 @@ async fn the_database_holds_no_plaintext_data_key_or_key_material() {
         "a key version's material"
     );
     assert!(!found(&sealed.ciphertext_blob[49..]), "a ciphertext body");
+    for (spec, id, wrapped) in kinds_stored {
+        let spec = kmsd::keys::KeySpec::parse(spec).unwrap();
+        let material = root.unwrap(id, 1, spec, &wrapped).unwrap();
+        // A private key's PKCS#8 holds public parts too: look for 32 bytes that are secret.
+        let bytes = material.expose_secret();
+        let secret = match spec.as_str() {
+            "HMAC_256" => bytes,
+            // ECPrivateKey (RFC 5915): version 1, then the private scalar as a 32-byte OCTET STRING.
+            "ECC_NIST_P256" => {
+                let at = bytes
+                    .windows(5)
+                    .position(|w| w == [0x02, 0x01, 0x01, 0x04, 0x20])
+                    .unwrap();
+                &bytes[at + 5..at + 37]
+            }
+            // The middle of an RSA private key is inside its private exponent or its primes.
+            _ => &bytes[bytes.len() / 2..bytes.len() / 2 + 32],
+        };
+        assert!(!found(secret), "{spec} material");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -835,6 +835,20 @@ async fn a_sqlite_data_directory_moves_to_postgres_with_its_chain_intact() {
         .create_token(kmsd::auth::BOOTSTRAP_ADMIN, "carried over", None)
         .await
         .unwrap();
+    // A signing key moves with its kind and its private key.
+    let signer = client
+        .create_key(CreateKeyRequest {
+            key_spec: "ECC_NIST_P384".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .key_id;
+    let signature = client
+        .sign(&signer, b"signed on SQLite", "ECDSA_SHA_384")
+        .await
+        .unwrap()
+        .signature;
     let records_before = verify_log(&server).await.records_checked;
     let dir = server.stop().await;
 
@@ -856,7 +870,7 @@ async fn a_sqlite_data_directory_moves_to_postgres_with_its_chain_intact() {
         String::from_utf8_lossy(&moved.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&moved.stdout).unwrap();
-    assert_eq!(report["keys"], 1);
+    assert_eq!(report["keys"], 2);
     assert_eq!(report["verified"], true);
     // Bootstrap and every call, VerifyLog's own record included.
     assert_eq!(report["audit_records"], records_before + 1);
@@ -873,6 +887,20 @@ async fn a_sqlite_data_directory_moves_to_postgres_with_its_chain_intact() {
         .await
         .unwrap();
     assert_eq!(&plain.plaintext[..], b"moved with the keys");
+    let moved_signer = client.describe_key(&signer).await.unwrap();
+    assert_eq!(
+        (
+            moved_signer.key_spec.as_str(),
+            moved_signer.key_usage.as_str()
+        ),
+        ("ECC_NIST_P384", "SIGN_VERIFY")
+    );
+    assert!(
+        client
+            .verify(&signer, b"signed on SQLite", &signature, "ECDSA_SHA_384")
+            .await
+            .unwrap()
+    );
     assert_eq!(
         client.describe_key("alias/moving").await.unwrap().tags["team"],
         "payments"

@@ -40,6 +40,30 @@ async fn after_a_root_key_rotation_old_ciphertexts_decrypt_and_the_old_key_is_re
         .create_access_key("admin", "rotation")
         .await
         .unwrap();
+    // A key pair's private key and an HMAC key are wrapped with their spec bound: they must open afterwards too.
+    let kms = server.kms_client().await;
+    let signer = kms
+        .create_key(CreateKeyRequest {
+            key_spec: "ECC_NIST_P256".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .key_id;
+    let signer_public = kms.get_public_key(&signer).await.unwrap().public_key;
+    let mac_key = kms
+        .create_key(CreateKeyRequest {
+            key_spec: "HMAC_512".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .key_id;
+    let mac = kms
+        .generate_mac(&mac_key, b"before", "HMAC_SHA_512")
+        .await
+        .unwrap()
+        .mac;
     let public_key = hex::encode(server.server.audit().public_key().as_bytes());
     let data_dir = server.data_dir().to_owned();
     let keys_dir = tempfile::tempdir().unwrap();
@@ -62,7 +86,7 @@ async fn after_a_root_key_rotation_old_ciphertexts_decrypt_and_the_old_key_is_re
         String::from_utf8_lossy(&rotated.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&rotated.stdout).contains("re-wrapped 6 secrets"),
+        String::from_utf8_lossy(&rotated.stdout).contains("re-wrapped 8 secrets"),
         "{rotated:?}"
     );
     #[cfg(unix)]
@@ -119,6 +143,22 @@ async fn after_a_root_key_rotation_old_ciphertexts_decrypt_and_the_old_key_is_re
     assert!(verified.ok, "{}", verified.problem);
     assert!(verified.checkpoints_checked >= 1);
     assert_eq!(encrypt(&mut c, "alias/a", b"new", &[]).await.key_version, 2);
+    let kms = server.kms_client().await;
+    assert_eq!(
+        kms.get_public_key(&signer).await.unwrap().public_key,
+        signer_public
+    );
+    let signed = kms.sign(&signer, b"after", "ECDSA_SHA_256").await.unwrap();
+    assert!(
+        kms.verify(&signer, b"after", &signed.signature, "ECDSA_SHA_256")
+            .await
+            .unwrap()
+    );
+    assert!(
+        kms.verify_mac(&mac_key, b"before", &mac, "HMAC_SHA_512")
+            .await
+            .unwrap()
+    );
     let (status, answer) = crate::aws_signer::call(
         server.server.aws_addr().unwrap(),
         (&access_key.access_key_id, &secret),

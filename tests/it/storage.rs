@@ -121,6 +121,7 @@ fn key(description: &str, at: i64) -> KmsKey {
         next_rotation_at: Some(UnixMillis(at + 90 * 86_400_000)),
         deletion_at: None,
         tags: BTreeMap::from([("team".to_owned(), "payments".to_owned())]),
+        kind: kmsd::keys::KeyKind::SYMMETRIC,
     }
 }
 

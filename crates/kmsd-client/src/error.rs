@@ -18,6 +18,19 @@ pub enum Error {
     /// The ciphertext belongs to another key than the one the call named.
     #[error("incorrect key: {0}")]
     IncorrectKey(Details),
+    /// The key's spec or usage does not serve the call, or not with the algorithm it named (a signing key asked to
+    /// encrypt, an ECC_NIST_P256 key asked for RSASSA_PSS_SHA_256, ...).
+    #[error("invalid key usage: {0}")]
+    InvalidKeyUsage(Details),
+    /// Verify: the signature is not the key's for the message. [`crate::Client::verify`] answers `Ok(false)`.
+    #[error("invalid signature: {0}")]
+    InvalidSignature(Details),
+    /// VerifyMac: the MAC is not the key's for the message. [`crate::Client::verify_mac`] answers `Ok(false)`.
+    #[error("invalid MAC: {0}")]
+    InvalidMac(Details),
+    /// The call does not apply to a key of this kind at all (rotating a key pair or an HMAC key).
+    #[error("unsupported: {0}")]
+    Unsupported(Details),
     /// The request itself is wrong (sizes, names, formats).
     #[error("invalid argument: {0}")]
     InvalidArgument(Details),
@@ -66,10 +79,13 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::NotFound(_) => Code::NotFound,
-            Error::KeyState(_) => Code::FailedPrecondition,
-            Error::InvalidCiphertext(_) | Error::IncorrectKey(_) | Error::InvalidArgument(_) => {
-                Code::InvalidArgument
-            }
+            Error::KeyState(_) | Error::Unsupported(_) => Code::FailedPrecondition,
+            Error::InvalidCiphertext(_)
+            | Error::IncorrectKey(_)
+            | Error::InvalidKeyUsage(_)
+            | Error::InvalidSignature(_)
+            | Error::InvalidMac(_)
+            | Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
@@ -86,6 +102,10 @@ impl Error {
             | Error::KeyState(d)
             | Error::InvalidCiphertext(d)
             | Error::IncorrectKey(d)
+            | Error::InvalidKeyUsage(d)
+            | Error::InvalidSignature(d)
+            | Error::InvalidMac(d)
+            | Error::Unsupported(d)
             | Error::InvalidArgument(d)
             | Error::AlreadyExists(d)
             | Error::Unauthenticated(d)
@@ -120,11 +140,21 @@ impl From<Status> for Error {
         };
         match (status.code(), kind) {
             (Code::NotFound, _) => Error::NotFound(details),
+            (Code::FailedPrecondition, Some(ErrorKind::UnsupportedOperation)) => {
+                Error::Unsupported(details)
+            }
             (Code::FailedPrecondition, _) => Error::KeyState(details),
             (Code::InvalidArgument, Some(ErrorKind::InvalidCiphertext)) => {
                 Error::InvalidCiphertext(details)
             }
             (Code::InvalidArgument, Some(ErrorKind::IncorrectKey)) => Error::IncorrectKey(details),
+            (Code::InvalidArgument, Some(ErrorKind::InvalidKeyUsage)) => {
+                Error::InvalidKeyUsage(details)
+            }
+            (Code::InvalidArgument, Some(ErrorKind::InvalidSignature)) => {
+                Error::InvalidSignature(details)
+            }
+            (Code::InvalidArgument, Some(ErrorKind::InvalidMac)) => Error::InvalidMac(details),
             (Code::InvalidArgument, _) => Error::InvalidArgument(details),
             (Code::AlreadyExists, _) => Error::AlreadyExists(details),
             (Code::Unauthenticated, _) => Error::Unauthenticated(details),

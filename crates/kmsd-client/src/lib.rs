@@ -916,6 +916,155 @@ impl Client {
         .await
     }
 
+    /// Signs `message` (1-4096 bytes) with a SIGN_VERIFY key, under one of its `signing_algorithms`
+    /// (`ECDSA_SHA_256`, `RSASSA_PSS_SHA_256`, `ED25519_SHA_512`, `ML_DSA_SHAKE_256`, ...).
+    pub async fn sign(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        algorithm: &str,
+    ) -> Result<SignResponse> {
+        self.sign_as(key_id, message, "RAW", algorithm).await
+    }
+
+    /// Signs a digest the caller computed with the algorithm's hash (message type DIGEST).
+    pub async fn sign_digest(
+        &self,
+        key_id: &str,
+        digest: &[u8],
+        algorithm: &str,
+    ) -> Result<SignResponse> {
+        self.sign_as(key_id, digest, "DIGEST", algorithm).await
+    }
+
+    async fn sign_as(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        message_type: &str,
+        algorithm: &str,
+    ) -> Result<SignResponse> {
+        let request = SignRequest {
+            key_id: key_id.into(),
+            message: message.to_vec(),
+            message_type: message_type.into(),
+            signing_algorithm: algorithm.into(),
+        };
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.kms.sign(r).await
+        })
+        .await
+    }
+
+    /// Whether `signature` is the key's signature of `message` under `algorithm`: `Ok(false)` for a signature that
+    /// is not valid, an error for anything else (an unknown key, a key that does not sign, ...).
+    pub async fn verify(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        signature: &[u8],
+        algorithm: &str,
+    ) -> Result<bool> {
+        self.verify_as(key_id, message, "RAW", signature, algorithm)
+            .await
+    }
+
+    /// As [`Client::verify`], for a signature of a digest the caller computed.
+    pub async fn verify_digest(
+        &self,
+        key_id: &str,
+        digest: &[u8],
+        signature: &[u8],
+        algorithm: &str,
+    ) -> Result<bool> {
+        self.verify_as(key_id, digest, "DIGEST", signature, algorithm)
+            .await
+    }
+
+    async fn verify_as(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        message_type: &str,
+        signature: &[u8],
+        algorithm: &str,
+    ) -> Result<bool> {
+        let request = VerifyRequest {
+            key_id: key_id.into(),
+            message: message.to_vec(),
+            message_type: message_type.into(),
+            signature: signature.to_vec(),
+            signing_algorithm: algorithm.into(),
+        };
+        match self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.verify(r).await
+            })
+            .await
+        {
+            Ok(r) => Ok(r.signature_valid),
+            Err(Error::InvalidSignature(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The public key of an asymmetric key: DER SubjectPublicKeyInfo, with its spec, usage and algorithms.
+    pub async fn get_public_key(&self, key_id: &str) -> Result<GetPublicKeyResponse> {
+        let request = GetPublicKeyRequest {
+            key_id: key_id.into(),
+        };
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.kms.get_public_key(r).await
+        })
+        .await
+    }
+
+    /// The HMAC of `message` (1-4096 bytes) with a GENERATE_VERIFY_MAC key, under its `algorithm`
+    /// (`HMAC_SHA_256`, ...).
+    pub async fn generate_mac(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        algorithm: &str,
+    ) -> Result<GenerateMacResponse> {
+        let request = GenerateMacRequest {
+            key_id: key_id.into(),
+            message: message.to_vec(),
+            mac_algorithm: algorithm.into(),
+        };
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.kms.generate_mac(r).await
+        })
+        .await
+    }
+
+    /// Whether `mac` is the key's HMAC of `message` (compared by the daemon in constant time): `Ok(false)` for a
+    /// MAC that is not valid.
+    pub async fn verify_mac(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        mac: &[u8],
+        algorithm: &str,
+    ) -> Result<bool> {
+        let request = VerifyMacRequest {
+            key_id: key_id.into(),
+            message: message.to_vec(),
+            mac_algorithm: algorithm.into(),
+            mac: mac.to_vec(),
+        };
+        match self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.verify_mac(r).await
+            })
+            .await
+        {
+            Ok(r) => Ok(r.mac_valid),
+            Err(Error::InvalidMac(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn list_key_versions(&self, key_id: &str) -> Result<Vec<KeyVersion>> {
         let request = ListKeyVersionsRequest {
             key_id: key_id.into(),

@@ -65,6 +65,15 @@ error_kinds! {
     InvalidCiphertext,
     /// The ciphertext belongs to another key than the one the call named.
     IncorrectKey,
+    /// The key's spec or usage does not serve the call, or not with the algorithm it named (AWS's
+    /// `InvalidKeyUsageException`).
+    InvalidKeyUsage,
+    /// Verify: the signature is not the key's for the message.
+    InvalidSignature,
+    /// VerifyMac: the MAC is not the key's for the message.
+    InvalidMac,
+    /// The call does not apply to a key of this kind at all (rotating a key pair or an HMAC key).
+    UnsupportedOperation,
     NotFound,
     AlreadyExists,
     /// The key's state forbids the call (disabled, pending deletion, destroyed).

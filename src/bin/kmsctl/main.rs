@@ -8,6 +8,7 @@ mod audit;
 mod bench;
 mod object;
 mod output;
+mod signing;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -72,6 +73,16 @@ enum Command {
     Reencrypt(ReencryptArgs),
     /// Generate a data key: its plaintext and its blob, both base64.
     Datakey(DatakeyArgs),
+    /// Sign a message (or its digest) with a SIGN_VERIFY key; prints the signature as base64.
+    Sign(signing::SignArgs),
+    /// Verify a signature with a SIGN_VERIFY key; exits 1 if it is not valid.
+    Verify(signing::VerifyArgs),
+    /// An asymmetric key's public key, as PEM (SubjectPublicKeyInfo), for openssl and others.
+    PublicKey(signing::PublicKeyArgs),
+    /// The HMAC of a message with a GENERATE_VERIFY_MAC key, base64.
+    Mac(signing::MacArgs),
+    /// Verify an HMAC; exits 1 if it is not valid.
+    VerifyMac(signing::VerifyMacArgs),
     /// Load-test the daemon: calls/s and latency percentiles for one operation.
     Bench(bench::BenchArgs),
     /// Query, export and verify the audit log.
@@ -143,6 +154,14 @@ enum KeysCommand {
         /// Grant yourself these operations on the new key (comma-separated, as in a policy).
         #[arg(long, value_delimiter = ',')]
         grant_creator: Vec<String>,
+        /// What the key is (AWS's names): SYMMETRIC_DEFAULT (the default), HMAC_224|256|384|512,
+        /// RSA_2048|3072|4096, ECC_NIST_P256|P384|P521, ECC_SECG_P256K1, ECC_NIST_EDWARDS25519, ML_DSA_44|65|87.
+        #[arg(long, default_value = "")]
+        spec: String,
+        /// What it is for: ENCRYPT_DECRYPT, SIGN_VERIFY or GENERATE_VERIFY_MAC; by default the spec's only usage
+        /// (ENCRYPT_DECRYPT for RSA).
+        #[arg(long, default_value = "")]
+        usage: String,
     },
     /// Read or replace a key's policy: who may use it besides administrators.
     #[command(subcommand)]
@@ -539,6 +558,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Sign(args) => signing::sign(&kms, &out, args).await,
+        Command::Verify(args) => signing::verify(&kms, &out, args).await,
+        Command::PublicKey(args) => signing::public_key(&kms, &out, args).await,
+        Command::Mac(args) => signing::mac(&kms, &out, args).await,
+        Command::VerifyMac(args) => signing::verify_mac(&kms, &out, args).await,
         Command::Random { bytes } => {
             let plaintext = kms.generate_random(bytes).await?;
             out.random(&plaintext);
@@ -561,6 +585,8 @@ async fn keys(kms: &Client, out: &Output, cmd: KeysCommand) -> Result<(), Failur
             rotation_days,
             policy,
             grant_creator,
+            spec,
+            usage,
         } => {
             let policy = policy.as_ref().map(access::read_policy).transpose()?;
             kms.create_key(CreateKeyRequest {
@@ -570,6 +596,8 @@ async fn keys(kms: &Client, out: &Output, cmd: KeysCommand) -> Result<(), Failur
                 rotation_period_days: rotation_days.unwrap_or(0),
                 policy,
                 grant_creator,
+                key_spec: spec,
+                key_usage: usage,
             })
             .await?
         }

@@ -53,6 +53,11 @@ fn key_json(m: &KeyMetadata) -> Value {
         "deletion_time": json_time(&m.deletion_time),
         "aliases": m.aliases,
         "tags": m.tags,
+        "key_spec": m.key_spec,
+        "key_usage": m.key_usage,
+        "encryption_algorithms": m.encryption_algorithms,
+        "signing_algorithms": m.signing_algorithms,
+        "mac_algorithms": m.mac_algorithms,
     })
 }
 
@@ -92,6 +97,21 @@ impl Output {
         let rows = [
             ("Key ID", m.key_id.clone()),
             ("State", state(m).to_string()),
+            ("Spec", m.key_spec.clone()),
+            ("Usage", m.key_usage.clone()),
+            (
+                "Algorithms",
+                [
+                    &m.encryption_algorithms,
+                    &m.signing_algorithms,
+                    &m.mac_algorithms,
+                ]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            ),
             ("Description", m.description.clone()),
             ("Created", time(&m.creation_time)),
             ("Primary version", m.primary_version.to_string()),

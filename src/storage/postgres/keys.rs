@@ -10,7 +10,7 @@ use crate::clock::UnixMillis;
 use crate::keys::{AliasName, KeyId, KmsKey, State};
 use crate::storage::{
     AccessKeyRow, AccessRows, AliasRow, ChangeKind, Changes, PrincipalRow, StorageError, StoredKey,
-    TokenRow, VersionRow,
+    TokenRow, VersionRow, key_kind,
 };
 
 fn parse_key_id(s: &str) -> Result<KeyId, StorageError> {
@@ -90,7 +90,7 @@ impl PgStore {
             .query(
                 &format!(
                     "SELECT key_id, description, state, created_at_ms, primary_version, rotation_period_days,
-                            next_rotation_at_ms, deletion_at_ms
+                            next_rotation_at_ms, deletion_at_ms, key_spec, key_usage
                      FROM keys {filter}"
                 ),
                 &[&only],
@@ -116,6 +116,7 @@ impl PgStore {
                 next_rotation_at: r.get::<_, Option<i64>>(6).map(UnixMillis),
                 deletion_at: r.get::<_, Option<i64>>(7).map(UnixMillis),
                 tags: BTreeMap::new(),
+                kind: key_kind(r.get(8), r.get(9))?,
             };
             keys.insert(
                 id,
@@ -563,8 +564,8 @@ pub(super) async fn insert_key_row(
     let id = record.id.to_string();
     c.execute(
         "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version, rotation_period_days,
-                           next_rotation_at_ms, deletion_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                           next_rotation_at_ms, deletion_at_ms, key_spec, key_usage)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         &[
             &id,
             &record.description,
@@ -574,6 +575,8 @@ pub(super) async fn insert_key_row(
             &record.rotation_period_days.map(|d| d as i32),
             &millis(record.next_rotation_at),
             &millis(record.deletion_at),
+            &record.kind.spec.as_str(),
+            &record.kind.usage.as_str(),
         ],
     )
     .await?;

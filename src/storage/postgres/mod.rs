@@ -41,6 +41,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_access_keys.sql",
         include_str!("../../../migrations/postgres/0003_access_keys.sql"),
     ),
+    (
+        "0004_key_kinds.sql",
+        include_str!("../../../migrations/postgres/0004_key_kinds.sql"),
+    ),
 ];
 
 /// Advisory lock ids: `kmsd` in ASCII in the high half, the purpose in the low.

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::clock::UnixMillis;
 use crate::keys::{AliasName, KeyId, KmsKey, State};
-use crate::storage::{AliasRow, StorageError, StoredKey, VersionRow};
+use crate::storage::{AliasRow, StorageError, StoredKey, VersionRow, key_kind};
 
 pub(super) fn meta(c: &mut Connection, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
     Ok(
@@ -34,7 +34,7 @@ pub(super) fn load_all(c: &mut Connection) -> Result<Vec<StoredKey>, StorageErro
     {
         let mut stmt = tx.prepare(
             "SELECT key_id, description, state, created_at_ms, primary_version, rotation_period_days,
-                    next_rotation_at_ms, deletion_at_ms
+                    next_rotation_at_ms, deletion_at_ms, key_spec, key_usage
              FROM keys",
         )?;
         let mut rows = stmt.query([])?;
@@ -52,6 +52,7 @@ pub(super) fn load_all(c: &mut Connection) -> Result<Vec<StoredKey>, StorageErro
                 next_rotation_at: r.get::<_, Option<i64>>(6)?.map(UnixMillis),
                 deletion_at: r.get::<_, Option<i64>>(7)?.map(UnixMillis),
                 tags: BTreeMap::new(),
+                kind: key_kind(&r.get::<_, String>(8)?, &r.get::<_, String>(9)?)?,
             };
             keys.insert(
                 id,
@@ -130,8 +131,8 @@ pub(super) fn insert_key(
     let tx = c.transaction()?;
     tx.execute(
         "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version, rotation_period_days,
-                           next_rotation_at_ms, deletion_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                           next_rotation_at_ms, deletion_at_ms, key_spec, key_usage)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             record.id.to_string(),
             record.description,
@@ -141,6 +142,8 @@ pub(super) fn insert_key(
             record.rotation_period_days,
             record.next_rotation_at.map(|t| t.0),
             record.deletion_at.map(|t| t.0),
+            record.kind.spec.as_str(),
+            record.kind.usage.as_str(),
         ],
     )?;
     for (name, value) in &record.tags {

@@ -28,6 +28,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_access_keys.sql",
         include_str!("../../../migrations/sqlite/0006_access_keys.sql"),
     ),
+    (
+        "0007_key_kinds.sql",
+        include_str!("../../../migrations/sqlite/0007_key_kinds.sql"),
+    ),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use super::{AliasRow, StorageError, StoredKey, VersionRow};
 use crate::clock::UnixMillis;
-use crate::keys::{KeyId, KmsKey};
+use crate::keys::{KeyId, KeySpec, KmsKey};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -281,6 +281,8 @@ pub enum Wrapped<'a> {
     Version {
         key_id: KeyId,
         version: u32,
+        /// The key's spec, which the wrapping binds.
+        spec: KeySpec,
         wrapped: &'a [u8],
     },
     Meta {
@@ -310,19 +312,24 @@ pub fn rewrap_all(
     configure(&conn)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut changed = 0;
-    let versions: Vec<(String, u32, Vec<u8>)> = {
+    let versions: Vec<(String, u32, String, Vec<u8>)> = {
         let mut stmt = tx.prepare(
-            "SELECT key_id, version, wrapped_material FROM key_versions WHERE wrapped_material IS NOT NULL",
+            "SELECT v.key_id, v.version, k.key_spec, v.wrapped_material
+             FROM key_versions v JOIN keys k ON k.key_id = v.key_id
+             WHERE v.wrapped_material IS NOT NULL",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    for (key_id, version, wrapped) in versions {
+    for (key_id, version, spec, wrapped) in versions {
         let id = KeyId::parse(&key_id)
             .map_err(|_| StorageError::Corrupt(format!("key id {key_id:?}")))?;
+        let spec = KeySpec::parse(&spec)
+            .map_err(|_| StorageError::Corrupt(format!("key {key_id} has spec {spec:?}")))?;
         if let Some(new) = rewrap(Wrapped::Version {
             key_id: id,
             version,
+            spec,
             wrapped: &wrapped,
         })
         .map_err(StorageError::Corrupt)?

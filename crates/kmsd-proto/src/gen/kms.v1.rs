@@ -29,6 +29,20 @@ pub struct KeyMetadata {
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
+    /// What the key's material is, with AWS KMS's names: SYMMETRIC_DEFAULT, HMAC_224|256|384|512,
+    /// RSA_2048|3072|4096, ECC_NIST_P256|P384|P521, ECC_SECG_P256K1, ECC_NIST_EDWARDS25519, ML_DSA_44|65|87.
+    #[prost(string, tag = "11")]
+    pub key_spec: ::prost::alloc::string::String,
+    /// What it is for: ENCRYPT_DECRYPT, SIGN_VERIFY or GENERATE_VERIFY_MAC.
+    #[prost(string, tag = "12")]
+    pub key_usage: ::prost::alloc::string::String,
+    /// The algorithms the key allows, by its spec and usage (empty where they do not apply).
+    #[prost(string, repeated, tag = "13")]
+    pub encryption_algorithms: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "14")]
+    pub signing_algorithms: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "15")]
+    pub mac_algorithms: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct KeyVersion {
@@ -73,6 +87,13 @@ pub struct CreateKeyRequest {
     /// `policy` as a statement with sid "creator".
     #[prost(string, repeated, tag = "6")]
     pub grant_creator: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Optional: what the key's material is (KeyMetadata.key_spec's names); SYMMETRIC_DEFAULT if empty.
+    #[prost(string, tag = "7")]
+    pub key_spec: ::prost::alloc::string::String,
+    /// Optional: ENCRYPT_DECRYPT, SIGN_VERIFY or GENERATE_VERIFY_MAC. If empty, the only usage the spec allows, or
+    /// ENCRYPT_DECRYPT for RSA keys (which may also be SIGN_VERIFY). Only SYMMETRIC_DEFAULT keys rotate.
+    #[prost(string, tag = "8")]
+    pub key_usage: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyResponse {
@@ -757,6 +778,117 @@ pub struct GetKeyRotationStatusResponse {
     pub rotation_period_days: u32,
     #[prost(message, optional, tag = "4")]
     pub next_rotation_time: ::core::option::Option<::prost_types::Timestamp>,
+}
+/// Algorithms and message types use AWS KMS's names as strings (RSASSA_PSS_SHA_256, ECDSA_SHA_256, ED25519_SHA_512,
+/// ML_DSA_SHAKE_256, HMAC_SHA_256, RAW, DIGEST, ...), so grpcurl, kmsctl and the AWS endpoint say the same words.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SignRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// 1-4096 bytes; with message_type DIGEST, the digest of the algorithm's hash (32, 48 or 64 bytes).
+    #[prost(bytes = "vec", tag = "2")]
+    pub message: ::prost::alloc::vec::Vec<u8>,
+    /// RAW (the default if empty) or DIGEST.
+    #[prost(string, tag = "3")]
+    pub message_type: ::prost::alloc::string::String,
+    /// One of the key's signing_algorithms.
+    #[prost(string, tag = "4")]
+    pub signing_algorithm: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SignResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// RSA: the modulus's length; ECDSA: DER (RFC 3279); Ed25519: 64 bytes; ML-DSA: FIPS 204's encoding.
+    #[prost(bytes = "vec", tag = "2")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub signing_algorithm: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerifyRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub message: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub message_type: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub signing_algorithm: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerifyResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// Always true: an invalid signature is an error.
+    #[prost(bool, tag = "2")]
+    pub signature_valid: bool,
+    #[prost(string, tag = "3")]
+    pub signing_algorithm: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetPublicKeyRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetPublicKeyResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// DER-encoded X.509 SubjectPublicKeyInfo (RFC 5280).
+    #[prost(bytes = "vec", tag = "2")]
+    pub public_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub key_spec: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub key_usage: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "5")]
+    pub encryption_algorithms: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "6")]
+    pub signing_algorithms: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GenerateMacRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// 1-4096 bytes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub message: ::prost::alloc::vec::Vec<u8>,
+    /// The key's MAC algorithm (HMAC_SHA_224|256|384|512).
+    #[prost(string, tag = "3")]
+    pub mac_algorithm: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GenerateMacResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub mac: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub mac_algorithm: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerifyMacRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub message: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub mac_algorithm: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub mac: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerifyMacResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// Always true: a MAC that is not valid is an error.
+    #[prost(bool, tag = "2")]
+    pub mac_valid: bool,
+    #[prost(string, tag = "3")]
+    pub mac_algorithm: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Principal {
@@ -1859,6 +1991,126 @@ pub mod key_management_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// Signs a message, or its digest, with a SIGN_VERIFY key's private key.
+        pub async fn sign(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SignRequest>,
+        ) -> std::result::Result<tonic::Response<super::SignResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/Sign",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("kms.v1.KeyManagementService", "Sign"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Verifies a signature with a SIGN_VERIFY key. A signature that is not valid is INVALID_ARGUMENT with
+        /// x-kms-error InvalidSignature (AWS's KMSInvalidSignatureException); a valid one is answered signature_valid.
+        pub async fn verify(
+            &mut self,
+            request: impl tonic::IntoRequest<super::VerifyRequest>,
+        ) -> std::result::Result<tonic::Response<super::VerifyResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/Verify",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("kms.v1.KeyManagementService", "Verify"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The public key of an asymmetric key, to verify or encrypt with outside kmsd.
+        pub async fn get_public_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetPublicKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetPublicKeyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/GetPublicKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("kms.v1.KeyManagementService", "GetPublicKey"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// An HMAC of a message with a GENERATE_VERIFY_MAC key.
+        pub async fn generate_mac(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GenerateMacRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GenerateMacResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/GenerateMac",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("kms.v1.KeyManagementService", "GenerateMac"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Checks an HMAC in constant time. A MAC that is not valid is INVALID_ARGUMENT with x-kms-error InvalidMac.
+        pub async fn verify_mac(
+            &mut self,
+            request: impl tonic::IntoRequest<super::VerifyMacRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::VerifyMacResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/VerifyMac",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("kms.v1.KeyManagementService", "VerifyMac"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2083,6 +2335,41 @@ pub mod key_management_service_server {
             request: tonic::Request<super::GetKeyRotationStatusRequest>,
         ) -> std::result::Result<
             tonic::Response<super::GetKeyRotationStatusResponse>,
+            tonic::Status,
+        >;
+        /// Signs a message, or its digest, with a SIGN_VERIFY key's private key.
+        async fn sign(
+            &self,
+            request: tonic::Request<super::SignRequest>,
+        ) -> std::result::Result<tonic::Response<super::SignResponse>, tonic::Status>;
+        /// Verifies a signature with a SIGN_VERIFY key. A signature that is not valid is INVALID_ARGUMENT with
+        /// x-kms-error InvalidSignature (AWS's KMSInvalidSignatureException); a valid one is answered signature_valid.
+        async fn verify(
+            &self,
+            request: tonic::Request<super::VerifyRequest>,
+        ) -> std::result::Result<tonic::Response<super::VerifyResponse>, tonic::Status>;
+        /// The public key of an asymmetric key, to verify or encrypt with outside kmsd.
+        async fn get_public_key(
+            &self,
+            request: tonic::Request<super::GetPublicKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetPublicKeyResponse>,
+            tonic::Status,
+        >;
+        /// An HMAC of a message with a GENERATE_VERIFY_MAC key.
+        async fn generate_mac(
+            &self,
+            request: tonic::Request<super::GenerateMacRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GenerateMacResponse>,
+            tonic::Status,
+        >;
+        /// Checks an HMAC in constant time. A MAC that is not valid is INVALID_ARGUMENT with x-kms-error InvalidMac.
+        async fn verify_mac(
+            &self,
+            request: tonic::Request<super::VerifyMacRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::VerifyMacResponse>,
             tonic::Status,
         >;
     }
@@ -3477,6 +3764,233 @@ pub mod key_management_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetKeyRotationStatusSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/Sign" => {
+                    #[allow(non_camel_case_types)]
+                    struct SignSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::SignRequest> for SignSvc<T> {
+                        type Response = super::SignResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SignRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::sign(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SignSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/Verify" => {
+                    #[allow(non_camel_case_types)]
+                    struct VerifySvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::VerifyRequest>
+                    for VerifySvc<T> {
+                        type Response = super::VerifyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::VerifyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::verify(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = VerifySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/GetPublicKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetPublicKeySvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::GetPublicKeyRequest>
+                    for GetPublicKeySvc<T> {
+                        type Response = super::GetPublicKeyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetPublicKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::get_public_key(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetPublicKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/GenerateMac" => {
+                    #[allow(non_camel_case_types)]
+                    struct GenerateMacSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::GenerateMacRequest>
+                    for GenerateMacSvc<T> {
+                        type Response = super::GenerateMacResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GenerateMacRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::generate_mac(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GenerateMacSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/VerifyMac" => {
+                    #[allow(non_camel_case_types)]
+                    struct VerifyMacSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::VerifyMacRequest>
+                    for VerifyMacSvc<T> {
+                        type Response = super::VerifyMacResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::VerifyMacRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::verify_mac(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = VerifyMacSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
