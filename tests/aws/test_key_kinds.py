@@ -1,0 +1,250 @@
+"""Signing and HMAC keys over the AWS endpoint, checked by verifiers that are not kmsd's: Python's `cryptography`
+verifies every signature kmsd makes, for every spec and algorithm, against the key GetPublicKey gives, and the
+`openssl` command line does too for every spec it knows (OpenSSL 3.0 has no ML-DSA)."""
+
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa, utils
+
+from conftest import REGION
+
+# Every spec with every algorithm AWS KMS gives it, written out here rather than read from kmsd.
+SIGNING = [
+    (spec, algorithm)
+    for spec in ["RSA_2048", "RSA_3072", "RSA_4096"]
+    for algorithm in [
+        "RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
+        "RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512",
+    ]
+] + [
+    ("ECC_NIST_P256", "ECDSA_SHA_256"),
+    ("ECC_NIST_P384", "ECDSA_SHA_384"),
+    ("ECC_NIST_P521", "ECDSA_SHA_512"),
+    ("ECC_SECG_P256K1", "ECDSA_SHA_256"),
+    ("ECC_NIST_EDWARDS25519", "ED25519_SHA_512"),
+    ("ML_DSA_44", "ML_DSA_SHAKE_256"),
+    ("ML_DSA_65", "ML_DSA_SHAKE_256"),
+    ("ML_DSA_87", "ML_DSA_SHAKE_256"),
+]
+
+HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+
+
+def hash_of(algorithm):
+    """The hash an algorithm applies to the message, or None where it takes the message itself."""
+    if algorithm.startswith(("ED25519", "ML_DSA")):
+        return None
+    return HASHES[algorithm[-3:]]()
+
+
+@pytest.fixture(scope="module")
+def aws(kmsd):
+    key_id, secret = kmsd.access_key()
+    return boto3.client(
+        "kms",
+        endpoint_url=kmsd.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture(scope="module")
+def signing_keys(aws):
+    """One key per spec, made on first use: (key ARN, its public key as DER)."""
+    made = {}
+
+    def key(spec):
+        if spec not in made:
+            meta = aws.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+            public = aws.get_public_key(KeyId=meta["Arn"])
+            assert public["KeySpec"] == spec and public["KeyUsage"] == "SIGN_VERIFY"
+            made[spec] = (meta["Arn"], public["PublicKey"])
+        return made[spec]
+
+    return key
+
+
+def verify_with_cryptography(der, algorithm, message, signature, digest=False):
+    """Raises InvalidSignature unless `signature` is the key's over `message` (or, with `digest`, over the message
+    whose digest `message` is)."""
+    public = serialization.load_der_public_key(der)
+    h = hash_of(algorithm)
+    data_hash = utils.Prehashed(h) if digest else h
+    if isinstance(public, rsa.RSAPublicKey):
+        if "PSS" in algorithm:
+            pad = padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size)
+        else:
+            pad = padding.PKCS1v15()
+        public.verify(signature, message, pad, data_hash)
+    elif isinstance(public, ec.EllipticCurvePublicKey):
+        public.verify(signature, message, ec.ECDSA(data_hash))
+    elif isinstance(public, ed25519.Ed25519PublicKey):
+        public.verify(signature, message)
+    elif isinstance(public, (mldsa.MLDSA44PublicKey, mldsa.MLDSA65PublicKey, mldsa.MLDSA87PublicKey)):
+        public.verify(signature, message)
+    else:
+        raise AssertionError(f"unexpected public key {public!r}")
+
+
+def openssl_verifies(tmp_path, der, algorithm, message, signature):
+    """Whether `openssl` accepts the signature, with the public key as PEM."""
+    pem = tmp_path / "public.pem"
+    pem.write_bytes(
+        serialization.load_der_public_key(der).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    (tmp_path / "message").write_bytes(message)
+    (tmp_path / "signature").write_bytes(signature)
+    files = ["-signature", str(tmp_path / "signature"), str(tmp_path / "message")]
+    if algorithm == "ED25519_SHA_512":
+        command = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(pem), "-rawin",
+                   "-in", str(tmp_path / "message"), "-sigfile", str(tmp_path / "signature")]
+    else:
+        command = ["openssl", "dgst", f"-sha{algorithm[-3:]}", "-verify", str(pem)]
+        if "PSS" in algorithm:
+            command += ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"]
+        command += files
+    done = subprocess.run(command, capture_output=True)
+    return done.returncode == 0
+
+
+def aws_error(call):
+    with pytest.raises(ClientError) as refused:
+        call()
+    return refused.value.response["Error"]["Code"]
+
+
+@pytest.mark.parametrize("spec,algorithm", SIGNING)
+def test_every_signature_verifies_outside_kmsd_and_a_tampered_one_nowhere(
+    aws, signing_keys, tmp_path, spec, algorithm
+):
+    arn, der = signing_keys(spec)
+    message = os.urandom(200)
+    signed = aws.sign(KeyId=arn, Message=message, MessageType="RAW", SigningAlgorithm=algorithm)
+    assert signed["KeyId"] == arn and signed["SigningAlgorithm"] == algorithm
+    signature = signed["Signature"]
+
+    verify_with_cryptography(der, algorithm, message, signature)
+    with pytest.raises(InvalidSignature):
+        verify_with_cryptography(der, algorithm, message + b"!", signature)
+    tampered = signature[:-1] + bytes([signature[-1] ^ 1])
+    with pytest.raises(InvalidSignature):
+        verify_with_cryptography(der, algorithm, message, tampered)
+
+    if not spec.startswith("ML_DSA"):
+        assert shutil.which("openssl"), "the openssl command line is needed"
+        assert openssl_verifies(tmp_path, der, algorithm, message, signature)
+        assert not openssl_verifies(tmp_path, der, algorithm, message + b"!", signature)
+        assert not openssl_verifies(tmp_path, der, algorithm, message, tampered)
+
+    verified = aws.verify(KeyId=arn, Message=message, Signature=signature, SigningAlgorithm=algorithm)
+    assert verified["SignatureValid"] is True
+    assert aws_error(lambda: aws.verify(
+        KeyId=arn, Message=message, Signature=tampered, SigningAlgorithm=algorithm
+    )) == "KMSInvalidSignatureException"
+
+    h = hash_of(algorithm)
+    if h is not None:
+        digest = hashlib.new(h.name, message).digest()
+        by_digest = aws.sign(KeyId=arn, Message=digest, MessageType="DIGEST", SigningAlgorithm=algorithm)
+        verify_with_cryptography(der, algorithm, message, by_digest["Signature"])
+        verify_with_cryptography(der, algorithm, digest, signature, digest=True)
+        assert aws.verify(
+            KeyId=arn, Message=digest, MessageType="DIGEST", Signature=signature, SigningAlgorithm=algorithm
+        )["SignatureValid"]
+
+
+def test_describe_key_says_what_each_kind_allows(aws):
+    meta = aws.create_key(KeySpec="ECC_NIST_P384", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    assert (meta["KeySpec"], meta["CustomerMasterKeySpec"], meta["KeyUsage"]) == (
+        "ECC_NIST_P384", "ECC_NIST_P384", "SIGN_VERIFY")
+    assert meta["SigningAlgorithms"] == ["ECDSA_SHA_384"]
+    assert "EncryptionAlgorithms" not in meta and "MacAlgorithms" not in meta
+    mac = aws.create_key(KeySpec="HMAC_512", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]
+    assert mac["MacAlgorithms"] == ["HMAC_SHA_512"]
+    rsa_encryption = aws.create_key(KeySpec="RSA_3072")["KeyMetadata"]
+    assert rsa_encryption["KeyUsage"] == "ENCRYPT_DECRYPT"
+    assert rsa_encryption["EncryptionAlgorithms"] == ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]
+    public = aws.get_public_key(KeyId=rsa_encryption["Arn"])
+    assert public["EncryptionAlgorithms"] == ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]
+    assert serialization.load_der_public_key(public["PublicKey"]).key_size == 3072
+    symmetric = aws.describe_key(KeyId=aws.create_key()["KeyMetadata"]["Arn"])["KeyMetadata"]
+    assert (symmetric["KeySpec"], symmetric["EncryptionAlgorithms"]) == ("SYMMETRIC_DEFAULT", ["SYMMETRIC_DEFAULT"])
+
+
+def test_operations_a_key_does_not_serve_are_aws_errors(aws, signing_keys):
+    arn, _ = signing_keys("ECC_NIST_P256")
+    mac_key = aws.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+    symmetric = aws.create_key()["KeyMetadata"]["Arn"]
+    # As AWS: an ECC key needs its usage said, the default being ENCRYPT_DECRYPT.
+    assert aws_error(lambda: aws.create_key(KeySpec="ECC_NIST_P256")) == "ValidationException"
+    assert aws_error(lambda: aws.encrypt(KeyId=arn, Plaintext=b"x")) == "InvalidKeyUsageException"
+    assert aws_error(lambda: aws.generate_data_key(KeyId=mac_key, KeySpec="AES_256")) == "InvalidKeyUsageException"
+    assert aws_error(lambda: aws.sign(
+        KeyId=arn, Message=b"m", SigningAlgorithm="ECDSA_SHA_512")) == "InvalidKeyUsageException"
+    assert aws_error(lambda: aws.sign(
+        KeyId=symmetric, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")) == "InvalidKeyUsageException"
+    assert aws_error(lambda: aws.get_public_key(KeyId=symmetric)) == "InvalidKeyUsageException"
+    assert aws_error(lambda: aws.generate_mac(
+        KeyId=arn, Message=b"m", MacAlgorithm="HMAC_SHA_256")) == "InvalidKeyUsageException"
+    assert aws_error(lambda: aws.enable_key_rotation(KeyId=arn)) == "UnsupportedOperationException"
+    assert aws_error(lambda: aws.rotate_key_on_demand(KeyId=mac_key)) == "UnsupportedOperationException"
+    assert aws_error(lambda: aws.sign(
+        KeyId=arn, Message=b"x" * 31, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256")) == "ValidationException"
+    aws.disable_key(KeyId=arn)
+    try:
+        assert aws_error(lambda: aws.sign(
+            KeyId=arn, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")) == "DisabledException"
+    finally:
+        aws.enable_key(KeyId=arn)
+
+
+def test_hmac_keys_generate_and_verify_macs(aws, kmsd):
+    for spec, algorithm, length in [("HMAC_224", "HMAC_SHA_224", 28), ("HMAC_256", "HMAC_SHA_256", 32),
+                                    ("HMAC_384", "HMAC_SHA_384", 48), ("HMAC_512", "HMAC_SHA_512", 64)]:
+        arn = aws.create_key(KeySpec=spec, KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+        made = aws.generate_mac(KeyId=arn, Message=b"tokenise me", MacAlgorithm=algorithm)
+        assert (made["KeyId"], made["MacAlgorithm"], len(made["Mac"])) == (arn, algorithm, length)
+        assert aws.verify_mac(KeyId=arn, Message=b"tokenise me", Mac=made["Mac"], MacAlgorithm=algorithm)["MacValid"]
+        changed = bytes([made["Mac"][0] ^ 1]) + made["Mac"][1:]
+        assert aws_error(lambda: aws.verify_mac(
+            KeyId=arn, Message=b"tokenise me", Mac=changed, MacAlgorithm=algorithm)) == "KMSInvalidMacException"
+        assert aws_error(lambda: aws.verify_mac(
+            KeyId=arn, Message=b"tokenise me", Mac=made["Mac"][:-1], MacAlgorithm=algorithm)) == "KMSInvalidMacException"
+
+
+def test_kmsctl_signatures_verify_with_openssl_and_its_pem(kmsd, tmp_path):
+    created = kmsd.kmsctl("--json", "keys", "create", "--spec", "ECC_SECG_P256K1").stdout
+    key_id = __import__("json").loads(created)["key_id"]
+    message = tmp_path / "transaction"
+    message.write_bytes(b"send 1 BTC to ...")
+    signature = base64.b64decode(kmsd.kmsctl(
+        "sign", "--key", key_id, "--algorithm", "ECDSA_SHA_256", "--in", str(message)).stdout)
+    (tmp_path / "public.pem").write_bytes(kmsd.kmsctl("public-key", key_id).stdout)
+    (tmp_path / "signature").write_bytes(signature)
+    done = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-verify", str(tmp_path / "public.pem"), "-signature",
+         str(tmp_path / "signature"), str(message)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    # And kmsctl verify agrees, exiting 1 for a signature of another message.
+    sig_b64 = base64.b64encode(signature).decode()
+    kmsd.kmsctl("verify", "--key", key_id, "--algorithm", "ECDSA_SHA_256", "--signature", sig_b64,
+                "--in", str(message))
+    other = tmp_path / "other"
+    other.write_bytes(b"send 2 BTC to ...")
+    refused = kmsd.kmsctl("verify", "--key", key_id, "--algorithm", "ECDSA_SHA_256", "--signature", sig_b64,
+                          "--in", str(other), check=False)
+    assert refused.returncode == 1 and b"NOT valid" in refused.stderr, refused
