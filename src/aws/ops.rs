@@ -140,7 +140,8 @@ fn symmetric_only(field: &str, value: Option<&str>) -> Result<(), Status> {
     match value {
         None | Some(SYMMETRIC_DEFAULT) => Ok(()),
         Some(other) => Err(validation(format!(
-            "{field} {other:?} is not supported: kmsd's keys are symmetric ({SYMMETRIC_DEFAULT})"
+            "{field} {other:?} is not supported: kmsd re-encrypts {SYMMETRIC_DEFAULT} blobs only (decrypt and encrypt \
+             RSA ciphertexts with Decrypt and Encrypt)"
         ))),
     }
 }
@@ -525,7 +526,6 @@ pub struct EncryptInput {
 impl EncryptInput {
     pub fn into_pb(self, home: &Home) -> Result<pb::EncryptRequest, Status> {
         let _ = self.grant_tokens;
-        symmetric_only("EncryptionAlgorithm", self.encryption_algorithm.as_deref())?;
         no_dry_run(self.dry_run)?;
         Ok(pb::EncryptRequest {
             key_id: required_key_id(home, "KeyId", self.key_id)?,
@@ -534,6 +534,7 @@ impl EncryptInput {
                 .ok_or_else(|| validation("Plaintext is required"))?
                 .take(),
             encryption_context: self.encryption_context.unwrap_or_default(),
+            encryption_algorithm: self.encryption_algorithm.unwrap_or_default(),
         })
     }
 }
@@ -542,7 +543,7 @@ pub fn encrypt_response(home: &Home, r: pb::EncryptResponse) -> Value {
     json!({
         "CiphertextBlob": b64(&r.ciphertext_blob),
         "KeyId": arn(home, &r.key_id),
-        "EncryptionAlgorithm": SYMMETRIC_DEFAULT,
+        "EncryptionAlgorithm": r.encryption_algorithm,
     })
 }
 
@@ -562,7 +563,6 @@ pub struct DecryptInput {
 impl DecryptInput {
     pub fn into_pb(self, home: &Home) -> Result<pb::DecryptRequest, Status> {
         let _ = self.grant_tokens;
-        symmetric_only("EncryptionAlgorithm", self.encryption_algorithm.as_deref())?;
         no_recipient(&self.recipient)?;
         no_dry_run(self.dry_run)?;
         Ok(pb::DecryptRequest {
@@ -575,6 +575,7 @@ impl DecryptInput {
                 None => String::new(),
             },
             encryption_context: self.encryption_context.unwrap_or_default(),
+            encryption_algorithm: self.encryption_algorithm.unwrap_or_default(),
         })
     }
 }
@@ -585,7 +586,7 @@ pub fn decrypt_response(home: &Home, r: pb::DecryptResponse) -> Zeroizing<Vec<u8
     body(&DecryptOutput {
         key_id: arn(home, &r.0.key_id),
         plaintext: Secret(&r.0.plaintext),
-        encryption_algorithm: SYMMETRIC_DEFAULT,
+        encryption_algorithm: &r.0.encryption_algorithm,
     })
 }
 
@@ -594,7 +595,7 @@ pub fn decrypt_response(home: &Home, r: pb::DecryptResponse) -> Zeroizing<Vec<u8
 struct DecryptOutput<'a> {
     key_id: String,
     plaintext: Secret<'a>,
-    encryption_algorithm: &'static str,
+    encryption_algorithm: &'a str,
 }
 
 /// A gRPC response holding plaintext, zeroized when dropped.

@@ -1,16 +1,23 @@
-//! Key pairs: signing and verifying with RSA, ECDSA, Ed25519 and ML-DSA, and the public key they give out.
+//! Key pairs: signing and verifying with RSA, ECDSA, Ed25519 and ML-DSA, encrypting and decrypting with RSA-OAEP,
+//! and the public key they give out.
 //!
 //! Every primitive is aws-lc-rs's (AWS-LC: constant-time RSA, ECDSA over P-256/384/521 and secp256k1, Ed25519 and
-//! FIPS 204 ML-DSA). A private key lives only inside its aws-lc-rs key pair, whose memory AWS-LC cleanses when it is
+//! FIPS 204 ML-DSA). RSA decryption is AWS-LC's constant-time OAEP, not the `rsa` crate's (RUSTSEC-2023-0071, the
+//! Marvin timing attack); a ciphertext that does not decrypt says only that. A private key lives only inside its aws-lc-rs key pair, whose memory AWS-LC cleanses when it is
 //! freed, and as PKCS#8 in a zeroizing buffer while it is wrapped or opened.
 
 use aws_lc_rs::digest;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{
+    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepAlgorithm, OaepPrivateDecryptingKey,
+    OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
+};
 use aws_lc_rs::signature::{self as sig, KeyPair as _, VerificationAlgorithm};
 use zeroize::Zeroizing;
 
-use crate::keys::{Hash, KeySpec, MessageType, SigningAlgorithm};
+use super::{InvalidCiphertext, Plaintext};
+use crate::keys::{EncryptionAlgorithm, Hash, KeySpec, MessageType, SigningAlgorithm};
 
 /// Why material did not open as a key of its spec. Says nothing of the material.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +41,16 @@ pub struct KeyPair {
     spec: KeySpec,
     private: Private,
     public_der: Vec<u8>,
+    /// RSA keys: the same key for OAEP, both halves.
+    oaep: Option<(OaepPrivateDecryptingKey, OaepPublicEncryptingKey)>,
+}
+
+fn oaep(algorithm: EncryptionAlgorithm) -> Option<&'static OaepAlgorithm> {
+    match algorithm {
+        EncryptionAlgorithm::RsaesOaepSha1 => Some(&OAEP_SHA1_MGF1SHA1),
+        EncryptionAlgorithm::RsaesOaepSha256 => Some(&OAEP_SHA256_MGF1SHA256),
+        EncryptionAlgorithm::SymmetricDefault => None,
+    }
 }
 
 fn ecdsa_signing(spec: KeySpec) -> Option<&'static sig::EcdsaSigningAlgorithm> {
@@ -162,12 +179,22 @@ impl KeyPair {
     /// Opens PKCS#8 DER as a key pair of `spec`, refusing a key of another type, curve or size.
     pub fn open(spec: KeySpec, pkcs8: &[u8]) -> Result<KeyPair, InvalidMaterial> {
         let bad = |_| InvalidMaterial(spec);
+        let mut oaep = None;
         let (private, public_der) = if let Some(bits) = rsa_bits(spec) {
             let k = sig::RsaKeyPair::from_pkcs8(pkcs8).map_err(bad)?;
             if k.public_modulus_len() * 8 != bits {
                 return Err(InvalidMaterial(spec));
             }
             let public = der(k.public_key(), spec)?;
+            let decrypting = PrivateDecryptingKey::from_pkcs8(pkcs8)
+                .map_err(bad)
+                .and_then(|k| {
+                    OaepPrivateDecryptingKey::new(k).map_err(|_| InvalidMaterial(spec))
+                })?;
+            let encrypting = PublicEncryptingKey::from_der(&public)
+                .map_err(bad)
+                .and_then(|k| OaepPublicEncryptingKey::new(k).map_err(|_| InvalidMaterial(spec)))?;
+            oaep = Some((decrypting, encrypting));
             (Private::Rsa(k), public)
         } else if let Some(alg) = ecdsa_signing(spec) {
             let k = sig::EcdsaKeyPair::from_pkcs8(alg, pkcs8).map_err(bad)?;
@@ -188,7 +215,57 @@ impl KeyPair {
             spec,
             private,
             public_der,
+            oaep,
         })
+    }
+
+    /// The most bytes `algorithm` encrypts with this key (RSA: the modulus's length less OAEP's padding); `None` if
+    /// the key does not encrypt with it.
+    pub fn max_plaintext(&self, algorithm: EncryptionAlgorithm) -> Option<usize> {
+        let (_, public) = self.oaep.as_ref()?;
+        Some(public.max_plaintext_size(oaep(algorithm)?))
+    }
+
+    /// RSA-OAEP encryption with the public key. `plaintext` must be at most [`KeyPair::max_plaintext`] bytes.
+    pub fn encrypt(
+        &self,
+        algorithm: EncryptionAlgorithm,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SigningFailed> {
+        let (_, public) = self.oaep.as_ref().ok_or(SigningFailed)?;
+        let mut out = vec![0; public.ciphertext_size()];
+        let n = public
+            .encrypt(
+                oaep(algorithm).ok_or(SigningFailed)?,
+                plaintext,
+                &mut out,
+                None,
+            )
+            .map_err(|_| SigningFailed)?
+            .len();
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// RSA-OAEP decryption with the private key; any failure is only [`InvalidCiphertext`].
+    pub fn decrypt(
+        &self,
+        algorithm: EncryptionAlgorithm,
+        ciphertext: &[u8],
+    ) -> Result<Plaintext, InvalidCiphertext> {
+        let (private, _) = self.oaep.as_ref().ok_or(InvalidCiphertext)?;
+        let mut out = Zeroizing::new(vec![0; private.min_output_size()]);
+        let n = private
+            .decrypt(
+                oaep(algorithm).ok_or(InvalidCiphertext)?,
+                ciphertext,
+                &mut out,
+                None,
+            )
+            .map_err(|_| InvalidCiphertext)?
+            .len();
+        out.truncate(n);
+        Ok(Plaintext::new(std::mem::take(&mut *out)))
     }
 
     pub fn spec(&self) -> KeySpec {
@@ -306,6 +383,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rsa_keys_encrypt_and_decrypt_with_oaep_up_to_their_limit() {
+        use EncryptionAlgorithm::*;
+        for (spec, limits) in [
+            (KeySpec::Rsa2048, [214, 190]),
+            (KeySpec::Rsa3072, [342, 318]),
+            (KeySpec::Rsa4096, [470, 446]),
+        ] {
+            let pair = KeyPair::open(spec, &KeyPair::generate(spec).unwrap().unwrap()).unwrap();
+            for (algorithm, limit) in [RsaesOaepSha1, RsaesOaepSha256].into_iter().zip(limits) {
+                assert_eq!(
+                    pair.max_plaintext(algorithm),
+                    Some(limit),
+                    "{spec} {algorithm}"
+                );
+                let plaintext = vec![7u8; limit];
+                let ciphertext = pair.encrypt(algorithm, &plaintext).unwrap();
+                assert_eq!(
+                    pair.decrypt(algorithm, &ciphertext).unwrap().expose(),
+                    plaintext
+                );
+                let other = if algorithm == RsaesOaepSha1 {
+                    RsaesOaepSha256
+                } else {
+                    RsaesOaepSha1
+                };
+                assert!(pair.decrypt(other, &ciphertext).is_err());
+                let mut tampered = ciphertext.clone();
+                tampered[5] ^= 1;
+                assert!(pair.decrypt(algorithm, &tampered).is_err());
+                assert!(pair.encrypt(algorithm, &vec![0u8; limit + 1]).is_err());
+            }
+        }
+        let ec = KeyPair::open(
+            KeySpec::EccNistP256,
+            &KeyPair::generate(KeySpec::EccNistP256).unwrap().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ec.max_plaintext(EncryptionAlgorithm::RsaesOaepSha256), None);
     }
 
     #[test]

@@ -1,10 +1,16 @@
-//! Cryptographic calls: data keys, Encrypt, Decrypt, ReEncrypt and random bytes. No locks, no storage.
+//! Cryptographic calls: data keys, Encrypt, Decrypt (symmetric blobs, and RSA-OAEP with RSA keys), ReEncrypt and
+//! random bytes. No locks, no storage.
 
 use super::cache::CachedKey;
+use super::signing::{Primary, pair};
 use super::{Kms, KmsError};
 use crate::auth::policy::{Authorized, KeyAccess};
+use crate::crypto::KeyPair;
 use crate::crypto::{self, InvalidCiphertext, Plaintext, blob, rng};
-use crate::keys::{DataKeySize, EncryptionContext, KeyId, KeyRef, Operation};
+use crate::keys::{
+    DataKeySize, EncryptionAlgorithm, EncryptionContext, KeyId, KeyRef, Operation, invalid,
+    names_of,
+};
 
 pub struct NewDataKey {
     pub key_id: KeyId,
@@ -55,14 +61,38 @@ impl Kms {
         })
     }
 
+    /// A symmetric key seals `plaintext` (1-4096 bytes) into a blob; an RSA key encrypts it (up to its own limit)
+    /// with RSA-OAEP, whose ciphertext is the raw RSA output, as AWS's.
     pub fn encrypt(
         &self,
         key: &Authorized,
+        algorithm: EncryptionAlgorithm,
         context: &EncryptionContext,
         plaintext: &[u8],
     ) -> Result<Sealed, KmsError> {
-        crate::keys::check_encrypt_plaintext(plaintext)?;
-        self.seal_with_primary(key.key(), context, plaintext, Operation::Encrypt)
+        if algorithm == EncryptionAlgorithm::SymmetricDefault {
+            crate::keys::check_encrypt_plaintext(plaintext)?;
+            return self.seal_with_primary(key.key(), context, plaintext, Operation::Encrypt);
+        }
+        let primary = self.primary(key, Operation::Encrypt)?;
+        let pair = encrypting_pair(&primary, algorithm, context)?;
+        let limit = pair.max_plaintext(algorithm).unwrap_or(0);
+        if plaintext.is_empty() || plaintext.len() > limit {
+            return Err(invalid(format!(
+                "plaintext is {} bytes; {algorithm} with a {} key takes 1-{limit}",
+                plaintext.len(),
+                primary.kind.spec
+            ))
+            .into());
+        }
+        let ciphertext = pair
+            .encrypt(algorithm, plaintext)
+            .map_err(|e| KmsError::Internal(format!("key {}: {e}", primary.id)))?;
+        Ok(Sealed {
+            key_id: primary.id,
+            key_version: primary.version,
+            ciphertext_blob: ciphertext,
+        })
     }
 
     /// Opens a blob, which must be under the key `access` names (any key, for an administrator who named none).
@@ -72,7 +102,40 @@ impl Kms {
         access: &KeyAccess,
         context: &EncryptionContext,
     ) -> Result<Opened, KmsError> {
+        // Blobs are symmetric keys' only: a named key of another kind is told why, not that the blob is bad.
+        if let Some(named) = access.key() {
+            let record = &self.cache.resolve(named)?.record;
+            if !record.kind.spec.is_symmetric() {
+                if !Operation::Decrypt.fits(record.kind) {
+                    record.check(Operation::Decrypt)?;
+                }
+                return Err(KmsError::Algorithm(format!(
+                    "key {} is a {} key: decrypt with encryption_algorithm {}",
+                    record.id,
+                    record.kind.spec,
+                    names_of(record.kind.encryption_algorithms())
+                )));
+            }
+        }
         self.open_blob(blob_bytes, access.key(), context, Operation::Decrypt)
+    }
+
+    /// RSA-OAEP decryption with an RSA key's private key; the caller must name the key and the algorithm.
+    pub fn decrypt_with_pair(
+        &self,
+        key: &Authorized,
+        algorithm: EncryptionAlgorithm,
+        context: &EncryptionContext,
+        ciphertext: &[u8],
+    ) -> Result<Opened, KmsError> {
+        let primary = self.primary(key, Operation::Decrypt)?;
+        let plaintext =
+            encrypting_pair(&primary, algorithm, context)?.decrypt(algorithm, ciphertext)?;
+        Ok(Opened {
+            key_id: primary.id,
+            key_version: primary.version,
+            plaintext,
+        })
     }
 
     /// Opens the blob and seals its plaintext under `destination` (for an administrator who named none, the source
@@ -175,6 +238,30 @@ impl Kms {
             plaintext,
         })
     }
+}
+
+/// The key pair of a key that encrypts with `algorithm`, which takes no encryption context.
+fn encrypting_pair<'a>(
+    primary: &'a Primary,
+    algorithm: EncryptionAlgorithm,
+    context: &EncryptionContext,
+) -> Result<&'a KeyPair, KmsError> {
+    let allowed = primary.kind.encryption_algorithms();
+    if !allowed.contains(&algorithm) {
+        return Err(KmsError::Algorithm(format!(
+            "key {} is a {} key: it encrypts with {}, not {algorithm}",
+            primary.id,
+            primary.kind.spec,
+            names_of(allowed)
+        )));
+    }
+    if !context.is_empty() {
+        return Err(invalid(
+            "an encryption context applies to SYMMETRIC_DEFAULT keys only; RSA encryption takes none",
+        )
+        .into());
+    }
+    pair(primary.id, &primary.key)
 }
 
 /// The opened primary version of an enabled key.

@@ -1,4 +1,5 @@
-//! Calls on key pairs and HMAC keys: Sign, Verify, GetPublicKey, GenerateMac and VerifyMac. No locks, no storage.
+//! Calls on key pairs and HMAC keys: Sign, Verify, GetPublicKey, GenerateMac and VerifyMac (RSA encryption is in
+//! `crypto_ops`, beside symmetric encryption). No locks, no storage.
 //!
 //! Each checks the key's kind and state (`KmsKey::check`), then that the algorithm the caller named is one the key
 //! allows (AWS's `InvalidKeyUsageException` otherwise), then uses the primary version: key pairs and HMAC keys have
@@ -57,11 +58,11 @@ impl Kms {
     }
 
     pub fn public_key(&self, key: &Authorized) -> Result<PublicKey, KmsError> {
-        let (id, kind, version) = self.primary(key, Operation::GetPublicKey)?;
+        let primary = self.primary(key, Operation::GetPublicKey)?;
         Ok(PublicKey {
-            key_id: id,
-            kind,
-            der: pair(id, &version)?.public_key_der().to_vec(),
+            key_id: primary.id,
+            kind: primary.kind,
+            der: pair(primary.id, &primary.key)?.public_key_der().to_vec(),
         })
     }
 
@@ -94,23 +95,26 @@ impl Kms {
     }
 
     /// The primary version of a key whose kind and state allow `operation`.
-    fn primary(
+    pub(super) fn primary(
         &self,
         key: &Authorized,
         operation: Operation,
-    ) -> Result<(KeyId, KeyKind, Arc<VersionKey>), KmsError> {
+    ) -> Result<Primary, KmsError> {
         let cached = self.cache.resolve(key.key())?;
         cached.record.check(operation)?;
-        let version = cached
-            .material(cached.record.primary_version)
-            .cloned()
-            .ok_or_else(|| {
-                KmsError::Internal(format!(
-                    "key {} is enabled but its primary version has no material",
-                    cached.record.id
-                ))
-            })?;
-        Ok((cached.record.id, cached.record.kind, version))
+        let version = cached.record.primary_version;
+        let material = cached.material(version).cloned().ok_or_else(|| {
+            KmsError::Internal(format!(
+                "key {} is enabled but its primary version has no material",
+                cached.record.id
+            ))
+        })?;
+        Ok(Primary {
+            id: cached.record.id,
+            kind: cached.record.kind,
+            version,
+            key: material,
+        })
     }
 
     fn signing_key(
@@ -119,7 +123,7 @@ impl Kms {
         operation: Operation,
         algorithm: SigningAlgorithm,
     ) -> Result<(KeyId, Arc<VersionKey>), KmsError> {
-        let (id, kind, version) = self.primary(key, operation)?;
+        let Primary { id, kind, key, .. } = self.primary(key, operation)?;
         let allowed = kind.signing_algorithms();
         if !allowed.contains(&algorithm) {
             return Err(KmsError::Algorithm(format!(
@@ -128,7 +132,7 @@ impl Kms {
                 names_of(allowed)
             )));
         }
-        Ok((id, version))
+        Ok((id, key))
     }
 
     fn mac_key(
@@ -137,7 +141,7 @@ impl Kms {
         operation: Operation,
         algorithm: MacAlgorithm,
     ) -> Result<(KeyId, Arc<VersionKey>), KmsError> {
-        let (id, kind, version) = self.primary(key, operation)?;
+        let Primary { id, kind, key, .. } = self.primary(key, operation)?;
         let allowed = kind.mac_algorithms();
         if !allowed.contains(&algorithm) {
             return Err(KmsError::Algorithm(format!(
@@ -146,8 +150,16 @@ impl Kms {
                 names_of(allowed)
             )));
         }
-        Ok((id, version))
+        Ok((id, key))
     }
+}
+
+/// A key's primary version, opened.
+pub(super) struct Primary {
+    pub id: KeyId,
+    pub kind: KeyKind,
+    pub version: u32,
+    pub key: Arc<VersionKey>,
 }
 
 /// A version whose material is not of its key's kind: the kind is checked first, so this is damage.
@@ -155,7 +167,7 @@ fn mismatched(id: KeyId) -> KmsError {
     KmsError::Internal(format!("key {id}: its material is not of its key spec"))
 }
 
-fn pair(id: KeyId, version: &VersionKey) -> Result<&KeyPair, KmsError> {
+pub(super) fn pair(id: KeyId, version: &VersionKey) -> Result<&KeyPair, KmsError> {
     version.pair().ok_or_else(|| mismatched(id))
 }
 

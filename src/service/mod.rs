@@ -39,8 +39,8 @@ use zeroize::Zeroizing;
 
 use crate::auth::Authenticator;
 use crate::keys::{
-    self, AliasName, DataKeySize, EncryptionContext, InvalidInput, KeyKind, KeyRef, KeyUpdate,
-    MacAlgorithm, MessageType, NewKeySpec, Operation, SigningAlgorithm,
+    self, AliasName, DataKeySize, EncryptionAlgorithm, EncryptionContext, InvalidInput, KeyKind,
+    KeyRef, KeyUpdate, MacAlgorithm, MessageType, NewKeySpec, Operation, SigningAlgorithm,
 };
 use crate::kms::Kms;
 use crate::proto as pb;
@@ -194,6 +194,14 @@ fn signing_algorithm(text: &str) -> Result<SigningAlgorithm, InvalidInput> {
         ));
     }
     SigningAlgorithm::parse(text)
+}
+
+/// An encryption algorithm as requests give it: SYMMETRIC_DEFAULT if empty.
+fn encryption_algorithm(text: &str) -> Result<EncryptionAlgorithm, InvalidInput> {
+    match text {
+        "" => Ok(EncryptionAlgorithm::SymmetricDefault),
+        t => EncryptionAlgorithm::parse(t),
+    }
 }
 
 fn mac_algorithm(text: &str) -> Result<MacAlgorithm, InvalidInput> {
@@ -595,16 +603,21 @@ impl KeyManagementService for KmsService {
                     call.key(&req.key_id, &self.kms);
                     call.param("plaintext_bytes", plaintext.len());
                     call.context(&req.encryption_context);
+                    if !req.encryption_algorithm.is_empty() {
+                        call.param("encryption_algorithm", &req.encryption_algorithm);
+                    }
                 },
                 async |req, admitted| {
                     let key = key_ref(&req.key_id)?;
                     let ctx = context(req.encryption_context, "encryption_context")?;
+                    let algorithm = encryption_algorithm(&req.encryption_algorithm)?;
                     let key = admitted.authorize(&self.kms, key, Some(&ctx))?;
-                    let sealed = self.kms.encrypt(&key, &ctx, &plaintext)?;
+                    let sealed = self.kms.encrypt(&key, algorithm, &ctx, &plaintext)?;
                     Ok(pb::EncryptResponse {
                         key_id: sealed.key_id.to_string(),
                         key_version: sealed.key_version,
                         ciphertext_blob: sealed.ciphertext_blob,
+                        encryption_algorithm: algorithm.to_string(),
                     })
                 },
             )
@@ -623,23 +636,40 @@ impl KeyManagementService for KmsService {
                     call.key(&req.key_id, &self.kms);
                     call.blob(&req.ciphertext_blob, BlobRole::Key);
                     call.context(&req.encryption_context);
+                    if !req.encryption_algorithm.is_empty() {
+                        call.param("encryption_algorithm", &req.encryption_algorithm);
+                    }
                 },
                 async |req, admitted| {
                     let named = KeyRef::parse_optional(&req.key_id, "key_id")?;
                     let ctx = context(req.encryption_context, "encryption_context")?;
-                    // Authorized on the key the caller names, or else on the one the blob names; either way the
-                    // blob must then be that key's.
-                    let access = admitted.authorize_opening(
-                        &self.kms,
-                        named,
-                        || Self::blob_key(&req.ciphertext_blob),
-                        &ctx,
-                    )?;
-                    let opened = self.kms.decrypt(&req.ciphertext_blob, &access, &ctx)?;
+                    let algorithm = encryption_algorithm(&req.encryption_algorithm)?;
+                    let opened = if algorithm == EncryptionAlgorithm::SymmetricDefault {
+                        // Authorized on the key the caller names, or else on the one the blob names; either way
+                        // the blob must then be that key's.
+                        let access = admitted.authorize_opening(
+                            &self.kms,
+                            named,
+                            || Self::blob_key(&req.ciphertext_blob),
+                            &ctx,
+                        )?;
+                        self.kms.decrypt(&req.ciphertext_blob, &access, &ctx)?
+                    } else {
+                        // An RSA ciphertext names no key: the caller must.
+                        let named = named.ok_or_else(|| {
+                            keys::invalid(format!(
+                                "key_id is required with encryption_algorithm {algorithm}"
+                            ))
+                        })?;
+                        let key = admitted.authorize(&self.kms, named, Some(&ctx))?;
+                        self.kms
+                            .decrypt_with_pair(&key, algorithm, &ctx, &req.ciphertext_blob)?
+                    };
                     Ok(pb::DecryptResponse {
                         key_id: opened.key_id.to_string(),
                         key_version: opened.key_version,
                         plaintext: opened.plaintext.expose().to_vec(),
+                        encryption_algorithm: algorithm.to_string(),
                     })
                 },
             )

@@ -248,3 +248,61 @@ def test_kmsctl_signatures_verify_with_openssl_and_its_pem(kmsd, tmp_path):
     refused = kmsd.kmsctl("verify", "--key", key_id, "--algorithm", "ECDSA_SHA_256", "--signature", sig_b64,
                           "--in", str(other), check=False)
     assert refused.returncode == 1 and b"NOT valid" in refused.stderr, refused
+
+
+@pytest.fixture(scope="module")
+def rsa_encryption_keys(aws):
+    """Two RSA ENCRYPT_DECRYPT keys per size, made on first use."""
+    made = {}
+
+    def keys(spec):
+        if spec not in made:
+            made[spec] = [aws.create_key(KeySpec=spec, KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["Arn"]
+                          for _ in range(2)]
+        return made[spec]
+
+    return keys
+
+
+# AWS KMS's documented limits: the modulus's bytes less OAEP's padding (2 * hash length + 2).
+OAEP_LIMITS = {("RSA_2048", "sha1"): 214, ("RSA_2048", "sha256"): 190, ("RSA_3072", "sha1"): 342,
+               ("RSA_3072", "sha256"): 318, ("RSA_4096", "sha1"): 470, ("RSA_4096", "sha256"): 446}
+
+
+@pytest.mark.parametrize("spec", ["RSA_2048", "RSA_3072", "RSA_4096"])
+@pytest.mark.parametrize("algorithm,md", [("RSAES_OAEP_SHA_1", "sha1"), ("RSAES_OAEP_SHA_256", "sha256")])
+def test_openssl_encrypts_to_an_rsa_key_and_only_that_key_decrypts(
+    aws, rsa_encryption_keys, tmp_path, spec, algorithm, md
+):
+    arn, other = rsa_encryption_keys(spec)
+    public = aws.get_public_key(KeyId=arn)
+    assert public["EncryptionAlgorithms"] == ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]
+    pem = tmp_path / "public.pem"
+    pem.write_bytes(serialization.load_der_public_key(public["PublicKey"]).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    limit = OAEP_LIMITS[(spec, md)]
+    message = os.urandom(limit)
+    (tmp_path / "message").write_bytes(message)
+    done = subprocess.run(
+        ["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", str(pem), "-pkeyopt", "rsa_padding_mode:oaep",
+         "-pkeyopt", f"rsa_oaep_md:{md}", "-pkeyopt", f"rsa_mgf1_md:{md}", "-in", str(tmp_path / "message"),
+         "-out", str(tmp_path / "ciphertext")], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    ciphertext = (tmp_path / "ciphertext").read_bytes()
+
+    opened = aws.decrypt(KeyId=arn, CiphertextBlob=ciphertext, EncryptionAlgorithm=algorithm)
+    assert (opened["Plaintext"], opened["KeyId"], opened["EncryptionAlgorithm"]) == (message, arn, algorithm)
+    assert aws_error(lambda: aws.decrypt(
+        KeyId=other, CiphertextBlob=ciphertext, EncryptionAlgorithm=algorithm)) == "InvalidCiphertextException"
+    assert aws_error(lambda: aws.decrypt(CiphertextBlob=ciphertext)) == "InvalidCiphertextException"
+
+    # kmsd's own ciphertext, at the limit, with the public key's padding: decrypts under its key only.
+    sealed = aws.encrypt(KeyId=arn, Plaintext=message, EncryptionAlgorithm=algorithm)
+    assert sealed["EncryptionAlgorithm"] == algorithm
+    assert aws.decrypt(KeyId=arn, CiphertextBlob=sealed["CiphertextBlob"], EncryptionAlgorithm=algorithm)[
+        "Plaintext"] == message
+    assert aws_error(lambda: aws.decrypt(
+        KeyId=other, CiphertextBlob=sealed["CiphertextBlob"], EncryptionAlgorithm=algorithm
+    )) == "InvalidCiphertextException"
+    assert aws_error(lambda: aws.encrypt(
+        KeyId=arn, Plaintext=message + b"!", EncryptionAlgorithm=algorithm)) == "ValidationException"

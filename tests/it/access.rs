@@ -246,6 +246,7 @@ async fn key_policies_grant_operations_under_context_conditions() {
                 key_id: key.key_id.clone(),
                 plaintext: b"x".to_vec(),
                 encryption_context: ctx(&[("tenant", "acme")]),
+                encryption_algorithm: String::new(),
             },
             "b-encrypt",
         ))

@@ -63,6 +63,7 @@ async fn encrypt_tagged(client: &mut Client, n: usize, prefix: &str) {
                     key_id: "alias/arch".into(),
                     plaintext: b"x".to_vec(),
                     encryption_context: ctx(&[("n", &i.to_string())]),
+                    encryption_algorithm: String::new(),
                 },
                 &format!("{prefix}-{i}"),
             ))

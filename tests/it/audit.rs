@@ -114,6 +114,7 @@ async fn every_rpc_yields_exactly_one_record_with_its_fields() {
                 key_id: key_id.clone(),
                 plaintext: b"top secret".to_vec(),
                 encryption_context: context.clone(),
+                encryption_algorithm: String::new(),
             },
             "encrypt",
         ))
@@ -132,6 +133,7 @@ async fn every_rpc_yields_exactly_one_record_with_its_fields() {
             ciphertext_blob: dk.ciphertext_blob.clone(),
             key_id: String::new(),
             encryption_context: context.clone(),
+            encryption_algorithm: String::new(),
         },
         "decrypt",
     ))

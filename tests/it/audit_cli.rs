@@ -168,6 +168,7 @@ async fn the_auditors_python_script_agrees_with_kmsd() {
                 key_id: "alias/py".into(),
                 plaintext: b"x".to_vec(),
                 encryption_context: ctx(&[("value", value), ("n", &i.to_string())]),
+                encryption_algorithm: String::new(),
             },
             &format!("py-{i}"),
         ))

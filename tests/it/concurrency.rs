@@ -50,6 +50,7 @@ async fn data_keys_made_during_rotation_all_decrypt() {
                 ciphertext_blob: dk.ciphertext_blob,
                 key_id: String::new(),
                 encryption_context: context,
+                encryption_algorithm: String::new(),
             })
             .await
             .expect("every blob decrypts")

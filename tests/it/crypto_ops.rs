@@ -162,6 +162,7 @@ async fn encrypt_decrypt_binds_the_encryption_context() {
                 ciphertext_blob: sealed.ciphertext_blob.clone(),
                 key_id: key_id.into(),
                 encryption_context: ctx(&context),
+                encryption_algorithm: String::new(),
             })
             .await;
         assert!(ok.is_ok(), "{key_id}");
@@ -172,6 +173,7 @@ async fn encrypt_decrypt_binds_the_encryption_context() {
                 ciphertext_blob: sealed.ciphertext_blob.clone(),
                 key_id: "alias/other".into(),
                 encryption_context: ctx(&context),
+                encryption_algorithm: String::new(),
             })
             .await,
         Code::InvalidArgument,
@@ -362,6 +364,7 @@ async fn encryption_context_limits() {
                 key_id: "alias/c".into(),
                 plaintext: b"x".to_vec(),
                 encryption_context: ctx(&[("k", &big)]),
+                encryption_algorithm: String::new(),
             })
             .await,
         Code::InvalidArgument,
@@ -373,6 +376,7 @@ async fn encryption_context_limits() {
                 key_id: "alias/c".into(),
                 plaintext: b"x".to_vec(),
                 encryption_context: ctx(&[("", "v")]),
+                encryption_algorithm: String::new(),
             })
             .await,
         Code::InvalidArgument,

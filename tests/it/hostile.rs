@@ -159,6 +159,7 @@ async fn a_whole_token_passed_anywhere_never_reaches_the_database_or_the_log() {
             key_id: key.key_id.clone(),
             plaintext: b"x".to_vec(),
             encryption_context: ctx(&[("owner", &live)]),
+            encryption_algorithm: String::new(),
         })
         .await
         .unwrap();

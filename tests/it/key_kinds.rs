@@ -509,3 +509,116 @@ async fn a_principal_allowed_only_to_verify_cannot_sign() {
         .unwrap_err();
     assert!(e.to_string().contains("kms:GenerateMac"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsa_keys_encrypt_with_oaep_up_to_their_own_limit() {
+    let server = TestServer::start().await;
+    let client = server.kms_client().await;
+    let rsa = create(&client, "RSA_2048", "ENCRYPT_DECRYPT").await.key_id;
+    let other = create(&client, "RSA_2048", "").await.key_id;
+    let symmetric = create(&client, "", "").await.key_id;
+    let signing = create(&client, "RSA_3072", "SIGN_VERIFY").await.key_id;
+
+    for (algorithm, limit) in [("RSAES_OAEP_SHA_1", 214), ("RSAES_OAEP_SHA_256", 190)] {
+        let plaintext = vec![0x5a; limit];
+        let sealed = client
+            .encrypt_with(&rsa, &plaintext, algorithm)
+            .await
+            .unwrap();
+        assert_eq!(sealed.ciphertext_blob.len(), 256, "the modulus's length");
+        let opened = client
+            .decrypt_with(&rsa, &sealed.ciphertext_blob, algorithm)
+            .await
+            .unwrap();
+        assert_eq!(&opened.plaintext[..], &plaintext[..]);
+        assert_eq!(opened.key_id, rsa);
+        // One byte over the key's own limit is refused, naming it.
+        let e = client
+            .encrypt_with(&rsa, &vec![0x5a; limit + 1], algorithm)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        assert!(e.to_string().contains(&format!("1-{limit}")), "{e}");
+        // Not under another key, nor with the other algorithm.
+        let e = client
+            .decrypt_with(&other, &sealed.ciphertext_blob, algorithm)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidCiphertext(_)), "{e}");
+        let swapped = if limit == 214 {
+            "RSAES_OAEP_SHA_256"
+        } else {
+            "RSAES_OAEP_SHA_1"
+        };
+        let e = client
+            .decrypt_with(&rsa, &sealed.ciphertext_blob, swapped)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidCiphertext(_)), "{e}");
+    }
+
+    let usage = Some(kmsd_proto::ErrorKind::InvalidKeyUsage);
+    // An RSA ciphertext names no key, so Decrypt must be told which, and with what.
+    let sealed = client
+        .encrypt_with(&rsa, b"secret", "RSAES_OAEP_SHA_256")
+        .await
+        .unwrap();
+    let e = client
+        .decrypt(&sealed.ciphertext_blob, &[], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidCiphertext(_)), "{e}");
+    let e = client
+        .decrypt(&sealed.ciphertext_blob, &[], Some(&rsa))
+        .await
+        .unwrap_err();
+    assert_eq!(kind_of(&e), usage, "{e}");
+    assert!(e.to_string().contains("RSAES_OAEP_SHA_1"), "{e}");
+    let mut raw = server.client().await;
+    let e = raw
+        .decrypt(DecryptRequest {
+            ciphertext_blob: sealed.ciphertext_blob.clone(),
+            encryption_algorithm: "RSAES_OAEP_SHA_256".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_status(
+        Err::<(), _>(e),
+        Code::InvalidArgument,
+        &["key_id is required"],
+    );
+    // RSA encryption takes no encryption context.
+    let e = raw
+        .encrypt(EncryptRequest {
+            key_id: rsa.clone(),
+            plaintext: b"x".to_vec(),
+            encryption_context: ctx(&[("a", "b")]),
+            encryption_algorithm: "RSAES_OAEP_SHA_256".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_status(
+        Err::<(), _>(e),
+        Code::InvalidArgument,
+        &["encryption context"],
+    );
+    // Algorithms and keys that do not go together.
+    let e = client
+        .encrypt_with(&symmetric, b"x", "RSAES_OAEP_SHA_256")
+        .await
+        .unwrap_err();
+    assert_eq!(kind_of(&e), usage, "{e}");
+    assert!(e.to_string().contains("SYMMETRIC_DEFAULT"), "{e}");
+    let e = client
+        .encrypt_with(&signing, b"x", "RSAES_OAEP_SHA_256")
+        .await
+        .unwrap_err();
+    assert_eq!(kind_of(&e), usage, "{e}");
+    assert!(e.to_string().contains("SIGN_VERIFY"), "{e}");
+    let e = client
+        .encrypt_with(&rsa, b"x", "RSAES_OAEP_SHA_512")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+}

@@ -220,6 +220,7 @@ pub async fn encrypt(
             key_id: key_id.into(),
             plaintext: plaintext.to_vec(),
             encryption_context: ctx(context),
+            encryption_algorithm: String::new(),
         })
         .await
         .expect("Encrypt")
@@ -236,6 +237,7 @@ pub async fn decrypt(
             ciphertext_blob: blob.to_vec(),
             key_id: String::new(),
             encryption_context: ctx(context),
+            encryption_algorithm: String::new(),
         })
         .await
         .map(|r| r.into_inner())

@@ -1169,18 +1169,40 @@ impl Client {
         })
     }
 
-    /// Encrypts up to 4096 bytes.
+    /// Encrypts up to 4096 bytes under a symmetric key.
     pub async fn encrypt(
         &self,
         key_id: &str,
         plaintext: &[u8],
         context: &[(&str, &str)],
     ) -> Result<Encrypted> {
+        self.encrypt_as(key_id, plaintext, context, "").await
+    }
+
+    /// Encrypts with an RSA key (`RSAES_OAEP_SHA_1` or `RSAES_OAEP_SHA_256`), up to the key's own limit (190 bytes
+    /// for RSA_2048 with SHA-256). The ciphertext is RSA-OAEP's, which anyone with the public key could make.
+    pub async fn encrypt_with(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        algorithm: &str,
+    ) -> Result<Encrypted> {
+        self.encrypt_as(key_id, plaintext, &[], algorithm).await
+    }
+
+    async fn encrypt_as(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &[(&str, &str)],
+        algorithm: &str,
+    ) -> Result<Encrypted> {
         // The copy kept for retries is zeroized when the call is done; the one tonic encodes is its to drop.
         let request = ZeroizingRequest(EncryptRequest {
             key_id: key_id.into(),
             plaintext: plaintext.to_vec(),
             encryption_context: metadata(context),
+            encryption_algorithm: algorithm.into(),
         });
         let r = self
             .call(Retry::Idempotent, request, |mut c, r| async move {
@@ -1201,10 +1223,32 @@ impl Client {
         context: &[(&str, &str)],
         key_id: Option<&str>,
     ) -> Result<Decrypted> {
+        self.decrypt_as(blob, context, key_id.unwrap_or_default(), "")
+            .await
+    }
+
+    /// Decrypts an RSA-OAEP ciphertext with the RSA key that it was made for and the algorithm it was made with.
+    pub async fn decrypt_with(
+        &self,
+        key_id: &str,
+        ciphertext: &[u8],
+        algorithm: &str,
+    ) -> Result<Decrypted> {
+        self.decrypt_as(ciphertext, &[], key_id, algorithm).await
+    }
+
+    async fn decrypt_as(
+        &self,
+        blob: &[u8],
+        context: &[(&str, &str)],
+        key_id: &str,
+        algorithm: &str,
+    ) -> Result<Decrypted> {
         let request = DecryptRequest {
             ciphertext_blob: blob.to_vec(),
-            key_id: key_id.unwrap_or_default().into(),
+            key_id: key_id.into(),
             encryption_context: metadata(context),
+            encryption_algorithm: algorithm.into(),
         };
         let r = self
             .call(Retry::Idempotent, request, |mut c, r| async move {

@@ -282,6 +282,9 @@ struct EncryptArgs {
     key: String,
     #[command(flatten)]
     context: ContextArgs,
+    /// RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256 with an RSA key (which takes no context); SYMMETRIC_DEFAULT otherwise.
+    #[arg(long, default_value = "")]
+    algorithm: String,
     /// Plaintext file; stdin when absent or "-".
     #[arg(long = "in")]
     input: Option<PathBuf>,
@@ -292,11 +295,14 @@ struct EncryptArgs {
 
 #[derive(Args)]
 struct DecryptArgs {
-    /// Refuse the blob unless it belongs to this key.
+    /// Refuse the blob unless it belongs to this key (required with --algorithm).
     #[arg(long)]
     key: Option<String>,
     #[command(flatten)]
     context: ContextArgs,
+    /// RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256 for an RSA key's ciphertext; SYMMETRIC_DEFAULT otherwise.
+    #[arg(long, default_value = "")]
+    algorithm: String,
     /// File holding the base64 blob; stdin when absent or "-".
     #[arg(long = "in")]
     input: Option<PathBuf>,
@@ -487,7 +493,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Encrypt(args) => {
             let plaintext = read_input(args.input.as_ref())?;
             let context = args.context.map();
-            let r = kms.encrypt(&args.key, &plaintext, &pairs(&context)).await?;
+            let r = if args.algorithm.is_empty() || args.algorithm == "SYMMETRIC_DEFAULT" {
+                kms.encrypt(&args.key, &plaintext, &pairs(&context)).await?
+            } else if !context.is_empty() {
+                return Err(Failure(
+                    "an encryption context applies to SYMMETRIC_DEFAULT keys only".into(),
+                ));
+            } else {
+                kms.encrypt_with(&args.key, &plaintext, &args.algorithm)
+                    .await?
+            };
             out.blob(
                 &r.key_id,
                 r.key_version,
@@ -498,9 +513,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Decrypt(args) => {
             let blob = read_blob(args.input.as_ref())?;
             let context = args.context.map();
-            let r = kms
-                .decrypt(&blob, &pairs(&context), args.key.as_deref())
-                .await?;
+            let r = if args.algorithm.is_empty() || args.algorithm == "SYMMETRIC_DEFAULT" {
+                kms.decrypt(&blob, &pairs(&context), args.key.as_deref())
+                    .await?
+            } else {
+                let key = args.key.as_deref().ok_or_else(|| {
+                    Failure(
+                        "--algorithm needs --key: an RSA ciphertext does not name its key".into(),
+                    )
+                })?;
+                kms.decrypt_with(key, &blob, &args.algorithm).await?
+            };
             out.plaintext(&r.key_id, r.key_version, &r.plaintext, args.output.as_ref())
         }
         Command::Reencrypt(args) => {

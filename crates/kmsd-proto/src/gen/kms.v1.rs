@@ -280,14 +280,21 @@ pub struct GenerateDataKeyWithoutPlaintextResponse {
 pub struct EncryptRequest {
     #[prost(string, tag = "1")]
     pub key_id: ::prost::alloc::string::String,
-    /// 1-4096 bytes.
+    /// 1-4096 bytes with SYMMETRIC_DEFAULT. With an RSA key, at most the key's own limit: its modulus's length less
+    /// OAEP's padding (RSA_2048: 214 bytes with RSAES_OAEP_SHA_1, 190 with RSAES_OAEP_SHA_256; RSA_3072: 342 and 318;
+    /// RSA_4096: 470 and 446).
     #[prost(bytes = "vec", tag = "2")]
     pub plaintext: ::prost::alloc::vec::Vec<u8>,
+    /// SYMMETRIC_DEFAULT keys only.
     #[prost(map = "string, string", tag = "3")]
     pub encryption_context: ::std::collections::HashMap<
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
+    /// SYMMETRIC_DEFAULT (if empty), or RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256 with an RSA key whose usage is
+    /// ENCRYPT_DECRYPT; the ciphertext is then the raw RSA-OAEP output, which anyone with the public key can make.
+    #[prost(string, tag = "4")]
+    pub encryption_algorithm: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct EncryptResponse {
@@ -297,12 +304,15 @@ pub struct EncryptResponse {
     pub key_version: u32,
     #[prost(bytes = "vec", tag = "3")]
     pub ciphertext_blob: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "4")]
+    pub encryption_algorithm: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct DecryptRequest {
     #[prost(bytes = "vec", tag = "1")]
     pub ciphertext_blob: ::prost::alloc::vec::Vec<u8>,
-    /// Optional: if set, the blob must belong to this key, or the call fails.
+    /// Optional with SYMMETRIC_DEFAULT: if set, the blob must belong to this key, or the call fails. Required with an
+    /// RSA algorithm.
     #[prost(string, tag = "2")]
     pub key_id: ::prost::alloc::string::String,
     #[prost(map = "string, string", tag = "3")]
@@ -310,6 +320,9 @@ pub struct DecryptRequest {
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
+    /// As in EncryptRequest: SYMMETRIC_DEFAULT if empty.
+    #[prost(string, tag = "4")]
+    pub encryption_algorithm: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DecryptResponse {
@@ -319,6 +332,8 @@ pub struct DecryptResponse {
     pub key_version: u32,
     #[prost(bytes = "vec", tag = "3")]
     pub plaintext: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "4")]
+    pub encryption_algorithm: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ReEncryptRequest {
