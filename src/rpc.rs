@@ -145,6 +145,8 @@ rpcs! {
         GetPublicKey: KeyPolicy, Reads;
         GenerateMac: KeyPolicy, Reads;
         VerifyMac: KeyPolicy, Reads;
+        GenerateDataKeyPair: KeyPolicy, Reads;
+        GenerateDataKeyPairWithoutPlaintext: KeyPolicy, Reads;
     }
     AuditService {
         QueryEvents: Admin, Reads;

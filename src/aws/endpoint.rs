@@ -440,6 +440,18 @@ impl AwsEndpoint {
                 K::get_key_rotation_status,
                 ops::rotation_status_response
             ),
+            "GenerateDataKeyPair" => op!(
+                secret ops::DataKeyPairInput,
+                ops::DataKeyPairInput::with_plaintext,
+                K::generate_data_key_pair,
+                ops::data_key_pair_response
+            ),
+            "GenerateDataKeyPairWithoutPlaintext" => op!(
+                ops::DataKeyPairInput,
+                ops::DataKeyPairInput::without_plaintext,
+                K::generate_data_key_pair_without_plaintext,
+                ops::data_key_pair_without_plaintext_response
+            ),
             "Sign" => op!(
                 ops::SignInput,
                 ops::SignInput::sign,

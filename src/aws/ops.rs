@@ -617,6 +617,12 @@ impl PlaintextHolder for pb::DecryptResponse {
     }
 }
 
+impl PlaintextHolder for pb::GenerateDataKeyPairResponse {
+    fn plaintext(&mut self) -> &mut Vec<u8> {
+        &mut self.private_key_plaintext
+    }
+}
+
 impl PlaintextHolder for pb::GenerateDataKeyResponse {
     fn plaintext(&mut self) -> &mut Vec<u8> {
         &mut self.plaintext
@@ -1056,6 +1062,85 @@ pub fn rotation_status_response(home: &Home, r: pb::GetKeyRotationStatusResponse
 pub fn rotate_response(home: &Home, r: pb::RotateKeyResponse) -> Value {
     let m = r.key_metadata.unwrap_or_default();
     json!({ "KeyId": arn(home, &m.key_id) })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct DataKeyPairInput {
+    key_id: Option<String>,
+    key_pair_spec: Option<String>,
+    encryption_context: Option<HashMap<String, String>>,
+    grant_tokens: Option<Vec<String>>,
+    recipient: Option<Value>,
+    dry_run: Option<bool>,
+}
+
+impl DataKeyPairInput {
+    fn read(self, home: &Home) -> Result<pb::GenerateDataKeyPairWithoutPlaintextRequest, Status> {
+        let _ = self.grant_tokens;
+        no_recipient(&self.recipient)?;
+        no_dry_run(self.dry_run)?;
+        Ok(pb::GenerateDataKeyPairWithoutPlaintextRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+            key_pair_spec: self
+                .key_pair_spec
+                .ok_or_else(|| validation("KeyPairSpec is required"))?,
+            encryption_context: self.encryption_context.unwrap_or_default(),
+        })
+    }
+
+    pub fn with_plaintext(self, home: &Home) -> Result<pb::GenerateDataKeyPairRequest, Status> {
+        let r = self.read(home)?;
+        Ok(pb::GenerateDataKeyPairRequest {
+            key_id: r.key_id,
+            key_pair_spec: r.key_pair_spec,
+            encryption_context: r.encryption_context,
+        })
+    }
+
+    pub fn without_plaintext(
+        self,
+        home: &Home,
+    ) -> Result<pb::GenerateDataKeyPairWithoutPlaintextRequest, Status> {
+        self.read(home)
+    }
+}
+
+/// GenerateDataKeyPair's response: the private key only in zeroizing buffers.
+pub fn data_key_pair_response(
+    home: &Home,
+    r: pb::GenerateDataKeyPairResponse,
+) -> Zeroizing<Vec<u8>> {
+    let r = ZeroizeOnDrop(r);
+    body(&DataKeyPairOutput {
+        private_key_ciphertext_blob: b64(&r.0.private_key_ciphertext_blob),
+        private_key_plaintext: Secret(&r.0.private_key_plaintext),
+        public_key: b64(&r.0.public_key),
+        key_id: arn(home, &r.0.key_id),
+        key_pair_spec: &r.0.key_pair_spec,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DataKeyPairOutput<'a> {
+    private_key_ciphertext_blob: String,
+    private_key_plaintext: Secret<'a>,
+    public_key: String,
+    key_id: String,
+    key_pair_spec: &'a str,
+}
+
+pub fn data_key_pair_without_plaintext_response(
+    home: &Home,
+    r: pb::GenerateDataKeyPairWithoutPlaintextResponse,
+) -> Value {
+    json!({
+        "PrivateKeyCiphertextBlob": b64(&r.private_key_ciphertext_blob),
+        "PublicKey": b64(&r.public_key),
+        "KeyId": arn(home, &r.key_id),
+        "KeyPairSpec": r.key_pair_spec,
+    })
 }
 
 // --- Key pairs and HMAC keys. ---

@@ -66,6 +66,8 @@ pub enum Operation {
     GetPublicKey,
     GenerateMac,
     VerifyMac,
+    GenerateDataKeyPair,
+    GenerateDataKeyPairWithoutPlaintext,
 }
 
 impl Operation {
@@ -94,6 +96,10 @@ impl Operation {
             Operation::GetPublicKey => Rpc::GetPublicKey,
             Operation::GenerateMac => Rpc::GenerateMac,
             Operation::VerifyMac => Rpc::VerifyMac,
+            Operation::GenerateDataKeyPair => Rpc::GenerateDataKeyPair,
+            Operation::GenerateDataKeyPairWithoutPlaintext => {
+                Rpc::GenerateDataKeyPairWithoutPlaintext
+            }
         }
     }
 
@@ -105,6 +111,8 @@ impl Operation {
             }
             Operation::GenerateDataKey
             | Operation::GenerateDataKeyWithoutPlaintext
+            | Operation::GenerateDataKeyPair
+            | Operation::GenerateDataKeyPairWithoutPlaintext
             | Operation::RotateKey
             | Operation::EnableKeyRotation
             | Operation::DisableKeyRotation => kind.spec == KeySpec::SymmetricDefault,
@@ -123,9 +131,10 @@ impl Operation {
             Operation::Encrypt | Operation::Decrypt | Operation::ReEncrypt => {
                 "a key whose usage is ENCRYPT_DECRYPT"
             }
-            Operation::GenerateDataKey | Operation::GenerateDataKeyWithoutPlaintext => {
-                "a SYMMETRIC_DEFAULT key"
-            }
+            Operation::GenerateDataKey
+            | Operation::GenerateDataKeyWithoutPlaintext
+            | Operation::GenerateDataKeyPair
+            | Operation::GenerateDataKeyPairWithoutPlaintext => "a SYMMETRIC_DEFAULT key",
             Operation::RotateKey | Operation::EnableKeyRotation | Operation::DisableKeyRotation => {
                 "a SYMMETRIC_DEFAULT key: key pairs and HMAC keys are not rotated, as in AWS KMS (create a new key \
                  and move its alias instead)"
@@ -159,7 +168,9 @@ impl Operation {
             | Operation::Verify
             | Operation::GetPublicKey
             | Operation::GenerateMac
-            | Operation::VerifyMac => state == Enabled,
+            | Operation::VerifyMac
+            | Operation::GenerateDataKeyPair
+            | Operation::GenerateDataKeyPairWithoutPlaintext => state == Enabled,
             Operation::EnableKey
             | Operation::DisableKey
             | Operation::ScheduleKeyDeletion

@@ -171,6 +171,37 @@ impl KeySpec {
         !self.is_symmetric() && !self.is_hmac()
     }
 
+    /// Whether GenerateDataKeyPair makes pairs of this spec (AWS's DataKeyPairSpec: RSA and ECC, Ed25519 included).
+    pub const fn is_data_key_pair(self) -> bool {
+        matches!(
+            self,
+            KeySpec::Rsa2048
+                | KeySpec::Rsa3072
+                | KeySpec::Rsa4096
+                | KeySpec::EccNistP256
+                | KeySpec::EccNistP384
+                | KeySpec::EccNistP521
+                | KeySpec::EccSecgP256k1
+                | KeySpec::EccNistEdwards25519
+        )
+    }
+
+    /// A `key_pair_spec` of GenerateDataKeyPair.
+    pub fn parse_data_key_pair(text: &str) -> Result<KeySpec, InvalidInput> {
+        let pairs: Vec<KeySpec> = KeySpec::ALL
+            .iter()
+            .copied()
+            .filter(|s| s.is_data_key_pair())
+            .collect();
+        match KeySpec::parse(text) {
+            Ok(spec) if spec.is_data_key_pair() => Ok(spec),
+            _ => Err(invalid(format!(
+                "key_pair_spec {text:?} is not one of {}",
+                names_of(&pairs)
+            ))),
+        }
+    }
+
     /// The usages a key of this spec may have.
     pub const fn usages(self) -> &'static [KeyUsage] {
         match self {

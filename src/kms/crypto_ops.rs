@@ -8,8 +8,8 @@ use crate::auth::policy::{Authorized, KeyAccess};
 use crate::crypto::KeyPair;
 use crate::crypto::{self, InvalidCiphertext, Plaintext, blob, rng};
 use crate::keys::{
-    DataKeySize, EncryptionAlgorithm, EncryptionContext, KeyId, KeyRef, Operation, invalid,
-    names_of,
+    DataKeySize, EncryptionAlgorithm, EncryptionContext, KeyId, KeyRef, KeySpec, Operation,
+    invalid, names_of,
 };
 
 pub struct NewDataKey {
@@ -31,6 +31,16 @@ pub struct ReEncrypted {
     pub key_id: KeyId,
     pub key_version: u32,
     pub ciphertext_blob: Vec<u8>,
+}
+
+/// A data key pair: the private key (PKCS#8 DER) in clear and sealed under the symmetric key, and the public key
+/// (DER SubjectPublicKeyInfo).
+pub struct NewDataKeyPair {
+    pub key_id: KeyId,
+    pub key_version: u32,
+    pub private_key: Plaintext,
+    pub private_key_ciphertext_blob: Vec<u8>,
+    pub public_key: Vec<u8>,
 }
 
 /// The result of a seal: which key and version, and the blob.
@@ -58,6 +68,33 @@ impl Kms {
             key_version: sealed.key_version,
             plaintext,
             ciphertext_blob: sealed.ciphertext_blob,
+        })
+    }
+
+    /// A fresh key pair of `spec` (made off the async workers), its private key sealed under the key's primary
+    /// version as a blob any Decrypt with the same context opens.
+    pub async fn generate_data_key_pair(
+        &self,
+        key: &Authorized,
+        spec: KeySpec,
+        context: &EncryptionContext,
+        operation: Operation,
+    ) -> Result<NewDataKeyPair, KmsError> {
+        // The key's kind and state first: a refused call costs no key generation.
+        self.cache.resolve(key.key())?.record.check(operation)?;
+        let material = super::generate_material_off_thread(spec).await?;
+        let public_key = KeyPair::open(spec, material.expose_secret())
+            .map_err(|e| KmsError::Internal(e.to_string()))?
+            .public_key_der()
+            .to_vec();
+        let sealed =
+            self.seal_with_primary(key.key(), context, material.expose_secret(), operation)?;
+        Ok(NewDataKeyPair {
+            key_id: sealed.key_id,
+            key_version: sealed.key_version,
+            private_key: Plaintext::new(material.expose_secret().to_vec()),
+            private_key_ciphertext_blob: sealed.ciphertext_blob,
+            public_key,
         })
     }
 

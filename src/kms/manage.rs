@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::cache::{CachedKey, CachedVersion};
-use super::{Kms, KmsError, generate_material, open_version};
+use super::{Kms, KmsError, generate_material, generate_material_off_thread, open_version};
 use crate::audit::{Change, Gate};
 use crate::auth::policy::Authorized;
 use crate::clock::UnixMillis;
@@ -59,7 +59,7 @@ impl Kms {
         gate: &dyn Gate,
     ) -> Result<KeyView, KmsError> {
         // Before the lock: a new RSA-4096 key pair takes a second or more to find, and other changes need not wait.
-        let material = generate_material(spec.kind.spec)?;
+        let material = generate_material_off_thread(spec.kind.spec).await?;
         let _guard = self.lock_for_change().await?;
         if let Some(alias) = &spec.alias
             && self.cache.alias(alias).is_some()

@@ -15,7 +15,7 @@ mod error;
 mod manage;
 mod signing;
 
-pub use crypto_ops::{NewDataKey, Opened, ReEncrypted, Sealed};
+pub use crypto_ops::{NewDataKey, NewDataKeyPair, Opened, ReEncrypted, Sealed};
 
 pub use error::KmsError;
 pub use manage::{KeyView, Page, VersionView};
@@ -259,6 +259,16 @@ fn open_failure(e: OpenError) -> KmsError {
 
 fn generate_material(spec: KeySpec) -> Result<Material, KmsError> {
     Material::generate(spec).map_err(|e| KmsError::Internal(e.to_string()))
+}
+
+/// As [`generate_material`], off the async workers: finding an RSA-4096 key pair takes a second or more of CPU.
+async fn generate_material_off_thread(spec: KeySpec) -> Result<Material, KmsError> {
+    if !spec.is_asymmetric() {
+        return generate_material(spec);
+    }
+    tokio::task::spawn_blocking(move || generate_material(spec))
+        .await
+        .map_err(|e| KmsError::Internal(format!("key generation stopped: {e}")))?
 }
 
 /// Opens material this process made or was given for a key version.

@@ -55,7 +55,9 @@ versioned_response!(
     pb::GenerateDataKeyResponse,
     pb::GenerateDataKeyWithoutPlaintextResponse,
     pb::EncryptResponse,
-    pb::DecryptResponse
+    pb::DecryptResponse,
+    pb::GenerateDataKeyPairResponse,
+    pb::GenerateDataKeyPairWithoutPlaintextResponse
 );
 
 impl Audited for pb::ReEncryptResponse {

@@ -93,6 +93,24 @@ impl KmsService {
         Ok(self.kms.generate_data_key(&key, spec, &ctx, operation)?)
     }
 
+    async fn new_data_key_pair(
+        &self,
+        admitted: &Admitted<'_>,
+        key_id: &str,
+        key_pair_spec: &str,
+        encryption_context: std::collections::HashMap<String, String>,
+        operation: Operation,
+    ) -> Result<crate::kms::NewDataKeyPair, Status> {
+        let key = key_ref(key_id)?;
+        let spec = keys::KeySpec::parse_data_key_pair(key_pair_spec)?;
+        let ctx = context(encryption_context, "encryption_context")?;
+        let key = admitted.authorize(&self.kms, key, Some(&ctx))?;
+        Ok(self
+            .kms
+            .generate_data_key_pair(&key, spec, &ctx, operation)
+            .await?)
+    }
+
     /// Enable, disable, schedule or cancel deletion: one audited change of state, stored only after its record.
     /// `days` is the deletion window, already validated (or why not).
     async fn change_state<Q, R: call::Audited>(
@@ -235,6 +253,19 @@ fn spec_name(spec: i32) -> String {
 
 fn metadata(view: crate::kms::KeyView) -> Option<pb::KeyMetadata> {
     Some(convert::metadata(&view))
+}
+
+/// Records a data-key-pair request's key, pair spec and context.
+fn describe_data_key_pair(
+    call: &mut Call,
+    kms: &Kms,
+    key_id: &str,
+    key_pair_spec: &str,
+    context: &std::collections::HashMap<String, String>,
+) {
+    call.key(key_id, kms);
+    call.param("key_pair_spec", key_pair_spec);
+    call.context(context);
 }
 
 /// Records a data-key request's key, spec and context.
@@ -964,6 +995,86 @@ impl KeyManagementService for KmsService {
                         rotation_enabled: record.rotation_period_days.is_some(),
                         rotation_period_days: record.rotation_period_days.unwrap_or(0),
                         next_rotation_time: record.next_rotation_at.map(|t| t.to_timestamp()),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn generate_data_key_pair(
+        &self,
+        request: Request<pb::GenerateDataKeyPairRequest>,
+    ) -> Result<Response<pb::GenerateDataKeyPairResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::GenerateDataKeyPair,
+                request,
+                |req, call| {
+                    describe_data_key_pair(
+                        call,
+                        &self.kms,
+                        &req.key_id,
+                        &req.key_pair_spec,
+                        &req.encryption_context,
+                    )
+                },
+                async |req, admitted| {
+                    let pair = self
+                        .new_data_key_pair(
+                            admitted,
+                            &req.key_id,
+                            &req.key_pair_spec,
+                            req.encryption_context,
+                            Operation::GenerateDataKeyPair,
+                        )
+                        .await?;
+                    Ok(pb::GenerateDataKeyPairResponse {
+                        key_id: pair.key_id.to_string(),
+                        key_version: pair.key_version,
+                        private_key_ciphertext_blob: pair.private_key_ciphertext_blob,
+                        // As a data key's plaintext: to the caller that asked for it, and nowhere else.
+                        private_key_plaintext: pair.private_key.expose().to_vec(),
+                        public_key: pair.public_key,
+                        key_pair_spec: req.key_pair_spec,
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn generate_data_key_pair_without_plaintext(
+        &self,
+        request: Request<pb::GenerateDataKeyPairWithoutPlaintextRequest>,
+    ) -> Result<Response<pb::GenerateDataKeyPairWithoutPlaintextResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::GenerateDataKeyPairWithoutPlaintext,
+                request,
+                |req, call| {
+                    describe_data_key_pair(
+                        call,
+                        &self.kms,
+                        &req.key_id,
+                        &req.key_pair_spec,
+                        &req.encryption_context,
+                    )
+                },
+                async |req, admitted| {
+                    let pair = self
+                        .new_data_key_pair(
+                            admitted,
+                            &req.key_id,
+                            &req.key_pair_spec,
+                            req.encryption_context,
+                            Operation::GenerateDataKeyPairWithoutPlaintext,
+                        )
+                        .await?;
+                    Ok(pb::GenerateDataKeyPairWithoutPlaintextResponse {
+                        key_id: pair.key_id.to_string(),
+                        key_version: pair.key_version,
+                        private_key_ciphertext_blob: pair.private_key_ciphertext_blob,
+                        public_key: pair.public_key,
+                        key_pair_spec: req.key_pair_spec,
                     })
                 },
             )

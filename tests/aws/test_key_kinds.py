@@ -306,3 +306,30 @@ def test_openssl_encrypts_to_an_rsa_key_and_only_that_key_decrypts(
     )) == "InvalidCiphertextException"
     assert aws_error(lambda: aws.encrypt(
         KeyId=arn, Plaintext=message + b"!", EncryptionAlgorithm=algorithm)) == "ValidationException"
+
+
+@pytest.mark.parametrize("spec", ["RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384",
+                                  "ECC_NIST_P521", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519"])
+def test_a_data_key_pairs_private_key_matches_its_public_key_and_its_blob(aws, spec):
+    sealing = aws.create_key()["KeyMetadata"]["Arn"]
+    context = {"tenant": "t-1"}
+    pair = aws.generate_data_key_pair(KeyId=sealing, KeyPairSpec=spec, EncryptionContext=context)
+    assert (pair["KeyId"], pair["KeyPairSpec"]) == (sealing, spec)
+    private = serialization.load_der_private_key(pair["PrivateKeyPlaintext"], password=None)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert public == pair["PublicKey"]
+    if spec.startswith("RSA"):
+        assert private.key_size == int(spec[4:])
+    # The blob is the same private key, sealed under the symmetric key with the context.
+    opened = aws.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"], EncryptionContext=context)
+    assert opened["Plaintext"] == pair["PrivateKeyPlaintext"]
+    assert aws_error(lambda: aws.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"])) == \
+        "InvalidCiphertextException"
+
+    without = aws.generate_data_key_pair_without_plaintext(KeyId=sealing, KeyPairSpec=spec)
+    assert "PrivateKeyPlaintext" not in without
+    private = serialization.load_der_private_key(
+        aws.decrypt(CiphertextBlob=without["PrivateKeyCiphertextBlob"])["Plaintext"], password=None)
+    assert private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == without["PublicKey"]

@@ -622,3 +622,88 @@ async fn rsa_keys_encrypt_with_oaep_up_to_their_own_limit() {
         .unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_key_pairs_come_sealed_under_a_symmetric_key() {
+    let server = TestServer::start().await;
+    let client = server.kms_client().await;
+    let sealing = create(&client, "", "").await.key_id;
+    let context = [("purpose", "device-identity")];
+    for spec in ["ECC_NIST_P256", "RSA_2048", "ECC_NIST_EDWARDS25519"] {
+        let pair = client
+            .generate_data_key_pair(&sealing, spec, &context)
+            .await
+            .unwrap();
+        assert_eq!(pair.key_id, sealing);
+        assert!(!format!("{pair:?}").contains(&format!("{:?}", &pair.private_key[..8])));
+        // The private key is PKCS#8 of that spec, and the public key is its public half.
+        let opened = kmsd::crypto::KeyPair::open(
+            kmsd::keys::KeySpec::parse(spec).unwrap(),
+            &pair.private_key,
+        )
+        .unwrap();
+        assert_eq!(opened.public_key_der(), pair.public_key.as_slice());
+        // The blob is an ordinary blob of the sealing key: Decrypt with the context gives the same bytes.
+        let decrypted = client
+            .decrypt(&pair.private_key_ciphertext_blob, &context, Some(&sealing))
+            .await
+            .unwrap();
+        assert_eq!(&decrypted.plaintext[..], &pair.private_key[..]);
+        let e = client
+            .decrypt(&pair.private_key_ciphertext_blob, &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidCiphertext(_)), "{e}");
+
+        let without = client
+            .generate_data_key_pair_without_plaintext(&sealing, spec, &[])
+            .await
+            .unwrap();
+        let private = client
+            .decrypt(&without.private_key_ciphertext_blob, &[], None)
+            .await
+            .unwrap()
+            .plaintext;
+        let opened =
+            kmsd::crypto::KeyPair::open(kmsd::keys::KeySpec::parse(spec).unwrap(), &private)
+                .unwrap();
+        assert_eq!(opened.public_key_der(), without.public_key.as_slice());
+    }
+
+    let hmac = create(&client, "HMAC_256", "").await.key_id;
+    let e = client
+        .generate_data_key_pair(&hmac, "ECC_NIST_P256", &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidKeyUsage(_)), "{e}");
+    for spec in ["ML_DSA_44", "HMAC_256", "SYMMETRIC_DEFAULT", "RSA_1024"] {
+        let e = client
+            .generate_data_key_pair(&sealing, spec, &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{spec}: {e}");
+        assert!(
+            e.to_string().contains("ECC_SECG_P256K1"),
+            "lists the pair specs: {e}"
+        );
+    }
+
+    let mut raw = server.client().await;
+    raw.generate_data_key_pair_without_plaintext(tagged(
+        GenerateDataKeyPairWithoutPlaintextRequest {
+            key_id: sealing.clone(),
+            key_pair_spec: "ECC_NIST_P384".into(),
+            encryption_context: ctx(&[("device", "7")]),
+        },
+        "pair-record",
+    ))
+    .await
+    .unwrap();
+    let e = one_event(&server, "pair-record").await;
+    assert_eq!(
+        (e.event_name.as_str(), e.key_id.as_str(), e.key_version),
+        ("GenerateDataKeyPairWithoutPlaintext", sealing.as_str(), 1)
+    );
+    assert_eq!(e.parameters["key_pair_spec"], "ECC_NIST_P384");
+    assert_eq!(e.encryption_context["device"], "7");
+}

@@ -408,6 +408,27 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// A data key pair: its private key (PKCS#8 DER, zeroized on drop) for immediate use, the same sealed as a blob to
+/// store, and its public key (DER SubjectPublicKeyInfo).
+pub struct DataKeyPair {
+    pub key_id: String,
+    pub key_version: u32,
+    pub private_key: Zeroizing<Vec<u8>>,
+    pub private_key_ciphertext_blob: Vec<u8>,
+    pub public_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for DataKeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKeyPair")
+            .field("key_id", &self.key_id)
+            .field("key_version", &self.key_version)
+            .field("private_key", &"<redacted>")
+            .field("public_key_bytes", &self.public_key.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A data key: its plaintext for immediate use (zeroized on drop) and its blob to store.
 pub struct DataKey {
     pub key_id: String,
@@ -1015,6 +1036,52 @@ impl Client {
         };
         self.call(Retry::Idempotent, request, |mut c, r| async move {
             c.kms.get_public_key(r).await
+        })
+        .await
+    }
+
+    /// A fresh key pair (`RSA_2048`, `ECC_NIST_P256`, ...) for use outside kmsd: its private key (PKCS#8 DER) in
+    /// clear and sealed under the symmetric key `key_id` (a blob [`Client::decrypt`] opens with the same context),
+    /// and its public key (DER SubjectPublicKeyInfo).
+    pub async fn generate_data_key_pair(
+        &self,
+        key_id: &str,
+        key_pair_spec: &str,
+        context: &[(&str, &str)],
+    ) -> Result<DataKeyPair> {
+        let request = GenerateDataKeyPairRequest {
+            key_id: key_id.into(),
+            key_pair_spec: key_pair_spec.into(),
+            encryption_context: metadata(context),
+        };
+        let r = self
+            .call(Retry::Idempotent, request, |mut c, r| async move {
+                c.kms.generate_data_key_pair(r).await
+            })
+            .await?;
+        Ok(DataKeyPair {
+            key_id: r.key_id,
+            key_version: r.key_version,
+            private_key: Zeroizing::new(r.private_key_plaintext),
+            private_key_ciphertext_blob: r.private_key_ciphertext_blob,
+            public_key: r.public_key,
+        })
+    }
+
+    /// As [`Client::generate_data_key_pair`], without the private key in clear.
+    pub async fn generate_data_key_pair_without_plaintext(
+        &self,
+        key_id: &str,
+        key_pair_spec: &str,
+        context: &[(&str, &str)],
+    ) -> Result<GenerateDataKeyPairWithoutPlaintextResponse> {
+        let request = GenerateDataKeyPairWithoutPlaintextRequest {
+            key_id: key_id.into(),
+            key_pair_spec: key_pair_spec.into(),
+            encryption_context: metadata(context),
+        };
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.kms.generate_data_key_pair_without_plaintext(r).await
         })
         .await
     }

@@ -79,6 +79,9 @@ enum Command {
     Verify(signing::VerifyArgs),
     /// An asymmetric key's public key, as PEM (SubjectPublicKeyInfo), for openssl and others.
     PublicKey(signing::PublicKeyArgs),
+    /// A key pair for use elsewhere: its public and private keys as PEM, and the private key sealed under a
+    /// symmetric key (base64, last line; `kmsctl decrypt` opens it).
+    DatakeyPair(signing::DataKeyPairArgs),
     /// The HMAC of a message with a GENERATE_VERIFY_MAC key, base64.
     Mac(signing::MacArgs),
     /// Verify an HMAC; exits 1 if it is not valid.
@@ -585,6 +588,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Verify(args) => signing::verify(&kms, &out, args).await,
         Command::PublicKey(args) => signing::public_key(&kms, &out, args).await,
         Command::Mac(args) => signing::mac(&kms, &out, args).await,
+        Command::DatakeyPair(args) => signing::data_key_pair(&kms, &out, args).await,
         Command::VerifyMac(args) => signing::verify_mac(&kms, &out, args).await,
         Command::Random { bytes } => {
             let plaintext = kms.generate_random(bytes).await?;

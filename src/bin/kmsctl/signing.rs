@@ -64,6 +64,22 @@ pub struct VerifyMacArgs {
     value: String,
 }
 
+#[derive(Args)]
+pub struct DataKeyPairArgs {
+    /// The SYMMETRIC_DEFAULT key that seals the private key.
+    #[arg(long)]
+    key: String,
+    /// RSA_2048|3072|4096, ECC_NIST_P256|P384|P521, ECC_SECG_P256K1 or ECC_NIST_EDWARDS25519.
+    #[arg(long)]
+    spec: String,
+    /// An encryption context pair, KEY=VALUE; repeatable.
+    #[arg(long = "context", value_parser = crate::parse_pair)]
+    context: Vec<(String, String)>,
+    /// Only the sealed private key and the public key.
+    #[arg(long)]
+    without_plaintext: bool,
+}
+
 fn base64_arg(name: &str, text: &str) -> Result<Vec<u8>, Failure> {
     BASE64
         .decode(text.trim())
@@ -130,6 +146,58 @@ pub async fn public_key(kms: &Client, out: &Output, args: PublicKeyArgs) -> Resu
         }));
     } else {
         print!("{}", pem("PUBLIC KEY", &r.public_key));
+    }
+    Ok(())
+}
+
+/// Prints the public key (and, unless asked not to, the private key) as PEM, then the sealed private key as base64,
+/// which `kmsctl decrypt` opens with the same context.
+pub async fn data_key_pair(
+    kms: &Client,
+    out: &Output,
+    args: DataKeyPairArgs,
+) -> Result<(), Failure> {
+    let context: Vec<(&str, &str)> = args
+        .context
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (key_id, private, blob, public) = if args.without_plaintext {
+        let r = kms
+            .generate_data_key_pair_without_plaintext(&args.key, &args.spec, &context)
+            .await?;
+        (r.key_id, None, r.private_key_ciphertext_blob, r.public_key)
+    } else {
+        let r = kms
+            .generate_data_key_pair(&args.key, &args.spec, &context)
+            .await?;
+        (
+            r.key_id.clone(),
+            Some(r.private_key.clone()),
+            r.private_key_ciphertext_blob.clone(),
+            r.public_key.clone(),
+        )
+    };
+    if out.json {
+        let mut v = json!({
+            "key_id": key_id,
+            "key_pair_spec": args.spec,
+            "public_key": BASE64.encode(&public),
+            "private_key_ciphertext_blob": BASE64.encode(&blob),
+        });
+        if let Some(private) = &private {
+            v["private_key"] = json!(BASE64.encode(private.as_slice()));
+        }
+        print_json(&v);
+    } else {
+        print!("{}", pem("PUBLIC KEY", &public));
+        if let Some(private) = &private {
+            print!(
+                "{}",
+                zeroize::Zeroizing::new(pem("PRIVATE KEY", private)).as_str()
+            );
+        }
+        println!("{}", BASE64.encode(&blob));
     }
     Ok(())
 }

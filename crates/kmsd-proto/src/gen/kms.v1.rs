@@ -905,6 +905,63 @@ pub struct VerifyMacResponse {
     #[prost(string, tag = "3")]
     pub mac_algorithm: ::prost::alloc::string::String,
 }
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GenerateDataKeyPairRequest {
+    /// A SYMMETRIC_DEFAULT key, which seals the private key.
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// RSA_2048|3072|4096, ECC_NIST_P256|P384|P521, ECC_SECG_P256K1 or ECC_NIST_EDWARDS25519.
+    #[prost(string, tag = "2")]
+    pub key_pair_spec: ::prost::alloc::string::String,
+    #[prost(map = "string, string", tag = "3")]
+    pub encryption_context: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GenerateDataKeyPairResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub key_version: u32,
+    /// The private key (PKCS#8 DER) sealed under the key, in the blob format Encrypt makes.
+    #[prost(bytes = "vec", tag = "3")]
+    pub private_key_ciphertext_blob: ::prost::alloc::vec::Vec<u8>,
+    /// The private key, PKCS#8 DER.
+    #[prost(bytes = "vec", tag = "4")]
+    pub private_key_plaintext: ::prost::alloc::vec::Vec<u8>,
+    /// DER SubjectPublicKeyInfo.
+    #[prost(bytes = "vec", tag = "5")]
+    pub public_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "6")]
+    pub key_pair_spec: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GenerateDataKeyPairWithoutPlaintextRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub key_pair_spec: ::prost::alloc::string::String,
+    #[prost(map = "string, string", tag = "3")]
+    pub encryption_context: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GenerateDataKeyPairWithoutPlaintextResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub key_version: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub private_key_ciphertext_blob: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub public_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub key_pair_spec: ::prost::alloc::string::String,
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Principal {
     /// 1-64 characters of A-Z a-z 0-9 . _ @ -
@@ -2126,6 +2183,66 @@ pub mod key_management_service_client {
                 .insert(GrpcMethod::new("kms.v1.KeyManagementService", "VerifyMac"));
             self.inner.unary(req, path, codec).await
         }
+        /// A fresh key pair for use outside kmsd: its private key (PKCS#8 DER) in clear and as a blob under a symmetric
+        /// key (Decrypt opens it), and its public key.
+        pub async fn generate_data_key_pair(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GenerateDataKeyPairRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GenerateDataKeyPairResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/GenerateDataKeyPair",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("kms.v1.KeyManagementService", "GenerateDataKeyPair"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// As GenerateDataKeyPair, without the private key in clear: for whoever decrypts the blob later.
+        pub async fn generate_data_key_pair_without_plaintext(
+            &mut self,
+            request: impl tonic::IntoRequest<
+                super::GenerateDataKeyPairWithoutPlaintextRequest,
+            >,
+        ) -> std::result::Result<
+            tonic::Response<super::GenerateDataKeyPairWithoutPlaintextResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/GenerateDataKeyPairWithoutPlaintext",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "kms.v1.KeyManagementService",
+                        "GenerateDataKeyPairWithoutPlaintext",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2385,6 +2502,23 @@ pub mod key_management_service_server {
             request: tonic::Request<super::VerifyMacRequest>,
         ) -> std::result::Result<
             tonic::Response<super::VerifyMacResponse>,
+            tonic::Status,
+        >;
+        /// A fresh key pair for use outside kmsd: its private key (PKCS#8 DER) in clear and as a blob under a symmetric
+        /// key (Decrypt opens it), and its public key.
+        async fn generate_data_key_pair(
+            &self,
+            request: tonic::Request<super::GenerateDataKeyPairRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GenerateDataKeyPairResponse>,
+            tonic::Status,
+        >;
+        /// As GenerateDataKeyPair, without the private key in clear: for whoever decrypts the blob later.
+        async fn generate_data_key_pair_without_plaintext(
+            &self,
+            request: tonic::Request<super::GenerateDataKeyPairWithoutPlaintextRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GenerateDataKeyPairWithoutPlaintextResponse>,
             tonic::Status,
         >;
     }
@@ -4006,6 +4140,111 @@ pub mod key_management_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = VerifyMacSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/GenerateDataKeyPair" => {
+                    #[allow(non_camel_case_types)]
+                    struct GenerateDataKeyPairSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::GenerateDataKeyPairRequest>
+                    for GenerateDataKeyPairSvc<T> {
+                        type Response = super::GenerateDataKeyPairResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GenerateDataKeyPairRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::generate_data_key_pair(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GenerateDataKeyPairSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/GenerateDataKeyPairWithoutPlaintext" => {
+                    #[allow(non_camel_case_types)]
+                    struct GenerateDataKeyPairWithoutPlaintextSvc<
+                        T: KeyManagementService,
+                    >(
+                        pub Arc<T>,
+                    );
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<
+                        super::GenerateDataKeyPairWithoutPlaintextRequest,
+                    > for GenerateDataKeyPairWithoutPlaintextSvc<T> {
+                        type Response = super::GenerateDataKeyPairWithoutPlaintextResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                super::GenerateDataKeyPairWithoutPlaintextRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::generate_data_key_pair_without_plaintext(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GenerateDataKeyPairWithoutPlaintextSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
