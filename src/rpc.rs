@@ -147,6 +147,9 @@ rpcs! {
         VerifyMac: KeyPolicy, Reads;
         GenerateDataKeyPair: KeyPolicy, Reads;
         GenerateDataKeyPairWithoutPlaintext: KeyPolicy, Reads;
+        GetParametersForImport: KeyPolicy, Reads;
+        ImportKeyMaterial: KeyPolicy, Changes;
+        DeleteImportedKeyMaterial: KeyPolicy, Changes;
     }
     AuditService {
         QueryEvents: Admin, Reads;
@@ -203,6 +206,8 @@ pub enum DaemonEvent {
     AutomaticRotation,
     /// A key's deletion window ended and its material was destroyed.
     KeyDestroyed,
+    /// Imported key material reached its expiry and was deleted (AWS's `DeleteExpiredKeyMaterial`).
+    ImportedMaterialExpired,
     /// Unauthenticated calls refused below the disk's soft floor, recorded as one summary.
     UnauthenticatedCallsSummary,
 }
@@ -211,6 +216,7 @@ impl DaemonEvent {
     pub const ALL: &'static [DaemonEvent] = &[
         DaemonEvent::AutomaticRotation,
         DaemonEvent::KeyDestroyed,
+        DaemonEvent::ImportedMaterialExpired,
         DaemonEvent::UnauthenticatedCallsSummary,
     ];
 
@@ -218,6 +224,7 @@ impl DaemonEvent {
         match self {
             DaemonEvent::AutomaticRotation => "AutomaticRotation",
             DaemonEvent::KeyDestroyed => "KeyDestroyed",
+            DaemonEvent::ImportedMaterialExpired => "ImportedMaterialExpired",
             DaemonEvent::UnauthenticatedCallsSummary => "UnauthenticatedCallsSummary",
         }
     }

@@ -452,6 +452,24 @@ impl AwsEndpoint {
                 K::generate_data_key_pair_without_plaintext,
                 ops::data_key_pair_without_plaintext_response
             ),
+            "GetParametersForImport" => op!(
+                ops::ImportParametersInput,
+                ops::ImportParametersInput::into_pb,
+                K::get_parameters_for_import,
+                ops::import_parameters_response
+            ),
+            "ImportKeyMaterial" => op!(
+                ops::ImportInput,
+                ops::ImportInput::into_pb,
+                K::import_key_material,
+                ops::import_response
+            ),
+            "DeleteImportedKeyMaterial" => op!(
+                ops::DeleteImportedInput,
+                ops::DeleteImportedInput::into_pb,
+                K::delete_imported_key_material,
+                ops::delete_imported_response
+            ),
             "Sign" => op!(
                 ops::SignInput,
                 ops::SignInput::sign,
@@ -703,6 +721,9 @@ fn aws_error_of(status: &Status) -> (&'static str, StatusCode) {
         (_, Some(K::InvalidSignature)) => "KMSInvalidSignatureException",
         (_, Some(K::InvalidMac)) => "KMSInvalidMacException",
         (_, Some(K::UnsupportedOperation)) => "UnsupportedOperationException",
+        (_, Some(K::InvalidImportToken)) => "InvalidImportTokenException",
+        (_, Some(K::ExpiredImportToken)) => "ExpiredImportTokenException",
+        (_, Some(K::IncorrectKeyMaterial)) => "IncorrectKeyMaterialException",
         (_, Some(K::NotFound)) => "NotFoundException",
         (_, Some(K::AlreadyExists)) => "AlreadyExistsException",
         (_, Some(K::KeyState)) if meta(KEY_STATE_HEADER) == Some("DISABLED") => "DisabledException",
@@ -735,9 +756,12 @@ const KNOWN_ERRORS: &[(&str, StatusCode)] = &[
         StatusCode::INTERNAL_SERVER_ERROR,
     ),
     ("DisabledException", StatusCode::BAD_REQUEST),
+    ("ExpiredImportTokenException", StatusCode::BAD_REQUEST),
     ("IncompleteSignatureException", StatusCode::BAD_REQUEST),
     ("IncorrectKeyException", StatusCode::BAD_REQUEST),
+    ("IncorrectKeyMaterialException", StatusCode::BAD_REQUEST),
     ("InvalidCiphertextException", StatusCode::BAD_REQUEST),
+    ("InvalidImportTokenException", StatusCode::BAD_REQUEST),
     ("InvalidKeyUsageException", StatusCode::BAD_REQUEST),
     ("InvalidSignatureException", StatusCode::BAD_REQUEST),
     ("KMSInternalException", StatusCode::INTERNAL_SERVER_ERROR),

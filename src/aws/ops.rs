@@ -200,9 +200,11 @@ pub fn key_metadata(home: &Home, m: &pb::KeyMetadata) -> Value {
             pb::KeyState::Enabled => "Enabled",
             pb::KeyState::Disabled => "Disabled",
             pb::KeyState::PendingDeletion => "PendingDeletion",
+            pb::KeyState::PendingImport => "PendingImport",
             pb::KeyState::Destroyed | pb::KeyState::Unspecified => "Unavailable",
         },
-        "Origin": "AWS_KMS",
+        // kmsd's own material is what AWS calls AWS_KMS.
+        "Origin": if m.origin == "EXTERNAL" { "EXTERNAL" } else { "AWS_KMS" },
         "KeyManager": "CUSTOMER",
         "CustomerMasterKeySpec": m.key_spec,
         "KeySpec": m.key_spec,
@@ -220,6 +222,12 @@ pub fn key_metadata(home: &Home, m: &pb::KeyMetadata) -> Value {
     }
     if let Some(deletion) = seconds(&m.deletion_time) {
         v["DeletionDate"] = json!(deletion);
+    }
+    if !m.expiration_model.is_empty() {
+        v["ExpirationModel"] = json!(m.expiration_model);
+    }
+    if let Some(valid_to) = seconds(&m.valid_to) {
+        v["ValidTo"] = json!(valid_to);
     }
     v
 }
@@ -267,13 +275,17 @@ impl CreateKeyInput {
         let key_usage = self
             .key_usage
             .unwrap_or_else(|| "ENCRYPT_DECRYPT".to_owned());
-        if self.origin.as_deref().is_some_and(|o| o != "AWS_KMS") {
-            return Err(aws_error(
-                "UnsupportedOperationException",
-                tonic::Code::Unimplemented,
-                "Origin must be AWS_KMS: kmsd makes its keys' material",
-            ));
-        }
+        let origin = match self.origin.as_deref() {
+            None | Some("AWS_KMS") => "",
+            Some("EXTERNAL") => "EXTERNAL",
+            Some(other) => {
+                return Err(aws_error(
+                    "UnsupportedOperationException",
+                    tonic::Code::Unimplemented,
+                    format!("Origin {other} is not supported by kmsd: AWS_KMS or EXTERNAL"),
+                ));
+            }
+        };
         if self.multi_region == Some(true)
             || self.custom_key_store_id.is_some()
             || self.xks_key_id.is_some()
@@ -302,6 +314,7 @@ impl CreateKeyInput {
             policy,
             key_spec,
             key_usage,
+            origin: origin.to_owned(),
             ..Default::default()
         })
     }
@@ -1141,6 +1154,126 @@ pub fn data_key_pair_without_plaintext_response(
         "KeyId": arn(home, &r.key_id),
         "KeyPairSpec": r.key_pair_spec,
     })
+}
+
+// --- Imported key material. ---
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct ImportParametersInput {
+    key_id: Option<String>,
+    wrapping_algorithm: Option<String>,
+    wrapping_key_spec: Option<String>,
+}
+
+impl ImportParametersInput {
+    pub fn into_pb(self, home: &Home) -> Result<pb::GetParametersForImportRequest, Status> {
+        Ok(pb::GetParametersForImportRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+            wrapping_algorithm: self
+                .wrapping_algorithm
+                .ok_or_else(|| validation("WrappingAlgorithm is required"))?,
+            wrapping_key_spec: self
+                .wrapping_key_spec
+                .ok_or_else(|| validation("WrappingKeySpec is required"))?,
+        })
+    }
+}
+
+pub fn import_parameters_response(home: &Home, r: pb::GetParametersForImportResponse) -> Value {
+    json!({
+        "KeyId": arn(home, &r.key_id),
+        "ImportToken": b64(&r.import_token),
+        "PublicKey": b64(&r.public_key),
+        "ParametersValidTo": seconds(&r.parameters_valid_to),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct ImportInput {
+    key_id: Option<String>,
+    #[serde(default)]
+    import_token: Option<Blob>,
+    #[serde(default)]
+    encrypted_key_material: Option<Blob>,
+    valid_to: Option<f64>,
+    expiration_model: Option<String>,
+    import_type: Option<String>,
+    key_material_description: Option<String>,
+    key_material_id: Option<String>,
+}
+
+impl ImportInput {
+    pub fn into_pb(self, home: &Home) -> Result<pb::ImportKeyMaterialRequest, Status> {
+        let _ = self.key_material_description;
+        if self.key_material_id.is_some()
+            || self
+                .import_type
+                .as_deref()
+                .is_some_and(|t| t != "EXISTING_KEY_MATERIAL")
+        {
+            return Err(aws_error(
+                "UnsupportedOperationException",
+                tonic::Code::Unimplemented,
+                "kmsd keeps one key material per imported key: KeyMaterialId and ImportType NEW_KEY_MATERIAL \
+                 (rotating imported material) are not supported",
+            ));
+        }
+        let valid_to = match self.valid_to {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 && s < 253_402_300_800.0 => {
+                Some(prost_types::Timestamp {
+                    seconds: s.trunc() as i64,
+                    nanos: (s.fract() * 1e9) as i32,
+                })
+            }
+            Some(s) => return Err(validation(format!("ValidTo {s} is not a time"))),
+        };
+        Ok(pb::ImportKeyMaterialRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+            import_token: self
+                .import_token
+                .ok_or_else(|| validation("ImportToken is required"))?
+                .take(),
+            encrypted_key_material: self
+                .encrypted_key_material
+                .ok_or_else(|| validation("EncryptedKeyMaterial is required"))?
+                .take(),
+            expiration_model: self.expiration_model.unwrap_or_default(),
+            valid_to,
+        })
+    }
+}
+
+pub fn import_response(home: &Home, r: pb::ImportKeyMaterialResponse) -> Value {
+    json!({ "KeyId": arn(home, &r.key_id) })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct DeleteImportedInput {
+    key_id: Option<String>,
+    key_material_id: Option<String>,
+}
+
+impl DeleteImportedInput {
+    pub fn into_pb(self, home: &Home) -> Result<pb::DeleteImportedKeyMaterialRequest, Status> {
+        if self.key_material_id.is_some() {
+            return Err(aws_error(
+                "UnsupportedOperationException",
+                tonic::Code::Unimplemented,
+                "kmsd keeps one key material per imported key: KeyMaterialId is not supported",
+            ));
+        }
+        Ok(pb::DeleteImportedKeyMaterialRequest {
+            key_id: required_key_id(home, "KeyId", self.key_id)?,
+        })
+    }
+}
+
+pub fn delete_imported_response(home: &Home, r: pb::DeleteImportedKeyMaterialResponse) -> Value {
+    json!({ "KeyId": arn(home, &r.key_id) })
 }
 
 // --- Key pairs and HMAC keys. ---

@@ -10,6 +10,7 @@
 //! [`InvalidCiphertext`], never which check failed.
 
 pub mod blob;
+pub mod import;
 pub mod rng;
 mod secret;
 pub mod signing;

@@ -219,6 +219,13 @@ impl KeyPair {
         })
     }
 
+    /// An RSA key's modulus length in bytes (the length of its signatures and OAEP ciphertexts).
+    pub fn modulus_len(&self) -> Option<usize> {
+        self.oaep
+            .as_ref()
+            .map(|(_, public)| public.ciphertext_size())
+    }
+
     /// The most bytes `algorithm` encrypts with this key (RSA: the modulus's length less OAEP's padding); `None` if
     /// the key does not encrypt with it.
     pub fn max_plaintext(&self, algorithm: EncryptionAlgorithm) -> Option<usize> {

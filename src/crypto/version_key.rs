@@ -20,6 +20,12 @@ pub struct Material(Zeroizing<Vec<u8>>);
 #[error("could not generate key material: {0}")]
 pub struct GenerateError(String);
 
+impl GenerateError {
+    pub(crate) fn new(reason: String) -> Self {
+        GenerateError(reason)
+    }
+}
+
 impl Material {
     /// New material for a key of `spec`: random bytes from the OS for symmetric and HMAC keys, a fresh key pair
     /// otherwise.

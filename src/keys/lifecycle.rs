@@ -12,6 +12,8 @@ pub enum State {
     PendingDeletion,
     /// The material is gone; only metadata remains. Terminal.
     Destroyed,
+    /// A key of origin EXTERNAL whose material has not been imported yet, or was deleted or expired.
+    PendingImport,
 }
 
 impl State {
@@ -21,6 +23,7 @@ impl State {
             State::Disabled => "DISABLED",
             State::PendingDeletion => "PENDING_DELETION",
             State::Destroyed => "DESTROYED",
+            State::PendingImport => "PENDING_IMPORT",
         }
     }
 
@@ -30,12 +33,46 @@ impl State {
             "DISABLED" => State::Disabled,
             "PENDING_DELETION" => State::PendingDeletion,
             "DESTROYED" => State::Destroyed,
+            "PENDING_IMPORT" => State::PendingImport,
             _ => return None,
         })
     }
 }
 
 impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a key's material came from: made by kmsd, or imported by its owner (AWS's origin `EXTERNAL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Kmsd,
+    External,
+}
+
+impl Origin {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Origin::Kmsd => "KMSD",
+            Origin::External => "EXTERNAL",
+        }
+    }
+
+    /// As CreateKey takes it: KMSD if empty.
+    pub fn parse(text: &str) -> Result<Self, InvalidInput> {
+        match text {
+            "" | "KMSD" => Ok(Origin::Kmsd),
+            "EXTERNAL" => Ok(Origin::External),
+            other => Err(InvalidInput(format!(
+                "origin {other:?} is not KMSD (kmsd makes the material) or EXTERNAL (you import it)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -68,6 +105,9 @@ pub enum Operation {
     VerifyMac,
     GenerateDataKeyPair,
     GenerateDataKeyPairWithoutPlaintext,
+    GetParametersForImport,
+    ImportKeyMaterial,
+    DeleteImportedKeyMaterial,
 }
 
 impl Operation {
@@ -100,12 +140,23 @@ impl Operation {
             Operation::GenerateDataKeyPairWithoutPlaintext => {
                 Rpc::GenerateDataKeyPairWithoutPlaintext
             }
+            Operation::GetParametersForImport => Rpc::GetParametersForImport,
+            Operation::ImportKeyMaterial => Rpc::ImportKeyMaterial,
+            Operation::DeleteImportedKeyMaterial => Rpc::DeleteImportedKeyMaterial,
         }
     }
 
-    /// Whether a key of `kind` serves this operation at all, whatever its state.
-    pub fn fits(self, kind: KeyKind) -> bool {
+    /// Whether a key of `kind` and `origin` serves this operation at all, whatever its state.
+    pub fn fits(self, kind: KeyKind, origin: Origin) -> bool {
         match self {
+            Operation::GetParametersForImport
+            | Operation::ImportKeyMaterial
+            | Operation::DeleteImportedKeyMaterial => origin == Origin::External,
+            Operation::RotateKey | Operation::EnableKeyRotation | Operation::DisableKeyRotation
+                if origin == Origin::External =>
+            {
+                false
+            }
             Operation::Encrypt | Operation::Decrypt | Operation::ReEncrypt => {
                 kind.usage == KeyUsage::EncryptDecrypt
             }
@@ -136,9 +187,12 @@ impl Operation {
             | Operation::GenerateDataKeyPair
             | Operation::GenerateDataKeyPairWithoutPlaintext => "a SYMMETRIC_DEFAULT key",
             Operation::RotateKey | Operation::EnableKeyRotation | Operation::DisableKeyRotation => {
-                "a SYMMETRIC_DEFAULT key: key pairs and HMAC keys are not rotated, as in AWS KMS (create a new key \
-                 and move its alias instead)"
+                "a SYMMETRIC_DEFAULT key whose material kmsd made: key pairs, HMAC keys and imported keys are not \
+                 rotated, as in AWS KMS (create a new key and move its alias instead)"
             }
+            Operation::GetParametersForImport
+            | Operation::ImportKeyMaterial
+            | Operation::DeleteImportedKeyMaterial => "a key created with origin EXTERNAL",
             Operation::Sign | Operation::Verify => "a key whose usage is SIGN_VERIFY",
             Operation::GetPublicKey => "an asymmetric key (RSA, ECC or ML-DSA)",
             Operation::GenerateMac | Operation::VerifyMac => {
@@ -171,16 +225,17 @@ impl Operation {
             | Operation::VerifyMac
             | Operation::GenerateDataKeyPair
             | Operation::GenerateDataKeyPairWithoutPlaintext => state == Enabled,
-            Operation::EnableKey
-            | Operation::DisableKey
-            | Operation::ScheduleKeyDeletion
+            Operation::EnableKey | Operation::DisableKey | Operation::DeleteImportedKeyMaterial => {
+                matches!(state, Enabled | Disabled)
+            }
+            Operation::ScheduleKeyDeletion
             | Operation::CreateAlias
             | Operation::UpdateAlias
             | Operation::UpdateKeyDescription
             | Operation::TagResource
-            | Operation::UntagResource => {
-                matches!(state, Enabled | Disabled)
-            }
+            | Operation::UntagResource
+            | Operation::GetParametersForImport
+            | Operation::ImportKeyMaterial => matches!(state, Enabled | Disabled | PendingImport),
             Operation::CancelKeyDeletion => state == PendingDeletion,
         }
     }
@@ -196,6 +251,9 @@ impl Operation {
                 "cancel the deletion with CancelKeyDeletion, then enable it with EnableKey"
             }
             (_, State::Disabled) => "enable it with EnableKey first",
+            (_, State::PendingImport) => {
+                "import its material first, with GetParametersForImport and ImportKeyMaterial"
+            }
             (_, State::Enabled) => "the operation does not apply to an enabled key",
         }
     }
@@ -261,10 +319,11 @@ impl KeyUpdate {
 
 /// A key's kind does not serve the operation, in any state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("key {key_id} is a {spec} key whose usage is {usage}: {op} needs {needs}", spec = .kind.spec, usage = .kind.usage, op = .operation.name(), needs = .operation.needs())]
+#[error("key {key_id} is a {spec} key whose usage is {usage} (origin {origin}): {op} needs {needs}", spec = .kind.spec, usage = .kind.usage, op = .operation.name(), needs = .operation.needs())]
 pub struct UsageError {
     pub key_id: KeyId,
     pub kind: KeyKind,
+    pub origin: Origin,
     pub operation: Operation,
 }
 
@@ -274,7 +333,12 @@ impl UsageError {
     pub fn is_unsupported(&self) -> bool {
         matches!(
             self.operation,
-            Operation::RotateKey | Operation::EnableKeyRotation | Operation::DisableKeyRotation
+            Operation::RotateKey
+                | Operation::EnableKeyRotation
+                | Operation::DisableKeyRotation
+                | Operation::GetParametersForImport
+                | Operation::ImportKeyMaterial
+                | Operation::DeleteImportedKeyMaterial
         )
     }
 }
@@ -313,15 +377,23 @@ pub struct KmsKey {
     pub tags: BTreeMap<String, String>,
     /// Its spec and usage, fixed at creation.
     pub kind: KeyKind,
+    /// Where its material comes from, fixed at creation.
+    pub origin: Origin,
+    /// Imported material: when it expires (`None`: it does not).
+    pub valid_to: Option<UnixMillis>,
+    /// Imported material: a fingerprint of the first material imported, which any later import must match (as
+    /// AWS KMS requires). Kept when the material is deleted or expires.
+    pub import_fingerprint: Option<String>,
 }
 
 impl KmsKey {
     /// Whether the key serves `operation`: its kind first (which never changes), then its state.
     pub fn check(&self, operation: Operation) -> Result<(), Refusal> {
-        if !operation.fits(self.kind) {
+        if !operation.fits(self.kind, self.origin) {
             return Err(UsageError {
                 key_id: self.id,
                 kind: self.kind,
+                origin: self.origin,
                 operation,
             }
             .into());
@@ -412,6 +484,16 @@ impl KmsKey {
         }
     }
 
+    /// Whether imported material has reached its expiry at `now` (and is still to be deleted, if the key has it).
+    pub fn material_expired(&self, now: UnixMillis) -> bool {
+        self.origin == Origin::External
+            && matches!(
+                self.state,
+                State::Enabled | State::Disabled | State::PendingDeletion
+            )
+            && self.valid_to.is_some_and(|at| at <= now)
+    }
+
     /// Whether automatic rotation is due at `now`.
     pub fn rotation_due(&self, now: UnixMillis) -> bool {
         self.state == State::Enabled && self.next_rotation_at.is_some_and(|at| at <= now)
@@ -434,6 +516,9 @@ mod tests {
             deletion_at: None,
             tags: BTreeMap::new(),
             kind: KeyKind::SYMMETRIC,
+            origin: Origin::Kmsd,
+            valid_to: None,
+            import_fingerprint: None,
         }
     }
 
@@ -477,10 +562,14 @@ mod tests {
                 .is_err()
         );
         let rsa_encryption = KeyKind::new(KeySpec::Rsa2048, KeyUsage::EncryptDecrypt).unwrap();
-        assert!(Operation::Encrypt.fits(rsa_encryption));
-        assert!(Operation::GetPublicKey.fits(rsa_encryption));
-        assert!(!Operation::Sign.fits(rsa_encryption));
-        assert!(!Operation::GenerateDataKey.fits(rsa_encryption));
+        let kmsd = Origin::Kmsd;
+        assert!(Operation::Encrypt.fits(rsa_encryption, kmsd));
+        assert!(Operation::GetPublicKey.fits(rsa_encryption, kmsd));
+        assert!(!Operation::Sign.fits(rsa_encryption, kmsd));
+        assert!(!Operation::GenerateDataKey.fits(rsa_encryption, kmsd));
+        assert!(!Operation::ImportKeyMaterial.fits(KeyKind::SYMMETRIC, kmsd));
+        assert!(Operation::ImportKeyMaterial.fits(KeyKind::SYMMETRIC, Origin::External));
+        assert!(!Operation::RotateKey.fits(KeyKind::SYMMETRIC, Origin::External));
     }
 
     #[test]

@@ -12,10 +12,11 @@ mod spec;
 
 pub use context::EncryptionContext;
 pub use ids::{AliasName, KeyId, KeyRef};
-pub use lifecycle::{KeyUpdate, KmsKey, Operation, Refusal, State, StateError, UsageError};
+pub use lifecycle::{KeyUpdate, KmsKey, Operation, Origin, Refusal, State, StateError, UsageError};
 pub use spec::{
     EncryptionAlgorithm, Hash, KeyKind, KeySpec, KeyUsage, MAX_MESSAGE_BYTES, MacAlgorithm,
-    MessageType, SigningAlgorithm, check_message, check_signing_message, names_of,
+    MessageType, SigningAlgorithm, WrappingAlgorithm, check_message, check_signing_message,
+    names_of,
 };
 
 use std::collections::{BTreeMap, HashMap};
@@ -57,6 +58,7 @@ pub struct NewKeySpec {
     pub alias: Option<AliasName>,
     pub rotation_period_days: Option<u32>,
     pub kind: KeyKind,
+    pub origin: Origin,
 }
 
 impl NewKeySpec {
@@ -66,6 +68,7 @@ impl NewKeySpec {
         alias: &str,
         rotation_period_days: u32,
         kind: KeyKind,
+        origin: Origin,
     ) -> Result<Self, InvalidInput> {
         check_description(&description)?;
         check_tags(tags.iter())?;
@@ -79,6 +82,11 @@ impl NewKeySpec {
         };
         let rotation_period_days = match rotation_period_days {
             0 => None,
+            d if origin == Origin::External => {
+                return Err(invalid(format!(
+                    "a key of origin EXTERNAL does not rotate; rotation_period_days must be 0 (got {d})"
+                )));
+            }
             d if !kind.spec.is_symmetric() => {
                 return Err(invalid(format!(
                     "a {} key does not rotate; only SYMMETRIC_DEFAULT keys take rotation_period_days (got {d})",
@@ -93,6 +101,7 @@ impl NewKeySpec {
             alias,
             rotation_period_days,
             kind,
+            origin,
         })
     }
 }

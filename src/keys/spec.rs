@@ -129,6 +129,52 @@ pub fn names_of<T: std::fmt::Display>(items: &[T]) -> String {
     }
 }
 
+aws_names!(
+    /// How key material to import is wrapped (GetParametersForImport): with RSA-OAEP alone, or with RSA-OAEP
+    /// wrapping an AES-256 key that wraps the material (AES Key Wrap with Padding, RFC 5649), for material larger
+    /// than RSA-OAEP takes (private keys).
+    WrappingAlgorithm, "wrapping_algorithm" {
+        RsaesOaepSha1 = "RSAES_OAEP_SHA_1",
+        RsaesOaepSha256 = "RSAES_OAEP_SHA_256",
+        RsaAesKeyWrapSha1 = "RSA_AES_KEY_WRAP_SHA_1",
+        RsaAesKeyWrapSha256 = "RSA_AES_KEY_WRAP_SHA_256",
+    }
+);
+
+impl WrappingAlgorithm {
+    /// The OAEP hash the RSA part uses.
+    pub const fn oaep(self) -> EncryptionAlgorithm {
+        match self {
+            WrappingAlgorithm::RsaesOaepSha1 | WrappingAlgorithm::RsaAesKeyWrapSha1 => {
+                EncryptionAlgorithm::RsaesOaepSha1
+            }
+            WrappingAlgorithm::RsaesOaepSha256 | WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+                EncryptionAlgorithm::RsaesOaepSha256
+            }
+        }
+    }
+
+    pub const fn uses_aes_key_wrap(self) -> bool {
+        matches!(
+            self,
+            WrappingAlgorithm::RsaAesKeyWrapSha1 | WrappingAlgorithm::RsaAesKeyWrapSha256
+        )
+    }
+
+    pub const fn code(self) -> u8 {
+        match self {
+            WrappingAlgorithm::RsaesOaepSha1 => 1,
+            WrappingAlgorithm::RsaesOaepSha256 => 2,
+            WrappingAlgorithm::RsaAesKeyWrapSha1 => 3,
+            WrappingAlgorithm::RsaAesKeyWrapSha256 => 4,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.code() == code)
+    }
+}
+
 /// The hash a signing algorithm applies to a message, where it applies one the caller can apply instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hash {

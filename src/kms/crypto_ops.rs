@@ -143,7 +143,7 @@ impl Kms {
         if let Some(named) = access.key() {
             let record = &self.cache.resolve(named)?.record;
             if !record.kind.spec.is_symmetric() {
-                if !Operation::Decrypt.fits(record.kind) {
+                if !Operation::Decrypt.fits(record.kind, record.origin) {
                     record.check(Operation::Decrypt)?;
                 }
                 return Err(KmsError::Algorithm(format!(

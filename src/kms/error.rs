@@ -19,6 +19,12 @@ pub enum KmsError {
     /// The key's kind serves the operation, but not with the algorithm the request named.
     #[error("{0}")]
     Algorithm(String),
+    /// ImportKeyMaterial: the token or the wrapped material was refused.
+    #[error(transparent)]
+    Import(#[from] crate::crypto::import::ImportError),
+    /// ImportKeyMaterial: the material is not a key of the key's spec, or not the material first imported.
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// Verify or VerifyMac: the signature or MAC is not the key's for that message.
     #[error("the {} is not valid for this message and key", if *.mac { "MAC" } else { "signature" })]
     InvalidSignature { mac: bool },

@@ -10,7 +10,8 @@ use crate::audit::{Change, Gate};
 use crate::auth::policy::Authorized;
 use crate::clock::UnixMillis;
 use crate::keys::{
-    self, AliasName, KeyId, KeyRef, KeyUpdate, KmsKey, NewKeySpec, Operation, State, page_token,
+    self, AliasName, KeyId, KeyRef, KeyUpdate, KmsKey, NewKeySpec, Operation, Origin, State,
+    page_token,
 };
 use crate::rpc::{DaemonEvent, Event, Rpc};
 use crate::storage::{AliasRow, VersionRow, is_constraint_violation};
@@ -59,7 +60,11 @@ impl Kms {
         gate: &dyn Gate,
     ) -> Result<KeyView, KmsError> {
         // Before the lock: a new RSA-4096 key pair takes a second or more to find, and other changes need not wait.
-        let material = generate_material_off_thread(spec.kind.spec).await?;
+        // A key of origin EXTERNAL has none until it is imported.
+        let material = match spec.origin {
+            Origin::Kmsd => Some(generate_material_off_thread(spec.kind.spec).await?),
+            Origin::External => None,
+        };
         let _guard = self.lock_for_change().await?;
         if let Some(alias) = &spec.alias
             && self.cache.alias(alias).is_some()
@@ -71,7 +76,10 @@ impl Kms {
         let record = KmsKey {
             id,
             description: spec.description,
-            state: State::Enabled,
+            state: match spec.origin {
+                Origin::Kmsd => State::Enabled,
+                Origin::External => State::PendingImport,
+            },
             created_at: now,
             primary_version: 1,
             rotation_period_days: spec.rotation_period_days,
@@ -79,13 +87,21 @@ impl Kms {
             deletion_at: None,
             tags: spec.tags,
             kind: spec.kind,
+            origin: spec.origin,
+            valid_to: None,
+            import_fingerprint: None,
         };
         let version = VersionRow {
             version: 1,
             created_at: now,
-            wrapped_material: Some(self.root.wrap(id, 1, spec.kind.spec, &material)),
+            wrapped_material: material
+                .as_ref()
+                .map(|m| self.root.wrap(id, 1, spec.kind.spec, m)),
         };
-        let opened = open_version(id, 1, spec.kind.spec, &material)?;
+        let opened = material
+            .as_ref()
+            .map(|m| open_version(id, 1, spec.kind.spec, m))
+            .transpose()?;
         let alias = spec.alias.map(|name| AliasRow {
             name,
             key_id: id,
@@ -107,7 +123,7 @@ impl Kms {
                 1,
                 CachedVersion {
                     created_at: now,
-                    material: Some(Arc::new(opened)),
+                    material: opened.map(Arc::new),
                 },
             )]),
             aliases: Default::default(),
@@ -326,9 +342,16 @@ impl Kms {
     ) -> Result<KeyView, KmsError> {
         let _guard = self.lock_for_change().await?;
         let cached = self.cache.resolve(key.key())?;
-        let record = cached
+        let mut record = cached
             .record
             .transition(operation, self.clock.now(), arg_days)?;
+        // A key whose imported material is gone (deleted, expired, or never imported) returns from a cancelled
+        // deletion waiting for its material, not disabled.
+        if operation == Operation::CancelKeyDeletion
+            && cached.material(record.primary_version).is_none()
+        {
+            record.state = State::PendingImport;
+        }
         gate.approve(Change::key(operation.rpc(), record.id, None))
             .await?;
         self.storage.update_key(record.clone()).await?;

@@ -12,12 +12,14 @@
 mod cache;
 mod crypto_ops;
 mod error;
+mod import;
 mod manage;
 mod signing;
 
 pub use crypto_ops::{NewDataKey, NewDataKeyPair, Opened, ReEncrypted, Sealed};
 
 pub use error::KmsError;
+pub use import::{ImportParametersFor, MAX_VALID_TO_DAYS, PARAMETERS_VALID_MS};
 pub use manage::{KeyView, Page, VersionView};
 pub use signing::PublicKey;
 
@@ -189,6 +191,10 @@ impl Kms {
                 if self.destroy_if_due(key.record.id, gate).await? {
                     destroyed += 1;
                     tracing::info!(key_id = %key.record.id, "deletion window ended: key material destroyed");
+                }
+            } else if key.record.material_expired(now) {
+                if self.expire_if_due(key.record.id, gate).await? {
+                    tracing::info!(key_id = %key.record.id, "imported key material expired and was deleted");
                 }
             } else if key.record.rotation_due(now)
                 && self.rotate_if_due(key.record.id, gate).await?

@@ -103,7 +103,10 @@ key_id_response!(
     pb::VerifyResponse,
     pb::GetPublicKeyResponse,
     pb::GenerateMacResponse,
-    pb::VerifyMacResponse
+    pb::VerifyMacResponse,
+    pb::GetParametersForImportResponse,
+    pb::ImportKeyMaterialResponse,
+    pb::DeleteImportedKeyMaterialResponse
 );
 
 impl Audited for pb::ListKeysResponse {}

@@ -1,6 +1,6 @@
 //! Domain values to protobuf messages.
 
-use crate::keys::State;
+use crate::keys::{Origin, State};
 use crate::kms::{KeyView, VersionView};
 use crate::proto as pb;
 use crate::storage::AliasRow;
@@ -11,6 +11,7 @@ pub fn state(s: State) -> pb::KeyState {
         State::Disabled => pb::KeyState::Disabled,
         State::PendingDeletion => pb::KeyState::PendingDeletion,
         State::Destroyed => pb::KeyState::Destroyed,
+        State::PendingImport => pb::KeyState::PendingImport,
     }
 }
 
@@ -35,6 +36,13 @@ pub fn metadata(view: &KeyView) -> pb::KeyMetadata {
         encryption_algorithms: names(r.kind.encryption_algorithms()),
         signing_algorithms: names(r.kind.signing_algorithms()),
         mac_algorithms: names(r.kind.mac_algorithms()),
+        origin: r.origin.to_string(),
+        expiration_model: match (r.origin, r.valid_to) {
+            (Origin::Kmsd, _) => String::new(),
+            (Origin::External, Some(_)) => "KEY_MATERIAL_EXPIRES".into(),
+            (Origin::External, None) => "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+        },
+        valid_to: r.valid_to.map(|t| t.to_timestamp()),
     }
 }
 

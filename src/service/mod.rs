@@ -38,6 +38,7 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
 use crate::auth::Authenticator;
+use crate::clock::UnixMillis;
 use crate::keys::{
     self, AliasName, DataKeySize, EncryptionAlgorithm, EncryptionContext, InvalidInput, KeyKind,
     KeyRef, KeyUpdate, MacAlgorithm, MessageType, NewKeySpec, Operation, SigningAlgorithm,
@@ -305,6 +306,9 @@ impl KeyManagementService for KmsService {
                     if !req.key_usage.is_empty() {
                         call.param("key_usage", &req.key_usage);
                     }
+                    if !req.origin.is_empty() {
+                        call.param("origin", &req.origin);
+                    }
                     if !req.alias.is_empty() {
                         call.alias(&req.alias);
                     }
@@ -317,6 +321,7 @@ impl KeyManagementService for KmsService {
                         &req.alias,
                         req.rotation_period_days,
                         kind,
+                        keys::Origin::parse(&req.origin)?,
                     )?;
                     let mut policy = PolicyDocument::from(req.policy.unwrap_or_default());
                     if !req.grant_creator.is_empty() {
@@ -1075,6 +1080,132 @@ impl KeyManagementService for KmsService {
                         private_key_ciphertext_blob: pair.private_key_ciphertext_blob,
                         public_key: pair.public_key,
                         key_pair_spec: req.key_pair_spec,
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn get_parameters_for_import(
+        &self,
+        request: Request<pb::GetParametersForImportRequest>,
+    ) -> Result<Response<pb::GetParametersForImportResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::GetParametersForImport,
+                request,
+                |req, call| {
+                    call.key(&req.key_id, &self.kms);
+                    call.param("wrapping_algorithm", &req.wrapping_algorithm);
+                    call.param("wrapping_key_spec", &req.wrapping_key_spec);
+                },
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
+                    let algorithm = match req.wrapping_algorithm.as_str() {
+                        "" => keys::WrappingAlgorithm::RsaesOaepSha256,
+                        text => keys::WrappingAlgorithm::parse(text)?,
+                    };
+                    let spec = match req.wrapping_key_spec.as_str() {
+                        "" => keys::KeySpec::Rsa2048,
+                        text => match keys::KeySpec::parse(text)? {
+                            spec if spec.is_rsa() => spec,
+                            _ => {
+                                return Err(keys::invalid(
+                                    "wrapping_key_spec must be RSA_2048, RSA_3072 or RSA_4096",
+                                )
+                                .into());
+                            }
+                        },
+                    };
+                    let issued = self.kms.import_parameters(&key, algorithm, spec).await?;
+                    Ok(pb::GetParametersForImportResponse {
+                        key_id: issued.key_id.to_string(),
+                        import_token: issued.parameters.token,
+                        public_key: issued.parameters.public_key,
+                        parameters_valid_to: Some(issued.valid_to.to_timestamp()),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn import_key_material(
+        &self,
+        request: Request<pb::ImportKeyMaterialRequest>,
+    ) -> Result<Response<pb::ImportKeyMaterialResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::ImportKeyMaterial,
+                request,
+                |req, call| {
+                    call.key(&req.key_id, &self.kms);
+                    call.param(
+                        "encrypted_key_material_bytes",
+                        req.encrypted_key_material.len(),
+                    );
+                    if !req.expiration_model.is_empty() {
+                        call.param("expiration_model", &req.expiration_model);
+                    }
+                    if let Some(at) = &req.valid_to {
+                        call.param("valid_to", UnixMillis::from_timestamp(at).rfc3339_millis());
+                    }
+                },
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
+                    let valid_to = match (req.expiration_model.as_str(), &req.valid_to) {
+                        ("" | "KEY_MATERIAL_EXPIRES", Some(at)) => {
+                            Some(UnixMillis::from_timestamp(at))
+                        }
+                        ("" | "KEY_MATERIAL_DOES_NOT_EXPIRE", None) => None,
+                        ("KEY_MATERIAL_EXPIRES", None) => {
+                            return Err(keys::invalid("KEY_MATERIAL_EXPIRES needs valid_to").into());
+                        }
+                        ("KEY_MATERIAL_DOES_NOT_EXPIRE", Some(_)) => {
+                            return Err(keys::invalid(
+                                "valid_to applies only with expiration_model KEY_MATERIAL_EXPIRES",
+                            )
+                            .into());
+                        }
+                        (other, _) => {
+                            return Err(keys::invalid(format!(
+                                "expiration_model {other:?} is not KEY_MATERIAL_EXPIRES or \
+                                 KEY_MATERIAL_DOES_NOT_EXPIRE"
+                            ))
+                            .into());
+                        }
+                    };
+                    let key_id = self
+                        .kms
+                        .import_material(
+                            &key,
+                            &req.import_token,
+                            &req.encrypted_key_material,
+                            valid_to,
+                            admitted,
+                        )
+                        .await?;
+                    Ok(pb::ImportKeyMaterialResponse {
+                        key_id: key_id.to_string(),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn delete_imported_key_material(
+        &self,
+        request: Request<pb::DeleteImportedKeyMaterialRequest>,
+    ) -> Result<Response<pb::DeleteImportedKeyMaterialResponse>, Status> {
+        self.auditor
+            .serve(
+                Rpc::DeleteImportedKeyMaterial,
+                request,
+                |req, call| call.key(&req.key_id, &self.kms),
+                async |req, admitted| {
+                    let key = admitted.authorize(&self.kms, key_ref(&req.key_id)?, None)?;
+                    let key_id = self.kms.delete_imported_material(&key, admitted).await?;
+                    Ok(pb::DeleteImportedKeyMaterialResponse {
+                        key_id: key_id.to_string(),
                     })
                 },
             )

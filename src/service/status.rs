@@ -9,6 +9,7 @@ use tonic::{Code, Status};
 
 use kmsd_proto::ErrorKind;
 
+use crate::crypto::import::ImportError;
 use crate::keys::InvalidInput;
 use crate::kms::KmsError;
 
@@ -29,6 +30,18 @@ impl From<KmsError> for Status {
             }
             KmsError::Usage(_) | KmsError::Algorithm(_) => {
                 (Code::InvalidArgument, ErrorKind::InvalidKeyUsage)
+            }
+            KmsError::Import(ImportError::InvalidToken) => {
+                (Code::InvalidArgument, ErrorKind::InvalidImportToken)
+            }
+            KmsError::Import(ImportError::ExpiredToken) => {
+                (Code::InvalidArgument, ErrorKind::ExpiredImportToken)
+            }
+            KmsError::Import(ImportError::Unwrap) => {
+                (Code::InvalidArgument, ErrorKind::InvalidCiphertext)
+            }
+            KmsError::IncorrectKeyMaterial(_) => {
+                (Code::InvalidArgument, ErrorKind::IncorrectKeyMaterial)
             }
             KmsError::InvalidSignature { mac: false } => {
                 (Code::InvalidArgument, ErrorKind::InvalidSignature)

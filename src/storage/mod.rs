@@ -73,6 +73,12 @@ pub(crate) fn key_kind(spec: &str, usage: &str) -> Result<crate::keys::KeyKind, 
         .map_err(|e| StorageError::Corrupt(format!("key kind {spec:?}/{usage:?}: {e}")))
 }
 
+/// A stored key's origin, from its `origin` column.
+pub(crate) fn origin(text: &str) -> Result<crate::keys::Origin, StorageError> {
+    crate::keys::Origin::parse(text)
+        .map_err(|_| StorageError::Corrupt(format!("key origin {text:?}")))
+}
+
 /// Reports whether a storage error is a uniqueness or primary-key violation.
 pub fn is_constraint_violation(err: &StorageError) -> bool {
     match err {
@@ -190,6 +196,17 @@ impl Storage {
     /// Records the key as destroyed, erases every version's wrapped material and removes its aliases.
     pub async fn destroy_key(&self, record: KmsKey) -> Result<(), StorageError> {
         on_backend!(self, b => b.destroy_key(record).await)
+    }
+
+    /// Sets one version's wrapped material (imported) or erases it (`None`: deleted or expired), with the key's
+    /// new record, in one transaction.
+    pub async fn set_material(
+        &self,
+        record: KmsKey,
+        version: u32,
+        wrapped: Option<Vec<u8>>,
+    ) -> Result<(), StorageError> {
+        on_backend!(self, b => b.set_material(record, version, wrapped).await)
     }
 
     /// Fails with a constraint error if the alias exists.

@@ -28,6 +28,7 @@ mod disk_full;
 mod envelope;
 mod fuzz;
 mod hostile;
+mod import;
 mod key_kinds;
 mod keys;
 mod lifecycle;

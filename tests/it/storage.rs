@@ -89,6 +89,7 @@ async fn postgres_conforms() {
 async fn conformance(storage: Storage) {
     meta(&storage).await;
     keys(&storage).await;
+    imported(&storage).await;
     access(&storage).await;
     audit(&storage).await;
 }
@@ -122,6 +123,9 @@ fn key(description: &str, at: i64) -> KmsKey {
         deletion_at: None,
         tags: BTreeMap::from([("team".to_owned(), "payments".to_owned())]),
         kind: kmsd::keys::KeyKind::SYMMETRIC,
+        origin: kmsd::keys::Origin::Kmsd,
+        valid_to: None,
+        import_fingerprint: None,
     }
 }
 
@@ -131,6 +135,62 @@ fn version(n: u32, at: i64) -> VersionRow {
         created_at: UnixMillis(at),
         wrapped_material: Some(vec![n as u8; 60]),
     }
+}
+
+/// A key of another kind and origin: its kind and origin come back as stored, and its material is set and erased
+/// with its record, in one transaction.
+async fn imported(storage: &Storage) {
+    use kmsd::keys::{KeyKind, KeySpec, KeyUsage, Origin};
+    let pending = KmsKey {
+        state: State::PendingImport,
+        rotation_period_days: None,
+        next_rotation_at: None,
+        kind: KeyKind::new(KeySpec::EccNistP384, KeyUsage::SignVerify).unwrap(),
+        origin: Origin::External,
+        ..key("imported", 10_000)
+    };
+    let empty = VersionRow {
+        wrapped_material: None,
+        ..version(1, 10_000)
+    };
+    storage
+        .insert_key(pending.clone(), empty.clone(), None, None)
+        .await
+        .unwrap();
+    let loaded = storage.load_key(pending.id).await.unwrap().unwrap();
+    assert_eq!(
+        (loaded.record, loaded.versions),
+        (pending.clone(), vec![empty.clone()])
+    );
+
+    let imported = KmsKey {
+        state: State::Enabled,
+        valid_to: Some(UnixMillis(99_000)),
+        import_fingerprint: Some("ab".repeat(32)),
+        ..pending.clone()
+    };
+    storage
+        .set_material(imported.clone(), 1, Some(vec![7; 200]))
+        .await
+        .unwrap();
+    let loaded = storage.load_key(pending.id).await.unwrap().unwrap();
+    assert_eq!(loaded.record, imported);
+    assert_eq!(loaded.versions[0].wrapped_material, Some(vec![7; 200]));
+
+    let deleted = KmsKey {
+        state: State::PendingImport,
+        valid_to: None,
+        ..imported.clone()
+    };
+    storage
+        .set_material(deleted.clone(), 1, None)
+        .await
+        .unwrap();
+    let loaded = storage.load_key(pending.id).await.unwrap().unwrap();
+    assert_eq!(loaded.record, deleted, "the fingerprint stays");
+    assert_eq!(loaded.versions, vec![empty]);
+    // A version that does not exist is not silently skipped.
+    assert!(storage.set_material(deleted, 2, None).await.is_err());
 }
 
 async fn keys(storage: &Storage) {
@@ -581,4 +641,85 @@ impl Head for kmsd::audit::ChainLink {
     fn clone_head(&self) -> (u64, String) {
         (self.seq, self.hash.clone())
     }
+}
+
+/// A database made before keys had kinds (migration 6) is carried over whole: the keys table is rebuilt (SQLite
+/// cannot change its CHECK), its rows, and the rows that refer to them, stay; references are still enforced.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_database_from_before_key_kinds_migrates_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kmsd.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for (_, sql) in &kmsd::storage::MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO keys VALUES ('0b9a4e02-3a2c-4a53-8c6e-5b2f2f8d3c11', 'old', 'DISABLED', 1000, 2, 30, 9000, NULL);
+             INSERT INTO keys VALUES ('6f0f3a4b-8a51-4f0e-9a55-0d1f1e2b3c44', 'gone', 'DESTROYED', 2000, 1, NULL, NULL, 5000);
+             INSERT INTO key_versions VALUES ('0b9a4e02-3a2c-4a53-8c6e-5b2f2f8d3c11', 1, 1000, x'0101');
+             INSERT INTO key_versions VALUES ('0b9a4e02-3a2c-4a53-8c6e-5b2f2f8d3c11', 2, 3000, x'0202');
+             INSERT INTO key_versions VALUES ('6f0f3a4b-8a51-4f0e-9a55-0d1f1e2b3c44', 1, 2000, NULL);
+             INSERT INTO key_tags VALUES ('0b9a4e02-3a2c-4a53-8c6e-5b2f2f8d3c11', 'team', 'payments');
+             INSERT INTO aliases VALUES ('alias/old', '0b9a4e02-3a2c-4a53-8c6e-5b2f2f8d3c11', 1500);
+             INSERT INTO key_policies VALUES ('0b9a4e02-3a2c-4a53-8c6e-5b2f2f8d3c11', '{\"statements\":[]}', 1600);",
+        )
+        .unwrap();
+    }
+    let storage = Storage::open_sqlite(&path).unwrap();
+    let mut keys = storage.load_keys().await.unwrap();
+    keys.sort_by_key(|k| k.record.created_at.0);
+    assert_eq!(keys.len(), 2);
+    let old = &keys[0];
+    assert_eq!(
+        (
+            old.record.description.as_str(),
+            old.record.state,
+            old.record.primary_version
+        ),
+        ("old", State::Disabled, 2)
+    );
+    assert_eq!(
+        (
+            old.record.kind,
+            old.record.origin,
+            old.record.rotation_period_days
+        ),
+        (
+            kmsd::keys::KeyKind::SYMMETRIC,
+            kmsd::keys::Origin::Kmsd,
+            Some(30)
+        )
+    );
+    assert_eq!(old.record.tags["team"], "payments");
+    assert_eq!(old.versions.len(), 2);
+    assert_eq!(old.versions[1].wrapped_material, Some(vec![2, 2]));
+    assert_eq!(old.aliases[0].name.to_string(), "alias/old");
+    assert_eq!(old.policy.as_deref(), Some("{\"statements\":[]}"));
+    assert_eq!(keys[1].record.state, State::Destroyed);
+    storage.close().await;
+
+    // The tables that referred to the old keys table refer to the new one, and still refuse orphans.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+    let orphan = conn.execute(
+        "INSERT INTO key_tags VALUES ('00000000-0000-4000-8000-000000000000', 'k', 'v')",
+        [],
+    );
+    assert!(orphan.is_err(), "a tag of no key was accepted");
+    let dangling: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(dangling, 0);
+    let schema: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'key_tags'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(schema.contains("REFERENCES keys"), "{schema}");
 }

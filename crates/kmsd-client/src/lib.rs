@@ -1086,6 +1086,65 @@ impl Client {
         .await
     }
 
+    /// For a key of origin EXTERNAL: an RSA public key (DER) to wrap its material with and the token
+    /// [`Client::import_key_material`] needs, both valid for 24 hours. Empty arguments take the defaults
+    /// (`RSAES_OAEP_SHA_256`, `RSA_2048`); wrap private keys with `RSA_AES_KEY_WRAP_SHA_256`.
+    pub async fn get_parameters_for_import(
+        &self,
+        key_id: &str,
+        wrapping_algorithm: &str,
+        wrapping_key_spec: &str,
+    ) -> Result<GetParametersForImportResponse> {
+        let request = GetParametersForImportRequest {
+            key_id: key_id.into(),
+            wrapping_algorithm: wrapping_algorithm.into(),
+            wrapping_key_spec: wrapping_key_spec.into(),
+        };
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.kms.get_parameters_for_import(r).await
+        })
+        .await
+    }
+
+    /// Imports wrapped material into a key of origin EXTERNAL; with `valid_to`, kmsd deletes it then.
+    pub async fn import_key_material(
+        &self,
+        key_id: &str,
+        import_token: &[u8],
+        encrypted_key_material: &[u8],
+        valid_to: Option<std::time::SystemTime>,
+    ) -> Result<()> {
+        let request = ImportKeyMaterialRequest {
+            key_id: key_id.into(),
+            import_token: import_token.to_vec(),
+            encrypted_key_material: encrypted_key_material.to_vec(),
+            expiration_model: if valid_to.is_some() {
+                "KEY_MATERIAL_EXPIRES".into()
+            } else {
+                "KEY_MATERIAL_DOES_NOT_EXPIRE".into()
+            },
+            valid_to: valid_to.map(prost_types::Timestamp::from),
+        };
+        // Importing the same material again is allowed and changes nothing more.
+        self.call(Retry::Idempotent, request, |mut c, r| async move {
+            c.kms.import_key_material(r).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes an EXTERNAL key's material at once; it is PENDING_IMPORT until the same material is imported.
+    pub async fn delete_imported_key_material(&self, key_id: &str) -> Result<()> {
+        let request = DeleteImportedKeyMaterialRequest {
+            key_id: key_id.into(),
+        };
+        self.call(Retry::Once, request, |mut c, r| async move {
+            c.kms.delete_imported_key_material(r).await
+        })
+        .await?;
+        Ok(())
+    }
+
     /// The HMAC of `message` (1-4096 bytes) with a GENERATE_VERIFY_MAC key, under its `algorithm`
     /// (`HMAC_SHA_256`, ...).
     pub async fn generate_mac(

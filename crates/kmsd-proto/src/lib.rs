@@ -72,8 +72,15 @@ error_kinds! {
     InvalidSignature,
     /// VerifyMac: the MAC is not the key's for the message.
     InvalidMac,
-    /// The call does not apply to a key of this kind at all (rotating a key pair or an HMAC key).
+    /// The call does not apply to a key of this kind at all (rotating a key pair or an HMAC key, importing into a
+    /// key whose material kmsd made).
     UnsupportedOperation,
+    /// ImportKeyMaterial: the import token is not one kmsd issued for this key.
+    InvalidImportToken,
+    /// ImportKeyMaterial: the import token's 24 hours are over.
+    ExpiredImportToken,
+    /// ImportKeyMaterial: the material is not a key of the key's spec, or not the material first imported into it.
+    IncorrectKeyMaterial,
     NotFound,
     AlreadyExists,
     /// The key's state forbids the call (disabled, pending deletion, destroyed).

@@ -165,6 +165,41 @@ enum KeysCommand {
         /// (ENCRYPT_DECRYPT for RSA).
         #[arg(long, default_value = "")]
         usage: String,
+        /// EXTERNAL: you import the material (`keys import-parameters`, `keys import`); KMSD (the default): kmsd
+        /// makes it.
+        #[arg(long, default_value = "")]
+        origin: String,
+    },
+    /// For a key of origin EXTERNAL: write the wrapping public key (wrapping-key.pem) and the import token
+    /// (import-token.bin) to a directory. Both are good for 24 hours.
+    ImportParameters {
+        key: String,
+        /// RSAES_OAEP_SHA_256 (the default), RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 (for private keys) or
+        /// RSA_AES_KEY_WRAP_SHA_1.
+        #[arg(long, default_value = "")]
+        algorithm: String,
+        /// RSA_2048 (the default), RSA_3072 or RSA_4096.
+        #[arg(long, default_value = "")]
+        wrapping_spec: String,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Import wrapped key material (made with the files `keys import-parameters` wrote).
+    Import {
+        key: String,
+        /// The import token file.
+        #[arg(long)]
+        token: PathBuf,
+        /// The wrapped material file.
+        #[arg(long)]
+        material: PathBuf,
+        /// When kmsd deletes the material (RFC 3339); it does not expire otherwise.
+        #[arg(long)]
+        valid_to: Option<String>,
+    },
+    /// Delete an EXTERNAL key's imported material now; the key is PENDING_IMPORT until it is imported again.
+    DeleteImported {
+        key: String,
     },
     /// Read or replace a key's policy: who may use it besides administrators.
     #[command(subcommand)]
@@ -614,6 +649,7 @@ async fn keys(kms: &Client, out: &Output, cmd: KeysCommand) -> Result<(), Failur
             grant_creator,
             spec,
             usage,
+            origin,
         } => {
             let policy = policy.as_ref().map(access::read_policy).transpose()?;
             kms.create_key(CreateKeyRequest {
@@ -625,6 +661,7 @@ async fn keys(kms: &Client, out: &Output, cmd: KeysCommand) -> Result<(), Failur
                 grant_creator,
                 key_spec: spec,
                 key_usage: usage,
+                origin,
             })
             .await?
         }
@@ -633,6 +670,62 @@ async fn keys(kms: &Client, out: &Output, cmd: KeysCommand) -> Result<(), Failur
             return Ok(());
         }
         KeysCommand::Describe { key } => kms.describe_key(&key).await?,
+        KeysCommand::ImportParameters {
+            key,
+            algorithm,
+            wrapping_spec,
+            out: dir,
+        } => {
+            let p = kms
+                .get_parameters_for_import(&key, &algorithm, &wrapping_spec)
+                .await?;
+            let (pem_path, token_path) =
+                (dir.join("wrapping-key.pem"), dir.join("import-token.bin"));
+            std::fs::write(&pem_path, signing::pem("PUBLIC KEY", &p.public_key))?;
+            std::fs::write(&token_path, &p.import_token)?;
+            let valid_to = output::time(&p.parameters_valid_to);
+            if out.json {
+                output::print_json(&serde_json::json!({
+                    "key_id": p.key_id,
+                    "wrapping_key": pem_path,
+                    "import_token": token_path,
+                    "parameters_valid_to": valid_to,
+                }));
+            } else {
+                println!(
+                    "wrote {} and {} (valid until {valid_to})",
+                    pem_path.display(),
+                    token_path.display()
+                );
+            }
+            return Ok(());
+        }
+        KeysCommand::Import {
+            key,
+            token,
+            material,
+            valid_to,
+        } => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).map_err(|e| Failure(format!("cannot read {}: {e}", p.display())))
+            };
+            let valid_to = valid_to
+                .map(|text| {
+                    kmsd::clock::UnixMillis::parse_rfc3339(&text)
+                        .and_then(|t| std::time::SystemTime::try_from(t).ok())
+                        .ok_or_else(|| {
+                            Failure(format!("--valid-to {text:?} is not an RFC 3339 time"))
+                        })
+                })
+                .transpose()?;
+            kms.import_key_material(&key, &read(&token)?, &read(&material)?, valid_to)
+                .await?;
+            kms.describe_key(&key).await?
+        }
+        KeysCommand::DeleteImported { key } => {
+            kms.delete_imported_key_material(&key).await?;
+            kms.describe_key(&key).await?
+        }
         KeysCommand::Enable { key } => kms.enable_key(&key).await?,
         KeysCommand::Disable { key } => kms.disable_key(&key).await?,
         KeysCommand::Rotate { key } => kms.rotate_key(&key).await?,

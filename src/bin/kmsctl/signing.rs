@@ -87,7 +87,7 @@ fn base64_arg(name: &str, text: &str) -> Result<Vec<u8>, Failure> {
 }
 
 /// DER as PEM with `label`, 64 characters a line (RFC 7468).
-fn pem(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     let encoded = BASE64.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in encoded.as_bytes().chunks(64) {

@@ -10,7 +10,7 @@ use crate::clock::UnixMillis;
 use crate::keys::{AliasName, KeyId, KmsKey, State};
 use crate::storage::{
     AccessKeyRow, AccessRows, AliasRow, ChangeKind, Changes, PrincipalRow, StorageError, StoredKey,
-    TokenRow, VersionRow, key_kind,
+    TokenRow, VersionRow, key_kind, origin,
 };
 
 fn parse_key_id(s: &str) -> Result<KeyId, StorageError> {
@@ -90,7 +90,8 @@ impl PgStore {
             .query(
                 &format!(
                     "SELECT key_id, description, state, created_at_ms, primary_version, rotation_period_days,
-                            next_rotation_at_ms, deletion_at_ms, key_spec, key_usage
+                            next_rotation_at_ms, deletion_at_ms, key_spec, key_usage, origin, valid_to_ms,
+                            import_fingerprint
                      FROM keys {filter}"
                 ),
                 &[&only],
@@ -117,6 +118,9 @@ impl PgStore {
                 deletion_at: r.get::<_, Option<i64>>(7).map(UnixMillis),
                 tags: BTreeMap::new(),
                 kind: key_kind(r.get(8), r.get(9))?,
+                origin: origin(r.get(10))?,
+                valid_to: r.get::<_, Option<i64>>(11).map(UnixMillis),
+                import_fingerprint: r.get(12),
             };
             keys.insert(
                 id,
@@ -305,6 +309,31 @@ impl PgStore {
         self.logged(ChangeKind::Key, &record.id.to_string(), async |tx| {
             insert_version(tx, record.id, &version).await?;
             update_key(tx, &record).await
+        })
+        .await
+    }
+
+    pub async fn set_material(
+        &self,
+        record: KmsKey,
+        version: u32,
+        wrapped: Option<Vec<u8>>,
+    ) -> Result<(), StorageError> {
+        let id = record.id.to_string();
+        self.logged(ChangeKind::Key, &id, async |tx| {
+            update_key(tx, &record).await?;
+            let changed = tx
+                .execute(
+                    "UPDATE key_versions SET wrapped_material = $3 WHERE key_id = $1 AND version = $2",
+                    &[&id, &(version as i32), &wrapped],
+                )
+                .await?;
+            if changed != 1 {
+                return Err(StorageError::Corrupt(format!(
+                    "key {id} has no version {version}"
+                )));
+            }
+            Ok(())
         })
         .await
     }
@@ -564,8 +593,9 @@ pub(super) async fn insert_key_row(
     let id = record.id.to_string();
     c.execute(
         "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version, rotation_period_days,
-                           next_rotation_at_ms, deletion_at_ms, key_spec, key_usage)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                           next_rotation_at_ms, deletion_at_ms, key_spec, key_usage, origin, valid_to_ms,
+                           import_fingerprint)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             &id,
             &record.description,
@@ -577,6 +607,9 @@ pub(super) async fn insert_key_row(
             &millis(record.deletion_at),
             &record.kind.spec.as_str(),
             &record.kind.usage.as_str(),
+            &record.origin.as_str(),
+            &millis(record.valid_to),
+            &record.import_fingerprint,
         ],
     )
     .await?;
@@ -698,7 +731,8 @@ async fn update_key(c: &impl GenericClient, record: &KmsKey) -> Result<(), Stora
     let changed = c
         .execute(
             "UPDATE keys SET state = $2, primary_version = $3, next_rotation_at_ms = $4, deletion_at_ms = $5,
-                             description = $6, rotation_period_days = $7
+                             description = $6, rotation_period_days = $7, valid_to_ms = $8,
+                             import_fingerprint = $9
              WHERE key_id = $1",
             &[
                 &id,
@@ -708,6 +742,8 @@ async fn update_key(c: &impl GenericClient, record: &KmsKey) -> Result<(), Stora
                 &millis(record.deletion_at),
                 &record.description,
                 &record.rotation_period_days.map(|d| d as i32),
+                &millis(record.valid_to),
+                &record.import_fingerprint,
             ],
         )
         .await?;

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::clock::UnixMillis;
 use crate::keys::{AliasName, KeyId, KmsKey, State};
-use crate::storage::{AliasRow, StorageError, StoredKey, VersionRow, key_kind};
+use crate::storage::{AliasRow, StorageError, StoredKey, VersionRow, key_kind, origin};
 
 pub(super) fn meta(c: &mut Connection, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
     Ok(
@@ -34,7 +34,8 @@ pub(super) fn load_all(c: &mut Connection) -> Result<Vec<StoredKey>, StorageErro
     {
         let mut stmt = tx.prepare(
             "SELECT key_id, description, state, created_at_ms, primary_version, rotation_period_days,
-                    next_rotation_at_ms, deletion_at_ms, key_spec, key_usage
+                    next_rotation_at_ms, deletion_at_ms, key_spec, key_usage, origin, valid_to_ms,
+                    import_fingerprint
              FROM keys",
         )?;
         let mut rows = stmt.query([])?;
@@ -53,6 +54,9 @@ pub(super) fn load_all(c: &mut Connection) -> Result<Vec<StoredKey>, StorageErro
                 deletion_at: r.get::<_, Option<i64>>(7)?.map(UnixMillis),
                 tags: BTreeMap::new(),
                 kind: key_kind(&r.get::<_, String>(8)?, &r.get::<_, String>(9)?)?,
+                origin: origin(&r.get::<_, String>(10)?)?,
+                valid_to: r.get::<_, Option<i64>>(11)?.map(UnixMillis),
+                import_fingerprint: r.get(12)?,
             };
             keys.insert(
                 id,
@@ -131,8 +135,9 @@ pub(super) fn insert_key(
     let tx = c.transaction()?;
     tx.execute(
         "INSERT INTO keys (key_id, description, state, created_at_ms, primary_version, rotation_period_days,
-                           next_rotation_at_ms, deletion_at_ms, key_spec, key_usage)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                           next_rotation_at_ms, deletion_at_ms, key_spec, key_usage, origin, valid_to_ms,
+                           import_fingerprint)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             record.id.to_string(),
             record.description,
@@ -144,6 +149,9 @@ pub(super) fn insert_key(
             record.deletion_at.map(|t| t.0),
             record.kind.spec.as_str(),
             record.kind.usage.as_str(),
+            record.origin.as_str(),
+            record.valid_to.map(|t| t.0),
+            record.import_fingerprint,
         ],
     )?;
     for (name, value) in &record.tags {
@@ -168,7 +176,7 @@ pub(super) fn update_key(tx: &Transaction<'_>, record: &KmsKey) -> Result<(), St
     let id = record.id.to_string();
     let changed = tx.execute(
         "UPDATE keys SET state = ?2, primary_version = ?3, next_rotation_at_ms = ?4, deletion_at_ms = ?5,
-                         description = ?6, rotation_period_days = ?7
+                         description = ?6, rotation_period_days = ?7, valid_to_ms = ?8, import_fingerprint = ?9
          WHERE key_id = ?1",
         params![
             id,
@@ -178,6 +186,8 @@ pub(super) fn update_key(tx: &Transaction<'_>, record: &KmsKey) -> Result<(), St
             record.deletion_at.map(|t| t.0),
             record.description,
             record.rotation_period_days,
+            record.valid_to.map(|t| t.0),
+            record.import_fingerprint,
         ],
     )?;
     if changed != 1 {
@@ -234,6 +244,29 @@ pub(super) fn add_version(
     let tx = c.transaction()?;
     insert_version(&tx, record.id, version)?;
     update_key(&tx, record)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Sets (imports) or erases (deletes) one version's wrapped material, with the key's new record.
+pub(super) fn set_material(
+    c: &mut Connection,
+    record: &KmsKey,
+    version: u32,
+    wrapped: Option<&[u8]>,
+) -> Result<(), StorageError> {
+    let tx = c.transaction()?;
+    update_key(&tx, record)?;
+    let changed = tx.execute(
+        "UPDATE key_versions SET wrapped_material = ?3 WHERE key_id = ?1 AND version = ?2",
+        params![record.id.to_string(), version, wrapped],
+    )?;
+    if changed != 1 {
+        return Err(StorageError::Corrupt(format!(
+            "key {} has no version {version}",
+            record.id
+        )));
+    }
     tx.commit()?;
     Ok(())
 }

@@ -40,10 +40,31 @@ pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {
     if found > known {
         return Err(StorageError::SchemaTooNew { found, known });
     }
+    if found == known {
+        return Ok(());
+    }
+    // As SQLite prescribes for changing a table's definition: foreign keys off (it cannot change inside a
+    // transaction), each migration checked for dangling references before it commits, and on again afterwards.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let applied = apply_each(conn, found);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    applied
+}
+
+fn apply_each(conn: &mut Connection, found: i64) -> Result<(), StorageError> {
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
             .map_err(|e| StorageError::Corrupt(format!("migration {name} failed: {e}")))?;
+        let dangling: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if dangling != 0 {
+            return Err(StorageError::Corrupt(format!(
+                "migration {name} left {dangling} rows referring to rows that do not exist"
+            )));
+        }
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;
         tracing::info!(migration = name, "applied database migration");

@@ -173,6 +173,16 @@ impl SqliteStore {
         self.call(move |c| keys::destroy_key(c, &record)).await
     }
 
+    pub async fn set_material(
+        &self,
+        record: KmsKey,
+        version: u32,
+        wrapped: Option<Vec<u8>>,
+    ) -> Result<(), StorageError> {
+        self.call(move |c| keys::set_material(c, &record, version, wrapped.as_deref()))
+            .await
+    }
+
     /// Fails with a constraint error if the alias exists.
     pub async fn insert_alias(&self, alias: AliasRow) -> Result<(), StorageError> {
         self.call(move |c| keys::insert_alias(c, &alias)).await

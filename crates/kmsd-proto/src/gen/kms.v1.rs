@@ -43,6 +43,15 @@ pub struct KeyMetadata {
     pub signing_algorithms: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     #[prost(string, repeated, tag = "15")]
     pub mac_algorithms: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// KMSD (kmsd made the material) or EXTERNAL (imported with ImportKeyMaterial).
+    #[prost(string, tag = "16")]
+    pub origin: ::prost::alloc::string::String,
+    /// EXTERNAL keys: KEY_MATERIAL_EXPIRES or KEY_MATERIAL_DOES_NOT_EXPIRE; empty for KMSD keys.
+    #[prost(string, tag = "17")]
+    pub expiration_model: ::prost::alloc::string::String,
+    /// EXTERNAL keys whose material expires: when it will be (or was) deleted.
+    #[prost(message, optional, tag = "18")]
+    pub valid_to: ::core::option::Option<::prost_types::Timestamp>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct KeyVersion {
@@ -94,6 +103,10 @@ pub struct CreateKeyRequest {
     /// ENCRYPT_DECRYPT for RSA keys (which may also be SIGN_VERIFY). Only SYMMETRIC_DEFAULT keys rotate.
     #[prost(string, tag = "8")]
     pub key_usage: ::prost::alloc::string::String,
+    /// Optional: KMSD (the default: kmsd makes the material) or EXTERNAL: the key is PENDING_IMPORT until its material
+    /// is imported with GetParametersForImport and ImportKeyMaterial.
+    #[prost(string, tag = "9")]
+    pub origin: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateKeyResponse {
@@ -963,6 +976,62 @@ pub struct GenerateDataKeyPairWithoutPlaintextResponse {
     pub key_pair_spec: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetParametersForImportRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 (the default if empty), RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256.
+    /// Private keys are too large for RSA-OAEP alone: wrap them with an RSA_AES_KEY_WRAP algorithm.
+    #[prost(string, tag = "2")]
+    pub wrapping_algorithm: ::prost::alloc::string::String,
+    /// RSA_2048 (the default if empty), RSA_3072 or RSA_4096.
+    #[prost(string, tag = "3")]
+    pub wrapping_key_spec: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetParametersForImportResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub import_token: ::prost::alloc::vec::Vec<u8>,
+    /// DER SubjectPublicKeyInfo.
+    #[prost(bytes = "vec", tag = "3")]
+    pub public_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(message, optional, tag = "4")]
+    pub parameters_valid_to: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImportKeyMaterialRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub import_token: ::prost::alloc::vec::Vec<u8>,
+    /// The material wrapped as GetParametersForImport's algorithm says: 32 bytes for SYMMETRIC_DEFAULT, the HMAC key
+    /// (as long as its hash's output up to its block size) for HMAC keys, the private key as PKCS#8 DER for key pairs.
+    #[prost(bytes = "vec", tag = "3")]
+    pub encrypted_key_material: ::prost::alloc::vec::Vec<u8>,
+    /// KEY_MATERIAL_DOES_NOT_EXPIRE (the default if empty) or KEY_MATERIAL_EXPIRES, with valid_to.
+    #[prost(string, tag = "4")]
+    pub expiration_model: ::prost::alloc::string::String,
+    /// With KEY_MATERIAL_EXPIRES: when kmsd deletes the material (in the future, at most 365 days away).
+    #[prost(message, optional, tag = "5")]
+    pub valid_to: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImportKeyMaterialResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteImportedKeyMaterialRequest {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteImportedKeyMaterialResponse {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Principal {
     /// 1-64 characters of A-Z a-z 0-9 . _ @ -
     #[prost(string, tag = "1")]
@@ -1151,6 +1220,8 @@ pub enum KeyState {
     PendingDeletion = 3,
     /// The key's material has been destroyed; only its metadata remains.
     Destroyed = 4,
+    /// A key of origin EXTERNAL without material: not imported yet, or deleted, or expired.
+    PendingImport = 5,
 }
 impl KeyState {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -1164,6 +1235,7 @@ impl KeyState {
             Self::Disabled => "DISABLED",
             Self::PendingDeletion => "PENDING_DELETION",
             Self::Destroyed => "DESTROYED",
+            Self::PendingImport => "PENDING_IMPORT",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -1174,6 +1246,7 @@ impl KeyState {
             "DISABLED" => Some(Self::Disabled),
             "PENDING_DELETION" => Some(Self::PendingDeletion),
             "DESTROYED" => Some(Self::Destroyed),
+            "PENDING_IMPORT" => Some(Self::PendingImport),
             _ => None,
         }
     }
@@ -2243,6 +2316,96 @@ pub mod key_management_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// For a key of origin EXTERNAL: an RSA public key to wrap its material with, and the token ImportKeyMaterial
+        /// needs, both valid for 24 hours.
+        pub async fn get_parameters_for_import(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetParametersForImportRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetParametersForImportResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/GetParametersForImport",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "kms.v1.KeyManagementService",
+                        "GetParametersForImport",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Imports wrapped material into a key of origin EXTERNAL, which becomes ENABLED. A key takes only the material it
+        /// was first given: importing it again (after a deletion or an expiry, or to change its expiry) is allowed, other
+        /// material is refused.
+        pub async fn import_key_material(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ImportKeyMaterialRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ImportKeyMaterialResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/ImportKeyMaterial",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("kms.v1.KeyManagementService", "ImportKeyMaterial"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Deletes an EXTERNAL key's material at once; the key is PENDING_IMPORT until the same material is imported.
+        pub async fn delete_imported_key_material(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DeleteImportedKeyMaterialRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteImportedKeyMaterialResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/kms.v1.KeyManagementService/DeleteImportedKeyMaterial",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "kms.v1.KeyManagementService",
+                        "DeleteImportedKeyMaterial",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2519,6 +2682,33 @@ pub mod key_management_service_server {
             request: tonic::Request<super::GenerateDataKeyPairWithoutPlaintextRequest>,
         ) -> std::result::Result<
             tonic::Response<super::GenerateDataKeyPairWithoutPlaintextResponse>,
+            tonic::Status,
+        >;
+        /// For a key of origin EXTERNAL: an RSA public key to wrap its material with, and the token ImportKeyMaterial
+        /// needs, both valid for 24 hours.
+        async fn get_parameters_for_import(
+            &self,
+            request: tonic::Request<super::GetParametersForImportRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetParametersForImportResponse>,
+            tonic::Status,
+        >;
+        /// Imports wrapped material into a key of origin EXTERNAL, which becomes ENABLED. A key takes only the material it
+        /// was first given: importing it again (after a deletion or an expiry, or to change its expiry) is allowed, other
+        /// material is refused.
+        async fn import_key_material(
+            &self,
+            request: tonic::Request<super::ImportKeyMaterialRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ImportKeyMaterialResponse>,
+            tonic::Status,
+        >;
+        /// Deletes an EXTERNAL key's material at once; the key is PENDING_IMPORT until the same material is imported.
+        async fn delete_imported_key_material(
+            &self,
+            request: tonic::Request<super::DeleteImportedKeyMaterialRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteImportedKeyMaterialResponse>,
             tonic::Status,
         >;
     }
@@ -4245,6 +4435,160 @@ pub mod key_management_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GenerateDataKeyPairWithoutPlaintextSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/GetParametersForImport" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetParametersForImportSvc<T: KeyManagementService>(
+                        pub Arc<T>,
+                    );
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::GetParametersForImportRequest>
+                    for GetParametersForImportSvc<T> {
+                        type Response = super::GetParametersForImportResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetParametersForImportRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::get_parameters_for_import(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetParametersForImportSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/ImportKeyMaterial" => {
+                    #[allow(non_camel_case_types)]
+                    struct ImportKeyMaterialSvc<T: KeyManagementService>(pub Arc<T>);
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<super::ImportKeyMaterialRequest>
+                    for ImportKeyMaterialSvc<T> {
+                        type Response = super::ImportKeyMaterialResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ImportKeyMaterialRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::import_key_material(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ImportKeyMaterialSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/kms.v1.KeyManagementService/DeleteImportedKeyMaterial" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteImportedKeyMaterialSvc<T: KeyManagementService>(
+                        pub Arc<T>,
+                    );
+                    impl<
+                        T: KeyManagementService,
+                    > tonic::server::UnaryService<
+                        super::DeleteImportedKeyMaterialRequest,
+                    > for DeleteImportedKeyMaterialSvc<T> {
+                        type Response = super::DeleteImportedKeyMaterialResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                super::DeleteImportedKeyMaterialRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as KeyManagementService>::delete_imported_key_material(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteImportedKeyMaterialSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
