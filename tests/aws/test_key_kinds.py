@@ -333,3 +333,125 @@ def test_a_data_key_pairs_private_key_matches_its_public_key_and_its_blob(aws, s
         aws.decrypt(CiphertextBlob=without["PrivateKeyCiphertextBlob"])["Plaintext"], password=None)
     assert private.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == without["PublicKey"]
+
+
+def openssl(*args, input=None):
+    done = subprocess.run(["openssl", *args], capture_output=True, input=input)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def wrap_with_openssl(tmp_path, public_der, algorithm, material):
+    """Wraps `material` as AWS's documentation shows, with the openssl command line only."""
+    pem = tmp_path / "wrapping-key.pem"
+    pem.write_bytes(serialization.load_der_public_key(public_der).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    md = "sha1" if algorithm.endswith("SHA_1") else "sha256"
+    oaep = ["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", f"rsa_oaep_md:{md}", "-pkeyopt", f"rsa_mgf1_md:{md}"]
+    (tmp_path / "material").write_bytes(material)
+    if algorithm.startswith("RSAES_OAEP"):
+        return openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", str(pem), *oaep, "-in", str(tmp_path / "material"))
+    aes_key = openssl("rand", "32")
+    (tmp_path / "aes-key").write_bytes(aes_key)
+    wrapped_key = openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", str(pem), *oaep, "-in", str(tmp_path / "aes-key"))
+    wrapped_material = openssl("enc", "-id-aes256-wrap-pad", "-K", aes_key.hex(), "-iv", "A65959A6",
+                               "-in", str(tmp_path / "material"))
+    return wrapped_key + wrapped_material
+
+
+def import_into(aws, tmp_path, key, algorithm, material, wrapping_spec="RSA_2048", **extra):
+    params = aws.get_parameters_for_import(KeyId=key, WrappingAlgorithm=algorithm, WrappingKeySpec=wrapping_spec)
+    wrapped = wrap_with_openssl(tmp_path, params["PublicKey"], algorithm, material)
+    aws.import_key_material(KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapped, **extra)
+    return params
+
+
+@pytest.mark.parametrize("algorithm", ["RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_256", "RSAES_OAEP_SHA_1"])
+def test_symmetric_material_wrapped_by_openssl_imports(aws, tmp_path, algorithm):
+    meta = aws.create_key(Origin="EXTERNAL")["KeyMetadata"]
+    assert (meta["KeyState"], meta["Origin"]) == ("PendingImport", "EXTERNAL")
+    key = meta["Arn"]
+    material = os.urandom(32)
+    import_into(aws, tmp_path, key, algorithm, material, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    meta = aws.describe_key(KeyId=key)["KeyMetadata"]
+    assert (meta["KeyState"], meta["ExpirationModel"]) == ("Enabled", "KEY_MATERIAL_DOES_NOT_EXPIRE")
+    blob = aws.encrypt(KeyId=key, Plaintext=b"byok")["CiphertextBlob"]
+    assert aws.decrypt(CiphertextBlob=blob)["Plaintext"] == b"byok"
+
+    # Other material, a changed token, another key's token: each refused as AWS names it.
+    params = aws.get_parameters_for_import(KeyId=key, WrappingAlgorithm=algorithm, WrappingKeySpec="RSA_2048")
+    other = wrap_with_openssl(tmp_path, params["PublicKey"], algorithm, os.urandom(32))
+    assert aws_error(lambda: aws.import_key_material(
+        KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=other,
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")) == "IncorrectKeyMaterialException"
+    same = wrap_with_openssl(tmp_path, params["PublicKey"], algorithm, material)
+    token = bytearray(params["ImportToken"])
+    token[30] ^= 1
+    assert aws_error(lambda: aws.import_key_material(
+        KeyId=key, ImportToken=bytes(token), EncryptedKeyMaterial=same,
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")) == "InvalidImportTokenException"
+    stranger = aws.create_key(Origin="EXTERNAL")["KeyMetadata"]["Arn"]
+    assert aws_error(lambda: aws.import_key_material(
+        KeyId=stranger, ImportToken=params["ImportToken"], EncryptedKeyMaterial=same,
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")) == "InvalidImportTokenException"
+    altered = same[:-1] + bytes([same[-1] ^ 1])
+    assert aws_error(lambda: aws.import_key_material(
+        KeyId=key, ImportToken=params["ImportToken"], EncryptedKeyMaterial=altered,
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")) == "InvalidCiphertextException"
+
+    # Deleted, then the same material again: the old blob opens.
+    aws.delete_imported_key_material(KeyId=key)
+    assert aws.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "PendingImport"
+    assert aws_error(lambda: aws.decrypt(CiphertextBlob=blob)) == "KMSInvalidStateException"
+    import_into(aws, tmp_path, key, algorithm, material, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert aws.decrypt(CiphertextBlob=blob)["Plaintext"] == b"byok"
+
+
+def test_an_imported_hmac_key_macs_as_pythons_hmac(aws, tmp_path):
+    import hmac
+
+    key = aws.create_key(KeySpec="HMAC_384", KeyUsage="GENERATE_VERIFY_MAC", Origin="EXTERNAL")["KeyMetadata"]["Arn"]
+    material = os.urandom(64)
+    import_into(aws, tmp_path, key, "RSAES_OAEP_SHA_256", material)
+    message = b"card 4111 1111 1111 1111"
+    made = aws.generate_mac(KeyId=key, Message=message, MacAlgorithm="HMAC_SHA_384")["Mac"]
+    assert made == hmac.new(material, message, hashlib.sha384).digest()
+    assert aws.verify_mac(KeyId=key, Message=message, Mac=made, MacAlgorithm="HMAC_SHA_384")["MacValid"]
+    changed = made[:-1] + bytes([made[-1] ^ 0x80])
+    assert aws_error(lambda: aws.verify_mac(
+        KeyId=key, Message=message, Mac=changed, MacAlgorithm="HMAC_SHA_384")) == "KMSInvalidMacException"
+
+
+@pytest.mark.parametrize("spec,algorithm,private_key", [
+    ("ECC_NIST_P256", "ECDSA_SHA_256", lambda: ec.generate_private_key(ec.SECP256R1())),
+    ("ECC_SECG_P256K1", "ECDSA_SHA_256", lambda: ec.generate_private_key(ec.SECP256K1())),
+    ("RSA_2048", "RSASSA_PSS_SHA_256", lambda: rsa.generate_private_key(65537, 2048)),
+    ("ECC_NIST_EDWARDS25519", "ED25519_SHA_512", ed25519.Ed25519PrivateKey.generate),
+    ("ML_DSA_65", "ML_DSA_SHAKE_256", mldsa.MLDSA65PrivateKey.generate),
+])
+def test_signatures_made_by_cryptography_with_an_imported_key_verify_in_kmsd(
+    aws, tmp_path, spec, algorithm, private_key
+):
+    private = private_key()
+    pkcs8 = private.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key = aws.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY", Origin="EXTERNAL")["KeyMetadata"]["Arn"]
+    import_into(aws, tmp_path, key, "RSA_AES_KEY_WRAP_SHA_256", pkcs8, wrapping_spec="RSA_3072")
+    assert aws.get_public_key(KeyId=key)["PublicKey"] == private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    message = os.urandom(100)
+    h = hash_of(algorithm)
+    if algorithm.startswith("ECDSA"):
+        signature = private.sign(message, ec.ECDSA(h))
+    elif algorithm.startswith("RSASSA_PSS"):
+        signature = private.sign(message, padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size), h)
+    else:
+        signature = private.sign(message)
+    assert aws.verify(KeyId=key, Message=message, Signature=signature, SigningAlgorithm=algorithm)["SignatureValid"]
+    assert aws_error(lambda: aws.verify(
+        KeyId=key, Message=message + b"?", Signature=signature, SigningAlgorithm=algorithm
+    )) == "KMSInvalidSignatureException"
+    # And the other way round: what kmsd signs with the imported key, the key's owner verifies.
+    made = aws.sign(KeyId=key, Message=message, SigningAlgorithm=algorithm)["Signature"]
+    verify_with_cryptography(aws.get_public_key(KeyId=key)["PublicKey"], algorithm, message, made)
