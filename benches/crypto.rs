@@ -145,5 +145,37 @@ fn envelopes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, blobs, signatures, envelopes);
+/// Sign and Verify per spec (a 32-byte message, each spec's first algorithm), and HMAC: the raw operations behind
+/// the Sign, Verify and GenerateMac calls, without the call path.
+fn key_kinds(c: &mut Criterion) {
+    use kmsd::crypto::{Material, VersionKey};
+    use kmsd::keys::{KeySpec, MessageType};
+    let message = [0x6bu8; 32];
+    let mut group = c.benchmark_group("key kinds");
+    for spec in KeySpec::ALL.iter().copied().filter(|s| s.is_asymmetric()) {
+        let material = Material::generate(spec).expect("a key pair");
+        let key = VersionKey::open(spec, &material).expect("opens");
+        let pair = key.pair().expect("a key pair");
+        let algorithm = spec.signing_algorithms()[0];
+        group.bench_function(format!("sign {spec} {algorithm}"), |b| {
+            b.iter(|| {
+                pair.sign(algorithm, MessageType::Raw, black_box(&message))
+                    .expect("signs")
+            })
+        });
+        let signature = pair
+            .sign(algorithm, MessageType::Raw, &message)
+            .expect("signs");
+        group.bench_function(format!("verify {spec} {algorithm}"), |b| {
+            b.iter(|| pair.verify(algorithm, MessageType::Raw, black_box(&message), &signature))
+        });
+    }
+    let material = Material::generate(KeySpec::Hmac256).expect("random bytes");
+    let key = VersionKey::open(KeySpec::Hmac256, &material).expect("opens");
+    let hmac = key.hmac().expect("an HMAC key");
+    group.bench_function("mac HMAC_256", |b| b.iter(|| hmac.mac(black_box(&message))));
+    group.finish();
+}
+
+criterion_group!(benches, blobs, signatures, envelopes, key_kinds);
 criterion_main!(benches);

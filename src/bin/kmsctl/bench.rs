@@ -29,6 +29,12 @@ pub enum BenchOp {
     Encrypt,
     /// GenerateDataKey, Decrypt and Encrypt in turn.
     Mix,
+    /// Sign of a 32-byte message with a key of `--spec` (default ECC_NIST_P256), under its first algorithm.
+    Sign,
+    /// Verify of a signature made before the run.
+    Verify,
+    /// GenerateMac of a 32-byte message with a key of `--spec` (default HMAC_256).
+    GenerateMac,
 }
 
 #[derive(Args, Debug)]
@@ -50,6 +56,9 @@ pub struct BenchArgs {
     /// The key for data keys and Encrypt; default alias/kmsctl-bench, created if missing.
     #[arg(long)]
     key: Option<String>,
+    /// The key spec for sign, verify and generate-mac (the default key is then alias/kmsctl-bench-<spec>).
+    #[arg(long)]
+    spec: Option<String>,
     /// How many blobs to make before a decrypt run.
     #[arg(long, default_value_t = 1000)]
     blobs: usize,
@@ -145,7 +154,13 @@ struct Work {
     kms: Client,
     key: String,
     blobs: Arc<Vec<Vec<u8>>>,
+    /// Sign, Verify, GenerateMac: the key's first algorithm, and the signature Verify checks.
+    algorithm: String,
+    signature: Arc<Vec<u8>>,
 }
+
+/// What Sign, Verify and GenerateMac are given.
+const MESSAGE: [u8; 32] = [0x6b; 32];
 
 async fn call(work: &Work, op: BenchOp, i: usize) -> Result<(), tonic::Code> {
     let op = match op {
@@ -158,6 +173,20 @@ async fn call(work: &Work, op: BenchOp, i: usize) -> Result<(), tonic::Code> {
         BenchOp::GenerateDataKey => kms.generate_data_key(&work.key, &[]).await.map(drop),
         BenchOp::Decrypt => kms
             .decrypt(&work.blobs[i % work.blobs.len()], &[], None)
+            .await
+            .map(drop),
+        BenchOp::Sign => kms.sign(&work.key, &MESSAGE, &work.algorithm).await.map(drop),
+        BenchOp::Verify => match kms
+            .verify(&work.key, &MESSAGE, &work.signature, &work.algorithm)
+            .await
+        {
+            Ok(true) => Ok(()),
+            // A signature that does not verify is an error here: it was made to verify.
+            Ok(false) => return Err(tonic::Code::InvalidArgument),
+            Err(e) => Err(e),
+        },
+        BenchOp::GenerateMac => kms
+            .generate_mac(&work.key, &MESSAGE, &work.algorithm)
             .await
             .map(drop),
         _ => kms.encrypt(&work.key, &[7u8; 32], &[]).await.map(drop),
@@ -206,11 +235,25 @@ pub async fn run(
         clients.push(kms);
     }
 
-    let key = args
-        .key
-        .clone()
-        .unwrap_or_else(|| "alias/kmsctl-bench".to_owned());
+    let keyed = matches!(
+        args.op,
+        BenchOp::Sign | BenchOp::Verify | BenchOp::GenerateMac
+    );
+    let spec = match (&args.spec, args.op) {
+        (Some(spec), _) => spec.clone(),
+        (None, BenchOp::GenerateMac) => "HMAC_256".to_owned(),
+        (None, BenchOp::Sign | BenchOp::Verify) => "ECC_NIST_P256".to_owned(),
+        (None, _) => String::new(),
+    };
+    let key = args.key.clone().unwrap_or_else(|| {
+        if spec.is_empty() {
+            "alias/kmsctl-bench".to_owned()
+        } else {
+            format!("alias/kmsctl-bench-{}", spec.to_lowercase().replace('_', "-"))
+        }
+    });
     let mut blobs = Vec::new();
+    let (mut algorithm, mut signature) = (String::new(), Vec::new());
     if args.op != BenchOp::Health {
         let kms = &clients[0];
         let exists = kms.describe_key(&key).await;
@@ -218,9 +261,32 @@ pub async fn run(
             kms.create_key(CreateKeyRequest {
                 description: "kmsctl bench".into(),
                 alias: key.clone(),
+                key_spec: spec.clone(),
+                key_usage: if spec.starts_with("RSA") {
+                    "SIGN_VERIFY".into()
+                } else {
+                    String::new()
+                },
                 ..Default::default()
             })
             .await?;
+        }
+        if keyed {
+            let meta = kms.describe_key(&key).await?;
+            algorithm = match args.op {
+                BenchOp::GenerateMac => meta.mac_algorithms.first(),
+                _ => meta.signing_algorithms.first(),
+            }
+            .cloned()
+            .ok_or_else(|| {
+                Failure(format!(
+                    "{key} is a {} {} key: it cannot {:?}",
+                    meta.key_spec, meta.key_usage, args.op
+                ))
+            })?;
+            if args.op == BenchOp::Verify {
+                signature = kms.sign(&key, &MESSAGE, &algorithm).await?.signature;
+            }
         }
         if matches!(args.op, BenchOp::Decrypt | BenchOp::Mix) {
             for _ in 0..args.blobs.max(1) {
@@ -234,6 +300,7 @@ pub async fn run(
         }
     }
     let blobs = Arc::new(blobs);
+    let signature = Arc::new(signature);
 
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let mut workers = Vec::with_capacity(args.concurrency);
@@ -242,6 +309,8 @@ pub async fn run(
             kms: clients[w % clients.len()].clone(),
             key: key.clone(),
             blobs: blobs.clone(),
+            algorithm: algorithm.clone(),
+            signature: signature.clone(),
         };
         let phase = phase.clone();
         let op = args.op;
