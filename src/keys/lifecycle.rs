@@ -319,7 +319,7 @@ impl KeyUpdate {
 
 /// A key's kind does not serve the operation, in any state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("key {key_id} is a {spec} key whose usage is {usage} (origin {origin}): {op} needs {needs}", spec = .kind.spec, usage = .kind.usage, op = .operation.name(), needs = .operation.needs())]
+#[error("key {key_id} ({spec}, usage {usage}, origin {origin}): {op} needs {needs}", spec = .kind.spec, usage = .kind.usage, op = .operation.name(), needs = .operation.needs())]
 pub struct UsageError {
     pub key_id: KeyId,
     pub kind: KeyKind,

@@ -89,7 +89,7 @@ impl NewKeySpec {
             }
             d if !kind.spec.is_symmetric() => {
                 return Err(invalid(format!(
-                    "a {} key does not rotate; only SYMMETRIC_DEFAULT keys take rotation_period_days (got {d})",
+                    "{} keys do not rotate; only SYMMETRIC_DEFAULT keys take rotation_period_days (got {d})",
                     kind.spec
                 )));
             }

@@ -355,7 +355,7 @@ impl KeyKind {
         if !spec.usages().contains(&usage) {
             let allowed: Vec<&str> = spec.usages().iter().map(|u| u.as_str()).collect();
             return Err(invalid(format!(
-                "a {spec} key cannot have key usage {usage}; it may have {}",
+                "key spec {spec} cannot have key usage {usage}; it may have {}",
                 allowed.join(" or ")
             )));
         }

@@ -147,7 +147,7 @@ impl Kms {
                     record.check(Operation::Decrypt)?;
                 }
                 return Err(KmsError::Algorithm(format!(
-                    "key {} is a {} key: decrypt with encryption_algorithm {}",
+                    "key {} ({}) decrypts with encryption_algorithm {}",
                     record.id,
                     record.kind.spec,
                     names_of(record.kind.encryption_algorithms())
@@ -228,7 +228,7 @@ impl Kms {
         let version = cached.record.primary_version;
         let Some(material) = primary_version(&cached)?.symmetric() else {
             return Err(KmsError::Algorithm(format!(
-                "key {} is a {} key: its encryption algorithms are {}, not SYMMETRIC_DEFAULT",
+                "key {} ({}) encrypts with {}, not SYMMETRIC_DEFAULT",
                 cached.record.id,
                 cached.record.kind.spec,
                 crate::keys::names_of(cached.record.kind.encryption_algorithms())
@@ -286,7 +286,7 @@ fn encrypting_pair<'a>(
     let allowed = primary.kind.encryption_algorithms();
     if !allowed.contains(&algorithm) {
         return Err(KmsError::Algorithm(format!(
-            "key {} is a {} key: it encrypts with {}, not {algorithm}",
+            "key {} ({}) encrypts with {}, not {algorithm}",
             primary.id,
             primary.kind.spec,
             names_of(allowed)

@@ -127,7 +127,7 @@ impl Kms {
         let allowed = kind.signing_algorithms();
         if !allowed.contains(&algorithm) {
             return Err(KmsError::Algorithm(format!(
-                "key {id} is a {} key: it signs with {}, not {algorithm}",
+                "key {id} ({}) signs with {}, not {algorithm}",
                 kind.spec,
                 names_of(allowed)
             )));
@@ -145,7 +145,7 @@ impl Kms {
         let allowed = kind.mac_algorithms();
         if !allowed.contains(&algorithm) {
             return Err(KmsError::Algorithm(format!(
-                "key {id} is a {} key: its MAC algorithm is {}, not {algorithm}",
+                "key {id} ({}) MACs with {}, not {algorithm}",
                 kind.spec,
                 names_of(allowed)
             )));

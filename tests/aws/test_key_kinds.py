@@ -455,3 +455,46 @@ def test_signatures_made_by_cryptography_with_an_imported_key_verify_in_kmsd(
     # And the other way round: what kmsd signs with the imported key, the key's owner verifies.
     made = aws.sign(KeyId=key, Message=message, SigningAlgorithm=algorithm)["Signature"]
     verify_with_cryptography(aws.get_public_key(KeyId=key)["PublicKey"], algorithm, message, made)
+
+
+def test_kmsctl_imports_material_wrapped_by_openssl(kmsd, tmp_path):
+    """The README's BYOK session: kmsctl writes the parameters, openssl wraps, kmsctl imports; other material and a
+    second key's token are refused; deleting makes the key wait again."""
+    import json
+
+    created = json.loads(kmsd.kmsctl("--json", "keys", "create", "--origin", "EXTERNAL").stdout)
+    key_id = created["key_id"]
+    assert (created["state"], created["origin"]) == ("PENDING_IMPORT", "EXTERNAL")
+    material = tmp_path / "material.bin"
+    material.write_bytes(os.urandom(32))
+
+    def wrapped(source):
+        kmsd.kmsctl("keys", "import-parameters", key_id, "--out", str(tmp_path))
+        out = tmp_path / (source.name + ".wrapped")
+        openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", str(tmp_path / "wrapping-key.pem"), "-in", str(source),
+                "-out", str(out), "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256",
+                "-pkeyopt", "rsa_mgf1_md:sha256")
+        return out
+
+    done = kmsd.kmsctl("--json", "keys", "import", key_id, "--import-token", str(tmp_path / "import-token.bin"),
+                       "--material", str(wrapped(material)), "--valid-to", "2099-01-01T00:00:00Z", check=False)
+    # 2099 is more than 365 days away: refused, as AWS refuses it.
+    assert done.returncode == 1 and b"365 days" in done.stderr, done
+    imported = json.loads(kmsd.kmsctl("--json", "keys", "import", key_id, "--import-token",
+                                      str(tmp_path / "import-token.bin"), "--material",
+                                      str(wrapped(material))).stdout)
+    assert (imported["state"], imported["expiration_model"]) == ("ENABLED", "KEY_MATERIAL_DOES_NOT_EXPIRE")
+    blob = kmsd.kmsctl("encrypt", "--key", key_id, input=b"mine").stdout
+
+    other = tmp_path / "other.bin"
+    other.write_bytes(os.urandom(32))
+    refused = kmsd.kmsctl("keys", "import", key_id, "--import-token", str(tmp_path / "import-token.bin"),
+                          "--material", str(wrapped(other)), check=False)
+    assert refused.returncode == 1 and b"IncorrectKeyMaterial" in refused.stderr, refused
+
+    deleted = json.loads(kmsd.kmsctl("--json", "keys", "delete-imported", key_id).stdout)
+    assert deleted["state"] == "PENDING_IMPORT"
+    assert kmsd.kmsctl("decrypt", input=blob, check=False).returncode == 1
+    kmsd.kmsctl("keys", "import", key_id, "--import-token", str(tmp_path / "import-token.bin"),
+                "--material", str(wrapped(material)))
+    assert kmsd.kmsctl("decrypt", input=blob).stdout == b"mine"

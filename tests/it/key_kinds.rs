@@ -292,7 +292,7 @@ async fn keys_refuse_what_their_kind_does_not_serve() {
         ("HMAC_256", "SIGN_VERIFY", 0, "GENERATE_VERIFY_MAC"),
         ("RSA_1024", "", 0, "RSA_2048"),
         ("SYMMETRIC_DEFAULT", "KEY_AGREEMENT", 0, "ENCRYPT_DECRYPT"),
-        ("ECC_NIST_P256", "", 90, "does not rotate"),
+        ("ECC_NIST_P256", "", 90, "do not rotate"),
     ] {
         let e = client
             .create_key(CreateKeyRequest {

@@ -175,7 +175,10 @@ async fn call(work: &Work, op: BenchOp, i: usize) -> Result<(), tonic::Code> {
             .decrypt(&work.blobs[i % work.blobs.len()], &[], None)
             .await
             .map(drop),
-        BenchOp::Sign => kms.sign(&work.key, &MESSAGE, &work.algorithm).await.map(drop),
+        BenchOp::Sign => kms
+            .sign(&work.key, &MESSAGE, &work.algorithm)
+            .await
+            .map(drop),
         BenchOp::Verify => match kms
             .verify(&work.key, &MESSAGE, &work.signature, &work.algorithm)
             .await
@@ -249,7 +252,10 @@ pub async fn run(
         if spec.is_empty() {
             "alias/kmsctl-bench".to_owned()
         } else {
-            format!("alias/kmsctl-bench-{}", spec.to_lowercase().replace('_', "-"))
+            format!(
+                "alias/kmsctl-bench-{}",
+                spec.to_lowercase().replace('_', "-")
+            )
         }
     });
     let mut blobs = Vec::new();
@@ -280,7 +286,7 @@ pub async fn run(
             .cloned()
             .ok_or_else(|| {
                 Failure(format!(
-                    "{key} is a {} {} key: it cannot {:?}",
+                    "{key} ({}, usage {}) cannot {:?}",
                     meta.key_spec, meta.key_usage, args.op
                 ))
             })?;

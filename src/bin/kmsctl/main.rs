@@ -187,9 +187,9 @@ enum KeysCommand {
     /// Import wrapped key material (made with the files `keys import-parameters` wrote).
     Import {
         key: String,
-        /// The import token file.
+        /// The import token file (import-token.bin).
         #[arg(long)]
-        token: PathBuf,
+        import_token: PathBuf,
         /// The wrapped material file.
         #[arg(long)]
         material: PathBuf,
@@ -702,7 +702,7 @@ async fn keys(kms: &Client, out: &Output, cmd: KeysCommand) -> Result<(), Failur
         }
         KeysCommand::Import {
             key,
-            token,
+            import_token,
             material,
             valid_to,
         } => {
@@ -718,7 +718,7 @@ async fn keys(kms: &Client, out: &Output, cmd: KeysCommand) -> Result<(), Failur
                         })
                 })
                 .transpose()?;
-            kms.import_key_material(&key, &read(&token)?, &read(&material)?, valid_to)
+            kms.import_key_material(&key, &read(&import_token)?, &read(&material)?, valid_to)
                 .await?;
             kms.describe_key(&key).await?
         }
@@ -869,4 +869,15 @@ async fn migrate_to_postgres(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every command and argument: a subcommand argument that shadows a global
+    /// one (`--token`, say) panics at parse time, which only this finds before a user does.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -58,6 +58,9 @@ fn key_json(m: &KeyMetadata) -> Value {
         "encryption_algorithms": m.encryption_algorithms,
         "signing_algorithms": m.signing_algorithms,
         "mac_algorithms": m.mac_algorithms,
+        "origin": m.origin,
+        "expiration_model": m.expiration_model,
+        "valid_to": json_time(&m.valid_to),
     })
 }
 
@@ -112,6 +115,8 @@ impl Output {
                 .collect::<Vec<_>>()
                 .join(", "),
             ),
+            ("Origin", m.origin.clone()),
+            ("Material until", time(&m.valid_to)),
             ("Description", m.description.clone()),
             ("Created", time(&m.creation_time)),
             ("Primary version", m.primary_version.to_string()),
