@@ -169,6 +169,20 @@ mod tests {
         out
     }
 
+    proptest::proptest! {
+        /// Whatever a caller sends as token and material, the answer is a refusal, never a panic.
+        #[test]
+        fn arbitrary_tokens_and_material_are_refused(
+            token in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700),
+            wrapped in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700),
+        ) {
+            let root = RootKey::new(KeyMaterial::from_bytes(&mut [3u8; 32]));
+            proptest::prop_assert!(
+                unwrap_material(&root, KeyId::new_random(), &token, &wrapped, UnixMillis(0)).is_err()
+            );
+        }
+    }
+
     #[test]
     fn material_wrapped_for_a_token_unwraps_only_with_it_and_only_in_time() {
         let root = RootKey::new(KeyMaterial::generate().unwrap());
