@@ -59,12 +59,11 @@ impl Kms {
         let key_id = cached.record.id;
         let valid_to = UnixMillis(self.clock.now().0 + PARAMETERS_VALID_MS);
         let root = Arc::clone(&self.root);
-        // A fresh RSA key pair each time: off the async workers.
-        let parameters = tokio::task::spawn_blocking(move || {
+        // A fresh RSA key pair each time: off the async workers, one per core at a time.
+        let parameters = super::generating(move || {
             import::parameters(&root, key_id, algorithm, wrapping_spec, valid_to)
         })
-        .await
-        .map_err(|e| KmsError::Internal(format!("key generation stopped: {e}")))?
+        .await?
         .map_err(|e| KmsError::Internal(e.to_string()))?;
         Ok(ImportParametersFor {
             key_id,

@@ -272,9 +272,26 @@ async fn generate_material_off_thread(spec: KeySpec) -> Result<Material, KmsErro
     if !spec.is_asymmetric() {
         return generate_material(spec);
     }
-    tokio::task::spawn_blocking(move || generate_material(spec))
+    generating(move || generate_material(spec)).await?
+}
+
+/// Runs a key generation on the blocking pool, at most one per core at a time: callers that may each ask for an
+/// RSA-4096 key pair (CreateKey, GenerateDataKeyPair, GetParametersForImport) queue for the cores instead of each
+/// taking a thread of the pool and all of them the machine.
+async fn generating<T: Send + 'static>(
+    generate: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, KmsError> {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _slot = slots
+        .acquire()
         .await
-        .map_err(|e| KmsError::Internal(format!("key generation stopped: {e}")))?
+        .map_err(|_| KmsError::Internal("key generation is closed".into()))?;
+    tokio::task::spawn_blocking(generate)
+        .await
+        .map_err(|e| KmsError::Internal(format!("key generation stopped: {e}")))
 }
 
 /// Opens material this process made or was given for a key version.

@@ -424,10 +424,16 @@ def test_an_imported_hmac_key_macs_as_pythons_hmac(aws, tmp_path):
 
 @pytest.mark.parametrize("spec,algorithm,private_key", [
     ("ECC_NIST_P256", "ECDSA_SHA_256", lambda: ec.generate_private_key(ec.SECP256R1())),
+    ("ECC_NIST_P384", "ECDSA_SHA_384", lambda: ec.generate_private_key(ec.SECP384R1())),
+    ("ECC_NIST_P521", "ECDSA_SHA_512", lambda: ec.generate_private_key(ec.SECP521R1())),
     ("ECC_SECG_P256K1", "ECDSA_SHA_256", lambda: ec.generate_private_key(ec.SECP256K1())),
     ("RSA_2048", "RSASSA_PSS_SHA_256", lambda: rsa.generate_private_key(65537, 2048)),
+    ("RSA_3072", "RSASSA_PKCS1_V1_5_SHA_384", lambda: rsa.generate_private_key(65537, 3072)),
+    ("RSA_4096", "RSASSA_PSS_SHA_512", lambda: rsa.generate_private_key(65537, 4096)),
     ("ECC_NIST_EDWARDS25519", "ED25519_SHA_512", ed25519.Ed25519PrivateKey.generate),
+    ("ML_DSA_44", "ML_DSA_SHAKE_256", mldsa.MLDSA44PrivateKey.generate),
     ("ML_DSA_65", "ML_DSA_SHAKE_256", mldsa.MLDSA65PrivateKey.generate),
+    ("ML_DSA_87", "ML_DSA_SHAKE_256", mldsa.MLDSA87PrivateKey.generate),
 ])
 def test_signatures_made_by_cryptography_with_an_imported_key_verify_in_kmsd(
     aws, tmp_path, spec, algorithm, private_key
@@ -446,6 +452,8 @@ def test_signatures_made_by_cryptography_with_an_imported_key_verify_in_kmsd(
         signature = private.sign(message, ec.ECDSA(h))
     elif algorithm.startswith("RSASSA_PSS"):
         signature = private.sign(message, padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size), h)
+    elif algorithm.startswith("RSASSA_PKCS1"):
+        signature = private.sign(message, padding.PKCS1v15(), h)
     else:
         signature = private.sign(message)
     assert aws.verify(KeyId=key, Message=message, Signature=signature, SigningAlgorithm=algorithm)["SignatureValid"]

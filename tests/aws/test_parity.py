@@ -306,3 +306,73 @@ def test_update_key_description(kms):
     meta = new_key(kms)
     kms.update_key_description(KeyId=meta["Arn"], Description="renamed")
     assert kms.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["Description"] == "renamed"
+
+
+def test_an_ecc_key_signs_and_verifies_and_describes_its_algorithms(kms, target):
+    meta = new_key(kms, KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+    assert (meta["KeySpec"], meta["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    assert meta["SigningAlgorithms"] == ["ECDSA_SHA_256"]
+    signed = kms.sign(KeyId=meta["KeyId"], Message=b"release", MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")
+    assert signed["KeyId"] == meta["Arn"] and signed["SigningAlgorithm"] == "ECDSA_SHA_256"
+    verified = kms.verify(KeyId=meta["KeyId"], Message=b"release", Signature=signed["Signature"],
+                          SigningAlgorithm="ECDSA_SHA_256")
+    assert verified["SignatureValid"] is True
+    public = kms.get_public_key(KeyId=meta["KeyId"])
+    moto_diverges(target, "GetPublicKey's response has no KeySpec")
+    assert (public["KeyId"], public["KeySpec"], public["KeyUsage"]) == (meta["Arn"], "ECC_NIST_P256", "SIGN_VERIFY")
+    assert public["SigningAlgorithms"] == ["ECDSA_SHA_256"]
+
+
+def test_a_signature_of_another_message_is_invalid(kms, target):
+    meta = new_key(kms, KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")
+    signed = kms.sign(KeyId=meta["KeyId"], Message=b"a", SigningAlgorithm="RSASSA_PSS_SHA_256")
+    moto_diverges(target, "Verify answers SignatureValid false rather than KMSInvalidSignatureException")
+    with pytest.raises(ClientError) as refused:
+        kms.verify(KeyId=meta["KeyId"], Message=b"b", Signature=signed["Signature"],
+                   SigningAlgorithm="RSASSA_PSS_SHA_256")
+    assert error_code(refused) == "KMSInvalidSignatureException"
+
+
+def test_a_signing_key_does_not_encrypt(kms, target):
+    meta = new_key(kms, KeySpec="ECC_NIST_P384", KeyUsage="SIGN_VERIFY")
+    moto_diverges(target, "a SIGN_VERIFY key encrypts")
+    with pytest.raises(ClientError) as refused:
+        kms.encrypt(KeyId=meta["KeyId"], Plaintext=b"x")
+    assert error_code(refused) == "InvalidKeyUsageException"
+
+
+def test_an_hmac_key_generates_and_verifies_macs(kms, target):
+    meta = new_key(kms, KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")
+    moto_diverges(target, "KeyMetadata has no MacAlgorithms")
+    assert meta["MacAlgorithms"] == ["HMAC_SHA_256"]
+    made = kms.generate_mac(KeyId=meta["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_256")
+    assert len(made["Mac"]) == 32 and made["MacAlgorithm"] == "HMAC_SHA_256"
+    verified = kms.verify_mac(KeyId=meta["KeyId"], Message=b"m", Mac=made["Mac"], MacAlgorithm="HMAC_SHA_256")
+    assert verified["MacValid"] is True
+    with pytest.raises(ClientError) as refused:
+        kms.verify_mac(KeyId=meta["KeyId"], Message=b"n", Mac=made["Mac"], MacAlgorithm="HMAC_SHA_256")
+    assert error_code(refused) == "KMSInvalidMacException"
+
+
+def test_a_data_key_pair_comes_with_its_private_key_sealed(kms, target):
+    meta = new_key(kms)
+    moto_diverges(target, "GenerateDataKeyPair of ECC_NIST_P256 is an internal error")
+    pair = kms.generate_data_key_pair(KeyId=meta["KeyId"], KeyPairSpec="ECC_NIST_P256")
+    assert (pair["KeyId"], pair["KeyPairSpec"]) == (meta["Arn"], "ECC_NIST_P256")
+    assert pair["PublicKey"] and pair["PrivateKeyPlaintext"]
+    opened = kms.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"])
+    assert opened["Plaintext"] == pair["PrivateKeyPlaintext"]
+    without = kms.generate_data_key_pair_without_plaintext(KeyId=meta["KeyId"], KeyPairSpec="RSA_2048")
+    assert "PrivateKeyPlaintext" not in without and without["PublicKey"]
+
+
+def test_an_external_key_waits_for_its_material(kms, target):
+    meta = new_key(kms, Origin="EXTERNAL")
+    moto_diverges(target, "a key of origin EXTERNAL is Enabled before any import")
+    assert (meta["Origin"], meta["KeyState"]) == ("EXTERNAL", "PendingImport")
+    params = kms.get_parameters_for_import(KeyId=meta["KeyId"], WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                                           WrappingKeySpec="RSA_2048")
+    assert params["KeyId"] == meta["Arn"] and params["ImportToken"] and params["PublicKey"]
+    with pytest.raises(ClientError) as refused:
+        kms.encrypt(KeyId=meta["KeyId"], Plaintext=b"x")
+    assert error_code(refused) == "KMSInvalidStateException"
