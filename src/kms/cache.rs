@@ -30,6 +30,18 @@ pub struct CachedKey {
 }
 
 impl CachedKey {
+    /// This key with `record`, and `version` set to `cached` (added, or replaced), aliases and policy as they were.
+    pub fn with_version(&self, record: KmsKey, version: u32, cached: CachedVersion) -> CachedKey {
+        let mut versions = self.versions.clone();
+        versions.insert(version, cached);
+        CachedKey {
+            record,
+            versions,
+            aliases: self.aliases.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
     /// The material of a version, if the version exists and has not been destroyed.
     pub fn material(&self, version: u32) -> Option<&Arc<VersionKey>> {
         self.versions.get(&version)?.material.as_ref()

@@ -121,12 +121,14 @@ impl Kms {
             ..current.clone()
         };
         let wrapped_at_rest = self.root.wrap(id, version, spec, &material);
-        gate.approve(Change::key(Rpc::ImportKeyMaterial, id, Some(version)))
-            .await?;
-        self.storage
-            .set_material(record.clone(), version, Some(wrapped_at_rest))
-            .await?;
-        self.put_material(&cached, record, version, Some(Arc::new(opened)));
+        self.store_material(
+            &cached,
+            record,
+            Some((wrapped_at_rest, opened)),
+            Rpc::ImportKeyMaterial,
+            gate,
+        )
+        .await?;
         Ok(id)
     }
 
@@ -144,17 +146,9 @@ impl Kms {
             valid_to: None,
             ..cached.record.clone()
         };
-        let (id, version) = (record.id, record.primary_version);
-        gate.approve(Change::key(
-            Rpc::DeleteImportedKeyMaterial,
-            id,
-            Some(version),
-        ))
-        .await?;
-        self.storage
-            .set_material(record.clone(), version, None)
+        let id = record.id;
+        self.store_material(&cached, record, None, Rpc::DeleteImportedKeyMaterial, gate)
             .await?;
-        self.put_material(&cached, record, version, None);
         Ok(id)
     }
 
@@ -180,44 +174,47 @@ impl Kms {
             },
             ..cached.record.clone()
         };
-        gate.approve(Change::key(
+        self.store_material(
+            &cached,
+            record,
+            None,
             DaemonEvent::ImportedMaterialExpired,
-            id,
-            Some(version),
-        ))
+            gate,
+        )
         .await?;
-        self.storage
-            .set_material(record.clone(), version, None)
-            .await?;
-        self.put_material(&cached, record, version, None);
         Ok(true)
     }
 
-    /// Replaces the key's cache entry with `record` and `version`'s material (dropping the last `Arc` of the old
-    /// material zeroizes it).
-    fn put_material(
+    /// Records `event` through `gate`, then stores `record` with its primary version's material set (imported: as
+    /// wrapped at rest, and opened) or erased (`None`), then replaces the key's cache entry (dropping the last `Arc`
+    /// of erased material zeroizes it).
+    async fn store_material(
         &self,
         cached: &CachedKey,
         record: KmsKey,
-        version: u32,
-        material: Option<Arc<VersionKey>>,
-    ) {
-        let mut versions = cached.versions.clone();
-        let created_at = versions
+        material: Option<(Vec<u8>, VersionKey)>,
+        event: impl Into<crate::rpc::Event>,
+        gate: &dyn Gate,
+    ) -> Result<(), KmsError> {
+        let version = record.primary_version;
+        gate.approve(Change::key(event, record.id, Some(version)))
+            .await?;
+        let (wrapped, opened) = material.map(|(w, o)| (w, Arc::new(o))).unzip();
+        self.storage
+            .set_material(record.clone(), version, wrapped)
+            .await?;
+        let created_at = cached
+            .versions
             .get(&version)
             .map_or(record.created_at, |v| v.created_at);
-        versions.insert(
+        self.cache.put(cached.with_version(
+            record,
             version,
             CachedVersion {
                 created_at,
-                material,
+                material: opened,
             },
-        );
-        self.cache.put(CachedKey {
-            record,
-            versions,
-            aliases: cached.aliases.clone(),
-            policy: cached.policy.clone(),
-        });
+        ));
+        Ok(())
     }
 }

@@ -423,20 +423,14 @@ impl Kms {
         };
         let opened = open_version(record.id, version, spec, &material)?;
         self.storage.add_version(record.clone(), row).await?;
-        let mut versions = cached.versions.clone();
-        versions.insert(
+        self.cache.put(cached.with_version(
+            record,
             version,
             CachedVersion {
                 created_at: now,
                 material: Some(Arc::new(opened)),
             },
-        );
-        self.cache.put(CachedKey {
-            record,
-            versions,
-            aliases: cached.aliases.clone(),
-            policy: cached.policy.clone(),
-        });
+        ));
         Ok(())
     }
 
