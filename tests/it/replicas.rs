@@ -1440,3 +1440,100 @@ async fn replicas_starting_together_on_an_empty_database_make_one_administrator(
         assert_eq!(client.who_am_i().await.unwrap().principal, "admin");
     }
 }
+
+/// Key kinds across replicas: a key pair and an HMAC key made on A serve from B; an import token A issued imports on
+/// B (every replica shares the root key that seals it), and the imported and then deleted material is in force on
+/// A within the bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_pairs_hmac_keys_and_imports_serve_from_every_replica() {
+    let Some(db) = postgres::database().await else {
+        return;
+    };
+    let nodes = cluster(&db, 2).await;
+    let (a, b) = (nodes[0].kms_client().await, nodes[1].kms_client().await);
+    let signer = a
+        .create_key(CreateKeyRequest {
+            key_spec: "ECC_NIST_P384".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .key_id;
+    let mac_key = a
+        .create_key(CreateKeyRequest {
+            key_spec: "HMAC_512".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .key_id;
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    let signed = b.sign(&signer, b"from B", "ECDSA_SHA_384").await.unwrap();
+    assert!(
+        a.verify(&signer, b"from B", &signed.signature, "ECDSA_SHA_384")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        a.get_public_key(&signer).await.unwrap().public_key,
+        b.get_public_key(&signer).await.unwrap().public_key
+    );
+    assert_eq!(
+        a.generate_mac(&mac_key, b"m", "HMAC_SHA_512")
+            .await
+            .unwrap()
+            .mac,
+        b.generate_mac(&mac_key, b"m", "HMAC_SHA_512")
+            .await
+            .unwrap()
+            .mac
+    );
+
+    let imported = a
+        .create_key(CreateKeyRequest {
+            origin: "EXTERNAL".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .key_id;
+    let params = a
+        .get_parameters_for_import(&imported, "", "")
+        .await
+        .unwrap();
+    let public = aws_lc_rs::rsa::OaepPublicEncryptingKey::new(
+        aws_lc_rs::rsa::PublicEncryptingKey::from_der(&params.public_key).unwrap(),
+    )
+    .unwrap();
+    let mut wrapped = vec![0; public.ciphertext_size()];
+    let wrapped = public
+        .encrypt(
+            &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+            &[0x42; 32],
+            &mut wrapped,
+            None,
+        )
+        .unwrap()
+        .to_vec();
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    b.import_key_material(&imported, &params.import_token, &wrapped, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    let blob = a.encrypt(&imported, b"imported on B", &[]).await.unwrap();
+    a.delete_imported_key_material(&imported).await.unwrap();
+    tokio::time::sleep(kmsd::replica::STALE_AFTER).await;
+    let e = b
+        .decrypt(&blob.ciphertext_blob, &[], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, kmsd_client::Error::KeyState(_)), "{e}");
+    let stored = nodes[1]
+        .server
+        .kms()
+        .storage()
+        .versions_of(kmsd::keys::KeyId::parse(&imported).unwrap())
+        .await
+        .unwrap();
+    assert!(stored[0].wrapped_material.is_none());
+}
