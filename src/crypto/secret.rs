@@ -1,6 +1,7 @@
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-/// 256 bits of key material: a root key or a key version's key.
+/// 256 bits of key material: a root key, a symmetric key version's key, or a secret of the daemon's own (the audit
+/// signing key's seed, an access key's secret). Other kinds of versions are [`super::Material`].
 ///
 /// Zeroized on drop; deliberately no `Debug`, `Display`, `Clone` or serialization.
 #[derive(Zeroize, ZeroizeOnDrop)]

@@ -1,7 +1,8 @@
-//! The key domain: identifiers, states and the rules of a key's life, as plain values.
+//! The key domain: identifiers, kinds, states and the rules of a key's life, as plain values.
 //!
 //! Everything a request names is parsed here once, at the boundary, into types that carry the proof of their
-//! validity inward ([`KeyId`], [`AliasName`], [`KeyRef`], [`EncryptionContext`], [`DataKeySpec`]).
+//! validity inward ([`KeyId`], [`AliasName`], [`KeyRef`], [`EncryptionContext`], [`DataKeySize`], [`KeyKind`] and
+//! the algorithms of `spec.rs`).
 //!
 //! Invariant: this module does no I/O and holds no key material; it decides, others act.
 
