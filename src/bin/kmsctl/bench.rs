@@ -56,7 +56,7 @@ pub struct BenchArgs {
     /// The key for data keys and Encrypt; default alias/kmsctl-bench, created if missing.
     #[arg(long)]
     key: Option<String>,
-    /// The key spec for sign, verify and generate-mac (the default key is then alias/kmsctl-bench-<spec>).
+    /// The key spec for sign, verify and generate-mac (the default key is then `alias/kmsctl-bench-SPEC`).
     #[arg(long)]
     spec: Option<String>,
     /// How many blobs to make before a decrypt run.
