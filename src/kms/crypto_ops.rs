@@ -139,22 +139,8 @@ impl Kms {
         access: &KeyAccess,
         context: &EncryptionContext,
     ) -> Result<Opened, KmsError> {
-        // Blobs are symmetric keys' only: a named key of another kind is told why, not that the blob is bad.
-        if let Some(named) = access.key() {
-            let record = &self.cache.resolve(named)?.record;
-            if !record.kind.spec.is_symmetric() {
-                if !Operation::Decrypt.fits(record.kind, record.origin) {
-                    record.check(Operation::Decrypt)?;
-                }
-                return Err(KmsError::Algorithm(format!(
-                    "key {} ({}) decrypts with encryption_algorithm {}",
-                    record.id,
-                    record.kind.spec,
-                    names_of(record.kind.encryption_algorithms())
-                )));
-            }
-        }
-        self.open_blob(blob_bytes, access.key(), context, Operation::Decrypt)
+        let expected = self.blob_key(access.key(), Operation::Decrypt)?;
+        self.open_blob(blob_bytes, expected, context, Operation::Decrypt)
     }
 
     /// RSA-OAEP decryption with an RSA key's private key; the caller must name the key and the algorithm.
@@ -185,12 +171,8 @@ impl Kms {
         destination: &KeyAccess,
         destination_context: &EncryptionContext,
     ) -> Result<ReEncrypted, KmsError> {
-        let opened = self.open_blob(
-            blob_bytes,
-            source.key(),
-            source_context,
-            Operation::ReEncrypt,
-        )?;
+        let expected = self.blob_key(source.key(), Operation::ReEncrypt)?;
+        let opened = self.open_blob(blob_bytes, expected, source_context, Operation::ReEncrypt)?;
         let destination = destination
             .key()
             .cloned()
@@ -241,23 +223,49 @@ impl Kms {
         })
     }
 
+    /// The key a caller named for a blob, resolved once (an alias to its key's id), and refused if its kind does not
+    /// open blobs: blobs are symmetric keys' only, so a key of another kind is told why, not that the blob is bad.
+    fn blob_key<'a>(
+        &self,
+        named: Option<&'a KeyRef>,
+        operation: Operation,
+    ) -> Result<Option<(&'a KeyRef, KeyId)>, KmsError> {
+        let Some(named) = named else {
+            return Ok(None);
+        };
+        let cached = self.cache.resolve(named)?;
+        let record = &cached.record;
+        if !record.kind.spec.is_symmetric() {
+            if !operation.fits(record.kind, record.origin) {
+                record.check(operation)?;
+            }
+            return Err(KmsError::Algorithm(format!(
+                "key {} ({}) decrypts with encryption_algorithm {}",
+                record.id,
+                record.kind.spec,
+                names_of(record.kind.encryption_algorithms())
+            )));
+        }
+        Ok(Some((named, record.id)))
+    }
+
+    /// Opens a blob; `expected` (what the caller named, and its key id) must be the blob's key.
     fn open_blob(
         &self,
         blob_bytes: &[u8],
-        expected_key: Option<&KeyRef>,
+        expected: Option<(&KeyRef, KeyId)>,
         context: &EncryptionContext,
         operation: Operation,
     ) -> Result<Opened, KmsError> {
         let parsed = blob::parse(blob_bytes)?;
         let key_id = parsed.header.key_id;
-        if let Some(expected) = expected_key {
-            let expected_id = self.cache.resolve(expected)?.record.id;
-            if expected_id != key_id {
-                return Err(KmsError::IncorrectKey {
-                    requested: expected.clone(),
-                    actual: key_id,
-                });
-            }
+        if let Some((named, expected_id)) = expected
+            && expected_id != key_id
+        {
+            return Err(KmsError::IncorrectKey {
+                requested: named.clone(),
+                actual: key_id,
+            });
         }
         // A blob naming a key or version that never existed is a bad blob, not a missing key: the header is not
         // authenticated until the tag verifies, so it says nothing the caller can rely on.
