@@ -119,7 +119,7 @@ impl VersionKey {
                 bytes.try_into().map_err(|_| InvalidMaterial(spec))?;
             return Ok(VersionKey::Symmetric(KeyMaterial::from_bytes(&mut array)));
         }
-        if let Some(algorithm) = spec.mac_algorithm() {
+        if let Some(&algorithm) = spec.mac_algorithms().first() {
             if !hmac_lengths(spec).is_some_and(|lengths| lengths.contains(&bytes.len())) {
                 return Err(InvalidMaterial(spec));
             }

@@ -289,14 +289,14 @@ impl KeySpec {
         }
     }
 
-    /// The MAC algorithm of an HMAC key.
-    pub const fn mac_algorithm(self) -> Option<MacAlgorithm> {
+    /// The MAC algorithm of an HMAC key (one; a list, as DescribeKey gives it).
+    pub const fn mac_algorithms(self) -> &'static [MacAlgorithm] {
         match self {
-            KeySpec::Hmac224 => Some(MacAlgorithm::HmacSha224),
-            KeySpec::Hmac256 => Some(MacAlgorithm::HmacSha256),
-            KeySpec::Hmac384 => Some(MacAlgorithm::HmacSha384),
-            KeySpec::Hmac512 => Some(MacAlgorithm::HmacSha512),
-            _ => None,
+            KeySpec::Hmac224 => &[MacAlgorithm::HmacSha224],
+            KeySpec::Hmac256 => &[MacAlgorithm::HmacSha256],
+            KeySpec::Hmac384 => &[MacAlgorithm::HmacSha384],
+            KeySpec::Hmac512 => &[MacAlgorithm::HmacSha512],
+            _ => &[],
         }
     }
 
@@ -377,13 +377,7 @@ impl KeyKind {
     }
 
     pub fn mac_algorithms(self) -> &'static [MacAlgorithm] {
-        match self.spec {
-            KeySpec::Hmac224 => &[MacAlgorithm::HmacSha224],
-            KeySpec::Hmac256 => &[MacAlgorithm::HmacSha256],
-            KeySpec::Hmac384 => &[MacAlgorithm::HmacSha384],
-            KeySpec::Hmac512 => &[MacAlgorithm::HmacSha512],
-            _ => &[],
-        }
+        self.spec.mac_algorithms()
     }
 }
 
@@ -479,7 +473,7 @@ mod tests {
         for spec in KeySpec::ALL {
             let signs = spec.usages().contains(&KeyUsage::SignVerify);
             assert_eq!(signs, !spec.signing_algorithms().is_empty(), "{spec}");
-            assert_eq!(spec.is_hmac(), spec.mac_algorithm().is_some(), "{spec}");
+            assert_eq!(spec.is_hmac(), !spec.mac_algorithms().is_empty(), "{spec}");
             assert_eq!(
                 spec.is_asymmetric(),
                 spec.generated_len().is_none(),
