@@ -2,7 +2,7 @@
 //! ImportKeyMaterial does.
 //!
 //! An import token carries its own wrapping key: `0x01 ‖ AES-256-GCM(root key, aad = "kmsd import token v1\0" ‖ key
-//! id (16), plaintext = expiry (u64 BE, ms) ‖ algorithm (1) ‖ RSA private key (PKCS#8))`. Nothing is stored until
+//! id (16), plaintext = expiry (u64 BE, ms) ‖ algorithm (1) ‖ wrapping key size (1) ‖ RSA private key (PKCS#8))`. Nothing is stored until
 //! material is imported, every replica (sharing the root key) honours a token any of them made, and a token is bound
 //! to its key, its algorithm and its expiry, none of which its holder can change. The RSA private key is fresh for
 //! each token and lives, outside the token, only while a call uses it.
@@ -21,6 +21,8 @@ use crate::keys::{KeyId, KeySpec, WrappingAlgorithm};
 
 const TOKEN_VERSION: u8 = 1;
 const TOKEN_LABEL: &[u8] = b"kmsd import token v1\0";
+/// The wrapping key sizes, by the index a token records.
+const SIZES: [KeySpec; 3] = [KeySpec::Rsa2048, KeySpec::Rsa3072, KeySpec::Rsa4096];
 /// The most bytes of material an import takes: an RSA-4096 private key's PKCS#8 is about 2.4 KB.
 const MAX_MATERIAL: usize = 8192;
 
@@ -57,12 +59,17 @@ pub fn parameters(
     spec: KeySpec,
     expires: UnixMillis,
 ) -> Result<ImportParameters, super::GenerateError> {
+    let size = SIZES
+        .iter()
+        .position(|s| *s == spec)
+        .ok_or_else(|| super::GenerateError::new(format!("{spec} is not a wrapping key size")))?;
     let pkcs8 = Material::generate(spec)?;
     let pair = KeyPair::open(spec, pkcs8.expose())
         .map_err(|e| super::GenerateError::new(e.to_string()))?;
-    let mut plain = Zeroizing::new(Vec::with_capacity(9 + pkcs8.expose().len()));
+    let mut plain = Zeroizing::new(Vec::with_capacity(10 + pkcs8.expose().len()));
     plain.extend_from_slice(&(expires.0 as u64).to_be_bytes());
     plain.push(algorithm.code());
+    plain.push(size as u8);
     plain.extend_from_slice(pkcs8.expose());
     let mut token = vec![TOKEN_VERSION];
     token.extend_from_slice(&root.seal(&aad(key_id), &plain));
@@ -89,7 +96,7 @@ pub fn unwrap_material(
         root.open(&aad(key_id), sealed)
             .map_err(|_| ImportError::InvalidToken)?,
     );
-    if plain.len() < 10 {
+    if plain.len() < 11 {
         return Err(ImportError::InvalidToken);
     }
     let (expires, rest) = plain.split_at(8);
@@ -98,11 +105,10 @@ pub fn unwrap_material(
         return Err(ImportError::ExpiredToken);
     }
     let algorithm = WrappingAlgorithm::from_code(rest[0]).ok_or(ImportError::InvalidToken)?;
-    let pkcs8 = &rest[1..];
-    let wrapping = [KeySpec::Rsa2048, KeySpec::Rsa3072, KeySpec::Rsa4096]
-        .into_iter()
-        .find_map(|spec| KeyPair::open(spec, pkcs8).ok())
+    let spec = *SIZES
+        .get(usize::from(rest[1]))
         .ok_or(ImportError::InvalidToken)?;
+    let wrapping = KeyPair::open(spec, &rest[2..]).map_err(|_| ImportError::InvalidToken)?;
     if wrapped.len() > MAX_MATERIAL + 1024 {
         return Err(ImportError::Unwrap);
     }
